@@ -1,0 +1,274 @@
+"""The command line: parse -> call core -> render -> exit code. No statistics, no file formats.
+
+Heavy modules (torch, pandas) are imported inside the commands that need them, so ``--help``,
+``--version`` and ``presets`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dscbench import __version__
+from dscbench.errors import DscbenchError, SpecError
+
+app = typer.Typer(
+    name="dscbench",
+    help="Measure what depthwise-separable convolution buys on this machine, against standard "
+    "convolution: params, MACs and real latency, with statistics you can trust.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default;
+# a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True)  # one problem, one line, however long
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(exc: DscbenchError) -> NoReturn:
+    """One red line per problem on stderr, then the error's exit code (2 for bad input)."""
+    for line in str(exc).splitlines():
+        err_console.print(Text("error: ", style="bold red") + Text(line), highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def user_errors(func: F) -> F:
+    """Turn DscbenchError into a one-line message and exit 2; bugs keep their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DscbenchError as exc:
+            fail(exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"dscbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """dscbench: depthwise-separable vs standard convolution, measured."""
+
+
+# Flag name -> spec axis for the comma-separated grid flags of `run`.
+GRID_FLAGS = {
+    "batch": "batch",
+    "in_channels": "in_channels",
+    "out_channels": "out_channels",
+    "size": "size",
+    "kernel": "kernel",
+    "stride": "stride",
+    "dtype": "dtype",
+    "mode": "mode",
+    "backend": "backend",
+    "threads": "threads",
+}
+
+ListOpt = Annotated[str | None, typer.Option(help="Comma-separated list; overrides the preset.")]
+
+
+def _default_output() -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / f"{stamp}-{socket.gethostname()}"
+
+
+def _float_setting(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise SpecError(f"--{name} {value!r} is not a number of seconds") from None
+
+
+def _int_setting(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SpecError(f"--{name} {value!r} is not an integer") from None
+
+
+@app.command()
+@user_errors
+def run(
+    *,
+    batch: ListOpt = None,
+    in_channels: ListOpt = None,
+    out_channels: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated list; default: equal to --in-channels."),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Input sizes, '56' or '56x48' (HxW), comma-separated.")
+    ] = None,
+    kernel: Annotated[str | None, typer.Option(help="Odd kernel sizes, comma-separated.")] = None,
+    stride: ListOpt = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="float32, float16, bfloat16, float64; comma-separated.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="inference (training arrives with model twins).")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Backends, comma-separated: torch-cpu.")
+    ] = None,
+    threads: Annotated[
+        str | None,
+        typer.Option(help="Intra-op thread counts, comma-separated; default: what torch uses."),
+    ] = None,
+    bias: Annotated[bool, typer.Option("--bias", help="Give every conv a bias.")] = False,
+    spec: Annotated[
+        Path | None, typer.Option(help="A TOML sweep spec (see README 'Spec files').")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="A shipped preset (`dscbench presets`); default: quick.")
+    ] = None,
+    min_time: Annotated[
+        str | None,
+        typer.Option(help="Seconds of timed blocks per variant per configuration, all rounds."),
+    ] = None,
+    rounds: Annotated[
+        str | None, typer.Option(help="Rounds over the shuffled configurations (default 5).")
+    ] = None,
+    warmup: Annotated[
+        str | None, typer.Option(help="Warm-up seconds per variant before calibration.")
+    ] = None,
+    seed: Annotated[str | None, typer.Option(help="Seed for weights, inputs and order.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run directory (default results/<UTC time>-<host>)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Write into an existing, non-empty --output.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Validate and list the configurations with their counts; no timing."),
+    ] = False,
+    verify_counts: Annotated[
+        bool, typer.Option(help="Cross-check closed-form params/MACs with fvcore per config.")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+) -> None:
+    """Sweep configurations and measure standard vs depthwise-separable convolution."""
+    from dscbench import spec as specs
+
+    command_started = time.perf_counter()
+    if spec is not None and preset is not None:
+        raise SpecError("give either --spec or --preset, not both")
+    sweep = specs.load_spec_file(spec) if spec is not None else specs.load_preset(preset or "quick")
+    flags = locals()
+    for flag, axis in GRID_FLAGS.items():
+        raw = flags[flag]
+        if raw is not None:
+            sweep.override(axis, specs.parse_axis(axis, raw, f"--{flag.replace('_', '-')}"))
+    if in_channels is not None and out_channels is None:
+        sweep.override("out_channels", [None])  # "equal to in-channels", not the preset's value
+    if bias:
+        sweep.override("bias", [True])
+    for name, value in (
+        ("min_time", _float_setting("min-time", min_time)),
+        ("rounds", _int_setting("rounds", rounds)),
+        ("warmup", _float_setting("warmup", warmup)),
+        ("seed", _int_setting("seed", seed)),
+    ):
+        if value is not None:
+            setattr(sweep.settings, name, value)
+    problems = sweep.settings.validate()
+    if problems:
+        raise SpecError("\n".join(problems))
+
+    from dscbench.commands import run as run_command  # imports torch
+
+    run_command.execute(
+        sweep,
+        output=output if output is not None else _default_output(),
+        force=force,
+        dry_run=dry_run,
+        verify_counts=verify_counts,
+        quiet=quiet,
+        console=console,
+        command_started=command_started,
+    )
+
+
+@app.command()
+@user_errors
+def presets() -> None:
+    """List the shipped presets: what they sweep and how long they measure."""
+    from dscbench import spec as specs
+
+    table = Table(header_style="bold")
+    for col in ("preset", "configurations", "min-time/variant", "rounds", "description"):
+        table.add_column(col)
+    for name in specs.preset_names():
+        sweep = specs.load_preset(name)
+        n = len(sweep.cases(default_threads=1))
+        s = sweep.settings
+        table.add_row(name, str(n), f"{s.min_time:g} s", str(s.rounds), sweep.description)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def env(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the environment dscbench records with every run."""
+    from dscbench.env import collect_environment
+
+    info = collect_environment()
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    table = Table(show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                table.add_row(f"{key}.{sub}", _plain(subvalue))
+        else:
+            table.add_row(key, _plain(value))
+    console.print(table)
+
+
+def _plain(value: Any) -> Text:
+    if isinstance(value, list):
+        return Text("\n".join(str(v) for v in value))
+    return Text("-" if value is None else str(value))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Command implementations too long for cli.py; each exposes an ``execute`` the CLI calls."""

@@ -1,0 +1,179 @@
+"""`dscbench run`: validate the sweep, measure it, write result files after every round, render."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from dscbench import backends as registry
+from dscbench import counting, results, runner
+from dscbench.env import collect_environment, utc_now
+from dscbench.export.table import results_table, summary_line, warning_lines
+from dscbench.export.units import format_count, format_ratio
+from dscbench.spec import Sweep, validate_cases
+
+MAX_WARNING_LINES = 15
+EXIT_SOME_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def torch_default_threads() -> int:
+    """The intra-op thread count torch would use, which is the default of the threads axis."""
+    try:
+        import torch
+    except ImportError:
+        return 1  # creating the backend reports the missing package
+    return torch.get_num_threads()
+
+
+def execute(
+    sweep: Sweep,
+    *,
+    output: Path,
+    force: bool,
+    dry_run: bool,
+    verify_counts: bool,
+    quiet: bool,
+    console: Console,
+    command_started: float,
+) -> None:
+    import typer
+
+    cases = sweep.cases(torch_default_threads())
+    validate_cases(cases)
+    if dry_run:
+        console.print(plan_table(sweep, cases))
+        return
+    instances = {name: registry.create(name) for name in dict.fromkeys(c.backend for c in cases)}
+    out_dir = results.prepare_output_dir(output, force)
+    meta: dict[str, Any] = {
+        "tool": "dscbench",
+        "command": sys.argv,
+        "source": sweep.source,
+        "settings": vars(sweep.settings).copy(),
+        "n_configurations": len(cases),
+        "started_at": utc_now(),
+        "environment": collect_environment(),
+        "backends": {
+            name: {"device": b.device, "device_name": b.device_name(), "versions": b.versions()}
+            for name, b in instances.items()
+        },
+    }
+    devices = {name: b.device for name, b in instances.items()}
+    overhead = next(iter(instances.values())).timer().overhead()
+    write_s = 0.0
+    last_table = None
+
+    def checkpoint(state: runner.SweepState) -> None:
+        nonlocal write_s, last_table
+        t0 = time.perf_counter()
+        table, samples = results.build_tables(state, devices, overhead)
+        p = state.phases
+        meta.update(
+            status=state.status,
+            rounds_done=state.rounds_done,
+            finished_at=utc_now(),
+            timings={
+                "wall_s": time.perf_counter() - command_started,
+                "timed_s": p.timed,
+                "warmup_s": p.warmup,
+                "prepare_s": p.prepare,
+                "counting_s": p.counting,
+                "write_s": write_s,
+                "timer_overhead_s": overhead,
+            },
+        )
+        results.write_run(out_dir, table, samples, meta)
+        write_s += time.perf_counter() - t0
+        last_table = table
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    )
+    rounds = sweep.settings.rounds
+    with progress:
+        task = progress.add_task("measuring", total=len(cases) * rounds)
+
+        def on_progress(done: int, total: int, label: str) -> None:
+            current = min(done // max(len(cases), 1) + 1, rounds)
+            progress.update(task, completed=done, description=f"round {current}/{rounds} {label}")
+
+        try:
+            state = runner.run_sweep(
+                cases,
+                sweep.settings,
+                instances,
+                checkpoint=checkpoint,
+                progress=on_progress,
+                verify_counts=verify_counts,
+            )
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                Text(f"interrupted: what was measured so far is in {out_dir}", style="yellow")
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    table = last_table
+    if not quiet:
+        console.print(results_table(table))
+        for line in _capped(warning_lines(table)):
+            console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
+    console.print(summary_line(table), highlight=False)
+    t = meta["timings"]
+    console.print(
+        f"Results in {out_dir}/ (results.parquet, results.csv, samples.parquet, run.json); "
+        f"wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed blocks, "
+        f"{t['warmup_s'] / t['wall_s']:.0%} warming up.",
+        highlight=False,
+    )
+    failed = [s for s in state.cases if s.status != runner.OK]
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_WARNING_LINES:
+        return lines
+    more = len(lines) - MAX_WARNING_LINES
+    return [*lines[:MAX_WARNING_LINES], f"... and {more} more (see the warnings column)"]
+
+
+def plan_table(sweep: Sweep, cases: list) -> Table:
+    """What a run would measure, with closed-form counts; nothing is timed."""
+    table = Table(title=f"{len(cases)} configurations from {sweep.source}", header_style="bold")
+    for col in ("config_id", "backend", "MACs std/sep", "params std/sep", "MAC red."):
+        table.add_column(col)
+    for case in cases:
+        std = counting.closed_form(case.spec, "standard")
+        sep = counting.closed_form(case.spec, "separable")
+        table.add_row(
+            case.spec.config_id,
+            case.backend,
+            f"{format_count(std.macs)}/{format_count(sep.macs)}",
+            f"{format_count(std.params)}/{format_count(sep.params)}",
+            format_ratio(std.macs / sep.macs),
+        )
+    return table

@@ -1,0 +1,22 @@
+"""The one user-facing error type. The CLI catches it once, prints one red line, exits 2.
+
+Anything else is a bug and keeps its traceback.
+"""
+
+
+class DscbenchError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 2
+
+
+class SpecError(DscbenchError):
+    """An invalid sweep specification: a flag, a spec file or a preset."""
+
+
+class ResultsError(DscbenchError):
+    """A result file or directory that cannot be written or read."""
+
+
+class BackendUnavailable(DscbenchError):
+    """A backend that was asked for but cannot run on this machine."""

@@ -1,0 +1,1 @@
+"""Renderers: turn result tables into things people read. They never measure or compute stats."""

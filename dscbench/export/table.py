@@ -1,0 +1,173 @@
+"""The terminal table of a run, built from the result table alone (so it renders old runs too)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.table import Table
+from rich.text import Text
+
+from dscbench.export.units import format_count, format_ratio, format_seconds
+from dscbench.results import PAIR_COLUMNS
+from dscbench.stats import geometric_mean
+
+
+def _latency(median: float, iqr: float) -> str:
+    """'1.23 ms ±4%': the median, and the IQR as a share of it."""
+    if not math.isfinite(median) or median <= 0:
+        return "-"
+    return f"{format_seconds(median)} ±{iqr / median:.0%}"
+
+
+def _speedup(row: tuple) -> Text:
+    if not math.isfinite(row.speedup):
+        return Text("-")
+    text = f"{row.speedup:.2f}x [{row.speedup_ci_low:.2f}, {row.speedup_ci_high:.2f}]"
+    if row.speedup_ci_low > 1:
+        style = "green"
+    elif row.speedup_ci_high < 1:
+        style = "red"
+    else:
+        style = "yellow"
+    return Text(text, style=style)
+
+
+SHARED_COLUMNS = (
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel",
+    "stride",
+    "dtype",
+    "threads",
+    "status",
+    "error",
+)
+
+
+def pairs(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (config, backend): the standard row's columns suffixed ``_std`` next to the
+    separable row's suffixed ``_sep``; pair and configuration columns also appear unsuffixed."""
+    key = ["config_id", "backend"]
+    std = results[results.variant == "standard"].set_index(key)
+    sep = results[results.variant == "separable"].set_index(key)
+    joined = std.merge(
+        sep, left_index=True, right_index=True, how="outer", suffixes=("_std", "_sep")
+    )
+    shared = joined[[f"{c}_sep" for c in (*PAIR_COLUMNS, *SHARED_COLUMNS)]]
+    shared.columns = [*PAIR_COLUMNS, *SHARED_COLUMNS]
+    joined = pd.concat([joined, shared], axis=1)
+    order = list(
+        dict.fromkeys(zip(results.config_id, results.backend, strict=True))
+    )  # the sweep's order
+    return joined.reindex(pd.MultiIndex.from_tuples(order, names=key)).reset_index()
+
+
+# Axes shown in each row's label only when they vary across the table; constant ones go in
+# the title, which keeps the table inside an 80-column terminal.
+_LABEL_AXES = ("batch", "dtype", "threads", "backend")
+
+
+def _constant_axes(joined: pd.DataFrame) -> dict[str, object]:
+    return {a: joined[a].iloc[0] for a in _LABEL_AXES if joined[a].nunique() == 1}
+
+
+def _label(row: tuple, constant: dict[str, object]) -> str:
+    size = f"{row.height}" if row.height == row.width else f"{row.height}x{row.width}"
+    text = f"{row.in_channels}->{row.out_channels} @{size} k{row.kernel}s{row.stride}"
+    if "batch" not in constant:
+        text = f"n{row.batch} " + text
+    if "dtype" not in constant:
+        text += f" {row.dtype}"
+    if "threads" not in constant:
+        text += f" t{row.threads}"
+    if "backend" not in constant:
+        text += f" {row.backend}"
+    return text
+
+
+def describe_constant(constant: dict[str, object]) -> str:
+    parts = []
+    if "batch" in constant:
+        parts.append(f"batch {constant['batch']}")
+    if "dtype" in constant:
+        parts.append(str(constant["dtype"]))
+    if "threads" in constant:
+        parts.append(f"{constant['threads']} thread(s)")
+    if "backend" in constant:
+        parts.append(str(constant["backend"]))
+    return ", ".join(parts)
+
+
+def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
+    """Rich table: one line per configuration and backend, standard vs separable."""
+    joined = pairs(results)
+    constant = _constant_axes(joined)
+    if title is None:
+        title = f"standard vs separable conv: {describe_constant(constant)}"
+    table = Table(title=title, header_style="bold", show_lines=False)
+    table.add_column("Cin->Cout @HxW k s")
+    table.add_column("params std/sep", justify="right")
+    table.add_column("MACs std/sep", justify="right")
+    table.add_column("standard", justify="right")
+    table.add_column("separable", justify="right")
+    table.add_column("speedup [95% CI]", justify="right")
+    table.add_column("MAC red.", justify="right")
+    table.add_column("eff.", justify="right")
+    for row in joined.itertuples(index=False):
+        cells: list[str | Text] = [_label(row, constant)]
+        cells += [
+            f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
+            f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
+        ]
+        if row.status in ("ok", "count_mismatch") and math.isfinite(row.speedup):
+            cells += [
+                _latency(row.latency_median_s_std, row.latency_iqr_s_std),
+                _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
+                _speedup(row),
+                format_ratio(row.mac_reduction),
+                f"{row.efficiency:.0%}",
+            ]
+        else:
+            cells += [
+                Text(row.status, style="red"),
+                Text(row.error or "", style="red"),
+                "-",
+                format_ratio(row.mac_reduction),
+                "-",
+            ]
+        table.add_row(*cells)
+    return table
+
+
+def summary_line(results: pd.DataFrame) -> str:
+    """Geometric-mean speedup vs geometric-mean MAC reduction over the measured pairs."""
+    joined = pairs(results)
+    ok = joined[(joined.status == "ok") & joined.speedup.notna()]
+    failed = len(joined) - len(ok)
+    if ok.empty:
+        return f"No configuration was measured ({failed} failed or not run)."
+    gm_speed = geometric_mean(ok.speedup)
+    gm_macs = geometric_mean(ok.mac_reduction)
+    slower = int((ok.speedup_ci_high < 1).sum())
+    faster = int((ok.speedup_ci_low > 1).sum())
+    text = (
+        f"Separable vs standard over {len(ok)} configurations: geometric-mean speedup "
+        f"{gm_speed:.2f}x against a geometric-mean MAC reduction of {gm_macs:.2f}x "
+        f"(efficiency {gm_speed / gm_macs:.0%}); separable faster in {faster}, slower in "
+        f"{slower}, within noise in {len(ok) - faster - slower}."
+    )
+    if failed:
+        text += f" {failed} configuration(s) failed or were not measured."
+    return text
+
+
+def warning_lines(results: pd.DataFrame) -> list[str]:
+    lines = []
+    for row in results.itertuples(index=False):
+        if row.warnings:
+            lines.append(f"{row.config_id} {row.variant} ({row.backend}): {row.warnings}")
+    return lines

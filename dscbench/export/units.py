@@ -1,0 +1,42 @@
+"""Human units, chosen only when rendering: results store seconds, counts and bytes."""
+
+from __future__ import annotations
+
+import math
+
+_TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns"))
+_COUNT_UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+
+
+def _three_significant(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_seconds(seconds: float) -> str:
+    """1.234e-3 -> '1.23 ms'; NaN -> '-'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    for scale, unit in _TIME_UNITS:
+        if abs(seconds) >= scale:
+            return f"{_three_significant(seconds / scale)} {unit}"
+    return f"{_three_significant(seconds / 1e-9)} ns"
+
+
+def format_count(n: float) -> str:
+    """1_234_567 -> '1.23M'; small numbers stay exact."""
+    if n is None or not math.isfinite(n):
+        return "-"
+    for scale, unit in _COUNT_UNITS:
+        if abs(n) >= scale:
+            return f"{_three_significant(n / scale)}{unit}"
+    return f"{int(n)}"
+
+
+def format_ratio(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}x"

@@ -1,0 +1,60 @@
+"""Build the two variants of one ConvSpec as torch modules, with seeded weights and input."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from dscbench.spec import ConvSpec
+
+TORCH_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def build(spec: ConvSpec, variant: str, seed: int = 0) -> nn.Module:
+    """``standard``: Conv2d(C_in, C_out, K, stride). ``separable``: depthwise KxK (groups=C_in)
+    then pointwise 1x1. Both use padding K//2, so their outputs have the same shape.
+
+    Weights come from torch's default initialisation under ``seed``, so a rerun builds the same
+    module; the module is in eval mode and in the spec's dtype.
+    """
+    pad = spec.padding
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if variant == "standard":
+            module: nn.Module = nn.Conv2d(
+                spec.in_channels, spec.out_channels, spec.kernel, spec.stride, pad, bias=spec.bias
+            )
+        elif variant == "separable":
+            module = nn.Sequential(
+                OrderedDict(
+                    depthwise=nn.Conv2d(
+                        spec.in_channels,
+                        spec.in_channels,
+                        spec.kernel,
+                        spec.stride,
+                        pad,
+                        groups=spec.in_channels,
+                        bias=spec.bias,
+                    ),
+                    pointwise=nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=spec.bias),
+                )
+            )
+        else:
+            raise ValueError(f"unknown variant {variant!r}")
+    return module.to(TORCH_DTYPES[spec.dtype]).eval()
+
+
+def make_input(spec: ConvSpec, seed: int = 0) -> torch.Tensor:
+    """A seeded standard-normal input of shape (batch, C_in, H, W) in the spec's dtype."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (spec.batch, spec.in_channels, spec.height, spec.width)
+    return torch.randn(shape, generator=gen, dtype=torch.float32).to(TORCH_DTYPES[spec.dtype])

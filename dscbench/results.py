@@ -1,0 +1,386 @@
+"""Result files: one row per configuration x variant x backend, raw samples, run metadata.
+
+Layout of a run directory (all rewritten atomically after every round):
+  results.parquet / results.csv   RESULT_COLUMNS, one row per config x variant x backend
+  samples.parquet                 SAMPLE_COLUMNS, one row per timed block
+  run.json                        schema_version, environment, settings, timings, status
+
+Schema history (bump SCHEMA_VERSION on any change a reader must know about, add a migration):
+  1  first version (dscbench 0.1.0)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dscbench.errors import ResultsError
+from dscbench.spec import VARIANTS
+
+if TYPE_CHECKING:
+    from dscbench.runner import CaseState, SweepState
+
+SCHEMA_VERSION = 1
+
+CONFIG_COLUMNS = [
+    "config_id",
+    "variant",
+    "backend",
+    "device",
+    "mode",
+    "dtype",
+    "memory_format",
+    "threads",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel",
+    "stride",
+    "padding",
+    "bias",
+    "out_height",
+    "out_width",
+]
+COUNT_COLUMNS = ["params", "macs", "flops", "bytes", "intensity"]
+LATENCY_COLUMNS = [
+    "latency_median_s",
+    "latency_mean_s",
+    "latency_min_s",
+    "latency_max_s",
+    "latency_iqr_s",
+    "latency_p10_s",
+    "latency_p90_s",
+    "latency_cv",
+    "n_samples",
+    "iterations_per_sample",
+    "rounds",
+]
+PAIR_COLUMNS = [
+    "speedup",
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "mac_reduction",
+    "param_reduction",
+    "efficiency",
+]
+META_COLUMNS = ["warnings", "status", "error", "prepare_s", "seed"]
+RESULT_COLUMNS = CONFIG_COLUMNS + COUNT_COLUMNS + LATENCY_COLUMNS + PAIR_COLUMNS + META_COLUMNS
+SAMPLE_COLUMNS = ["config_id", "variant", "backend", "round", "pair", "iterations", "time_s"]
+
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+SAMPLES_PARQUET = "samples.parquet"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class ResultSet:
+    """A run read back: metadata (run.json), result rows and raw samples."""
+
+    meta: dict[str, Any]
+    results: pd.DataFrame
+    samples: pd.DataFrame
+
+
+# ---------------------------------------------------------------------------------------------
+# State -> tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows_for(state: CaseState, device: str, timer_overhead: float | None) -> list[dict[str, Any]]:
+    from dscbench import stats
+
+    spec = state.case.spec
+    base = {
+        "config_id": spec.config_id,
+        "backend": state.case.backend,
+        "device": device,
+        "mode": spec.mode,
+        "dtype": spec.dtype,
+        "memory_format": spec.memory_format,
+        "threads": spec.threads,
+        "batch": spec.batch,
+        "in_channels": spec.in_channels,
+        "out_channels": spec.out_channels,
+        "height": spec.height,
+        "width": spec.width,
+        "kernel": spec.kernel,
+        "stride": spec.stride,
+        "padding": spec.padding,
+        "bias": spec.bias,
+        "out_height": spec.out_height,
+        "out_width": spec.out_width,
+    }
+    measured = bool(state.timed) and all(state.timed[v].times for v in VARIANTS)
+    rows = []
+    for v in VARIANTS:
+        c = state.counts[v]
+        row = dict(base, variant=v)
+        row.update(
+            params=c.params, macs=c.macs, flops=c.flops, bytes=c.bytes, intensity=c.intensity
+        )
+        row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS, math.nan))
+        row.update(
+            status=state.status,
+            error=state.error,
+            warnings="",
+            prepare_s=state.prepare_s,
+            rounds=state.visits,
+        )
+        if measured:
+            t = state.timed[v]
+            s = stats.summarize(t.times)
+            block_s = s.median * t.iterations
+            warns = stats.check_samples(t.times, block_s, timer_overhead)
+            row.update(
+                latency_median_s=s.median,
+                latency_mean_s=s.mean,
+                latency_min_s=s.min,
+                latency_max_s=s.max,
+                latency_iqr_s=s.iqr,
+                latency_p10_s=s.p10,
+                latency_p90_s=s.p90,
+                latency_cv=s.cv,
+                n_samples=s.n,
+                iterations_per_sample=t.iterations,
+                warnings="; ".join(f"{w.code}: {w.message}" for w in warns),
+            )
+        rows.append(row)
+    std, sep = rows
+    sep["mac_reduction"] = std["macs"] / sep["macs"]
+    sep["param_reduction"] = std["params"] / sep["params"]
+    if measured:
+        a, b = state.timed["standard"], state.timed["separable"]
+        # An interrupt can land between the two blocks of a pair: its lone block stays in the
+        # samples and latency statistics, but only complete pairs enter the speedup.
+        n = min(len(a.times), len(b.times))
+        sp = stats.paired_speedup(a.times[:n], b.times[:n], a.rounds[:n])
+        sep.update(
+            speedup=sp.value,
+            speedup_ci_low=sp.ci_low,
+            speedup_ci_high=sp.ci_high,
+            efficiency=sp.value / sep["mac_reduction"],
+        )
+    return rows
+
+
+def build_tables(
+    sweep: SweepState, devices: dict[str, str], timer_overhead: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Result rows and raw samples of a sweep, in the documented column order."""
+    rows: list[dict[str, Any]] = []
+    sample_parts: list[pd.DataFrame] = []
+    for state in sweep.cases:
+        for row in _rows_for(state, devices.get(state.case.backend, ""), timer_overhead):
+            row["seed"] = sweep.settings.seed
+            rows.append(row)
+        for v, t in state.timed.items():
+            if t.times:
+                sample_parts.append(
+                    pd.DataFrame(
+                        {
+                            "config_id": state.case.spec.config_id,
+                            "variant": v,
+                            "backend": state.case.backend,
+                            "round": np.asarray(t.rounds, dtype="int32"),
+                            "pair": np.asarray(t.pairs, dtype="int32"),
+                            "iterations": t.iterations,
+                            "time_s": np.asarray(t.times, dtype="float64"),
+                        }
+                    )
+                )
+    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if sample_parts:
+        samples = pd.concat(sample_parts, ignore_index=True)[SAMPLE_COLUMNS]
+    else:
+        samples = pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
+    return _typed(results), samples
+
+
+_SAMPLE_DTYPES = {
+    "config_id": "object",
+    "variant": "object",
+    "backend": "object",
+    "round": "int32",
+    "pair": "int32",
+    "iterations": "int64",
+    "time_s": "float64",
+}
+_INT_COLUMNS = [
+    "threads",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel",
+    "stride",
+    "padding",
+    "out_height",
+    "out_width",
+    "params",
+    "macs",
+    "flops",
+    "bytes",
+    "rounds",
+    "seed",
+]
+_NULLABLE_INT_COLUMNS = ["n_samples", "iterations_per_sample"]
+_STR_COLUMNS = [
+    "config_id",
+    "variant",
+    "backend",
+    "device",
+    "mode",
+    "dtype",
+    "memory_format",
+    "warnings",
+    "status",
+    "error",
+]
+_FLOAT_COLUMNS = [
+    c
+    for c in RESULT_COLUMNS
+    if c not in {*_INT_COLUMNS, *_NULLABLE_INT_COLUMNS, *_STR_COLUMNS, "bias"}
+]
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Fix dtypes so parquet and csv round-trips give identical frames."""
+    df = df.copy()
+    for c in _STR_COLUMNS:
+        df[c] = df[c].astype(object).fillna("")
+    types = {c: "int64" for c in _INT_COLUMNS}
+    types.update({c: "Int64" for c in _NULLABLE_INT_COLUMNS})
+    types.update({c: "float64" for c in _FLOAT_COLUMNS})
+    types.update({c: str for c in _STR_COLUMNS})
+    types["bias"] = bool
+    return df.astype(types)[RESULT_COLUMNS].copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same directory, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_output_dir(path: Path, force: bool) -> Path:
+    """Create the run directory; refuse an existing non-empty one unless ``force``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"--output {path}: exists and is not a directory")
+    if path.exists() and any(path.iterdir()) and not force:
+        raise ResultsError(f"--output {path}: directory exists and is not empty (use --force)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"--output {path}: cannot create ({exc.strerror or exc})") from None
+    return path
+
+
+def write_run(
+    directory: Path, results: pd.DataFrame, samples: pd.DataFrame, meta: dict[str, Any]
+) -> None:
+    """Write all four files atomically (each is complete or absent, never half-written)."""
+    directory = Path(directory)
+    meta = dict(meta, schema_version=SCHEMA_VERSION)
+    _atomic(directory / RESULTS_PARQUET, lambda p: results.to_parquet(p, index=False))
+    _atomic(directory / RESULTS_CSV, lambda p: results.to_csv(p, index=False))
+    _atomic(directory / SAMPLES_PARQUET, lambda p: samples.to_parquet(p, index=False))
+    _atomic(
+        directory / RUN_JSON,
+        lambda p: p.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def _migrate(meta: dict[str, Any], source: Path) -> dict[str, Any]:
+    version = meta.get("schema_version")
+    if not isinstance(version, int):
+        raise ResultsError(f"{source}: no integer schema_version; not a dscbench run")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{source}: schema_version {version} is newer than this dscbench reads "
+            f"({SCHEMA_VERSION}); upgrade dscbench"
+        )
+    # Older versions would be upgraded here one step at a time (none exist yet).
+    return meta
+
+
+def load_results(path: Path) -> ResultSet:
+    """Read a run directory, or a results.parquet / results.csv file (with run.json beside it)."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file or directory")
+    meta_path = directory / RUN_JSON
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no {RUN_JSON} beside the results") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{meta_path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{meta_path}: not a JSON object")
+    meta = _migrate(meta, meta_path)
+    table = path if path.is_file() else directory / RESULTS_PARQUET
+    try:
+        if table.suffix == ".csv":
+            results = pd.read_csv(
+                table,
+                dtype=dict.fromkeys(_STR_COLUMNS, str),
+                keep_default_na=False,  # an empty error or warnings cell is "", not NaN
+                na_values={c: [""] for c in RESULT_COLUMNS if c not in _STR_COLUMNS},
+            )
+        else:
+            results = pd.read_parquet(table)
+    except Exception as exc:  # pyarrow and pandas raise many kinds; all mean "unreadable"
+        raise ResultsError(f"{table}: unreadable ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ResultsError(f"{table}: missing columns {', '.join(missing)}")
+    results = _typed(results[RESULT_COLUMNS])
+    samples_path = directory / SAMPLES_PARQUET
+    try:
+        samples = pd.read_parquet(samples_path)
+    except FileNotFoundError:
+        samples = pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
+    except Exception as exc:
+        raise ResultsError(f"{samples_path}: unreadable ({type(exc).__name__}: {exc})") from None
+    return ResultSet(meta, results, samples)

@@ -1,0 +1,443 @@
+"""What to measure: ConvSpec, grids, presets, spec files, and validation.
+
+Pure Python on purpose (no torch import): ``dscbench --help``, ``presets`` and validation stay fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dscbench.errors import SpecError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+VARIANTS = ("standard", "separable")
+
+# Canonical dtype name -> accepted spellings.
+DTYPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "float32": ("float32", "fp32", "f32", "float"),
+    "float16": ("float16", "fp16", "f16", "half"),
+    "bfloat16": ("bfloat16", "bf16"),
+    "float64": ("float64", "fp64", "f64", "double"),
+}
+_DTYPE_LOOKUP = {alias: name for name, aliases in DTYPE_ALIASES.items() for alias in aliases}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+MODES = ("inference", "training")
+# Modes that can be measured today; "training" arrives with the models issue.
+SUPPORTED_MODES = ("inference",)
+MEMORY_FORMATS = ("contiguous",)
+
+# Axis name -> default value when neither the grid nor a flag gives one.
+# out_channels None means "equal to in_channels"; threads None means "what torch uses".
+AXIS_DEFAULTS: dict[str, Any] = {
+    "batch": [1],
+    "in_channels": None,  # required
+    "out_channels": None,
+    "size": None,  # required
+    "kernel": [3],
+    "stride": [1],
+    "dtype": ["float32"],
+    "mode": ["inference"],
+    "backend": ["torch-cpu"],
+    "threads": [None],
+    "bias": [False],
+}
+AXES = tuple(AXIS_DEFAULTS)
+RUN_KEYS = ("min_time", "rounds", "warmup", "seed")
+
+
+@dataclass(frozen=True, order=True)
+class ConvSpec:
+    """One convolution workload: the standard conv and its separable twin share it.
+
+    Padding is "same" (kernel // 2), kernels are odd. ``threads`` is the intra-op thread count the
+    workload runs with; it is part of the configuration because the verdict can flip with it.
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    height: int
+    width: int
+    kernel: int
+    stride: int = 1
+    dtype: str = "float32"
+    mode: str = "inference"
+    threads: int = 1
+    memory_format: str = "contiguous"
+    bias: bool = False
+
+    @property
+    def padding(self) -> int:
+        return self.kernel // 2
+
+    @property
+    def out_height(self) -> int:
+        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def config_id(self) -> str:
+        """A readable key, unique over every field (backend and variant are separate columns)."""
+        parts = [
+            f"n{self.batch}",
+            f"c{self.in_channels}-{self.out_channels}",
+            f"{self.height}x{self.width}",
+            f"k{self.kernel}s{self.stride}",
+            self.dtype,
+            self.mode,
+            f"t{self.threads}",
+        ]
+        if self.memory_format != "contiguous":
+            parts.append(self.memory_format)
+        if self.bias:
+            parts.append("bias")
+        return "_".join(parts)
+
+    def label(self) -> str:
+        """A short human label for tables."""
+        size = f"{self.height}" if self.height == self.width else f"{self.height}x{self.width}"
+        return (
+            f"{self.batch}x{self.in_channels}->{self.out_channels} @{size} "
+            f"k{self.kernel} s{self.stride} {self.dtype} t{self.threads}"
+        )
+
+
+@dataclass(frozen=True)
+class Case:
+    """A ConvSpec on one backend: the unit the sweep schedules (both variants are measured)."""
+
+    spec: ConvSpec
+    backend: str
+
+
+@dataclass
+class RunSettings:
+    """How long and how to measure. Times in seconds."""
+
+    min_time: float = 1.5  # measured time per variant per case, summed over all rounds
+    rounds: int = 5
+    warmup: float = 0.05  # warm-up per variant on the first visit of a case
+    seed: int = 0
+
+    def validate(self) -> list[str]:
+        errors = []
+        if not self.min_time > 0:
+            errors.append(f"--min-time {self.min_time}: must be a positive number of seconds")
+        if self.rounds < 1:
+            errors.append(f"--rounds {self.rounds}: must be at least 1")
+        if self.warmup < 0:
+            errors.append(f"--warmup {self.warmup}: must be zero or a positive number of seconds")
+        return errors
+
+
+@dataclass
+class Sweep:
+    """A list of grids (axis -> candidate values) plus run settings."""
+
+    grids: list[dict[str, list[Any]]]
+    settings: RunSettings = field(default_factory=RunSettings)
+    source: str = "<flags>"
+    description: str = ""
+
+    def override(self, axis: str, values: list[Any]) -> None:
+        """Replace one axis in every grid (a command-line flag beats the preset)."""
+        for grid in self.grids:
+            grid[axis] = list(values)
+
+    def cases(self, default_threads: int) -> list[Case]:
+        """Expand every grid into cases, dropping duplicates but keeping first-seen order."""
+        seen: dict[Case, None] = {}
+        for grid in self.grids:
+            for case in _expand(grid, default_threads, self.source):
+                seen.setdefault(case, None)
+        return list(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing single values and comma-separated lists
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_dtype(text: str) -> str:
+    name = _DTYPE_LOOKUP.get(str(text).strip().lower())
+    if name is None:
+        known = ", ".join(DTYPE_ALIASES)
+        raise SpecError(f"unknown dtype {text!r} (known: {known})")
+    return name
+
+
+def parse_size(value: Any) -> tuple[int, int]:
+    """``56`` -> (56, 56); ``"56x48"`` -> (56, 48) as (height, width)."""
+    if isinstance(value, bool):
+        raise SpecError(f"size {value!r} is not a size like 56 or 56x48")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return (_int(value[0], "size"), _int(value[1], "size"))
+    text = str(value).strip().lower()
+    parts = text.split("x")
+    if len(parts) == 1:
+        h = _int(parts[0], "size")
+        return (h, h)
+    if len(parts) == 2:
+        return (_int(parts[0], "size"), _int(parts[1], "size"))
+    raise SpecError(f"size {value!r} is not a size like 56 or 56x48")
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise SpecError(f"{what} {value!r} is not an integer")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise SpecError(f"{what} {value!r} is not an integer") from None
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise SpecError(f"{what} {value!r} is not true or false")
+
+
+def _threads(value: Any, what: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "default"):
+        return None
+    return _int(value, what)
+
+
+_ITEM_PARSERS = {
+    "batch": _int,
+    "in_channels": _int,
+    "out_channels": _int,
+    "kernel": _int,
+    "stride": _int,
+    "threads": _threads,
+    "size": lambda v, _what: parse_size(v),
+    "dtype": lambda v, _what: parse_dtype(v),
+    "mode": lambda v, _what: str(v).strip().lower(),
+    "backend": lambda v, _what: str(v).strip().lower(),
+    "bias": _bool,
+}
+
+
+def parse_axis(axis: str, raw: Any, where: str) -> list[Any]:
+    """Parse one axis from a flag (``"1,2,4"``) or a spec-file value (scalar or list).
+
+    ``where`` names the source in error messages (``--batch`` or ``spec.toml [[grid]] 2``).
+    """
+    if isinstance(raw, str):
+        items: list[Any] = [item.strip() for item in raw.split(",")]
+        if any(item == "" for item in items):
+            raise SpecError(f"{where}: {raw!r} is not a comma-separated list (empty item)")
+    elif isinstance(raw, list):
+        items = list(raw)
+    else:
+        items = [raw]
+    if not items:
+        raise SpecError(f"{where}: empty list")
+    parse = _ITEM_PARSERS[axis]
+    out = []
+    for item in items:
+        try:
+            out.append(parse(item, axis.replace("_", "-")))
+        except SpecError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec files and presets
+# ---------------------------------------------------------------------------------------------
+
+
+def _grid_from_table(table: Mapping[str, Any], where: str) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for key, raw in table.items():
+        axis = key.replace("-", "_")
+        if axis not in AXES:
+            raise SpecError(f"{where}: unknown key {key!r} (known: {', '.join(AXES)})")
+        grid[axis] = parse_axis(axis, raw, f"{where} {key}")
+    return grid
+
+
+def parse_spec_text(text: str, source: str) -> Sweep:
+    """Parse a TOML sweep spec (format in README 'Spec files')."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML ({exc})") from None
+    known = {"description", "run", "defaults", "grid"}
+    for key in doc:
+        if key not in known:
+            raise SpecError(
+                f"{source}: unknown top-level key {key!r} (known: {', '.join(sorted(known))})"
+            )
+    settings = RunSettings()
+    run = doc.get("run", {})
+    if not isinstance(run, dict):
+        raise SpecError(f"{source}: [run] must be a table")
+    for key, value in run.items():
+        attr = key.replace("-", "_")
+        if attr not in RUN_KEYS:
+            raise SpecError(f"{source} [run]: unknown key {key!r} (known: {', '.join(RUN_KEYS)})")
+        caster = int if attr in ("rounds", "seed") else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{source} [run] {key}: {value!r} is not a number")
+        setattr(settings, attr, caster(value))
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise SpecError(f"{source}: [defaults] must be a table")
+    base = _grid_from_table(defaults, f"{source} [defaults]")
+    tables = doc.get("grid")
+    if not isinstance(tables, list) or not tables:
+        raise SpecError(f"{source}: needs at least one [[grid]] table")
+    grids = []
+    for i, table in enumerate(tables, start=1):
+        grid = dict(base)
+        grid.update(_grid_from_table(table, f"{source} [[grid]] {i}"))
+        for required in ("in_channels", "size"):
+            if required not in grid:
+                raise SpecError(f"{source} [[grid]] {i}: missing {required!r}")
+        grids.append(grid)
+    return Sweep(grids, settings, source, str(doc.get("description", "")))
+
+
+def load_spec_file(path: Path) -> Sweep:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"--spec {path}: cannot read ({exc.strerror or exc})") from None
+    return parse_spec_text(text, str(path))
+
+
+def preset_names() -> list[str]:
+    files = resources.files("dscbench").joinpath("presets").iterdir()
+    return sorted(p.name.removesuffix(".toml") for p in files if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Sweep:
+    names = preset_names()
+    if name not in names:
+        raise SpecError(f"unknown preset {name!r} (available: {', '.join(names)})")
+    text = resources.files("dscbench").joinpath("presets", f"{name}.toml").read_text("utf-8")
+    sweep = parse_spec_text(text, f"preset {name}")
+    sweep.source = f"preset:{name}"
+    return sweep
+
+
+# ---------------------------------------------------------------------------------------------
+# Expansion and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) -> Iterable[Case]:
+    axes = {axis: grid.get(axis, AXIS_DEFAULTS[axis]) for axis in AXES}
+    for axis in ("in_channels", "size"):
+        if axes[axis] is None:
+            raise SpecError(f"{source}: no {axis.replace('_', '-')} given")
+    out_channels = axes["out_channels"] or [None]
+    product = itertools.product(
+        axes["batch"],
+        axes["in_channels"],
+        out_channels,
+        axes["size"],
+        axes["kernel"],
+        axes["stride"],
+        axes["dtype"],
+        axes["mode"],
+        axes["threads"],
+        axes["bias"],
+        axes["backend"],
+    )
+    for batch, cin, cout, (h, w), k, s, dtype, mode, threads, bias, backend in product:
+        spec = ConvSpec(
+            batch=batch,
+            in_channels=cin,
+            out_channels=cin if cout is None else cout,
+            height=h,
+            width=w,
+            kernel=k,
+            stride=s,
+            dtype=dtype,
+            mode=mode,
+            threads=default_threads if threads is None else threads,
+            bias=bias,
+        )
+        yield Case(spec, backend)
+
+
+def spec_problems(spec: ConvSpec) -> list[str]:
+    """Everything wrong with one spec, each naming the offending value. Empty when valid."""
+    problems = []
+    for name in ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride"):
+        value = getattr(spec, name)
+        if value <= 0:
+            problems.append(f"{name.replace('_', '-')} {value} must be positive")
+    if spec.threads <= 0:
+        problems.append(f"threads {spec.threads} must be positive")
+    if problems:
+        return problems
+    if spec.kernel % 2 == 0:
+        problems.append(
+            f"kernel {spec.kernel} is even; 'same' padding (kernel // 2) needs an odd kernel"
+        )
+    padded_h, padded_w = spec.height + 2 * spec.padding, spec.width + 2 * spec.padding
+    if spec.kernel > padded_h or spec.kernel > padded_w:
+        problems.append(
+            f"kernel {spec.kernel} is larger than the padded input {padded_h}x{padded_w}"
+        )
+    elif spec.kernel > min(spec.height, spec.width):
+        problems.append(
+            f"kernel {spec.kernel} is larger than the {spec.height}x{spec.width} input "
+            "(the window would be mostly padding)"
+        )
+    if spec.dtype not in DTYPE_BYTES:
+        problems.append(f"unknown dtype {spec.dtype!r}")
+    if spec.mode not in MODES:
+        problems.append(f"unknown mode {spec.mode!r} (known: {', '.join(MODES)})")
+    elif spec.mode not in SUPPORTED_MODES:
+        problems.append(
+            f"mode {spec.mode!r} is not supported yet (it arrives with the models issue); "
+            f"use {', '.join(SUPPORTED_MODES)}"
+        )
+    if spec.memory_format not in MEMORY_FORMATS:
+        problems.append(f"unknown memory format {spec.memory_format!r}")
+    return problems
+
+
+def validate_cases(cases: list[Case]) -> None:
+    """Raise one SpecError listing every invalid case, one line each, before anything runs."""
+    from dscbench.backends import backend_problems  # registry metadata only, no torch import
+
+    lines = []
+    for case in cases:
+        problems = spec_problems(case.spec) + backend_problems(case.backend, case.spec)
+        lines.extend(f"config {case.spec.config_id} on {case.backend}: {p}" for p in problems)
+    if not cases:
+        lines.append("the sweep is empty")
+    if lines:
+        # Duplicate lines (same problem in many configs that differ only elsewhere) stay: each
+        # names its configuration, which is what the user needs to fix the grid.
+        raise SpecError("\n".join(lines))

@@ -1,0 +1,271 @@
+"""The command line end to end: CliRunner for most paths, a real subprocess for the rest."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dscbench import __version__, results
+from dscbench.cli import app
+
+cli = CliRunner()
+TINY = [
+    "--in-channels",
+    "4",
+    "--out-channels",
+    "4,8",
+    "--size",
+    "8",
+    "--kernel",
+    "3",
+    "--stride",
+    "1",
+    "--min-time",
+    "0.02",
+    "--rounds",
+    "2",
+    "--warmup",
+    "0",
+]
+
+
+def python(*code: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *code], capture_output=True, text=True, timeout=300, **kw
+    )
+
+
+def test_help_and_presets_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from dscbench.cli import app\n"
+        "r = CliRunner()\n"
+        "assert r.invoke(app, ['--help']).exit_code == 0\n"
+        "assert r.invoke(app, ['run', '--help']).exit_code == 0\n"
+        "assert r.invoke(app, ['presets']).exit_code == 0\n"
+        "print('torch' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    out = python("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False False"
+
+
+def test_version_via_python_m():
+    out = python("-m", "dscbench", "--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"dscbench {__version__}"
+
+
+def test_presets_lists_the_shipped_presets():
+    res = cli.invoke(app, ["presets"])
+    assert res.exit_code == 0
+    for name in ("quick", "mobilenet-v1", "full"):
+        assert name in res.output
+    assert "10" in res.output  # the quick preset's configuration count
+
+
+def test_env_json():
+    res = cli.invoke(app, ["env", "--json"])
+    assert res.exit_code == 0
+    info = json.loads(res.output)
+    assert info["dscbench"] == __version__
+    assert info["torch"]["num_threads"] >= 1
+    assert info["cpu_count"] >= 1 and info["libraries"]["torch"]
+
+
+def test_dry_run_lists_configs_with_counts():
+    res = cli.invoke(
+        app,
+        [
+            "run",
+            "--dry-run",
+            "--in-channels",
+            "32",
+            "--out-channels",
+            "64",
+            "--size",
+            "56",
+            "--threads",
+            "1",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "n1_c32-64_56x56_k3s1_float32_inference_t1" in res.output
+    assert "57.8M/7.33M" in res.output  # MACs standard / separable
+    assert "7.89x" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "0"], "batch 0 must be positive"),
+        (["--batch", "1,two"], "--batch: batch 'two' is not an integer"),
+        (["--kernel", "4"], "kernel 4 is even"),
+        (["--kernel", "9", "--size", "7"], "kernel 9 is larger than the 7x7 input"),
+        (["--size", "0x5"], "height 0 must be positive"),
+        (["--dtype", "int8"], "--dtype: unknown dtype 'int8'"),
+        (["--backend", "tpu"], "unknown backend 'tpu' (known: torch-cpu)"),
+        (["--mode", "training"], "mode 'training' is not supported yet"),
+        (["--threads", "0"], "threads 0 must be positive"),
+        (["--min-time", "abc"], "--min-time 'abc' is not a number of seconds"),
+        (["--min-time", "0"], "--min-time 0.0: must be a positive number of seconds"),
+        (["--rounds", "0"], "--rounds 0: must be at least 1"),
+        (["--rounds", "1.5"], "--rounds '1.5' is not an integer"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--spec", "missing.toml"], "--spec missing.toml: cannot read"),
+        (["--spec", "x.toml", "--preset", "quick"], "give either --spec or --preset, not both"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    res = cli.invoke(app, ["run", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    error_lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert error_lines and all(line.count("error:") == 1 for line in error_lines)
+
+
+def test_every_invalid_configuration_gets_its_own_line():
+    res = cli.invoke(
+        app,
+        [
+            "run",
+            "--in-channels",
+            "8",
+            "--size",
+            "8",
+            "--kernel",
+            "2,3,4",
+            "--stride",
+            "1",
+            "--threads",
+            "1",
+        ],
+    )
+    assert res.exit_code == 2
+    lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2
+    assert "k2s1" in lines[0] and "k4s1" in lines[1]
+
+
+def test_in_channels_flag_resets_out_channels_to_equal():
+    res = cli.invoke(app, ["run", "--dry-run", "--in-channels", "8", "--threads", "1"])
+    assert res.exit_code == 0
+    assert "c8-8_" in res.output and "c8-64_" not in res.output
+
+
+def test_bad_spec_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[grid]]\nin_channels = 8\nsize = 8\nkernel = [3, 'x']\n")
+    res = cli.invoke(app, ["run", "--spec", str(bad)])
+    assert res.exit_code == 2
+    assert f"{bad} [[grid]] 1 kernel: kernel 'x' is not an integer" in res.output
+
+
+def test_run_writes_results_and_prints_the_table(tmp_path):
+    out = tmp_path / "run"
+    res = cli.invoke(app, ["run", *TINY, "--threads", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    loaded = results.load_results(out)
+    table = loaded.results
+    assert list(table.columns) == results.RESULT_COLUMNS
+    assert len(table) == 4 and (table.status == "ok").all()
+    assert set(table.variant) == {"standard", "separable"}
+    assert (table.rounds == 2).all() and table.latency_median_s.gt(0).all()
+    sep = table[table.variant == "separable"]
+    assert sep.speedup.notna().all() and (sep.speedup_ci_low <= sep.speedup).all()
+    assert loaded.meta["status"] == "complete" and loaded.meta["rounds_done"] == 2
+    assert loaded.meta["settings"]["min_time"] == 0.02
+    assert loaded.meta["environment"]["torch"]["version"]
+    assert loaded.meta["timings"]["timed_s"] > 0
+    assert set(loaded.samples.config_id) == set(table.config_id)
+    assert "speedup [95% CI]" in res.output and "4->8 @8 k3s1" in res.output
+    assert "geometric-mean speedup" in res.output
+    # The same directory again is refused, then allowed with --force.
+    again = cli.invoke(app, ["run", *TINY, "-o", str(out)])
+    assert again.exit_code == 2 and "use --force" in again.output
+    assert cli.invoke(app, ["run", *TINY, "-o", str(out), "--force", "-q"]).exit_code == 0
+
+
+def test_interrupt_keeps_what_was_measured(tmp_path, monkeypatch):
+    from dscbench import runner
+
+    real = runner.measure_pairs
+    calls = {"n": 0}
+
+    def interrupted_in_round_two(a, b, timer, budget, round_index, coin):
+        if round_index == 1:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real(a, b, timer, budget, round_index, coin)
+
+    monkeypatch.setattr(runner, "measure_pairs", interrupted_in_round_two)
+    out = tmp_path / "run"
+    res = cli.invoke(app, ["run", *TINY, "--rounds", "3", "--threads", "1", "-o", str(out)])
+    assert res.exit_code == 130
+    assert "interrupted" in res.output
+    loaded = results.load_results(out)
+    assert loaded.meta["status"] == "interrupted" and loaded.meta["rounds_done"] == 1
+    assert sorted(loaded.results.drop_duplicates("config_id").rounds) == [1, 2]
+    assert loaded.results.latency_median_s.notna().all()
+
+
+@pytest.mark.slow
+def test_real_subprocess_run(tmp_path):
+    out = tmp_path / "run"
+    proc = python("-m", "dscbench", "run", *TINY, "--kernel", "1,3", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 8 and (table.status == "ok").all()
+    assert table.threads.nunique() == 1
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["command"][-2:] == ["-o", str(out)]
+    assert meta["schema_version"] == results.SCHEMA_VERSION
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_a_real_run_keeps_results(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "--in-channels",
+        "4",
+        "--size",
+        "8",
+        "--min-time",
+        "30",
+        "--rounds",
+        "60",
+        "--threads",
+        "1",
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dscbench", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (out / "run.json").exists(), "no checkpoint after the first round"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["rounds_done"] >= 1
+    table = pd.read_parquet(out / "results.parquet")
+    assert table.latency_median_s.notna().all()
+    assert not [p for p in Path(out).iterdir() if p.name.startswith(".")]

@@ -1,0 +1,147 @@
+"""Result tables from a sweep, and their files round-tripping."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dscbench import results, runner
+from dscbench.errors import ResultsError
+from dscbench.measure import HarnessOptions
+from dscbench.spec import RunSettings
+
+from .conftest import FakeBackend, fake_cases
+
+
+@pytest.fixture
+def sweep(clock):
+    backend = FakeBackend(
+        clock,
+        lambda s, v: (4e-5 if v == "standard" else 1e-5) * s.in_channels / 8,
+        fail_prepare=lambda s, v: ValueError("bad") if s.in_channels == 24 else None,
+    )
+    return runner.run_sweep(
+        fake_cases(3),
+        RunSettings(min_time=0.02, rounds=2, warmup=0.0, seed=5),
+        {"fake": backend},
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+    )
+
+
+def test_tables_have_the_documented_columns_and_values(sweep):
+    table, samples = results.build_tables(sweep, {"fake": "cpu"}, timer_overhead=1e-7)
+    assert list(table.columns) == results.RESULT_COLUMNS
+    assert list(samples.columns) == results.SAMPLE_COLUMNS
+    assert len(table) == 6
+    ok = table[table.in_channels == 16].set_index("variant")
+    assert ok.loc["standard", "latency_median_s"] == pytest.approx(8e-5)
+    assert ok.loc["separable", "latency_median_s"] == pytest.approx(2e-5)
+    assert ok.loc["separable", "speedup"] == pytest.approx(4.0)
+    assert ok.loc["separable", "speedup_ci_low"] == pytest.approx(4.0)
+    assert pd.isna(ok.loc["standard", "speedup"])  # pair columns live on the separable row
+    mac_red = ok.loc["standard", "macs"] / ok.loc["separable", "macs"]
+    assert ok.loc["separable", "mac_reduction"] == pytest.approx(mac_red)
+    assert ok.loc["separable", "efficiency"] == pytest.approx(4.0 / mac_red)
+    assert ok.loc["separable", "flops"] == 2 * ok.loc["separable", "macs"]
+    assert (ok.rounds == 2).all() and (ok.status == "ok").all() and (ok.seed == 5).all()
+    assert (
+        ok.loc["standard", "n_samples"]
+        == (samples.query("config_id == @ok.config_id.iloc[0] and variant == 'standard'").shape[0])
+    )
+    failed = table[table.in_channels == 24]
+    assert (failed.status == "build_error").all()
+    assert (failed.error == "ValueError: bad").all()
+    assert failed.latency_median_s.isna().all()
+    assert failed.macs.gt(0).all()  # counts are known even when timing failed
+
+
+def test_files_round_trip(sweep, tmp_path):
+    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    out = results.prepare_output_dir(tmp_path / "run", force=False)
+    results.write_run(out, table, samples, {"status": "complete"})
+    assert sorted(p.name for p in out.iterdir()) == [
+        "results.csv",
+        "results.parquet",
+        "run.json",
+        "samples.parquet",
+    ]
+    from_dir = results.load_results(out)
+    from_csv = results.load_results(out / "results.csv")
+    pd.testing.assert_frame_equal(from_dir.results, table)
+    pd.testing.assert_frame_equal(from_csv.results, table)
+    pd.testing.assert_frame_equal(from_dir.samples, samples)
+    assert from_dir.meta["schema_version"] == results.SCHEMA_VERSION
+
+
+def test_output_dir_is_never_overwritten_without_force(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "results.csv").write_text("old")
+    with pytest.raises(ResultsError, match="directory exists and is not empty \\(use --force\\)"):
+        results.prepare_output_dir(tmp_path / "x", force=False)
+    assert results.prepare_output_dir(tmp_path / "x", force=True) == tmp_path / "x"
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ResultsError, match="exists and is not a directory"):
+        results.prepare_output_dir(tmp_path / "f", force=True)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
+    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    results.write_run(tmp_path, table, samples, {})
+
+    class Boom(Exception):
+        pass
+
+    def explode(path):
+        path.write_text("half")
+        raise Boom
+
+    with pytest.raises(Boom):
+        results._atomic(tmp_path / "results.csv", explode)
+    assert results.load_results(tmp_path / "results.csv").results.shape == table.shape
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"schema_version": 99}, "schema_version 99 is newer than this dscbench reads"),
+        ({"hello": 1}, "no integer schema_version"),
+        ([], "not a JSON object"),
+    ],
+)
+def test_bad_metadata_is_refused(tmp_path, sweep, meta, message):
+    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    results.write_run(tmp_path, table, samples, {})
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(ResultsError, match=message):
+        results.load_results(tmp_path)
+
+
+def test_corrupt_and_missing_inputs(tmp_path, sweep):
+    with pytest.raises(ResultsError, match="no such file or directory"):
+        results.load_results(tmp_path / "nope")
+    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    results.write_run(tmp_path, table, samples, {})
+    (tmp_path / "results.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ResultsError, match=r"results\.parquet: unreadable"):
+        results.load_results(tmp_path)
+    (tmp_path / "results.csv").write_text("config_id,variant\nx,standard\n")
+    with pytest.raises(ResultsError, match="missing columns backend"):
+        results.load_results(tmp_path / "results.csv")
+    (tmp_path / "run.json").write_text("{")
+    with pytest.raises(ResultsError, match=r"run\.json: unreadable"):
+        results.load_results(tmp_path)
+
+
+def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
+    state = next(c for c in sweep.cases if c.status == "ok")
+    state.timed["standard"].times.append(1.0)  # the interrupt landed before its partner block
+    state.timed["standard"].rounds.append(1)
+    state.timed["standard"].pairs.append(10_000)
+    table, _ = results.build_tables(sweep, {"fake": "cpu"})
+    rows = table[table.config_id == state.case.spec.config_id].set_index("variant")
+    assert rows.loc["standard", "n_samples"] == rows.loc["separable", "n_samples"] + 1
+    assert rows.loc["standard", "latency_max_s"] == 1.0
+    assert rows.loc["separable", "speedup"] == pytest.approx(4.0)

@@ -1,0 +1,243 @@
+"""Spec parsing, presets, expansion and every validation error."""
+
+from __future__ import annotations
+
+import pytest
+
+from dscbench.errors import SpecError
+from dscbench.spec import (
+    Case,
+    ConvSpec,
+    load_preset,
+    parse_axis,
+    parse_size,
+    parse_spec_text,
+    preset_names,
+    spec_problems,
+    validate_cases,
+)
+
+from .conftest import spec
+
+
+def test_parse_axis_lists_and_scalars():
+    assert parse_axis("batch", "1, 2,8", "--batch") == [1, 2, 8]
+    assert parse_axis("kernel", [3, 5], "x") == [3, 5]
+    assert parse_axis("stride", 2, "x") == [2]
+    assert parse_axis("size", "56,56x48", "--size") == [(56, 56), (56, 48)]
+    assert parse_axis("dtype", "fp32,bf16,half,double", "--dtype") == [
+        "float32",
+        "bfloat16",
+        "float16",
+        "float64",
+    ]
+    assert parse_axis("threads", "1,default", "--threads") == [1, None]
+    assert parse_axis("bias", "true,no", "x") == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("axis", "raw", "message"),
+    [
+        ("batch", "1,x", "--batch: batch 'x' is not an integer"),
+        ("batch", "1,,2", "--batch: '1,,2' is not a comma-separated list (empty item)"),
+        ("size", "56x", "--size: size '' is not an integer"),
+        ("size", "5x6x7", "--size: size '5x6x7' is not a size like 56 or 56x48"),
+        (
+            "dtype",
+            "int8",
+            "--dtype: unknown dtype 'int8' (known: float32, float16, bfloat16, float64)",
+        ),
+        ("kernel", "3.5", "--kernel: kernel '3.5' is not an integer"),
+        ("bias", "maybe", "--bias: bias 'maybe' is not true or false"),
+    ],
+)
+def test_parse_axis_errors_name_the_value(axis, raw, message):
+    with pytest.raises(SpecError) as err:
+        parse_axis(axis, raw, f"--{axis}")
+    assert str(err.value) == message
+
+
+def test_parse_size_forms():
+    assert parse_size(7) == (7, 7)
+    assert parse_size("12X10") == (12, 10)
+    assert parse_size([4, 5]) == (4, 5)
+    with pytest.raises(SpecError):
+        parse_size(True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"batch": 0}, "batch 0 must be positive"),
+        ({"in_channels": -1}, "in-channels -1 must be positive"),
+        ({"height": 0}, "height 0 must be positive"),
+        ({"stride": 0}, "stride 0 must be positive"),
+        ({"threads": 0}, "threads 0 must be positive"),
+        ({"kernel": 4}, "kernel 4 is even"),
+        ({"kernel": 9, "height": 7, "width": 7}, "kernel 9 is larger than the 7x7 input"),
+        ({"dtype": "int8"}, "unknown dtype 'int8'"),
+        ({"mode": "training"}, "mode 'training' is not supported yet"),
+        ({"mode": "eval"}, "unknown mode 'eval'"),
+        ({"memory_format": "nhwc"}, "unknown memory format 'nhwc'"),
+    ],
+)
+def test_spec_problems(overrides, fragment):
+    problems = spec_problems(spec(**overrides))
+    assert len(problems) == 1
+    assert fragment in problems[0]
+
+
+def test_valid_spec_has_no_problems():
+    assert spec_problems(spec(kernel=7, height=7, width=9, stride=3)) == []
+
+
+def test_validate_cases_lists_every_invalid_case_one_line_each():
+    cases = [
+        Case(spec(kernel=4), "torch-cpu"),
+        Case(spec(), "torch-cpu"),
+        Case(spec(batch=2), "tpu"),
+        Case(spec(dtype="float16"), "torch-cpu"),
+    ]
+    with pytest.raises(SpecError) as err:
+        validate_cases(cases)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(
+        "config n1_c8-8_8x8_k4s1_float32_inference_t1 on torch-cpu: kernel 4"
+    )
+    assert "unknown backend 'tpu' (known: torch-cpu)" in lines[1]
+
+
+def test_empty_sweep_is_an_error():
+    with pytest.raises(SpecError, match="the sweep is empty"):
+        validate_cases([])
+
+
+def test_config_id_and_label():
+    s = ConvSpec(2, 32, 64, 56, 48, 5, 2, "bfloat16", "inference", 4, bias=True)
+    assert s.config_id == "n2_c32-64_56x48_k5s2_bfloat16_inference_t4_bias"
+    assert s.padding == 2 and (s.out_height, s.out_width) == (28, 24)
+    assert "32->64" in s.label()
+
+
+SPEC = """
+description = "test"
+[run]
+min_time = 0.5
+rounds = 3
+[defaults]
+batch = 2
+kernel = [3, 5]
+[[grid]]
+in_channels = [8, 16]
+size = 14
+[[grid]]
+in_channels = 8
+out_channels = 32
+size = "14x10"
+stride = 2
+kernel = 3
+"""
+
+
+def test_spec_file_expands_grids_with_defaults():
+    sweep = parse_spec_text(SPEC, "t.toml")
+    assert sweep.settings.min_time == 0.5 and sweep.settings.rounds == 3
+    cases = sweep.cases(default_threads=2)
+    specs = [c.spec for c in cases]
+    assert len(specs) == 5
+    assert {(s.in_channels, s.out_channels, s.kernel) for s in specs[:4]} == {
+        (8, 8, 3),
+        (8, 8, 5),
+        (16, 16, 3),
+        (16, 16, 5),
+    }
+    last = specs[4]
+    assert (last.batch, last.out_channels, last.height, last.width, last.stride) == (
+        2,
+        32,
+        14,
+        10,
+        2,
+    )
+    assert all(
+        s.threads == 2 and c.backend == "torch-cpu" for s, c in zip(specs, cases, strict=True)
+    )
+
+
+def test_flag_override_replaces_axis_in_every_grid_and_dedups():
+    sweep = parse_spec_text(SPEC, "t.toml")
+    sweep.override("kernel", [3])
+    sweep.override("stride", [1])
+    sweep.override("out_channels", [8])
+    cases = sweep.cases(default_threads=1)
+    # grid 1 -> (8->8), (16->8); grid 2 -> (8->8) again, size 14x10 differs so it stays.
+    assert [(c.spec.in_channels, c.spec.height, c.spec.width) for c in cases] == [
+        (8, 14, 14),
+        (16, 14, 14),
+        (8, 14, 10),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[grid]]\nin_channels = 8\n", "t.toml [[grid]] 1: missing 'size'"),
+        (
+            "[[grid]]\nin_channels = 8\nsize = 8\ncolour = 1\n",
+            "t.toml [[grid]] 1: unknown key 'colour'",
+        ),
+        ("[run]\nmin_time = 'x'\n[[grid]]\n", "t.toml [run] min_time: 'x' is not a number"),
+        ("[run]\nfast = 1\n", "t.toml [run]: unknown key 'fast'"),
+        ("grids = 1\n", "t.toml: unknown top-level key 'grids'"),
+        ("description = 'x'\n", "t.toml: needs at least one [[grid]] table"),
+        ("[[grid]\n", "t.toml: not valid TOML"),
+        (
+            "[[grid]]\nin_channels = 8\nsize = 8\nkernel = 'big'\n",
+            "t.toml [[grid]] 1 kernel: kernel 'big'",
+        ),
+    ],
+)
+def test_spec_file_errors(text, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec_text(text, "t.toml")
+    assert str(err.value).startswith(message)
+
+
+def test_presets_ship_and_are_valid():
+    assert {"quick", "mobilenet-v1", "full"} <= set(preset_names())
+    for name in preset_names():
+        sweep = load_preset(name)
+        cases = sweep.cases(default_threads=1)
+        validate_cases(cases)
+        assert sweep.description
+    assert 8 <= len(load_preset("quick").cases(1)) <= 12
+
+
+def test_mobilenet_preset_is_table_1():
+    cases = load_preset("mobilenet-v1").cases(1)
+    layers = [
+        (c.spec.in_channels, c.spec.out_channels, c.spec.height, c.spec.stride) for c in cases
+    ]
+    assert layers == [
+        (32, 64, 112, 1),
+        (64, 128, 112, 2),
+        (128, 128, 56, 1),
+        (128, 256, 56, 2),
+        (256, 256, 28, 1),
+        (256, 512, 28, 2),
+        (512, 512, 14, 1),
+        (512, 1024, 14, 2),
+        (1024, 1024, 7, 1),
+    ]
+    # Each layer's output resolution is the next layer's input resolution, as in Table 1.
+    outs = [c.spec.out_height for c in cases]
+    assert outs == [112, 56, 56, 28, 28, 14, 14, 7, 7]
+    assert all(c.spec.kernel == 3 and c.spec.batch == 1 for c in cases)
+
+
+def test_unknown_preset():
+    with pytest.raises(
+        SpecError, match="unknown preset 'nope' \\(available: full, mobilenet-v1, quick\\)"
+    ):
+        load_preset("nope")
