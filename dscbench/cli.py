@@ -78,20 +78,6 @@ def root(
     """dscbench: depthwise-separable vs standard convolution, measured."""
 
 
-# Flag name -> spec axis for the comma-separated grid flags of `run`.
-GRID_FLAGS = {
-    "batch": "batch",
-    "in_channels": "in_channels",
-    "out_channels": "out_channels",
-    "size": "size",
-    "kernel": "kernel",
-    "stride": "stride",
-    "dtype": "dtype",
-    "mode": "mode",
-    "backend": "backend",
-    "threads": "threads",
-}
-
 ListOpt = Annotated[str | None, typer.Option(help="Comma-separated list; overrides the preset.")]
 
 
@@ -187,11 +173,21 @@ def run(
     if spec is not None and preset is not None:
         raise SpecError("give either --spec or --preset, not both")
     sweep = specs.load_spec_file(spec) if spec is not None else specs.load_preset(preset or "quick")
-    flags = locals()
-    for flag, axis in GRID_FLAGS.items():
-        raw = flags[flag]
+    grid_flags = {
+        "batch": batch,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "size": size,
+        "kernel": kernel,
+        "stride": stride,
+        "dtype": dtype,
+        "mode": mode,
+        "backend": backend,
+        "threads": threads,
+    }
+    for axis, raw in grid_flags.items():
         if raw is not None:
-            sweep.override(axis, specs.parse_axis(axis, raw, f"--{flag.replace('_', '-')}"))
+            sweep.override(axis, specs.parse_axis(axis, raw, f"--{axis.replace('_', '-')}"))
     if in_channels is not None and out_channels is None:
         sweep.override("out_channels", [None])  # "equal to in-channels", not the preset's value
     if bias:

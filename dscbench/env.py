@@ -74,7 +74,7 @@ def git_sha(cwd: Path | None = None) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def utc_now() -> str:
@@ -108,7 +108,9 @@ def collect_environment(*, with_torch: bool = True) -> dict[str, Any]:
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "load_average": list(load) if load else None,
         "libraries": library_versions(),
-        "git_sha": git_sha(),
+        # The checkout dscbench runs from (an editable install), and the one the user runs in.
+        "dscbench_git_sha": git_sha(Path(__file__).resolve().parent),
+        "cwd_git_sha": git_sha(),
     }
     if with_torch:
         try:

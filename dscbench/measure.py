@@ -79,6 +79,15 @@ class Timed:
         with self.context():
             return timer.time_block(self.fn, n)
 
+    def timed_block(self, timer: Timer, round_index: int, pair: int) -> float:
+        """Time one block of ``iterations`` calls and record it as a sample; return seconds."""
+        t = self.block(timer, self.iterations)
+        self.times.append(t / self.iterations)
+        self.rounds.append(round_index)
+        self.pairs.append(pair)
+        self.measured_s += t
+        return t
+
     def rebind(self, fn: Callable[[], Any], context: Callable[[], Any]) -> None:
         """Point at a freshly prepared callable (same workload), keeping samples and block size."""
         self.fn, self.context = fn, context
@@ -121,20 +130,18 @@ def measure_pairs(
 ) -> None:
     """Alternate blocks of ``a`` and ``b`` until each has spent ``budget_s`` seconds in timed
     blocks (at least one pair). ``coin()`` in [0, 1) decides which runs first in each pair."""
-    spent_a = spent_b = 0.0
+    spent = {id(a): 0.0, id(b): 0.0}
     pair = len(a.times)
     while True:
-        order = (a, b) if coin() < 0.5 else (b, a)
-        for timed in order:
-            t = timed.block(timer, timed.iterations)
-            timed.times.append(t / timed.iterations)
-            timed.rounds.append(round_index)
-            timed.pairs.append(pair)
-            timed.measured_s += t
-            if timed is a:
-                spent_a += t
-            else:
-                spent_b += t
+        for timed in (a, b) if coin() < 0.5 else (b, a):
+            spent[id(timed)] += timed.timed_block(timer, round_index, pair)
         pair += 1
-        if spent_a >= budget_s and spent_b >= budget_s:
+        if min(spent.values()) >= budget_s:
             return
+
+
+def measure_blocks(timed: Timed, timer: Timer, budget_s: float, round_index: int) -> None:
+    """Time blocks of one workload alone until they add up to ``budget_s`` (at least one)."""
+    spent = 0.0
+    while spent < budget_s or spent == 0.0:
+        spent += timed.timed_block(timer, round_index, len(timed.times))

@@ -80,6 +80,7 @@ def test_env_json():
     assert info["dscbench"] == __version__
     assert info["torch"]["num_threads"] >= 1
     assert info["cpu_count"] >= 1 and info["libraries"]["torch"]
+    assert len(info["dscbench_git_sha"] or "0" * 40) == 40  # a sha when run from a checkout
 
 
 def test_dry_run_lists_configs_with_counts():
@@ -222,8 +223,16 @@ def test_interrupt_keeps_what_was_measured(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_real_subprocess_run(tmp_path):
+    """The installed console script, as a user types it."""
     out = tmp_path / "run"
-    proc = python("-m", "dscbench", "run", *TINY, "--kernel", "1,3", "-o", str(out))
+    script = Path(sys.executable).with_name("dscbench")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "dscbench"]
+    proc = subprocess.run(
+        [*command, "run", *TINY, "--kernel", "1,3", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 8 and (table.status == "ok").all()

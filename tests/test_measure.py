@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from dscbench import runner
-from dscbench.measure import HarnessOptions, Timed, Timer, measure_pairs, warm_up_and_calibrate
+from dscbench.measure import (
+    HarnessOptions,
+    Timed,
+    Timer,
+    measure_blocks,
+    measure_pairs,
+    warm_up_and_calibrate,
+)
 from dscbench.spec import Case, RunSettings
 
 from .conftest import FakeBackend, FakeClock, fake_cases, spec
@@ -169,3 +176,13 @@ def test_interrupt_checkpoints_what_was_measured(clock):
     assert checkpoints[-1][0] == "interrupted"
     assert checkpoints[0][0] == "running"  # written after the first full round already
     assert sum(checkpoints[-1][2]) >= 2
+
+
+def test_measure_blocks_alone_until_budget(clock):
+    timed = Timed(workload(clock, 1e-3), iterations=3)
+    measure_blocks(timed, Timer(clock=clock), budget_s=0.01, round_index=0)
+    assert len(timed.times) == 4  # 3 ms blocks: 3 blocks make 9 ms, the 4th passes 10 ms
+    assert timed.times == pytest.approx([1e-3] * 4) and timed.pairs == [0, 1, 2, 3]
+    slow = Timed(workload(clock, 1.0), iterations=1)
+    measure_blocks(slow, Timer(clock=clock), budget_s=0.01, round_index=0)
+    assert len(slow.times) == 1
