@@ -128,15 +128,16 @@ def measure_pairs(
     round_index: int,
     coin: Callable[[], float],
 ) -> None:
-    """Alternate blocks of ``a`` and ``b`` until each has spent ``budget_s`` seconds in timed
-    blocks (at least one pair). ``coin()`` in [0, 1) decides which runs first in each pair."""
-    spent = {id(a): 0.0, id(b): 0.0}
+    """Alternate blocks of ``a`` and ``b`` until the pairs add up to ``2 * budget_s`` seconds of
+    timed blocks (at least one pair), so a visit costs the same whatever the two block lengths.
+    ``coin()`` in [0, 1) decides which variant runs first in each pair."""
+    spent = 0.0
     pair = len(a.times)
     while True:
         for timed in (a, b) if coin() < 0.5 else (b, a):
-            spent[id(timed)] += timed.timed_block(timer, round_index, pair)
+            spent += timed.timed_block(timer, round_index, pair)
         pair += 1
-        if min(spent.values()) >= budget_s:
+        if spent >= 2 * budget_s:
             return
 
 

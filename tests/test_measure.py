@@ -62,10 +62,13 @@ def test_measure_pairs_alternates_and_records(clock):
     a, b = Timed(workload(clock, 2e-3), iterations=1), Timed(workload(clock, 1e-3), iterations=2)
     flips = iter([0.1, 0.9] * 100)
     measure_pairs(a, b, timer, budget_s=0.02, round_index=3, coin=lambda: next(flips))
-    assert len(a.times) == len(b.times) == 10  # a needs 10 blocks of 2 ms; b's finish first
+    # Pairs of 2 ms + 2 ms blocks until they add up to 2 x 20 ms: 10 pairs.
+    assert len(a.times) == len(b.times) == 10
     assert a.times == pytest.approx([2e-3] * 10) and b.times == pytest.approx([1e-3] * 10)
     assert a.rounds == [3] * 10 and a.pairs == list(range(10)) == b.pairs
     assert a.measured_s == pytest.approx(0.02) and b.measured_s == pytest.approx(0.02)
+    measure_pairs(a, b, timer, budget_s=0.001, round_index=4, coin=lambda: next(flips))
+    assert len(a.times) == 11  # a budget shorter than one pair still measures one pair
 
 
 def run(clock, backend, cases, **settings):
@@ -89,12 +92,12 @@ def test_sweep_recovers_known_costs_exactly(clock):
         assert np.median(a.times) == pytest.approx(3e-5)
         assert np.median(b.times) == pytest.approx(1e-5)
         assert set(a.rounds) == {0, 1, 2}
-        # Each variant spent at least min_time in timed blocks, split over the rounds; both get
-        # the same number of blocks, as many as the side with shorter blocks needs per round.
-        assert a.measured_s >= 0.05 and b.measured_s >= 0.05
-        block_a, block_b = a.iterations * 3e-5, b.iterations * 1e-5
-        per_round = max(math.ceil(0.05 / 3 / block_a - 1e-9), math.ceil(0.05 / 3 / block_b - 1e-9))
+        # Both variants get the same number of blocks: per round, as many pairs as it takes to
+        # fill 2 x min_time / rounds, so together they spend 2 x min_time in timed blocks.
+        pair_s = a.iterations * 3e-5 + b.iterations * 1e-5
+        per_round = math.ceil(2 * 0.05 / 3 / pair_s - 1e-9)
         assert len(a.times) == len(b.times) == 3 * per_round
+        assert 0.1 <= a.measured_s + b.measured_s < 0.1 + 3 * pair_s
 
 
 def test_pairing_cancels_a_machine_that_changes_speed(clock):
