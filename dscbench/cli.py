@@ -265,6 +265,31 @@ def _plain(value: Any) -> Text:
     return Text("-" if value is None else str(value))
 
 
+def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:
+    """(ClickException, Abort) as the installed typer raises them: typer >= 0.2x vendors click
+    as ``typer._click``, older releases use click itself."""
+    try:
+        from typer._click.exceptions import ClickException
+        from typer.exceptions import Abort
+    except ImportError:
+        from click.exceptions import Abort, ClickException
+    return ClickException, Abort
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors become one red line and exit 2 too."""
+    click_exception, abort = _click_exceptions()
+    try:
+        code = app(standalone_mode=False)
+    except click_exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(exc.exit_code)  # the help is already printed
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err_console.print(
+            Text("error: ", style="bold red") + Text(exc.format_message() + hint), highlight=False
+        )
+        sys.exit(exc.exit_code)
+    except abort:  # Ctrl-C or end of input outside a sweep (a sweep handles its own)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

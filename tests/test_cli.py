@@ -278,3 +278,18 @@ def test_ctrl_c_in_a_real_run_keeps_results(tmp_path):
     table = pd.read_parquet(out / "results.parquet")
     assert table.latency_median_s.notna().all()
     assert not [p for p in Path(out).iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--nope"], "error: No such option: --nope"),
+        (["frobnicate"], "error: No such command 'frobnicate'."),
+        (["run", "--bias=3"], "error: Option '--bias' does not take a value."),
+    ],
+)
+def test_usage_errors_from_the_console_script_are_one_line(args, message):
+    out = python("-c", "from dscbench.cli import main; main()", *args)
+    assert out.returncode == 2
+    assert out.stderr.startswith(message)
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
