@@ -72,6 +72,16 @@ def closed_form(spec: ConvSpec, variant: str) -> Counts:
     return Counts(params=params, macs=macs, bytes=traffic * elem)
 
 
+def footprint_bytes(spec: ConvSpec, variant: str) -> int:
+    """Bytes of the tensors alive at once in one forward pass: input, weights, output, and the
+    separable variant's intermediate (held once, unlike ``bytes``, which counts traffic)."""
+    c = closed_form(spec, variant)
+    if variant == "standard":
+        return c.bytes
+    intermediate = spec.batch * spec.in_channels * spec.out_height * spec.out_width
+    return c.bytes - intermediate * DTYPE_BYTES[spec.dtype]
+
+
 def fvcore_counts(module: Any, example_input: Any) -> tuple[int, int]:
     """(params, MACs) as fvcore counts them: parameter_count and FlopCountAnalysis.total()."""
     with warnings.catch_warnings():

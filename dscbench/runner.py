@@ -96,7 +96,8 @@ class _PreparedCache:
 
 
 def _failure_status(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+    text = str(exc).lower()
+    if isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text:
         return OUT_OF_MEMORY
     return RUNTIME_ERROR
 

@@ -35,6 +35,12 @@ def test_separable_counts_by_hand():
     assert c.bytes == 4 * (100_352 + 2336 + 2 * intermediate + 200_704)
 
 
+def test_footprint_holds_the_intermediate_once():
+    s = spec(in_channels=32, out_channels=64, height=56, width=56)
+    assert counting.footprint_bytes(s, "standard") == counting.closed_form(s, "standard").bytes
+    assert counting.footprint_bytes(s, "separable") == 4 * (100_352 + 2336 + 100_352 + 200_704)
+
+
 def test_reduction_matches_textbook_ratio():
     # MACs(separable) / MACs(standard) = 1/C_out + 1/K^2 exactly when stride keeps sizes equal.
     s = spec(in_channels=128, out_channels=256, height=14, width=14, kernel=5)

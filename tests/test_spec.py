@@ -241,3 +241,14 @@ def test_unknown_preset():
         SpecError, match="unknown preset 'nope' \\(available: full, mobilenet-v1, quick\\)"
     ):
         load_preset("nope")
+
+
+def test_a_configuration_larger_than_memory_is_refused(monkeypatch):
+    from dscbench import backends
+
+    monkeypatch.setattr(backends, "physical_memory_bytes", lambda: 2**30)
+    big = spec(batch=64, in_channels=256, out_channels=256, height=112, width=112)
+    with pytest.raises(SpecError) as err:
+        validate_cases([Case(big, "torch-cpu")])
+    assert "needs at least 2.3 GiB for its tensors; this machine has 1.0 GiB" in str(err.value)
+    validate_cases([Case(spec(), "torch-cpu")])

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dscbench.counting import footprint_bytes
 from dscbench.errors import BackendUnavailable
-from dscbench.spec import SUPPORTED_MODES
+from dscbench.spec import SUPPORTED_MODES, VARIANTS
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Availability, Backend
@@ -41,12 +43,28 @@ REGISTRY: dict[str, BackendInfo] = {
 }
 
 
+def physical_memory_bytes() -> int | None:
+    """Installed RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def backend_problems(name: str, spec: ConvSpec) -> list[str]:
     """What stops ``spec`` from running on backend ``name``, without importing the backend."""
     info = REGISTRY.get(name)
     if info is None:
         return [f"unknown backend {name!r} (known: {', '.join(REGISTRY)})"]
     problems = []
+    if info.device == "cpu":
+        need = max(footprint_bytes(spec, v) for v in VARIANTS)
+        have = physical_memory_bytes()
+        if have is not None and need > have:
+            problems.append(
+                f"needs at least {need / 2**30:.1f} GiB for its tensors; this machine has "
+                f"{have / 2**30:.1f} GiB"
+            )
     if spec.dtype not in info.dtypes:
         problems.append(
             f"dtype {spec.dtype!r} is not supported by {name} (supported: {', '.join(info.dtypes)})"

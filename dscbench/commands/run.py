@@ -83,10 +83,12 @@ def execute(
         t0 = time.perf_counter()
         table, samples = results.build_tables(state, devices, overhead)
         p = state.phases
+        now = utc_now()
         meta.update(
             status=state.status,
             rounds_done=state.rounds_done,
-            finished_at=utc_now(),
+            updated_at=now,
+            finished_at=None if state.status == "running" else now,
             timings={
                 "wall_s": time.perf_counter() - command_started,
                 "timed_s": p.timed,
