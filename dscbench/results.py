@@ -316,13 +316,18 @@ def write_run(
     """Write all four files atomically (each is complete or absent, never half-written)."""
     directory = Path(directory)
     meta = dict(meta, schema_version=SCHEMA_VERSION)
-    _atomic(directory / RESULTS_PARQUET, lambda p: results.to_parquet(p, index=False))
-    _atomic(directory / RESULTS_CSV, lambda p: results.to_csv(p, index=False))
-    _atomic(directory / SAMPLES_PARQUET, lambda p: samples.to_parquet(p, index=False))
-    _atomic(
-        directory / RUN_JSON,
-        lambda p: p.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8"),
-    )
+    try:
+        _atomic(directory / RESULTS_PARQUET, lambda p: results.to_parquet(p, index=False))
+        _atomic(directory / RESULTS_CSV, lambda p: results.to_csv(p, index=False))
+        _atomic(directory / SAMPLES_PARQUET, lambda p: samples.to_parquet(p, index=False))
+        _atomic(
+            directory / RUN_JSON,
+            lambda p: p.write_text(
+                json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8"
+            ),
+        )
+    except OSError as exc:  # disk full, directory removed, permissions
+        raise ResultsError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------

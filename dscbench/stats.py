@@ -11,6 +11,8 @@ HIGH_SPREAD_RATIO = 0.10
 OUTLIER_MODIFIED_Z = 14.0  # hyperfine's threshold on the modified Z-score
 OUTLIER_SHARE = 0.05  # a few stray blocks do not move a median; warn when they are common
 MIN_SAMPLES = 10
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
 SHORT_BLOCK_OVERHEAD_RATIO = 1000.0  # a block should last >= 1000x the timer's own overhead
 
 
@@ -73,8 +75,8 @@ def paired_speedup(
     b: np.ndarray | list[float],
     strata: np.ndarray | list[int] | None = None,
     *,
-    resamples: int = 2000,
-    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> Speedup:
     """How many times faster b is than a: the median over pairs of ``a[i] / b[i]``.

@@ -244,7 +244,8 @@ def test_real_subprocess_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_in_a_real_run_keeps_results(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_in_a_real_run_keeps_results(tmp_path, signum):
     out = tmp_path / "run"
     args = [
         "--in-channels",
@@ -270,7 +271,7 @@ def test_ctrl_c_in_a_real_run_keeps_results(tmp_path):
     while not (out / "run.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert (out / "run.json").exists(), "no checkpoint after the first round"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
     meta = json.loads((out / "run.json").read_text())

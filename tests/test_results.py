@@ -145,3 +145,9 @@ def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
     assert rows.loc["standard", "n_samples"] == rows.loc["separable", "n_samples"] + 1
     assert rows.loc["standard", "latency_max_s"] == 1.0
     assert rows.loc["separable", "speedup"] == pytest.approx(4.0)
+
+
+def test_an_unwritable_directory_is_a_one_line_error(tmp_path, sweep):
+    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    with pytest.raises(ResultsError, match=r"cannot write results to .*gone"):
+        results.write_run(tmp_path / "gone", table, samples, {})

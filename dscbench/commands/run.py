@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,9 @@ from dscbench import counting, results, runner
 from dscbench.env import collect_environment, utc_now
 from dscbench.export.table import results_table, summary_line, warning_lines
 from dscbench.export.units import format_count, format_ratio
+from dscbench.measure import HarnessOptions
 from dscbench.spec import Sweep, validate_cases
+from dscbench.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 MAX_WARNING_LINES = 15
 EXIT_SOME_FAILED = 1
@@ -72,6 +77,13 @@ def execute(
             name: {"device": b.device, "device_name": b.device_name(), "versions": b.versions()}
             for name, b in instances.items()
         },
+    }
+    harness = HarnessOptions(warmup=sweep.settings.warmup)
+    meta["harness"] = {
+        "block_time_s": harness.block_time,
+        "max_block_iterations": harness.max_block_iterations,
+        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+        "confidence": CONFIDENCE,
     }
     devices = {name: b.device for name, b in instances.items()}
     overhead = next(iter(instances.values())).timer().overhead()
@@ -123,14 +135,16 @@ def execute(
             progress.update(task, completed=done, description=f"round {current}/{rounds} {label}")
 
         try:
-            state = runner.run_sweep(
-                cases,
-                sweep.settings,
-                instances,
-                checkpoint=checkpoint,
-                progress=on_progress,
-                verify_counts=verify_counts,
-            )
+            with _terminate_as_interrupt():
+                state = runner.run_sweep(
+                    cases,
+                    sweep.settings,
+                    instances,
+                    checkpoint=checkpoint,
+                    progress=on_progress,
+                    harness=harness,
+                    verify_counts=verify_counts,
+                )
         except KeyboardInterrupt:
             progress.stop()
             console.print(
@@ -154,6 +168,25 @@ def execute(
     failed = [s for s in state.cases if s.status != runner.OK]
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch scheduler's pre-emption, `kill`) stops the sweep like Ctrl-C does, so the
+    results measured so far are written before the process ends."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _capped(lines: list[str]) -> list[str]:
