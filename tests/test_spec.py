@@ -252,3 +252,10 @@ def test_a_configuration_larger_than_memory_is_refused(monkeypatch):
         validate_cases([Case(big, "torch-cpu")])
     assert "needs at least 2.3 GiB for its tensors; this machine has 1.0 GiB" in str(err.value)
     validate_cases([Case(spec(), "torch-cpu")])
+
+
+def test_a_broken_spec_on_a_cpu_backend_reports_instead_of_crashing():
+    with pytest.raises(SpecError) as err:
+        validate_cases([Case(spec(dtype="int8", batch=0), "torch-cpu")])
+    text = str(err.value)
+    assert "batch 0 must be positive" in text and "dtype 'int8' is not supported" in text

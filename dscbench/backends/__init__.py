@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dscbench.counting import footprint_bytes
 from dscbench.errors import BackendUnavailable
-from dscbench.spec import SUPPORTED_MODES, VARIANTS
+from dscbench.spec import SUPPORTED_MODES, VARIANTS, spec_problems
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Availability, Backend
@@ -57,7 +57,7 @@ def backend_problems(name: str, spec: ConvSpec) -> list[str]:
     if info is None:
         return [f"unknown backend {name!r} (known: {', '.join(REGISTRY)})"]
     problems = []
-    if info.device == "cpu":
+    if info.device == "cpu" and not spec_problems(spec):  # sizes are only meaningful if valid
         need = max(footprint_bytes(spec, v) for v in VARIANTS)
         have = physical_memory_bytes()
         if have is not None and need > have:

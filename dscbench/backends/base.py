@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ class Prepared:
     module: Any = None
     example_input: Any = None
     prepare_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend(Protocol):
