@@ -189,3 +189,20 @@ def test_measure_blocks_alone_until_budget(clock):
     slow = Timed(workload(clock, 1.0), iterations=1)
     measure_blocks(slow, Timer(clock=clock), budget_s=0.01, round_index=0)
     assert len(slow.times) == 1
+
+
+@pytest.mark.parametrize(("cache_bytes", "prepares"), [(1 << 30, 2), (0, 6)])
+def test_prepared_variants_are_cached_within_a_memory_budget(clock, cache_bytes, prepares):
+    backend = FakeBackend(clock, costs(1e-4, 1e-4))
+    calls = []
+    real = backend.prepare
+    backend.prepare = lambda s, v, seed: calls.append(v) or real(s, v, seed)
+    state = runner.run_sweep(
+        fake_cases(1),
+        RunSettings(min_time=0.003, rounds=3, warmup=0.0),
+        {"fake": backend},
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        cache_bytes=cache_bytes,
+    )
+    assert len(calls) == prepares  # evicted variants are rebuilt on every visit
+    assert state.cases[0].status == "ok" and state.cases[0].visits == 3
