@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dscbench import stats
 from dscbench.errors import ResultsError
 from dscbench.spec import VARIANTS
 
@@ -99,8 +100,6 @@ class ResultSet:
 
 
 def _rows_for(state: CaseState, device: str, timer_overhead: float | None) -> list[dict[str, Any]]:
-    from dscbench import stats
-
     spec = state.case.spec
     base = {
         "config_id": spec.config_id,
