@@ -126,7 +126,14 @@ def run(
         str | None, typer.Option(help="inference (training arrives with model twins).")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option(help="Backends, comma-separated: torch-cpu.")
+        str | None,
+        typer.Option(
+            help="Backends, comma-separated, or 'all' for every available one "
+            "(`dscbench backends` lists them). Default: torch-cpu."
+        ),
+    ] = None,
+    memory_format: Annotated[
+        str | None, typer.Option(help="contiguous (NCHW), channels_last (NHWC); comma-separated.")
     ] = None,
     threads: Annotated[
         str | None,
@@ -164,6 +171,32 @@ def run(
     verify_counts: Annotated[
         bool, typer.Option(help="Cross-check closed-form params/MACs with fvcore per config.")
     ] = True,
+    skip_unavailable: Annotated[
+        bool,
+        typer.Option(
+            help="Record configurations an unavailable backend (or one lacking the dtype or "
+            "memory format) cannot run as skipped, and run the rest, instead of exiting 2."
+        ),
+    ] = False,
+    parity: Annotated[
+        bool,
+        typer.Option(help="Check every output against a float64 reference before timing."),
+    ] = True,
+    ort_opt_level: Annotated[
+        str | None,
+        typer.Option(help="onnxruntime graph optimisation: disable, basic, extended, all."),
+    ] = None,
+    ort_threadpool: Annotated[
+        str | None,
+        typer.Option(help="onnxruntime-cpu thread pool: auto, global, session (see README)."),
+    ] = None,
+    compile_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="torch.compile mode: default, reduce-overhead, max-autotune, "
+            "max-autotune-no-cudagraphs."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Sweep configurations and measure standard vs depthwise-separable convolution."""
@@ -184,6 +217,7 @@ def run(
         "mode": mode,
         "backend": backend,
         "threads": threads,
+        "memory_format": memory_format,
     }
     for axis, raw in grid_flags.items():
         if raw is not None:
@@ -200,7 +234,16 @@ def run(
     ):
         if value is not None:
             setattr(sweep.settings, name, value)
-    problems = sweep.settings.validate()
+    if not parity:
+        sweep.settings.parity = False
+    for name, value in (
+        ("ort_opt_level", ort_opt_level),
+        ("ort_threadpool", ort_threadpool),
+        ("compile_mode", compile_mode),
+    ):
+        if value is not None:
+            setattr(sweep.options, name, value.strip().lower())
+    problems = sweep.settings.validate() + sweep.options.validate()
     if problems:
         raise SpecError("\n".join(problems))
 
@@ -212,6 +255,7 @@ def run(
         force=force,
         dry_run=dry_run,
         verify_counts=verify_counts,
+        skip_unavailable=skip_unavailable,
         quiet=quiet,
         console=console,
         command_started=command_started,
@@ -232,6 +276,33 @@ def presets() -> None:
         n = len(sweep.cases(default_threads=1))
         s = sweep.settings
         table.add_row(name, str(n), f"{s.min_time:g} s", str(s.rounds), sweep.description)
+    console.print(table)
+
+
+@app.command("backends")
+@user_errors
+def list_backends(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the backends: device, whether they can run here and why not, library versions."""
+    from dscbench.backends import listing
+
+    rows = listing()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(header_style="bold")
+    for col in ("backend", "device", "available", "device name / reason", "versions"):
+        table.add_column(col)
+    for row in rows:
+        ok = row["available"]
+        table.add_row(
+            row["name"],
+            row["device"],
+            Text("yes", style="green") if ok else Text("no", style="red"),
+            Text(row["device_name"] if ok else row["reason"]),
+            Text(", ".join(f"{k} {v}" for k, v in row["versions"].items())),
+        )
     console.print(table)
 
 

@@ -58,3 +58,17 @@ def make_input(spec: ConvSpec, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     shape = (spec.batch, spec.in_channels, spec.height, spec.width)
     return torch.randn(shape, generator=gen, dtype=torch.float32).to(TORCH_DTYPES[spec.dtype])
+
+
+def instance(spec: ConvSpec, variant: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """The module and input every backend starts from for (spec, variant, seed), on the CPU and
+    in the spec's dtype: backends and the parity reference all derive theirs from these."""
+    return build(spec, variant, seed), make_input(spec, seed + 1)
+
+
+def to_memory_format(
+    module: nn.Module, x: torch.Tensor, memory_format: str
+) -> tuple[nn.Module, torch.Tensor]:
+    """Lay out weights and input as ``contiguous`` (NCHW) or ``channels_last`` (NHWC)."""
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    return module.to(memory_format=fmt), x.contiguous(memory_format=fmt)

@@ -7,6 +7,9 @@ Layout of a run directory (all rewritten atomically after every round):
 
 Schema history (bump SCHEMA_VERSION on any change a reader must know about, add a migration):
   1  first version (dscbench 0.1.0)
+  2  backends: device_name, execution, compile_s, peak_memory_bytes, parity_max_abs_err,
+     parity_max_rel_err, parity_tolerance; prepare_s per variant instead of per configuration;
+     statuses compile_error, parity_failed, skipped
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,7 @@ from dscbench.spec import VARIANTS
 if TYPE_CHECKING:
     from dscbench.runner import CaseState, SweepState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CONFIG_COLUMNS = [
     "config_id",
@@ -75,8 +78,28 @@ PAIR_COLUMNS = [
     "param_reduction",
     "efficiency",
 ]
-META_COLUMNS = ["warnings", "status", "error", "prepare_s", "seed"]
-RESULT_COLUMNS = CONFIG_COLUMNS + COUNT_COLUMNS + LATENCY_COLUMNS + PAIR_COLUMNS + META_COLUMNS
+PARITY_COLUMNS = ["parity_max_abs_err", "parity_max_rel_err", "parity_tolerance"]
+COST_COLUMNS = ["prepare_s", "compile_s", "peak_memory_bytes"]
+META_COLUMNS = ["device_name", "execution", "warnings", "status", "error", "seed"]
+RESULT_COLUMNS = (
+    CONFIG_COLUMNS
+    + COUNT_COLUMNS
+    + LATENCY_COLUMNS
+    + PAIR_COLUMNS
+    + PARITY_COLUMNS
+    + COST_COLUMNS
+    + META_COLUMNS
+)
+# Columns added by each schema version, with the value older files get (see _migrate).
+ADDED_IN_V2 = {
+    "device_name": "",
+    "execution": "",
+    "compile_s": math.nan,
+    "peak_memory_bytes": math.nan,
+    "parity_max_abs_err": math.nan,
+    "parity_max_rel_err": math.nan,
+    "parity_tolerance": math.nan,
+}
 SAMPLE_COLUMNS = ["config_id", "variant", "backend", "round", "pair", "iterations", "time_s"]
 
 RESULTS_PARQUET = "results.parquet"
@@ -99,12 +122,15 @@ class ResultSet:
 # ---------------------------------------------------------------------------------------------
 
 
-def _rows_for(state: CaseState, device: str, timer_overhead: float | None) -> list[dict[str, Any]]:
+def _rows_for(
+    state: CaseState, device: tuple[str, str], timer_overhead: float | None
+) -> list[dict[str, Any]]:
     spec = state.case.spec
     base = {
         "config_id": spec.config_id,
         "backend": state.case.backend,
-        "device": device,
+        "device": device[0],
+        "device_name": device[1],
         "mode": spec.mode,
         "dtype": spec.dtype,
         "memory_format": spec.memory_format,
@@ -129,14 +155,24 @@ def _rows_for(state: CaseState, device: str, timer_overhead: float | None) -> li
         row.update(
             params=c.params, macs=c.macs, flops=c.flops, bytes=c.bytes, intensity=c.intensity
         )
-        row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS, math.nan))
+        row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS + PARITY_COLUMNS, math.nan))
         row.update(
             status=state.status,
             error=state.error,
             warnings="",
-            prepare_s=state.prepare_s,
+            prepare_s=state.prepare_s.get(v, math.nan),
+            compile_s=state.compile_s.get(v, math.nan),
+            peak_memory_bytes=state.peak_memory_bytes.get(v, math.nan),
+            execution=state.execution.get(v, ""),
             rounds=state.visits,
         )
+        check = state.parity.get(v)
+        if check is not None:
+            row.update(
+                parity_max_abs_err=check.max_abs_err,
+                parity_max_rel_err=check.max_rel_err,
+                parity_tolerance=check.tolerance,
+            )
         if measured:
             t = state.timed[v]
             s = stats.summarize(t.times)
@@ -175,13 +211,21 @@ def _rows_for(state: CaseState, device: str, timer_overhead: float | None) -> li
 
 
 def build_tables(
-    sweep: SweepState, devices: dict[str, str], timer_overhead: float | None = None
+    sweep: SweepState,
+    devices: Mapping[str, tuple[str, str]],
+    timer_overheads: Mapping[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Result rows and raw samples of a sweep, in the documented column order."""
+    """Result rows and raw samples of a sweep, in the documented column order.
+
+    ``devices`` maps backend names to (device kind, device name), e.g. ("cpu", "AMD EPYC");
+    ``timer_overheads`` maps them to the cost of an empty timed block, seconds.
+    """
     rows: list[dict[str, Any]] = []
     sample_parts: list[pd.DataFrame] = []
     for state in sweep.cases:
-        for row in _rows_for(state, devices.get(state.case.backend, ""), timer_overhead):
+        device = devices.get(state.case.backend, ("", ""))
+        overhead = (timer_overheads or {}).get(state.case.backend)
+        for row in _rows_for(state, device, overhead):
             row["seed"] = sweep.settings.seed
             rows.append(row)
         for v, t in state.timed.items():
@@ -241,6 +285,8 @@ _STR_COLUMNS = [
     "variant",
     "backend",
     "device",
+    "device_name",
+    "execution",
     "mode",
     "dtype",
     "memory_format",
@@ -340,8 +386,22 @@ def _migrate(meta: dict[str, Any], source: Path) -> dict[str, Any]:
             f"{source}: schema_version {version} is newer than this dscbench reads "
             f"({SCHEMA_VERSION}); upgrade dscbench"
         )
-    # Older versions would be upgraded here one step at a time (none exist yet).
     return meta
+
+
+def _upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> pd.DataFrame:
+    """Bring a result table written under ``version`` to the current columns, step by step."""
+    results = results.copy()
+    if version < 2:
+        for column, default in ADDED_IN_V2.items():
+            results[column] = default
+        names = {
+            name: info.get("device_name", "")
+            for name, info in (meta.get("backends") or {}).items()
+            if isinstance(info, dict)
+        }
+        results["device_name"] = results["backend"].map(names).fillna("")
+    return results
 
 
 def load_results(path: Path) -> ResultSet:
@@ -373,6 +433,7 @@ def load_results(path: Path) -> ResultSet:
             results = pd.read_parquet(table)
     except Exception as exc:  # pyarrow and pandas raise many kinds; all mean "unreadable"
         raise ResultsError(f"{table}: unreadable ({type(exc).__name__}: {exc})") from None
+    results = _upgrade_table(results, meta["schema_version"], meta)
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
         raise ResultsError(f"{table}: missing columns {', '.join(missing)}")

@@ -8,6 +8,7 @@ a crash) the caller's ``checkpoint`` receives the state, so nothing measured is 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dscbench import counting
+from dscbench import counting, parity
+from dscbench.backends.base import CompileFailed
 from dscbench.measure import HarnessOptions, Timed, measure_pairs, rewarm, warm_up_and_calibrate
 from dscbench.spec import VARIANTS, Case, RunSettings
 
@@ -30,6 +32,9 @@ BUILD_ERROR = "build_error"
 RUNTIME_ERROR = "runtime_error"
 OUT_OF_MEMORY = "out_of_memory"
 COUNT_MISMATCH = "count_mismatch"
+COMPILE_ERROR = "compile_error"
+PARITY_FAILED = "parity_failed"  # a wrong answer: never timed, never in a summary
+SKIPPED = "skipped"  # its backend cannot run it here (--skip-unavailable)
 
 
 @dataclass
@@ -40,7 +45,11 @@ class CaseState:
     status: str = PENDING
     error: str = ""
     visits: int = 0
-    prepare_s: float = 0.0
+    prepare_s: dict[str, float] = field(default_factory=dict)  # per variant, all builds
+    compile_s: dict[str, float] = field(default_factory=dict)  # per variant, first build
+    peak_memory_bytes: dict[str, float] = field(default_factory=dict)
+    execution: dict[str, str] = field(default_factory=dict)
+    parity: dict[str, parity.Parity] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -53,7 +62,9 @@ class Phases:
 
     timed: float = 0.0
     warmup: float = 0.0
-    prepare: float = 0.0
+    prepare: float = 0.0  # building models and sessions, compilation excluded
+    compile: float = 0.0  # torch.compile, TensorRT engine builds
+    parity: float = 0.0  # float64 reference outputs and comparisons
     counting: float = 0.0
 
 
@@ -117,12 +128,16 @@ def run_sweep(
     harness: HarnessOptions | None = None,
     verify_counts: bool = True,
     cache_bytes: int = 1 << 30,
+    skipped: Mapping[Case, str] | None = None,
 ) -> SweepState:
     """Measure every case for ``settings.rounds`` rounds; return the final state.
 
-    ``backends`` maps backend names to instances (tests pass fakes with a fake clock). On
-    KeyboardInterrupt the state is checkpointed with status ``interrupted`` and the interrupt
-    propagates; on any other exception escaping a case, only that case is marked failed.
+    ``backends`` maps backend names to instances (tests pass fakes with a fake clock). Cases in
+    ``skipped`` (case -> reason) are recorded as skipped and never run. On the first visit of
+    a case, both variants' outputs are checked against a float64 reference (``settings.parity``)
+    and a case that fails is not timed. On KeyboardInterrupt the state is checkpointed with
+    status ``interrupted`` and the interrupt propagates; on any other exception escaping a case,
+    only that case is marked failed.
     """
     harness = harness or HarnessOptions(warmup=settings.warmup)
     phases = Phases()
@@ -131,6 +146,10 @@ def run_sweep(
         CaseState(case, {v: counting.closed_form(case.spec, v) for v in VARIANTS}) for case in cases
     ]
     phases.counting += time.perf_counter() - started
+    for state in states:
+        reason = (skipped or {}).get(state.case)
+        if reason is not None:
+            state.status, state.error = SKIPPED, reason
     sweep = SweepState(states, settings, phases=phases)
     cache = _PreparedCache(cache_bytes)
     rng = np.random.default_rng(settings.seed)
@@ -143,15 +162,27 @@ def run_sweep(
         prepared = cache.get(state.case)
         if prepared is not None:
             return prepared
-        t0 = time.perf_counter()
-        prepared = {v: backend.prepare(state.case.spec, v, settings.seed) for v in VARIANTS}
-        spent = time.perf_counter() - t0
-        state.prepare_s += spent
-        phases.prepare += spent
+        prepared = {}
+        for v in VARIANTS:
+            t0 = time.perf_counter()
+            p = backend.prepare(state.case.spec, v, settings.seed)
+            spent = time.perf_counter() - t0
+            compiled = p.compile_s if math.isfinite(p.compile_s) else 0.0
+            phases.compile += compiled
+            phases.prepare += spent - compiled
+            state.prepare_s[v] = state.prepare_s.get(v, 0.0) + spent - compiled
+            state.compile_s.setdefault(v, p.compile_s)
+            state.peak_memory_bytes.setdefault(v, p.peak_memory_bytes)
+            state.execution.setdefault(v, p.execution)
+            prepared[v] = p
         if verify_counts and state.visits == 0:
             t0 = time.perf_counter()
             _verify(state, prepared)
             phases.counting += time.perf_counter() - t0
+        if settings.parity and not state.parity:
+            t0 = time.perf_counter()
+            _check_parity(state, prepared, settings.seed)
+            phases.parity += time.perf_counter() - t0
         size = sum(state.counts[v].bytes for v in VARIANTS)
         cache.put(state.case, prepared, size)
         return prepared
@@ -162,8 +193,13 @@ def run_sweep(
         timer = backend.timer()
         try:
             prepared = prepare(state, backend)
+        except CompileFailed as exc:
+            state.status, state.error = COMPILE_ERROR, str(exc)
+            return
         except Exception as exc:  # a broken build must not stop the sweep
             state.status, state.error = BUILD_ERROR, _one_line(exc)
+            return
+        if not state.healthy:  # parity failed: a fast wrong answer is not a result
             return
         try:
             if not state.timed:
@@ -217,6 +253,22 @@ def run_sweep(
     if checkpoint is not None:
         checkpoint(sweep)
     return sweep
+
+
+def _check_parity(state: CaseState, prepared: Mapping[str, Prepared], seed: int) -> None:
+    """Compare each variant's output with the float64 reference; mark the case on failure."""
+    spec = state.case.spec
+    problems = []
+    for v in VARIANTS:
+        result = parity.check(
+            prepared[v].output(), parity.reference_output(spec, v, seed), spec.dtype
+        )
+        state.parity[v] = result
+        if not result.passed:
+            problems.append(f"{v}: {result.problem}")
+    if problems:
+        state.status = PARITY_FAILED
+        state.error = "; ".join(problems)
 
 
 def _verify(state: CaseState, prepared: Mapping[str, Prepared]) -> None:

@@ -35,7 +35,14 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 MODES = ("inference", "training")
 # Modes that can be measured today; "training" arrives with the models issue.
 SUPPORTED_MODES = ("inference",)
-MEMORY_FORMATS = ("contiguous",)
+MEMORY_FORMATS = ("contiguous", "channels_last")
+_MEMORY_FORMAT_ALIASES = {
+    "contiguous": "contiguous",
+    "nchw": "contiguous",
+    "channels_last": "channels_last",
+    "channels-last": "channels_last",
+    "nhwc": "channels_last",
+}
 
 # Axis name -> default value when neither the grid nor a flag gives one.
 # out_channels None means "equal to in_channels"; threads None means "what torch uses".
@@ -50,10 +57,12 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "mode": ["inference"],
     "backend": ["torch-cpu"],
     "threads": [None],
+    "memory_format": ["contiguous"],
     "bias": [False],
 }
 AXES = tuple(AXIS_DEFAULTS)
-RUN_KEYS = ("min_time", "rounds", "warmup", "seed")
+RUN_KEYS = ("min_time", "rounds", "warmup", "seed", "parity")
+ALL_BACKENDS = "all"  # in the backend axis: every backend available on this machine
 
 
 @dataclass(frozen=True, order=True)
@@ -132,6 +141,7 @@ class RunSettings:
     rounds: int = 5
     warmup: float = 0.05  # warm-up per variant on the first visit of a case
     seed: int = 0
+    parity: bool = True  # compare every output with a float64 reference before timing
 
     def validate(self) -> list[str]:
         errors = []
@@ -144,6 +154,31 @@ class RunSettings:
         return errors
 
 
+ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
+ORT_THREADPOOLS = ("auto", "global", "session")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass
+class BackendOptions:
+    """Settings of particular backends; recorded in run.json with the results."""
+
+    ort_opt_level: str = "all"  # onnxruntime graph optimisation level
+    ort_threadpool: str = "auto"  # onnxruntime-cpu thread pool, see backends/ort.py
+    compile_mode: str = "default"  # torch.compile mode
+
+    def validate(self) -> list[str]:
+        errors = []
+        for flag, value, known in (
+            ("--ort-opt-level", self.ort_opt_level, ORT_OPT_LEVELS),
+            ("--ort-threadpool", self.ort_threadpool, ORT_THREADPOOLS),
+            ("--compile-mode", self.compile_mode, COMPILE_MODES),
+        ):
+            if value not in known:
+                errors.append(f"{flag} {value!r}: not one of {', '.join(known)}")
+        return errors
+
+
 @dataclass
 class Sweep:
     """A list of grids (axis -> candidate values) plus run settings."""
@@ -152,11 +187,31 @@ class Sweep:
     settings: RunSettings = field(default_factory=RunSettings)
     source: str = "<flags>"
     description: str = ""
+    options: BackendOptions = field(default_factory=BackendOptions)
 
     def override(self, axis: str, values: list[Any]) -> None:
         """Replace one axis in every grid (a command-line flag beats the preset)."""
         for grid in self.grids:
             grid[axis] = list(values)
+
+    def requested_backends(self) -> list[str]:
+        """Backend names the grids ask for, in first-seen order (may include ``all``)."""
+        names: dict[str, None] = {}
+        for grid in self.grids:
+            for name in grid.get("backend", AXIS_DEFAULTS["backend"]):
+                names.setdefault(name, None)
+        return list(names)
+
+    def expand_all_backends(self, available: list[str]) -> None:
+        """Replace ``all`` in every grid's backend axis by ``available`` (registry order)."""
+        for grid in self.grids:
+            names = grid.get("backend", AXIS_DEFAULTS["backend"])
+            if ALL_BACKENDS in names:
+                expanded: dict[str, None] = {}
+                for name in names:
+                    for n in available if name == ALL_BACKENDS else [name]:
+                        expanded.setdefault(n, None)
+                grid["backend"] = list(expanded)
 
     def cases(self, default_threads: int) -> list[Case]:
         """Expand every grid into cases, dropping duplicates but keeping first-seen order."""
@@ -196,6 +251,13 @@ def parse_size(value: Any) -> tuple[int, int]:
     if len(parts) == 2:
         return (_int(parts[0], "size"), _int(parts[1], "size"))
     raise SpecError(f"size {value!r} is not a size like 56 or 56x48")
+
+
+def parse_memory_format(text: Any) -> str:
+    name = _MEMORY_FORMAT_ALIASES.get(str(text).strip().lower())
+    if name is None:
+        raise SpecError(f"unknown memory format {text!r} (known: {', '.join(MEMORY_FORMATS)})")
+    return name
 
 
 def _int(value: Any, what: str) -> int:
@@ -238,6 +300,7 @@ _ITEM_PARSERS = {
     "dtype": lambda v, _what: parse_dtype(v),
     "mode": lambda v, _what: str(v).strip().lower(),
     "backend": lambda v, _what: str(v).strip().lower(),
+    "memory_format": lambda v, _what: parse_memory_format(v),
     "bias": _bool,
 }
 
@@ -282,34 +345,51 @@ def _grid_from_table(table: Mapping[str, Any], where: str) -> dict[str, list[Any
     return grid
 
 
+def _section(doc: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    table = doc.get(name, {})
+    if not isinstance(table, dict):
+        raise SpecError(f"{source}: [{name}] must be a table")
+    return table
+
+
 def parse_spec_text(text: str, source: str) -> Sweep:
     """Parse a TOML sweep spec (format in README 'Spec files')."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML ({exc})") from None
-    known = {"description", "run", "defaults", "grid"}
+    known = {"description", "run", "defaults", "grid", "backend_options"}
     for key in doc:
         if key not in known:
             raise SpecError(
                 f"{source}: unknown top-level key {key!r} (known: {', '.join(sorted(known))})"
             )
     settings = RunSettings()
-    run = doc.get("run", {})
-    if not isinstance(run, dict):
-        raise SpecError(f"{source}: [run] must be a table")
-    for key, value in run.items():
+    for key, value in _section(doc, "run", source).items():
         attr = key.replace("-", "_")
         if attr not in RUN_KEYS:
             raise SpecError(f"{source} [run]: unknown key {key!r} (known: {', '.join(RUN_KEYS)})")
+        if attr == "parity":
+            if not isinstance(value, bool):
+                raise SpecError(f"{source} [run] {key}: {value!r} is not true or false")
+            settings.parity = value
+            continue
         caster = int if attr in ("rounds", "seed") else float
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"{source} [run] {key}: {value!r} is not a number")
         setattr(settings, attr, caster(value))
-    defaults = doc.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise SpecError(f"{source}: [defaults] must be a table")
-    base = _grid_from_table(defaults, f"{source} [defaults]")
+    options = BackendOptions()
+    for key, value in _section(doc, "backend_options", source).items():
+        attr = key.replace("-", "_")
+        if attr not in vars(options):
+            raise SpecError(
+                f"{source} [backend_options]: unknown key {key!r} "
+                f"(known: {', '.join(vars(options))})"
+            )
+        setattr(options, attr, str(value))
+    for problem in options.validate():
+        raise SpecError(f"{source} [backend_options]: {problem.split(' ', 1)[1]}")
+    base = _grid_from_table(_section(doc, "defaults", source), f"{source} [defaults]")
     tables = doc.get("grid")
     if not isinstance(tables, list) or not tables:
         raise SpecError(f"{source}: needs at least one [[grid]] table")
@@ -321,7 +401,7 @@ def parse_spec_text(text: str, source: str) -> Sweep:
             if required not in grid:
                 raise SpecError(f"{source} [[grid]] {i}: missing {required!r}")
         grids.append(grid)
-    return Sweep(grids, settings, source, str(doc.get("description", "")))
+    return Sweep(grids, settings, source, str(doc.get("description", "")), options)
 
 
 def load_spec_file(path: Path) -> Sweep:
@@ -368,10 +448,11 @@ def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) ->
         axes["dtype"],
         axes["mode"],
         axes["threads"],
+        axes["memory_format"],
         axes["bias"],
         axes["backend"],
     )
-    for batch, cin, cout, (h, w), k, s, dtype, mode, threads, bias, backend in product:
+    for batch, cin, cout, (h, w), k, s, dtype, mode, threads, fmt, bias, backend in product:
         spec = ConvSpec(
             batch=batch,
             in_channels=cin,
@@ -383,6 +464,7 @@ def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) ->
             dtype=dtype,
             mode=mode,
             threads=default_threads if threads is None else threads,
+            memory_format=fmt,
             bias=bias,
         )
         yield Case(spec, backend)
@@ -427,17 +509,41 @@ def spec_problems(spec: ConvSpec) -> list[str]:
     return problems
 
 
-def validate_cases(cases: list[Case]) -> None:
-    """Raise one SpecError listing every invalid case, one line each, before anything runs."""
-    from dscbench.backends import backend_problems  # registry metadata only, no torch import
+def validate_cases(cases: list[Case], *, skip_unsupported: bool = False) -> dict[Case, str]:
+    """Check every case before anything runs.
+
+    Invalid specs and unknown backends raise one SpecError, one line per problem. A valid spec
+    that its backend cannot run (dtype, memory format, size) is an error too, unless
+    ``skip_unsupported``: then it is returned in ``{case: reason}`` to be recorded as skipped.
+    """
+    from dscbench.backends import REGISTRY, unsupported  # metadata only, no torch import
 
     lines = []
+    skips: dict[Case, str] = {}
+    skippable = False
     for case in cases:
-        problems = spec_problems(case.spec) + backend_problems(case.backend, case.spec)
-        lines.extend(f"config {case.spec.config_id} on {case.backend}: {p}" for p in problems)
+        where = f"config {case.spec.config_id} on {case.backend}"
+        problems = spec_problems(case.spec)
+        if case.backend not in REGISTRY:
+            problems.append(f"unknown backend {case.backend!r} (known: {', '.join(REGISTRY)})")
+        if problems:
+            lines.extend(f"{where}: {p}" for p in problems)
+            continue
+        reasons = unsupported(case.backend, case.spec)
+        if reasons and skip_unsupported:
+            skips[case] = "; ".join(reasons)
+        elif reasons:
+            lines.extend(f"{where}: {p}" for p in reasons)
+            skippable = True
+    if skippable and not any(line.startswith("the sweep") for line in lines):
+        lines.append(
+            "(--skip-unavailable records configurations a backend cannot run as skipped and "
+            "runs the rest)"
+        )
     if not cases:
         lines.append("the sweep is empty")
     if lines:
         # Duplicate lines (same problem in many configs that differ only elsewhere) stay: each
         # names its configuration, which is what the user needs to fix the grid.
         raise SpecError("\n".join(lines))
+    return skips

@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
+from dscbench import parity
 from dscbench.backends.base import Availability, Prepared
 from dscbench.measure import Timer
 from dscbench.spec import Case, ConvSpec
@@ -46,6 +48,7 @@ class FakeBackend:
         seed: int = 0,
         fail_prepare: Callable[[ConvSpec, str], Exception | None] = lambda s, v: None,
         fail_run: Callable[[ConvSpec, str, int], Exception | None] = lambda s, v, n: None,
+        corrupt: Callable[[ConvSpec, str, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.clock = clock
         self.cost = cost
@@ -54,10 +57,12 @@ class FakeBackend:
         self.rng = np.random.default_rng(seed)
         self.fail_prepare = fail_prepare
         self.fail_run = fail_run
+        self.corrupt = corrupt  # turns the true output into a wrong one (parity tests)
         self.threads_set: list[int] = []
         self.calls = 0
 
-    def availability(self) -> Availability:
+    @classmethod
+    def availability(cls) -> Availability:
         return Availability(True)
 
     def device_name(self) -> str:
@@ -66,8 +71,8 @@ class FakeBackend:
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def default_threads(self) -> int:
-        return 1
+    def plan(self, specs: list[ConvSpec]) -> None:
+        self.planned = list(specs)
 
     def set_threads(self, threads: int) -> None:
         self.threads_set.append(threads)
@@ -92,13 +97,34 @@ class FakeBackend:
             jitter = 1.0 + self.noise * abs(self.rng.standard_normal()) if self.noise else 1.0
             self.clock.advance(base * self.slowdown(self.clock.t) * jitter)
 
-        return Prepared(run=run, output=lambda: None)
+        def output() -> np.ndarray:
+            # The true answer in float32, as a correct backend would compute it.
+            out = parity.reference_output(spec, variant, seed).astype(np.float32)
+            return out if self.corrupt is None else self.corrupt(spec, variant, out)
+
+        return Prepared(run=run, output=output, prepare_s=0.0, execution="fake engine")
 
 
 def spec(**overrides) -> ConvSpec:
     values = dict(batch=1, in_channels=8, out_channels=8, height=8, width=8, kernel=3)
     values.update(overrides)
     return ConvSpec(**values)
+
+
+def conv_specs(max_channels: int, max_size: int) -> st.SearchStrategy[ConvSpec]:
+    """Hypothesis: valid ConvSpecs with odd kernels up to 7 (sizes start at 7 so every kernel
+    fits), strides up to 3, with and without bias."""
+    return st.builds(
+        ConvSpec,
+        batch=st.integers(1, 3),
+        in_channels=st.integers(1, max_channels),
+        out_channels=st.integers(1, max_channels),
+        height=st.integers(7, max_size),
+        width=st.integers(7, max_size),
+        kernel=st.sampled_from([1, 3, 5, 7]),
+        stride=st.integers(1, 3),
+        bias=st.booleans(),
+    )
 
 
 def fake_cases(n: int) -> list[Case]:
@@ -108,3 +134,30 @@ def fake_cases(n: int) -> list[Case]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need a CUDA device; without one they skip with the reason."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none visible to torch)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_global_onnxruntime_pool():
+    """onnxruntime's process-wide thread pool can be created once and never resized, so an
+    in-process test that created one would change every later onnxruntime test. Tests that
+    need it run dscbench in a subprocess; this fixture fails any test that leaks one."""
+    yield
+    import sys
+
+    ort = sys.modules.get("dscbench.backends.ort")
+    if ort is not None:
+        assert ort._global_pool_threads is None, "a test created the global onnxruntime pool"

@@ -114,7 +114,7 @@ def test_dry_run_lists_configs_with_counts():
         (["--kernel", "9", "--size", "7"], "kernel 9 is larger than the 7x7 input"),
         (["--size", "0x5"], "height 0 must be positive"),
         (["--dtype", "int8"], "--dtype: unknown dtype 'int8'"),
-        (["--backend", "tpu"], "unknown backend 'tpu' (known: torch-cpu)"),
+        (["--backend", "tpu"], "unknown backend 'tpu' (known: torch-cpu, torch-cuda,"),
         (["--mode", "training"], "mode 'training' is not supported yet"),
         (["--threads", "0"], "threads 0 must be positive"),
         (["--min-time", "abc"], "--min-time 'abc' is not a number of seconds"),
@@ -294,3 +294,110 @@ def test_usage_errors_from_the_console_script_are_one_line(args, message):
     assert out.returncode == 2
     assert out.stderr.startswith(message)
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends on the command line
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_backend_all_runs_every_available_backend_side_by_side(tmp_path):
+    from dscbench.backends import available_names
+
+    out = tmp_path / "all"
+    # One thread: an in-process run must not create onnxruntime's process-wide pool.
+    args = ["run", *TINY, "--out-channels", "8", "--backend", "all", "--threads", "1"]
+    res = cli.invoke(app, [*args, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    loaded = results.load_results(out)
+    table = loaded.results
+    names = available_names()
+    assert {"torch-cpu", "torch-compile-cpu", "onnxruntime-cpu"} <= set(names)
+    assert list(dict.fromkeys(table.backend)) == names
+    assert (table.status == "ok").all()
+    assert (table.parity_max_rel_err < table.parity_tolerance).all()
+    compiled = table[table.backend == "torch-compile-cpu"]
+    assert compiled.compile_s.gt(0).all()
+    assert table[table.backend != "torch-compile-cpu"].compile_s.isna().all()
+    assert table.prepare_s.gt(0).all() and (table.device_name != "").all()
+    ort_rows = table[table.backend == "onnxruntime-cpu"]
+    assert ort_rows.execution.str.contains(r"\[CPUExecutionProvider\], opt=all").all()
+    assert set(loaded.meta["backends"]) == set(names)
+    assert loaded.meta["timings"]["compile_s"] == pytest.approx(compiled.compile_s.sum())
+    for name in names:
+        assert f"{name}: separable vs standard over 1 configurations" in res.output
+    assert "torch-compile-cpu: compiled 2 models in" in res.output
+    assert "Parity with a float64 reference: 6 outputs checked, 0 out of tolerance" in res.output
+
+
+def test_an_unavailable_backend_is_one_line_and_exit_2_or_a_recorded_skip(tmp_path, monkeypatch):
+    from dscbench import backends
+    from dscbench.backends.base import Availability
+
+    real = backends.availability
+    monkeypatch.setattr(
+        backends,
+        "availability",
+        lambda name: Availability(False, "no CUDA device") if name == "torch-cuda" else real(name),
+    )
+    args = ["run", *TINY, "--backend", "torch-cpu,torch-cuda", "--threads", "1"]
+    res = cli.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: backend 'torch-cuda' is not available: no CUDA device"
+    assert not (tmp_path / "a").exists()
+    res = cli.invoke(app, [*args, "--skip-unavailable", "-o", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    table = results.load_results(tmp_path / "b").results
+    skipped = table[table.backend == "torch-cuda"]
+    assert len(skipped) == 4 and (skipped.status == "skipped").all()
+    assert (skipped.error == "backend torch-cuda is not available: no CUDA device").all()
+    assert (table[table.backend == "torch-cpu"].status == "ok").all()
+    assert "torch-cuda: separable vs standard: no configuration was measured. 2 skipped." in (
+        res.output
+    )
+
+
+def test_a_dtype_a_backend_lacks_is_an_error_with_a_hint_or_a_skip(tmp_path):
+    args = ["run", *TINY, "--backend", "onnxruntime-cpu", "--dtype", "bfloat16", "--threads", "1"]
+    res = cli.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert lines[0] == (
+        "error: config n1_c4-4_8x8_k3s1_bfloat16_inference_t1 on onnxruntime-cpu: dtype "
+        "'bfloat16' is not supported by onnxruntime-cpu (supported: float32, float16)"
+    )
+    assert lines[-1].startswith("error: (--skip-unavailable records configurations")
+    res = cli.invoke(app, [*args, "--skip-unavailable", "-o", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    table = results.load_results(tmp_path / "b").results
+    assert (table.status == "skipped").all()
+
+
+def test_memory_format_is_a_sweep_axis(tmp_path):
+    out = tmp_path / "fmt"
+    args = ["run", *TINY, "--out-channels", "4", "--threads", "1"]
+    res = cli.invoke(app, [*args, "--memory-format", "contiguous,nhwc", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    table = results.load_results(out).results
+    assert list(dict.fromkeys(table.memory_format)) == ["contiguous", "channels_last"]
+    assert table.config_id.str.endswith("_channels_last").sum() == 2
+    assert table.execution.str.endswith("channels_last").sum() == 2
+    bad = cli.invoke(app, [*args, "--memory-format", "nchwc"])
+    assert bad.exit_code == 2
+    assert bad.output.strip() == (
+        "error: --memory-format: unknown memory format 'nchwc' (known: contiguous, channels_last)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--ort-opt-level", "max", "--ort-opt-level 'max': not one of disable, basic, extended"),
+        ("--ort-threadpool", "shared", "--ort-threadpool 'shared': not one of auto, global"),
+        ("--compile-mode", "fast", "--compile-mode 'fast': not one of default, reduce-overhead"),
+    ],
+)
+def test_bad_backend_options_are_one_line(flag, value, message):
+    res = cli.invoke(app, ["run", *TINY, flag, value])
+    assert res.exit_code == 2 and res.output.startswith(f"error: {message}")

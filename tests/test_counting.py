@@ -11,7 +11,7 @@ from torch import nn
 from dscbench import counting, ops
 from dscbench.spec import ConvSpec
 
-from .conftest import spec
+from .conftest import conv_specs, spec
 
 
 def test_standard_counts_by_hand():
@@ -82,17 +82,7 @@ def test_bytes_scale_with_dtype():
     assert counting.closed_form(s64, "separable").bytes == 2 * b
 
 
-specs = st.builds(
-    ConvSpec,
-    batch=st.integers(1, 3),
-    in_channels=st.integers(1, 24),
-    out_channels=st.integers(1, 24),
-    height=st.integers(7, 20),
-    width=st.integers(7, 20),
-    kernel=st.sampled_from([1, 3, 5, 7]),
-    stride=st.integers(1, 3),
-    bias=st.booleans(),
-)
+specs = conv_specs(max_channels=24, max_size=20)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

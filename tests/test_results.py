@@ -31,7 +31,7 @@ def sweep(clock):
 
 
 def test_tables_have_the_documented_columns_and_values(sweep):
-    table, samples = results.build_tables(sweep, {"fake": "cpu"}, timer_overhead=1e-7)
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")}, {"fake": 1e-7})
     assert list(table.columns) == results.RESULT_COLUMNS
     assert list(samples.columns) == results.SAMPLE_COLUMNS
     assert len(table) == 6
@@ -55,10 +55,14 @@ def test_tables_have_the_documented_columns_and_values(sweep):
     assert (failed.error == "ValueError: bad").all()
     assert failed.latency_median_s.isna().all()
     assert failed.macs.gt(0).all()  # counts are known even when timing failed
+    assert (table.device_name == "fake cpu").all() and (ok.execution == "fake engine").all()
+    assert ok.parity_max_rel_err.lt(1e-6).all() and (ok.parity_tolerance == 1e-3).all()
+    assert ok.compile_s.isna().all() and ok.peak_memory_bytes.isna().all()
+    assert ok.prepare_s.ge(0).all()
 
 
 def test_files_round_trip(sweep, tmp_path):
-    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
     out = results.prepare_output_dir(tmp_path / "run", force=False)
     results.write_run(out, table, samples, {"status": "complete"})
     assert sorted(p.name for p in out.iterdir()) == [
@@ -87,7 +91,7 @@ def test_output_dir_is_never_overwritten_without_force(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
-    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
     results.write_run(tmp_path, table, samples, {})
 
     class Boom(Exception):
@@ -112,7 +116,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
     ],
 )
 def test_bad_metadata_is_refused(tmp_path, sweep, meta, message):
-    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
     results.write_run(tmp_path, table, samples, {})
     (tmp_path / "run.json").write_text(json.dumps(meta))
     with pytest.raises(ResultsError, match=message):
@@ -122,7 +126,7 @@ def test_bad_metadata_is_refused(tmp_path, sweep, meta, message):
 def test_corrupt_and_missing_inputs(tmp_path, sweep):
     with pytest.raises(ResultsError, match="no such file or directory"):
         results.load_results(tmp_path / "nope")
-    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
     results.write_run(tmp_path, table, samples, {})
     (tmp_path / "results.parquet").write_bytes(b"not parquet")
     with pytest.raises(ResultsError, match=r"results\.parquet: unreadable"):
@@ -140,7 +144,7 @@ def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
     state.timed["standard"].times.append(1.0)  # the interrupt landed before its partner block
     state.timed["standard"].rounds.append(1)
     state.timed["standard"].pairs.append(10_000)
-    table, _ = results.build_tables(sweep, {"fake": "cpu"})
+    table, _ = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
     rows = table[table.config_id == state.case.spec.config_id].set_index("variant")
     assert rows.loc["standard", "n_samples"] == rows.loc["separable", "n_samples"] + 1
     assert rows.loc["standard", "latency_max_s"] == 1.0
@@ -148,6 +152,27 @@ def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
 
 
 def test_an_unwritable_directory_is_a_one_line_error(tmp_path, sweep):
-    table, samples = results.build_tables(sweep, {"fake": "cpu"})
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
     with pytest.raises(ResultsError, match=r"cannot write results to .*gone"):
         results.write_run(tmp_path / "gone", table, samples, {})
+
+
+@pytest.mark.parametrize("suffix", ["", "results.csv"])
+def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
+    """Runs written by dscbench 0.1.0 (schema 1) lack the backend columns; they read back with
+    empty values, and device_name from run.json's backends section."""
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    old = table.drop(columns=list(results.ADDED_IN_V2))
+    out = tmp_path / "v1"
+    out.mkdir()
+    old.to_parquet(out / "results.parquet", index=False)
+    old.to_csv(out / "results.csv", index=False)
+    samples.to_parquet(out / "samples.parquet", index=False)
+    meta = {"schema_version": 1, "backends": {"fake": {"device_name": "Old CPU"}}}
+    (out / "run.json").write_text(json.dumps(meta))
+    loaded = results.load_results(out / suffix if suffix else out).results
+    assert list(loaded.columns) == results.RESULT_COLUMNS
+    assert (loaded.device_name == "Old CPU").all() and (loaded.execution == "").all()
+    assert loaded.compile_s.isna().all() and loaded.parity_max_rel_err.isna().all()
+    same = [c for c in results.RESULT_COLUMNS if c not in results.ADDED_IN_V2]
+    pd.testing.assert_frame_equal(loaded[same], table[same])

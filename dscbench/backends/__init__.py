@@ -1,7 +1,8 @@
 """Backend registry: name -> metadata and a lazy factory.
 
-The metadata (device, dtypes, module path) is plain data, so validating a sweep or listing
-backends never imports torch; the backend module is imported only when the sweep runs.
+The metadata (device, dtypes, memory formats, factory path) is plain data, so validating a sweep
+never imports torch or onnxruntime; a backend's module is imported only to check its
+availability or to run it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from dscbench.counting import footprint_bytes
 from dscbench.errors import BackendUnavailable
-from dscbench.spec import SUPPORTED_MODES, VARIANTS, spec_problems
+from dscbench.spec import MEMORY_FORMATS, SUPPORTED_MODES, VARIANTS, BackendOptions
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Availability, Backend
@@ -24,22 +25,87 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BackendInfo:
     name: str
-    device: str
+    device: str  # "cpu" or "cuda"
     dtypes: tuple[str, ...]
-    modes: tuple[str, ...]
-    module: str  # dotted path of the module defining ``create() -> Backend``
+    memory_formats: tuple[str, ...]
+    factory: str  # "module:callable" returning a Backend, called with BackendOptions
     requires: tuple[str, ...]  # importable packages it needs
+    install: str  # what to install when a required package is missing
+    modes: tuple[str, ...] = SUPPORTED_MODES
 
+
+_TORCH = "a torch build for this machine (pip install torch)"
+_ORT_CPU = "onnxruntime and onnx: pip install 'dscbench[ort]'"
+_ORT_GPU = "onnxruntime-gpu and onnx: pip install 'dscbench[gpu]'"
+_TORCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 REGISTRY: dict[str, BackendInfo] = {
-    "torch-cpu": BackendInfo(
-        name="torch-cpu",
-        device="cpu",
-        dtypes=("float32", "float64", "bfloat16", "float16"),
-        modes=SUPPORTED_MODES,
-        module="dscbench.backends.torch_cpu",
-        requires=("torch",),
-    ),
+    info.name: info
+    for info in (
+        BackendInfo(
+            "torch-cpu",
+            "cpu",
+            _TORCH_DTYPES,
+            MEMORY_FORMATS,
+            "dscbench.backends.torch_eager:TorchCPU",
+            ("torch",),
+            _TORCH,
+        ),
+        BackendInfo(
+            "torch-cuda",
+            "cuda",
+            _TORCH_DTYPES,
+            MEMORY_FORMATS,
+            "dscbench.backends.torch_eager:TorchCUDA",
+            ("torch",),
+            _TORCH,
+        ),
+        BackendInfo(
+            "torch-compile-cpu",
+            "cpu",
+            _TORCH_DTYPES,
+            MEMORY_FORMATS,
+            "dscbench.backends.torch_compile:CompileCPU",
+            ("torch",),
+            _TORCH,
+        ),
+        BackendInfo(
+            "torch-compile-cuda",
+            "cuda",
+            _TORCH_DTYPES,
+            MEMORY_FORMATS,
+            "dscbench.backends.torch_compile:CompileCUDA",
+            ("torch",),
+            _TORCH,
+        ),
+        BackendInfo(
+            "onnxruntime-cpu",
+            "cpu",
+            ("float32", "float16"),
+            ("contiguous",),  # ORT picks its own internal layout (NCHWc) on the CPU
+            "dscbench.backends.ort:OrtCPU",
+            ("onnx", "onnxruntime"),
+            _ORT_CPU,
+        ),
+        BackendInfo(
+            "onnxruntime-cuda",
+            "cuda",
+            ("float32", "float16"),
+            MEMORY_FORMATS,  # channels_last = the CUDA EP's prefer_nhwc option
+            "dscbench.backends.ort:OrtCUDA",
+            ("onnx", "onnxruntime"),
+            _ORT_GPU,
+        ),
+        BackendInfo(
+            "onnxruntime-tensorrt",
+            "cuda",
+            ("float32", "float16"),
+            ("contiguous",),
+            "dscbench.backends.ort:OrtTensorRT",
+            ("onnx", "onnxruntime"),
+            _ORT_GPU,
+        ),
+    )
 }
 
 
@@ -51,13 +117,22 @@ def physical_memory_bytes() -> int | None:
         return None
 
 
-def backend_problems(name: str, spec: ConvSpec) -> list[str]:
-    """What stops ``spec`` from running on backend ``name``, without importing the backend."""
-    info = REGISTRY.get(name)
-    if info is None:
-        return [f"unknown backend {name!r} (known: {', '.join(REGISTRY)})"]
+def unsupported(name: str, spec: ConvSpec) -> list[str]:
+    """Why backend ``name`` cannot run the (valid) ``spec``, from metadata alone."""
+    info = REGISTRY[name]
     problems = []
-    if info.device == "cpu" and not spec_problems(spec):  # sizes are only meaningful if valid
+    if spec.dtype not in info.dtypes:
+        problems.append(
+            f"dtype {spec.dtype!r} is not supported by {name} (supported: {', '.join(info.dtypes)})"
+        )
+    if spec.memory_format not in info.memory_formats:
+        problems.append(
+            f"memory format {spec.memory_format!r} is not supported by {name} "
+            f"(supported: {', '.join(info.memory_formats)})"
+        )
+    if spec.mode not in info.modes:
+        problems.append(f"mode {spec.mode!r} is not supported by {name}")
+    if info.device == "cpu":
         need = max(footprint_bytes(spec, v) for v in VARIANTS)
         have = physical_memory_bytes()
         if have is not None and need > have:
@@ -65,32 +140,64 @@ def backend_problems(name: str, spec: ConvSpec) -> list[str]:
                 f"needs at least {need / 2**30:.1f} GiB for its tensors; this machine has "
                 f"{have / 2**30:.1f} GiB"
             )
-    if spec.dtype not in info.dtypes:
-        problems.append(
-            f"dtype {spec.dtype!r} is not supported by {name} (supported: {', '.join(info.dtypes)})"
-        )
     return problems
 
 
+def _factory(info: BackendInfo) -> type[Backend]:
+    module, _, attr = info.factory.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def availability(name: str) -> Availability:
+    """Whether backend ``name`` can run here, and if not, why (one line)."""
     from dscbench.backends.base import Availability
 
     info = REGISTRY[name]
     for package in info.requires:
         if importlib.util.find_spec(package) is None:
-            return Availability(False, f"python package {package!r} is not installed")
-    return _instantiate(info).availability()
+            return Availability(
+                False, f"python package {package!r} is not installed; install {info.install}"
+            )
+    try:
+        return _factory(info).availability()
+    except ImportError as exc:  # a broken install (missing shared library, ABI mismatch)
+        return Availability(False, f"cannot import its runtime: {exc}")
 
 
-def _instantiate(info: BackendInfo) -> Backend:
-    return importlib.import_module(info.module).create()
+def listing() -> list[dict[str, object]]:
+    """Every registered backend with its availability (and reason), device name and versions."""
+    from dscbench.spec import BackendOptions
+
+    rows: list[dict[str, object]] = []
+    for name, info in REGISTRY.items():
+        status = availability(name)
+        row: dict[str, object] = {
+            "name": name,
+            "device": info.device,
+            "available": status.available,
+            "reason": status.reason,
+            "device_name": "",
+            "versions": {},
+            "dtypes": list(info.dtypes),
+            "memory_formats": list(info.memory_formats),
+        }
+        if status.available:
+            backend = _factory(info)(BackendOptions())
+            row.update(device_name=backend.device_name(), versions=backend.versions())
+        rows.append(row)
+    return rows
 
 
-def create(name: str) -> Backend:
+def available_names() -> list[str]:
+    """Every backend that can run on this machine, in registry order (what ``all`` means)."""
+    return [name for name in REGISTRY if availability(name).available]
+
+
+def create(name: str, options: BackendOptions | None = None) -> Backend:
     """Instantiate an available backend, or raise BackendUnavailable with the reason."""
     if name not in REGISTRY:
         raise BackendUnavailable(f"unknown backend {name!r} (known: {', '.join(REGISTRY)})")
     status = availability(name)
     if not status.available:
         raise BackendUnavailable(f"backend {name!r} is not available: {status.reason}")
-    return _instantiate(REGISTRY[name])
+    return _factory(REGISTRY[name])(options or BackendOptions())

@@ -1,13 +1,14 @@
 """The backend protocol: what the sweep needs from a runtime, and nothing more.
 
 A backend turns (ConvSpec, variant) into a ``Prepared`` callable that runs one forward pass on
-an input it owns. Timing, statistics and files stay outside the backend, so adding ONNX Runtime
-or CUDA later means one new module here and a line in the registry.
+an input it owns, already on its device. Timing, statistics, parity checks and files stay
+outside the backend, so a new runtime is one module here and one entry in the registry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,12 +26,24 @@ class Availability:
     reason: str = ""
 
 
+class CompileFailed(Exception):
+    """A compiler (torch.compile, a TensorRT engine build) rejected the model."""
+
+    @classmethod
+    def from_error(cls, what: str, exc: BaseException) -> CompileFailed:
+        """``what failed: Type: first line of the message``."""
+        lines = str(exc).strip().splitlines()
+        return cls(f"{what} failed: {type(exc).__name__}: {lines[0] if lines else ''}".rstrip())
+
+
 @dataclass
 class Prepared:
     """One variant ready to time: ``run()`` is one forward pass, output discarded.
 
     ``context`` wraps every timed block (for example ``torch.inference_mode``), so per-iteration
-    calls carry no set-up cost. ``output()`` returns the forward result for checks.
+    calls carry no set-up cost. ``output()`` returns the forward result (a torch tensor or a
+    numpy array, on any device) for the parity check. ``module`` and ``example_input`` are the
+    torch module and CPU input the weights came from, for counting.
     """
 
     run: Callable[[], Any]
@@ -38,25 +51,34 @@ class Prepared:
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
     module: Any = None
     example_input: Any = None
-    prepare_s: float = 0.0
+    prepare_s: float = 0.0  # seconds building it, compile time excluded
+    compile_s: float = math.nan  # seconds compiling (torch.compile, engine builds); NaN if none
+    peak_memory_bytes: float = math.nan  # device memory peak during one forward (CUDA only)
+    execution: str = ""  # what actually ran: kernels library, execution providers, options
 
 
 class Backend(Protocol):
-    """What every backend module provides (see torch_cpu.py for the reference implementation)."""
+    """What every backend class provides (torch_eager.TorchCPU is the reference implementation).
+
+    The class is constructed with the run's BackendOptions; ``availability`` is a classmethod so
+    the registry can ask without building one. ``plan`` sees every spec of the sweep once before
+    anything runs (onnxruntime sizes its thread pool there) and raises DscbenchError if it
+    cannot honour them.
+    """
 
     name: str
     device: str
-    dtypes: tuple[str, ...]
 
-    def availability(self) -> Availability: ...
+    @classmethod
+    def availability(cls) -> Availability: ...
+
+    def plan(self, specs: list[ConvSpec]) -> None: ...
 
     def device_name(self) -> str: ...
 
     def versions(self) -> dict[str, str]: ...
 
     def set_threads(self, threads: int) -> None: ...
-
-    def default_threads(self) -> int: ...
 
     def timer(self) -> Timer: ...
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -25,11 +25,15 @@ from rich.text import Text
 from dscbench import backends as registry
 from dscbench import counting, results, runner
 from dscbench.env import collect_environment, utc_now
-from dscbench.export.table import results_table, summary_line, warning_lines
+from dscbench.errors import BackendUnavailable
+from dscbench.export.table import results_table, summary_lines, warning_lines
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
-from dscbench.spec import Sweep, validate_cases
+from dscbench.spec import ALL_BACKENDS, Case, Sweep, validate_cases
 from dscbench.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
+
+if TYPE_CHECKING:
+    from dscbench.backends.base import Backend
 
 MAX_WARNING_LINES = 15
 EXIT_SOME_FAILED = 1
@@ -45,6 +49,27 @@ def torch_default_threads() -> int:
     return torch.get_num_threads()
 
 
+def resolve_backends(
+    sweep: Sweep, cases: list[Case], skips: dict[Case, str], skip_unavailable: bool
+) -> dict[str, Backend]:
+    """Create every backend the cases use. An unavailable one raises BackendUnavailable, or with
+    ``skip_unavailable`` adds its cases to ``skips``. Each backend then plans its cases."""
+    instances: dict[str, Backend] = {}
+    for name in dict.fromkeys(c.backend for c in cases):
+        status = registry.availability(name)
+        if status.available:
+            instances[name] = registry.create(name, sweep.options)
+        elif skip_unavailable:
+            for case in cases:
+                if case.backend == name:
+                    skips.setdefault(case, f"backend {name} is not available: {status.reason}")
+        else:
+            raise BackendUnavailable(f"backend {name!r} is not available: {status.reason}")
+    for name, backend in instances.items():
+        backend.plan([c.spec for c in cases if c.backend == name and c not in skips])
+    return instances
+
+
 def execute(
     sweep: Sweep,
     *,
@@ -52,24 +77,31 @@ def execute(
     force: bool,
     dry_run: bool,
     verify_counts: bool,
+    skip_unavailable: bool,
     quiet: bool,
     console: Console,
     command_started: float,
 ) -> None:
     import typer
 
+    if ALL_BACKENDS in sweep.requested_backends():
+        sweep.expand_all_backends(registry.available_names())
     cases = sweep.cases(torch_default_threads())
-    validate_cases(cases)
+    skips = validate_cases(cases, skip_unsupported=skip_unavailable)
     if dry_run:
-        console.print(plan_table(sweep, cases))
+        console.print(plan_table(sweep, cases, skips))
         return
-    instances = {name: registry.create(name) for name in dict.fromkeys(c.backend for c in cases)}
+    instances = resolve_backends(sweep, cases, skips, skip_unavailable)
     out_dir = results.prepare_output_dir(output, force)
+    notes = [note for b in instances.values() for note in getattr(b, "notes", [])]
+    for note in notes:
+        console.print(Text(f"note: {note}", style="yellow"), highlight=False)
     meta: dict[str, Any] = {
         "tool": "dscbench",
         "command": sys.argv,
         "source": sweep.source,
         "settings": vars(sweep.settings).copy(),
+        "backend_options": vars(sweep.options).copy(),
         "n_configurations": len(cases),
         "started_at": utc_now(),
         "environment": collect_environment(),
@@ -77,6 +109,8 @@ def execute(
             name: {"device": b.device, "device_name": b.device_name(), "versions": b.versions()}
             for name, b in instances.items()
         },
+        "skipped": {c.spec.config_id + " " + c.backend: reason for c, reason in skips.items()},
+        "notes": notes,
     }
     harness = HarnessOptions(warmup=sweep.settings.warmup)
     meta["harness"] = {
@@ -85,15 +119,16 @@ def execute(
         "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
         "confidence": CONFIDENCE,
     }
-    devices = {name: b.device for name, b in instances.items()}
-    overhead = next(iter(instances.values())).timer().overhead()
+    devices = {name: (info.device, "") for name, info in registry.REGISTRY.items()}
+    devices.update({name: (b.device, b.device_name()) for name, b in instances.items()})
+    overheads = {name: b.timer().overhead() for name, b in instances.items()}
     write_s = 0.0
     last_table = None
 
     def checkpoint(state: runner.SweepState) -> None:
         nonlocal write_s, last_table
         t0 = time.perf_counter()
-        table, samples = results.build_tables(state, devices, overhead)
+        table, samples = results.build_tables(state, devices, overheads)
         p = state.phases
         now = utc_now()
         meta.update(
@@ -106,9 +141,11 @@ def execute(
                 "timed_s": p.timed,
                 "warmup_s": p.warmup,
                 "prepare_s": p.prepare,
+                "compile_s": p.compile,
+                "parity_s": p.parity,
                 "counting_s": p.counting,
                 "write_s": write_s,
-                "timer_overhead_s": overhead,
+                "timer_overhead_s": overheads,
             },
         )
         results.write_run(out_dir, table, samples, meta)
@@ -144,6 +181,7 @@ def execute(
                     progress=on_progress,
                     harness=harness,
                     verify_counts=verify_counts,
+                    skipped=skips,
                 )
         except KeyboardInterrupt:
             progress.stop()
@@ -157,15 +195,17 @@ def execute(
         console.print(results_table(table))
         for line in _capped(warning_lines(table)):
             console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
-    console.print(summary_line(table), highlight=False)
+    for line in summary_lines(table):
+        console.print(line, highlight=False)
     t = meta["timings"]
+    compiled = f", {t['compile_s']:.1f} s compiling" if t["compile_s"] > 0 else ""
     console.print(
         f"Results in {out_dir}/ (results.parquet, results.csv, samples.parquet, run.json); "
         f"wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed blocks, "
-        f"{t['warmup_s'] / t['wall_s']:.0%} warming up.",
+        f"{t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
         highlight=False,
     )
-    failed = [s for s in state.cases if s.status != runner.OK]
+    failed = [s for s in state.cases if s.status not in (runner.OK, runner.SKIPPED)]
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -196,10 +236,10 @@ def _capped(lines: list[str]) -> list[str]:
     return [*lines[:MAX_WARNING_LINES], f"... and {more} more (see the warnings column)"]
 
 
-def plan_table(sweep: Sweep, cases: list) -> Table:
+def plan_table(sweep: Sweep, cases: list[Case], skips: dict[Case, str]) -> Table:
     """What a run would measure, with closed-form counts; nothing is timed."""
     table = Table(title=f"{len(cases)} configurations from {sweep.source}", header_style="bold")
-    for col in ("config_id", "backend", "MACs std/sep", "params std/sep", "MAC red."):
+    for col in ("config_id", "backend", "MACs std/sep", "params std/sep", "MAC red.", "note"):
         table.add_column(col)
     for case in cases:
         std = counting.closed_form(case.spec, "standard")
@@ -210,5 +250,6 @@ def plan_table(sweep: Sweep, cases: list) -> Table:
             f"{format_count(std.macs)}/{format_count(sep.macs)}",
             f"{format_count(std.params)}/{format_count(sep.params)}",
             format_ratio(std.macs / sep.macs),
+            Text(f"skipped: {skips[case]}", style="yellow") if case in skips else "",
         )
     return table

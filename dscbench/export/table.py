@@ -132,9 +132,10 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
                 f"{row.efficiency:.0%}",
             ]
         else:
+            style = "yellow" if row.status == "skipped" else "red"
             cells += [
-                Text(row.status, style="red"),
-                Text(row.error or "", style="red"),
+                Text(row.status, style=style),
+                Text(row.error or "", style=style),
                 "-",
                 format_ratio(row.mac_reduction),
                 "-",
@@ -143,26 +144,58 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     return table
 
 
-def summary_line(results: pd.DataFrame) -> str:
-    """Geometric-mean speedup vs geometric-mean MAC reduction over the measured pairs."""
-    joined = pairs(results)
-    ok = joined[(joined.status == "ok") & joined.speedup.notna()]
-    failed = len(joined) - len(ok)
-    if ok.empty:
-        return f"No configuration was measured ({failed} failed or not run)."
+def _speedup_summary(ok: pd.DataFrame) -> str:
     gm_speed = geometric_mean(ok.speedup)
     gm_macs = geometric_mean(ok.mac_reduction)
     slower = int((ok.speedup_ci_high < 1).sum())
     faster = int((ok.speedup_ci_low > 1).sum())
-    text = (
-        f"Separable vs standard over {len(ok)} configurations: geometric-mean speedup "
-        f"{gm_speed:.2f}x against a geometric-mean MAC reduction of {gm_macs:.2f}x "
-        f"(efficiency {gm_speed / gm_macs:.0%}); separable faster in {faster}, slower in "
-        f"{slower}, within noise in {len(ok) - faster - slower}."
+    return (
+        f"geometric-mean speedup {gm_speed:.2f}x against a geometric-mean MAC reduction of "
+        f"{gm_macs:.2f}x (efficiency {gm_speed / gm_macs:.0%}); separable faster in {faster}, "
+        f"slower in {slower}, within noise in {len(ok) - faster - slower}."
     )
-    if failed:
-        text += f" {failed} configuration(s) failed or were not measured."
-    return text
+
+
+def summary_lines(results: pd.DataFrame) -> list[str]:
+    """Geometric-mean speedup vs MAC reduction over the measured pairs, one line per backend
+    when there are several; then compile time and parity, where they apply. Rows that are not
+    ``ok`` (parity failures included) never enter a mean."""
+    joined = pairs(results)
+    lines = []
+    backends = list(dict.fromkeys(joined.backend))
+    for backend in backends:
+        rows = joined[joined.backend == backend]
+        ok = rows[(rows.status == "ok") & rows.speedup.notna()]
+        skipped = int((rows.status == "skipped").sum())
+        failed = len(rows) - len(ok) - skipped
+        who = f"{backend}: s" if len(backends) > 1 else "S"
+        if ok.empty:
+            text = f"{who}eparable vs standard: no configuration was measured."
+        else:
+            text = f"{who}eparable vs standard over {len(ok)} configurations: " + _speedup_summary(
+                ok
+            )
+        if failed:
+            text += f" {failed} configuration(s) failed or were not measured."
+        if skipped:
+            text += f" {skipped} skipped."
+        lines.append(text)
+    compiled = results[results.compile_s.notna()]
+    for backend, rows in compiled.groupby("backend", sort=False):
+        lines.append(
+            f"{backend}: compiled {len(rows)} models in {rows.compile_s.sum():.1f} s "
+            f"(median {rows.compile_s.median():.2f} s each), not included in any latency."
+        )
+    checked = results[results.parity_max_rel_err.notna()]
+    if not checked.empty:
+        worst = checked.loc[(checked.parity_max_rel_err / checked.parity_tolerance).idxmax()]
+        bad = int((checked.parity_max_rel_err > checked.parity_tolerance).sum())
+        lines.append(
+            f"Parity with a float64 reference: {len(checked)} outputs checked, {bad} out of "
+            f"tolerance; closest to its limit: {worst.parity_max_rel_err:.2g} relative error "
+            f"({worst['dtype']} tolerance {worst['parity_tolerance']:g}, {worst['backend']})."
+        )
+    return lines
 
 
 def warning_lines(results: pd.DataFrame) -> list[str]:

@@ -1,0 +1,92 @@
+"""Build the ONNX graph of a variant directly from its torch module's weights.
+
+No exporter: torch.onnx's dynamo exporter takes seconds per conv, while these graphs are one or
+two Conv nodes whose attributes follow from the ConvSpec. Weights are copied bit for bit from
+the torch module (same dtype), so the ONNX model computes exactly the module's function.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:
+    import torch
+
+    from dscbench.spec import ConvSpec
+
+OPSET = 17  # Conv has not changed since opset 11; 17 is supported by every maintained runtime
+IR_VERSION = 8  # the IR of opset 17, so older onnxruntime releases load the model too
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
+INPUT, OUTPUT = "x", "y"
+
+
+def _conv_node(
+    conv: torch.nn.Conv2d, source: str, target: str, prefix: str
+) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
+    weight = numpy_helper.from_array(conv.weight.detach().cpu().numpy(), f"{prefix}.weight")
+    inputs = [source, weight.name]
+    initializers = [weight]
+    if conv.bias is not None:
+        bias = numpy_helper.from_array(conv.bias.detach().cpu().numpy(), f"{prefix}.bias")
+        inputs.append(bias.name)
+        initializers.append(bias)
+    kh, kw = conv.kernel_size
+    ph, pw = conv.padding  # type: ignore[misc]
+    node = helper.make_node(
+        "Conv",
+        inputs,
+        [target],
+        name=prefix,
+        kernel_shape=[kh, kw],
+        strides=list(conv.stride),
+        pads=[ph, pw, ph, pw],
+        dilations=list(conv.dilation),
+        group=conv.groups,
+    )
+    return node, initializers
+
+
+def build_model(spec: ConvSpec, variant: str, module: torch.nn.Module) -> onnx.ModelProto:
+    """The ONNX model of ``module`` (a Conv2d, or Sequential(depthwise, pointwise))."""
+    from torch import nn
+
+    if spec.dtype not in ONNX_DTYPES:
+        raise ValueError(f"dtype {spec.dtype!r} has no ONNX graph here")
+    convs = [module] if isinstance(module, nn.Conv2d) else list(module.children())
+    if not convs or not all(isinstance(c, nn.Conv2d) for c in convs):
+        raise ValueError(f"{variant}: expected Conv2d layers, got {type(module).__name__}")
+    nodes, initializers = [], []
+    source = INPUT
+    for i, conv in enumerate(convs):
+        target = OUTPUT if i == len(convs) - 1 else f"{variant}.{i}.out"
+        node, inits = _conv_node(conv, source, target, f"{variant}.{i}")
+        nodes.append(node)
+        initializers.extend(inits)
+        source = target
+    elem = ONNX_DTYPES[spec.dtype]
+    graph = helper.make_graph(
+        nodes,
+        f"dscbench_{variant}",
+        [
+            helper.make_tensor_value_info(
+                INPUT, elem, [spec.batch, spec.in_channels, spec.height, spec.width]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                OUTPUT, elem, [spec.batch, spec.out_channels, spec.out_height, spec.out_width]
+            )
+        ],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dscbench"
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model

@@ -1,0 +1,164 @@
+"""PyTorch eager on the CPU (the reference backend) and on CUDA."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+
+from dscbench import ops
+from dscbench.backends import cuda
+from dscbench.backends.base import Availability, Prepared
+from dscbench.env import cpu_model
+from dscbench.measure import Timer
+from dscbench.spec import BackendOptions
+
+if TYPE_CHECKING:
+    from dscbench.spec import ConvSpec
+
+
+class Placed(NamedTuple):
+    module: torch.nn.Module
+    x: torch.Tensor
+    cpu_module: torch.nn.Module
+    cpu_x: torch.Tensor
+
+
+def mkldnn_enabled() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+class TorchCPU:
+    """Eager torch on the CPU: aten convolution, dispatched to oneDNN (mkldnn) when enabled."""
+
+    name = "torch-cpu"
+    device = "cpu"
+
+    def __init__(self, options: BackendOptions | None = None):
+        self.options = options or BackendOptions()
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True)
+
+    def plan(self, specs: list[ConvSpec]) -> None:
+        return None
+
+    def device_name(self) -> str:
+        return cpu_model()
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__, "mkldnn": "on" if mkldnn_enabled() else "off"}
+
+    def set_threads(self, threads: int) -> None:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+    def timer(self) -> Timer:
+        return Timer()
+
+    def execution(self, spec: ConvSpec) -> str:
+        mkldnn = "on" if mkldnn_enabled() else "off"
+        return f"torch {torch.__version__} {self.engine()}, mkldnn {mkldnn}, {spec.memory_format}"
+
+    def engine(self) -> str:
+        return "eager"
+
+    def place(self, spec: ConvSpec, variant: str, seed: int) -> Placed:
+        """The module and input on this backend's device, in the spec's memory format, plus the
+        CPU originals (for counting)."""
+        cpu_module, cpu_x = ops.instance(spec, variant, seed)
+        module = cpu_module if self.device == "cpu" else copy.deepcopy(cpu_module).to(self.device)
+        module, x = ops.to_memory_format(module, cpu_x.to(self.device), spec.memory_format)
+        return Placed(module, x, cpu_module, cpu_x)
+
+    def forward(self, module: torch.nn.Module, spec: ConvSpec) -> Any:
+        """The callable to time; subclasses compile it."""
+        return module
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (nothing to wait for on the CPU)."""
+        return None
+
+    def first_call(self, prepared: Prepared) -> float:
+        """Seconds of compilation the first call costs; NaN where nothing compiles."""
+        return math.nan
+
+    def memory_peak(self, prepared: Prepared) -> float:
+        """Device memory peak of one forward, bytes; NaN where not measured (the CPU)."""
+        return math.nan
+
+    def prepare(self, spec: ConvSpec, variant: str, seed: int) -> Prepared:
+        start = time.perf_counter()
+        placed = self.place(spec, variant, seed)
+        fn, x = self.forward(placed.module, spec), placed.x
+
+        def run() -> None:
+            fn(x)
+
+        def output() -> torch.Tensor:
+            with torch.inference_mode():
+                return fn(x)
+
+        prepared = Prepared(
+            run=run,
+            output=output,
+            context=torch.inference_mode,
+            module=placed.cpu_module,
+            example_input=placed.cpu_x,
+            execution=self.execution(spec),
+        )
+        prepared.compile_s = self.first_call(prepared)
+        prepared.peak_memory_bytes = self.memory_peak(prepared)
+        compiling = prepared.compile_s if math.isfinite(prepared.compile_s) else 0.0
+        prepared.prepare_s = time.perf_counter() - start - compiling
+        return prepared
+
+
+class TorchCUDA(TorchCPU):
+    """Eager torch on the current CUDA device: cuDNN with ``cudnn.benchmark`` on (the fastest
+    algorithm per shape is chosen during warm-up), timed with CUDA events. Weights and input
+    live on the device before timing, so no host-to-device copy is ever timed."""
+
+    name = "torch-cuda"
+    device = "cuda"
+
+    def __init__(self, options: BackendOptions | None = None):
+        super().__init__(options)
+        torch.backends.cudnn.benchmark = True
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return cuda.cuda_availability()
+
+    def device_name(self) -> str:
+        return cuda.cuda_device_name()
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "torch": torch.__version__,
+            "cuda": str(torch.version.cuda),
+            "cudnn": str(torch.backends.cudnn.version()),
+            "cudnn_benchmark": str(torch.backends.cudnn.benchmark),
+            "tf32_conv": str(torch.backends.cudnn.allow_tf32),
+        }
+
+    def timer(self) -> Timer:
+        return cuda.CudaEventTimer()
+
+    def execution(self, spec: ConvSpec) -> str:
+        tf32 = " tf32" if spec.dtype == "float32" and torch.backends.cudnn.allow_tf32 else ""
+        return (
+            f"torch {torch.__version__} {self.engine()}, cudnn {torch.backends.cudnn.version()} "
+            f"benchmark{tf32}, {spec.memory_format}"
+        )
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize()
+
+    def memory_peak(self, prepared: Prepared) -> float:
+        with prepared.context():
+            return cuda.peak_memory_bytes(prepared.run)
