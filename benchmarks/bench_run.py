@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,14 +143,15 @@ def reproducibility() -> list[str]:
 PARTS = {"overhead": overhead, "agreement": agreement, "reproducibility": reproducibility}
 
 
-def main(argv: list[str]) -> None:
-    names = argv or list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
+def run_parts(parts: dict[str, Callable[[], list[str]]], argv: list[str]) -> None:
+    """Run the parts named in ``argv`` (all when empty) and print their markdown reports."""
+    names = argv or list(parts)
+    unknown = [n for n in names if n not in parts]
     if unknown:
-        sys.exit(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+        sys.exit(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(parts)}")
     for name in names:
-        print("\n".join(PARTS[name]()), end="\n\n", flush=True)
+        print("\n".join(parts[name]()), end="\n\n", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_parts(PARTS, sys.argv[1:])

@@ -71,8 +71,9 @@ class FakeBackend:
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def plan(self, specs: list[ConvSpec]) -> None:
+    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
         self.planned = list(specs)
+        return {}
 
     def set_threads(self, threads: int) -> None:
         self.threads_set.append(threads)

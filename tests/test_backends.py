@@ -440,3 +440,29 @@ def test_cuda_backends_agree_with_the_reference(name, dtype):
         assert backend.timer().time_block(prepared.run, 10) > 0
         if name.startswith("torch"):
             assert prepared.peak_memory_bytes > 0
+
+
+def test_bfloat16_on_a_gpu_without_it_is_refused_or_skipped(monkeypatch):
+    from dscbench.backends.torch_eager import TorchCUDA
+    from dscbench.commands.run import resolve_backends
+    from dscbench.errors import SpecError
+    from dscbench.spec import Case, Sweep
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(TorchCUDA, "device_name", lambda self: "Tesla V100")
+    gpu = TorchCUDA(BackendOptions())
+    bf16, fp16 = spec(dtype="bfloat16"), spec(dtype="float16")
+    assert gpu.plan([bf16, fp16]) == {bf16: "bfloat16 is not supported by Tesla V100"}
+
+    monkeypatch.setattr(backends, "availability", lambda name: backends.base.Availability(True))
+    monkeypatch.setattr(backends, "create", lambda name, options: gpu)
+    cases = [Case(bf16, "torch-cuda"), Case(fp16, "torch-cuda")]
+    with pytest.raises(SpecError) as err:
+        resolve_backends(Sweep([]), cases, {}, skip_unavailable=False)
+    assert str(err.value) == (
+        "config n1_c8-8_8x8_k3s1_bfloat16_inference_t1 on torch-cuda: "
+        "bfloat16 is not supported by Tesla V100"
+    )
+    skips: dict = {}
+    assert resolve_backends(Sweep([]), cases, skips, skip_unavailable=True) == {"torch-cuda": gpu}
+    assert skips == {cases[0]: "bfloat16 is not supported by Tesla V100"}

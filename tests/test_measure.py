@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dscbench import runner
+from dscbench.backends.base import CompileFailed
 from dscbench.measure import (
     HarnessOptions,
     Timed,
@@ -139,8 +140,11 @@ def test_threads_are_set_for_every_visit(clock):
 
 def test_a_failing_case_is_isolated(clock):
     broken = spec(in_channels=16, out_channels=16)
+    uncompilable = spec(in_channels=32, out_channels=32)
 
     def fail_prepare(s, v):
+        if s == uncompilable:
+            return CompileFailed.from_error("torch.compile", TypeError("graph break\nat line 3"))
         return RuntimeError("no kernel for this\nsecond line") if s == broken else None
 
     def fail_run(s, v, calls):
@@ -149,8 +153,10 @@ def test_a_failing_case_is_isolated(clock):
         return None
 
     backend = FakeBackend(clock, costs(1e-4, 1e-4), fail_prepare=fail_prepare, fail_run=fail_run)
-    state = run(clock, backend, fake_cases(3), min_time=0.03, rounds=3)
+    state = run(clock, backend, fake_cases(4), min_time=0.03, rounds=3)
     by_channels = {c.case.spec.in_channels: c for c in state.cases}
+    assert by_channels[32].status == "compile_error"
+    assert by_channels[32].error == "torch.compile failed: TypeError: graph break"
     assert by_channels[8].status == "ok" and by_channels[8].visits == 3
     assert by_channels[16].status == "build_error"
     assert by_channels[16].error == "RuntimeError: no kernel for this"

@@ -62,8 +62,9 @@ class Backend(Protocol):
 
     The class is constructed with the run's BackendOptions; ``availability`` is a classmethod so
     the registry can ask without building one. ``plan`` sees every spec of the sweep once before
-    anything runs (onnxruntime sizes its thread pool there) and raises DscbenchError if it
-    cannot honour them.
+    anything runs (onnxruntime sizes its thread pool there) and returns the specs this device
+    cannot run, with the reason (bfloat16 on a GPU without it); it raises DscbenchError for a
+    sweep it cannot honour at all.
     """
 
     name: str
@@ -72,7 +73,7 @@ class Backend(Protocol):
     @classmethod
     def availability(cls) -> Availability: ...
 
-    def plan(self, specs: list[ConvSpec]) -> None: ...
+    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]: ...
 
     def device_name(self) -> str: ...
 

@@ -150,10 +150,10 @@ class OrtCPU:
             return Availability(False, f"onnxruntime {ort.__version__} has no {CPU_EP}")
         return Availability(True)
 
-    def plan(self, specs: list[ConvSpec]) -> None:
+    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
         counts = {s.threads for s in specs}
         if not counts:
-            return
+            return {}
         self.threadpool, note = choose_threadpool(
             self.options.ort_threadpool, counts, _global_pool_threads
         )
@@ -161,6 +161,7 @@ class OrtCPU:
             self.notes.append(note)
         if self.threadpool == "global" and _global_pool_threads is None:
             _set_global_pool(next(iter(counts)))
+        return {}
 
     def device_name(self) -> str:
         return cpu_model()
@@ -285,8 +286,8 @@ class OrtCUDA(OrtCPU):
     def availability(cls) -> Availability:
         return _ep_availability(cls.provider)
 
-    def plan(self, specs: list[ConvSpec]) -> None:
-        return None
+    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+        return {}
 
     def device_name(self) -> str:
         try:

@@ -44,8 +44,8 @@ class TorchCPU:
     def availability(cls) -> Availability:
         return Availability(True)
 
-    def plan(self, specs: list[ConvSpec]) -> None:
-        return None
+    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+        return {}
 
     def device_name(self) -> str:
         return cpu_model()
@@ -133,6 +133,12 @@ class TorchCUDA(TorchCPU):
     @classmethod
     def availability(cls) -> Availability:
         return cuda.cuda_availability()
+
+    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+        if torch.cuda.is_bf16_supported():
+            return {}
+        reason = f"bfloat16 is not supported by {self.device_name()}"
+        return {s: reason for s in specs if s.dtype == "bfloat16"}
 
     def device_name(self) -> str:
         return cuda.cuda_device_name()

@@ -25,7 +25,7 @@ from rich.text import Text
 from dscbench import backends as registry
 from dscbench import counting, results, runner
 from dscbench.env import collect_environment, utc_now
-from dscbench.errors import BackendUnavailable
+from dscbench.errors import BackendUnavailable, SpecError
 from dscbench.export.table import results_table, summary_lines, warning_lines
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
@@ -65,8 +65,18 @@ def resolve_backends(
                     skips.setdefault(case, f"backend {name} is not available: {status.reason}")
         else:
             raise BackendUnavailable(f"backend {name!r} is not available: {status.reason}")
+    problems = []
     for name, backend in instances.items():
-        backend.plan([c.spec for c in cases if c.backend == name and c not in skips])
+        mine = [c for c in cases if c.backend == name and c not in skips]
+        cannot = backend.plan([c.spec for c in mine])
+        for case in mine:
+            if case.spec in cannot:
+                if skip_unavailable:
+                    skips[case] = cannot[case.spec]
+                else:
+                    problems.append(f"config {case.spec.config_id} on {name}: {cannot[case.spec]}")
+    if problems:
+        raise SpecError("\n".join(problems))
     return instances
 
 
@@ -89,7 +99,14 @@ def execute(
     cases = sweep.cases(torch_default_threads())
     skips = validate_cases(cases, skip_unsupported=skip_unavailable)
     if dry_run:
-        console.print(plan_table(sweep, cases, skips))
+        notes = dict(skips)
+        for name in dict.fromkeys(c.backend for c in cases):
+            status = registry.availability(name)
+            if not status.available:
+                for case in cases:
+                    if case.backend == name:
+                        notes.setdefault(case, f"backend unavailable: {status.reason}")
+        console.print(plan_table(sweep, cases, notes))
         return
     instances = resolve_backends(sweep, cases, skips, skip_unavailable)
     out_dir = results.prepare_output_dir(output, force)
@@ -236,8 +253,9 @@ def _capped(lines: list[str]) -> list[str]:
     return [*lines[:MAX_WARNING_LINES], f"... and {more} more (see the warnings column)"]
 
 
-def plan_table(sweep: Sweep, cases: list[Case], skips: dict[Case, str]) -> Table:
-    """What a run would measure, with closed-form counts; nothing is timed."""
+def plan_table(sweep: Sweep, cases: list[Case], notes: dict[Case, str]) -> Table:
+    """What a run would measure, with closed-form counts and why a case would not run (an
+    unavailable backend, an unsupported dtype); nothing is timed."""
     table = Table(title=f"{len(cases)} configurations from {sweep.source}", header_style="bold")
     for col in ("config_id", "backend", "MACs std/sep", "params std/sep", "MAC red.", "note"):
         table.add_column(col)
@@ -250,6 +268,6 @@ def plan_table(sweep: Sweep, cases: list[Case], skips: dict[Case, str]) -> Table
             f"{format_count(std.macs)}/{format_count(sep.macs)}",
             f"{format_count(std.params)}/{format_count(sep.params)}",
             format_ratio(std.macs / sep.macs),
-            Text(f"skipped: {skips[case]}", style="yellow") if case in skips else "",
+            Text(notes[case], style="yellow") if case in notes else "",
         )
     return table
