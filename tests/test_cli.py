@@ -383,6 +383,7 @@ def test_memory_format_is_a_sweep_axis(tmp_path):
     assert list(dict.fromkeys(table.memory_format)) == ["contiguous", "channels_last"]
     assert table.config_id.str.endswith("_channels_last").sum() == 2
     assert table.execution.str.endswith("channels_last").sum() == 2
+    assert "4->4 @8 k3s1 contiguous" in res.output and "4->4 @8 k3s1 channels_last" in res.output
     bad = cli.invoke(app, [*args, "--memory-format", "nchwc"])
     assert bad.exit_code == 2
     assert bad.output.strip() == (

@@ -289,6 +289,14 @@ class OrtCUDA(OrtCPU):
     def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
         return {}
 
+    def timer(self) -> Timer:
+        """Run() synchronises the EP's stream before returning; where torch sees the GPU, the
+        timer also waits for the whole device around each block, which costs nothing when
+        the stream is already idle and guards against an EP that returns early."""
+        import torch
+
+        return Timer(sync=torch.cuda.synchronize if torch.cuda.is_available() else None)
+
     def device_name(self) -> str:
         try:
             from dscbench.backends.cuda import cuda_device_name

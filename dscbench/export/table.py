@@ -43,6 +43,7 @@ SHARED_COLUMNS = (
     "stride",
     "dtype",
     "threads",
+    "memory_format",
     "status",
     "error",
 )
@@ -68,7 +69,7 @@ def pairs(results: pd.DataFrame) -> pd.DataFrame:
 
 # Axes shown in each row's label only when they vary across the table; constant ones go in
 # the title, which keeps the table inside an 80-column terminal.
-_LABEL_AXES = ("batch", "dtype", "threads", "backend")
+_LABEL_AXES = ("batch", "dtype", "threads", "memory_format", "backend")
 
 
 def _constant_axes(joined: pd.DataFrame) -> dict[str, object]:
@@ -84,6 +85,8 @@ def _label(row: tuple, constant: dict[str, object]) -> str:
         text += f" {row.dtype}"
     if "threads" not in constant:
         text += f" t{row.threads}"
+    if "memory_format" not in constant:
+        text += f" {row.memory_format}"
     if "backend" not in constant:
         text += f" {row.backend}"
     return text
@@ -97,6 +100,8 @@ def describe_constant(constant: dict[str, object]) -> str:
         parts.append(str(constant["dtype"]))
     if "threads" in constant:
         parts.append(f"{constant['threads']} thread(s)")
+    if constant.get("memory_format") == "channels_last":
+        parts.append("channels_last")
     if "backend" in constant:
         parts.append(str(constant["backend"]))
     return ", ".join(parts)
