@@ -279,6 +279,76 @@ def presets() -> None:
     console.print(table)
 
 
+@app.command("compare")
+@user_errors
+def compare_runs(
+    baseline: Annotated[
+        Path, typer.Argument(help="Baseline run: a run directory, results file or JSON export.")
+    ],
+    candidate: Annotated[Path, typer.Argument(help="Candidate run, in any of the same forms.")],
+    *,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="latency (per variant), or speedup (standard/separable ratio: cancels "
+            "machine speed)."
+        ),
+    ] = "latency",
+    threshold: Annotated[
+        str, typer.Option(help="Smallest change that counts, as 0.05 or 5%.")
+    ] = "5%",
+    confidence: Annotated[str, typer.Option(help="Confidence of the intervals.")] = "0.95",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="table, markdown, json or github-benchmark."),
+    ] = "table",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="File to write the format to; - is stdout.")
+    ] = "-",
+    fail_on_inconclusive: Annotated[
+        bool, typer.Option(help="Exit 3 when rows are inconclusive (and nothing regressed).")
+    ] = False,
+    allow_different_hardware: Annotated[
+        bool, typer.Option(help="Compare runs measured on different CPUs or GPUs.")
+    ] = False,
+) -> None:
+    """Compare two runs row by row; exit 1 on a regression (a CI gate).
+
+    Exit codes: 0 no regression, 1 at least one regression, 2 bad input, 3 inconclusive rows
+    with --fail-on-inconclusive.
+    """
+    from dscbench.commands import compare as compare_command  # pandas and scipy, no torch
+
+    code = compare_command.execute(
+        baseline,
+        candidate,
+        metric=metric.strip().lower(),
+        threshold=threshold,
+        confidence=confidence,
+        fmt=fmt.strip().lower(),
+        output=output,
+        fail_on_inconclusive=fail_on_inconclusive,
+        allow_different_hardware=allow_different_hardware,
+        console=console,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("export")
+@user_errors
+def export_run(
+    run_path: Annotated[Path, typer.Argument(help="A run directory or results file.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="JSON file to write; - is stdout.")
+    ] = "-",
+) -> None:
+    """Write a run (metadata, result rows and raw samples) as one JSON document."""
+    from dscbench import results
+    from dscbench.export import write_output
+
+    write_output(output, json.dumps(results.to_json(results.load_results(run_path))) + "\n")
+
+
 @app.command("backends")
 @user_errors
 def list_backends(

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 2
 
+SHAPE_COLUMNS = ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride")
+# What a human label of a row is made of (tables, comparisons).
+LABEL_COLUMNS = (*SHAPE_COLUMNS, "dtype", "threads", "memory_format")
 CONFIG_COLUMNS = [
     "config_id",
     "variant",
@@ -44,13 +47,7 @@ CONFIG_COLUMNS = [
     "dtype",
     "memory_format",
     "threads",
-    "batch",
-    "in_channels",
-    "out_channels",
-    "height",
-    "width",
-    "kernel",
-    "stride",
+    *SHAPE_COLUMNS,
     "padding",
     "bias",
     "out_height",
@@ -251,10 +248,10 @@ def build_tables(
     return _typed(results), samples
 
 
-_SAMPLE_DTYPES = {
-    "config_id": "object",
-    "variant": "object",
-    "backend": "object",
+_SAMPLE_DTYPES: dict[str, Any] = {
+    "config_id": str,
+    "variant": str,
+    "backend": str,
     "round": "int32",
     "pair": "int32",
     "iterations": "int64",
@@ -404,12 +401,59 @@ def _upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) ->
     return results
 
 
+EXPORT_FORMAT = "dscbench-results"
+
+
+def to_json(result_set: ResultSet) -> dict[str, Any]:
+    """One self-contained JSON document: run metadata, result rows and raw samples (columnar),
+    readable by ``load_results`` (and so by ``dscbench compare``)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        return value
+
+    rows = [
+        {k: clean(v) for k, v in row.items()}
+        for row in result_set.results.astype(object).to_dict("records")
+    ]
+    samples = {c: [clean(v) for v in result_set.samples[c].tolist()] for c in SAMPLE_COLUMNS}
+    meta = dict(result_set.meta, schema_version=SCHEMA_VERSION)
+    return {"format": EXPORT_FORMAT, "meta": meta, "results": rows, "samples": samples}
+
+
+def _load_json_export(path: Path) -> ResultSet:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise ResultsError(f"{path}: not a dscbench JSON export (no format {EXPORT_FORMAT!r})")
+    meta = doc.get("meta")
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{path}: no meta object")
+    meta = _migrate(meta, path)
+    try:
+        results = pd.DataFrame(doc["results"])
+        samples = pd.DataFrame(doc["samples"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultsError(f"{path}: malformed results or samples ({exc})") from None
+    return _finish(results, samples, meta, path)
+
+
 def load_results(path: Path) -> ResultSet:
-    """Read a run directory, or a results.parquet / results.csv file (with run.json beside it)."""
+    """Read a run directory, a results.parquet / results.csv file (with run.json beside it), or
+    a JSON export (``dscbench export``)."""
     path = Path(path)
-    directory = path if path.is_dir() else path.parent
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")
+    if path.is_file() and path.suffix == ".json" and path.name != RUN_JSON:
+        return _load_json_export(path)
+    directory = path if path.is_dir() else path.parent
+    if path.name == RUN_JSON:
+        path = directory
     meta_path = directory / RUN_JSON
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -433,11 +477,6 @@ def load_results(path: Path) -> ResultSet:
             results = pd.read_parquet(table)
     except Exception as exc:  # pyarrow and pandas raise many kinds; all mean "unreadable"
         raise ResultsError(f"{table}: unreadable ({type(exc).__name__}: {exc})") from None
-    results = _upgrade_table(results, meta["schema_version"], meta)
-    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
-    if missing:
-        raise ResultsError(f"{table}: missing columns {', '.join(missing)}")
-    results = _typed(results[RESULT_COLUMNS])
     samples_path = directory / SAMPLES_PARQUET
     try:
         samples = pd.read_parquet(samples_path)
@@ -445,4 +484,26 @@ def load_results(path: Path) -> ResultSet:
         samples = pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
     except Exception as exc:
         raise ResultsError(f"{samples_path}: unreadable ({type(exc).__name__}: {exc})") from None
+    return _finish(results, samples, meta, table)
+
+
+def _finish(
+    results: pd.DataFrame, samples: pd.DataFrame, meta: dict[str, Any], source: Path
+) -> ResultSet:
+    """Upgrade, check and type a result table and its samples read from ``source``."""
+    results = _upgrade_table(results, meta["schema_version"], meta)
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ResultsError(f"{source}: missing columns {', '.join(missing)}")
+    try:
+        results = _typed(results[RESULT_COLUMNS])
+    except (ValueError, TypeError) as exc:
+        raise ResultsError(f"{source}: a column has values of the wrong type ({exc})") from None
+    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
+    if missing:
+        raise ResultsError(f"{source}: samples lack columns {', '.join(missing)}")
+    try:
+        samples = samples[SAMPLE_COLUMNS].astype(_SAMPLE_DTYPES)
+    except (ValueError, TypeError) as exc:
+        raise ResultsError(f"{source}: samples have values of the wrong type ({exc})") from None
     return ResultSet(meta, results, samples)

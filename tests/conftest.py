@@ -43,7 +43,7 @@ class FakeBackend:
         clock: FakeClock,
         cost: CostFn,
         *,
-        noise: float = 0.0,
+        noise: float | Callable[[ConvSpec, str], float] = 0.0,
         slowdown: Callable[[float], float] = lambda t: 1.0,
         seed: int = 0,
         fail_prepare: Callable[[ConvSpec, str], Exception | None] = lambda s, v: None,
@@ -86,6 +86,7 @@ class FakeBackend:
         if problem is not None:
             raise problem
         base = self.cost(spec, variant)
+        noise = self.noise(spec, variant) if callable(self.noise) else self.noise
         calls = 0
 
         def run() -> None:
@@ -95,7 +96,7 @@ class FakeBackend:
             problem = self.fail_run(spec, variant, calls)
             if problem is not None:
                 raise problem
-            jitter = 1.0 + self.noise * abs(self.rng.standard_normal()) if self.noise else 1.0
+            jitter = 1.0 + noise * abs(self.rng.standard_normal()) if noise else 1.0
             self.clock.advance(base * self.slowdown(self.clock.t) * jitter)
 
         def output() -> np.ndarray:

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dscbench.export.units import format_count, format_ratio, format_seconds
-from dscbench.results import PAIR_COLUMNS
+from dscbench.results import LABEL_COLUMNS, PAIR_COLUMNS
 from dscbench.stats import geometric_mean
 
 
@@ -33,20 +33,7 @@ def _speedup(row: tuple) -> Text:
     return Text(text, style=style)
 
 
-SHARED_COLUMNS = (
-    "batch",
-    "in_channels",
-    "out_channels",
-    "height",
-    "width",
-    "kernel",
-    "stride",
-    "dtype",
-    "threads",
-    "memory_format",
-    "status",
-    "error",
-)
+SHARED_COLUMNS = (*LABEL_COLUMNS, "status", "error")
 
 
 def pairs(results: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,309 @@
+"""Renderings of a Comparison: a rich table, markdown, JSON, github-action-benchmark.
+
+Every renderer orders rows the same way: regressions first, then inconclusive, faster, same,
+added, removed and other failures, so the line that fails a CI job is the first one read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from dscbench.compare import Change, Comparison
+from dscbench.export.units import format_seconds
+
+ORDER = ("slower", "newly failing", "inconclusive", "faster", "same", "added", "removed", "failed")
+STYLES = {
+    "slower": "bold red",
+    "newly failing": "bold red",
+    "inconclusive": "yellow",
+    "faster": "green",
+    "same": "",
+    "added": "cyan",
+    "removed": "cyan",
+    "failed": "magenta",
+}
+
+
+COUNTED = ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
+
+
+def shown_verdict(change: Change) -> str:
+    """The verdict as shown: a row that fails only in the candidate is 'newly failing'."""
+    if change.verdict == "failed" and change.note.startswith("candidate "):
+        return "newly failing"
+    return change.verdict
+
+
+def ordered(comparison: Comparison) -> list[Change]:
+    return sorted(comparison.changes, key=lambda c: ORDER.index(shown_verdict(c)))
+
+
+# Terminal and markdown tables list every row up to these sizes; beyond, they keep the rows
+# that are not "same" first and say how many were left out (JSON lists everything).
+MAX_TABLE_ROWS = 60
+MAX_MARKDOWN_ROWS = 200
+
+
+def shown_rows(comparison: Comparison, limit: int) -> tuple[list[Change], str]:
+    """The rows a human-readable table lists, and a line about the ones it leaves out."""
+    rows = ordered(comparison)
+    if len(rows) <= limit:
+        return rows, ""
+    kept = [c for c in rows if c.verdict != "same"][:limit]
+    left = len(rows) - len(kept)
+    same = comparison.count("same") - sum(c.verdict == "same" for c in kept)
+    return kept, (
+        f"... {left} more rows not listed ({same} of them same); --format json lists every row"
+    )
+
+
+def _several_backends(comparison: Comparison) -> bool:
+    return len({c.backend for c in comparison.changes}) > 1
+
+
+def _value(comparison: Comparison, value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    if comparison.metric == "latency":
+        return format_seconds(value)
+    return f"{value:.2f}x"
+
+
+def _ratio(change: Change) -> str:
+    if not math.isfinite(change.ratio):
+        return "-"
+    return f"{change.ratio:.3f} [{change.ci_low:.3f}, {change.ci_high:.3f}]"
+
+
+def _row_name(comparison: Comparison, change: Change, several: bool) -> str:
+    text = change.label
+    if comparison.metric == "latency":
+        text += f" {change.variant}"
+    if several:
+        text += f" [{change.backend}]"
+    return text
+
+
+def summary(comparison: Comparison) -> str:
+    counts = ", ".join(f"{comparison.count(v)} {v}" for v in COUNTED if comparison.count(v))
+    gm = comparison.geometric_mean_ratio()
+    what = "latency" if comparison.metric == "latency" else "separable speedup"
+    text = f"{len(comparison.changes)} rows: {counts}."
+    if math.isfinite(gm):
+        text += f" Geometric-mean {what} ratio candidate/baseline: {gm:.3f}."
+    newly = sum(shown_verdict(c) == "newly failing" for c in comparison.changes)
+    if newly:
+        text += f" {newly} row(s) fail in the candidate only (counted as regressions)."
+    return text
+
+
+def decision(comparison: Comparison, fail_on_inconclusive: bool) -> str:
+    code = comparison.exit_code(fail_on_inconclusive)
+    if code == 1:
+        return f"REGRESSION: {len(comparison.regressions)} row(s) got worse (exit 1)."
+    if code == 3:
+        return f"INCONCLUSIVE: {comparison.count('inconclusive')} row(s) (exit 3)."
+    return "No regression (exit 0)."
+
+
+def shift_lines(comparison: Comparison) -> list[str]:
+    lines = []
+    for s in comparison.shifts:
+        text = (
+            f"{s.backend}: all {s.rows} rows together moved x{s.ratio:.3f} "
+            f"[{s.ci_low:.3f}, {s.ci_high:.3f}] (median ratio over rows)"
+        )
+        if s.detected:
+            text += (
+                ": a shift this large is what a change of machine speed looks like (or a "
+                "regression hitting every row); rows that only moved with it are inconclusive. "
+                "`--metric speedup` cancels machine speed"
+            )
+        lines.append(text + ".")
+    return lines
+
+
+def notes(comparison: Comparison) -> list[str]:
+    lines = list(comparison.notes)
+    if comparison.hardware_differs:
+        lines.append("the runs were measured on different hardware (--allow-different-hardware)")
+    return lines
+
+
+def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Group:
+    title = (
+        f"dscbench compare: {comparison.metric}, threshold {comparison.threshold:.0%}, "
+        f"{comparison.confidence:.0%} intervals"
+    )
+    table = Table(title=title, header_style="bold")
+    for column, justify in (
+        ("verdict", "left"),
+        ("configuration", "left"),
+        ("baseline", "right"),
+        ("candidate", "right"),
+        ("ratio [CI]", "right"),
+        ("note", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    rows, left_out = shown_rows(comparison, MAX_TABLE_ROWS)
+    several = _several_backends(comparison)
+    for change in rows:
+        verdict = shown_verdict(change)
+        table.add_row(
+            Text(verdict, style=STYLES[verdict]),
+            _row_name(comparison, change, several),
+            _value(comparison, change.baseline),
+            _value(comparison, change.candidate),
+            Text(_ratio(change), style=STYLES[verdict]),
+            change.note,
+        )
+    parts: list[Any] = [table]
+    if left_out:
+        parts.append(Text(left_out))
+    parts.append(Text(summary(comparison)))
+    parts += [
+        Text(line, style="yellow" if "inconclusive" in line else "")
+        for line in shift_lines(comparison)
+    ]
+    parts += [Text(f"note: {line}", style="yellow") for line in notes(comparison)]
+    if comparison.environment:
+        parts.append(Text("Environment differences (baseline -> candidate):"))
+        parts += [Text(f"  {what}: {b} -> {c}") for what, b, c in comparison.environment]
+    code = comparison.exit_code(fail_on_inconclusive)
+    parts.append(
+        Text(decision(comparison, fail_on_inconclusive), style="bold red" if code else "bold green")
+    )
+    return Group(*parts)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+    """GitHub-flavoured markdown for $GITHUB_STEP_SUMMARY or a PR comment."""
+    lines = [
+        f"## dscbench compare: {comparison.metric}",
+        "",
+        f"**{decision(comparison, fail_on_inconclusive)}** {summary(comparison)} "
+        f"Threshold {comparison.threshold:.0%}, {comparison.confidence:.0%} intervals.",
+        "",
+        "| verdict | configuration | baseline | candidate | ratio [CI] | note |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    rows, left_out = shown_rows(comparison, MAX_MARKDOWN_ROWS)
+    several = _several_backends(comparison)
+    for change in rows:
+        verdict = shown_verdict(change)
+        shown = f"**{verdict}**" if verdict in ("slower", "newly failing") else verdict
+        lines.append(
+            f"| {shown} | {_md_escape(_row_name(comparison, change, several))} | "
+            f"{_value(comparison, change.baseline)} | {_value(comparison, change.candidate)} | "
+            f"{_ratio(change)} | {_md_escape(change.note)} |"
+        )
+    if left_out:
+        lines += ["", left_out]
+    extra = shift_lines(comparison) + [f"Note: {n}" for n in notes(comparison)]
+    if extra:
+        lines += ["", *[f"- {_md_escape(line)}" for line in extra]]
+    if comparison.environment:
+        lines += [
+            "",
+            "<details><summary>Environment differences</summary>",
+            "",
+            "| what | baseline | candidate |",
+            "|---|---|---|",
+            *[f"| {w} | {_md_escape(b)} | {_md_escape(c)} |" for w, b, c in comparison.environment],
+            "",
+            "</details>",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+    doc = {
+        "metric": comparison.metric,
+        "threshold": comparison.threshold,
+        "confidence": comparison.confidence,
+        "exit_code": comparison.exit_code(fail_on_inconclusive),
+        "summary": {
+            **{
+                v: comparison.count(v)
+                for v in ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
+            },
+            "regressions": len(comparison.regressions),
+            "geometric_mean_ratio": _finite(comparison.geometric_mean_ratio()),
+        },
+        "shifts": [
+            {
+                "backend": s.backend,
+                "ratio": s.ratio,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "rows": s.rows,
+                "machine_shift_detected": s.detected,
+            }
+            for s in comparison.shifts
+        ],
+        "environment_differences": [
+            {"what": w, "baseline": b, "candidate": c} for w, b, c in comparison.environment
+        ],
+        "notes": notes(comparison),
+        "changes": [
+            {
+                "config_id": c.config_id,
+                "backend": c.backend,
+                "variant": c.variant,
+                "label": c.label,
+                "verdict": shown_verdict(c),
+                "baseline": _finite(c.baseline),
+                "candidate": _finite(c.candidate),
+                "ratio": _finite(c.ratio),
+                "ci_low": _finite(c.ci_low),
+                "ci_high": _finite(c.ci_high),
+                "rounds_baseline": c.rounds[0],
+                "rounds_candidate": c.rounds[1],
+                "note": c.note,
+            }
+            for c in ordered(comparison)
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def github_benchmark(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+    """github-action-benchmark's ``customSmallerIsBetter`` input: one entry per row measured in
+    the candidate. Latency in microseconds; for ``--metric speedup`` the separable/standard time
+    ratio (1 / speedup), so that smaller is better there too."""
+    entries = []
+    for c in ordered(comparison):
+        if not math.isfinite(c.candidate):
+            continue
+        if comparison.metric == "latency":
+            name, unit, value = f"{c.label} {c.variant} [{c.backend}]", "us", c.candidate * 1e6
+        else:
+            name, unit, value = f"{c.label} sep/std time [{c.backend}]", "ratio", 1 / c.candidate
+        extra = f"verdict: {shown_verdict(c)}"
+        if math.isfinite(c.ratio):
+            extra += f"; candidate/baseline {_ratio(c)}"
+        if c.note:
+            extra += f"; {c.note}"
+        entry: dict[str, Any] = {"name": name, "unit": unit, "value": round(value, 6)}
+        if math.isfinite(c.spread):
+            entry["range"] = f"± {c.spread:.1%}"
+        entry["extra"] = extra
+        entries.append(entry)
+    return json.dumps(entries, indent=2, ensure_ascii=False) + "\n"
+
+
+FORMATS = {"markdown": markdown, "json": as_json, "github-benchmark": github_benchmark}

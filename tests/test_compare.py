@@ -1,0 +1,369 @@
+"""`dscbench compare`: verdicts on synthetic samples, golden outputs, exit codes, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from dscbench import compare, results, runner
+from dscbench.cli import app
+from dscbench.export import compare as render
+from dscbench.measure import HarnessOptions
+from dscbench.spec import Case, RunSettings
+
+from . import compare_data
+from .conftest import FakeBackend, FakeClock, spec
+
+cli = CliRunner()
+DATA = compare_data.DATA
+BASE, CAND = DATA / "baseline", DATA / "candidate"
+CHANNELS = (8, 16, 24, 32, 40, 48)
+
+
+def synthetic(
+    scale=lambda c, v: 1.0,
+    *,
+    noise=0.01,
+    seed=0,
+    rounds=5,
+    wander=0.01,
+    channels=CHANNELS,
+    cpu="Test CPU",
+) -> results.ResultSet:
+    """A run of the fake backend: standard 1e-4 s x c/8, separable half that, times ``scale``."""
+    clock = FakeClock()
+    backend = FakeBackend(
+        clock,
+        lambda s, v: (
+            (1e-4 if v == "standard" else 5e-5) * s.in_channels / 8 * scale(s.in_channels, v)
+        ),
+        noise=noise,
+        slowdown=lambda t: 1.0 + wander * math.sin(40.0 * t + seed),
+        seed=seed,
+    )
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in channels]
+    sweep = runner.run_sweep(
+        cases,
+        RunSettings(min_time=0.05, rounds=rounds, seed=seed, parity=False),
+        {"fake": backend},
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        verify_counts=False,
+    )
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", cpu)})
+    meta = {"environment": {"cpu_model": cpu, "machine": "x86_64"}, "schema_version": 2}
+    return results.ResultSet(meta, table, samples)
+
+
+def verdicts(comparison: compare.Comparison) -> dict[tuple[int, str], str]:
+    out = {}
+    for c in comparison.changes:
+        channels = int(c.config_id.split("_")[1].split("-")[0][1:])
+        out[(channels, c.variant)] = c.verdict
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def test_identical_distributions_are_the_same():
+    comparison = compare.compare_sets(synthetic(seed=1), synthetic(seed=2))
+    assert set(verdicts(comparison).values()) == {"same"}
+    assert comparison.exit_code() == 0
+    assert all(0.98 < c.ratio < 1.02 and c.ci_low < 1 < c.ci_high for c in comparison.changes)
+    assert all(c.rounds == (5, 5) for c in comparison.changes)
+
+
+def test_a_25_percent_slower_row_is_slower_and_only_that_row():
+    slow = synthetic(lambda c, v: 1.25 if (c, v) == (16, "standard") else 1.0, seed=2)
+    comparison = compare.compare_sets(synthetic(seed=1), slow)
+    found = verdicts(comparison)
+    assert found.pop((16, "standard")) == "slower"
+    assert set(found.values()) == {"same"}
+    change = next(c for c in comparison.changes if c.verdict == "slower")
+    assert change.ratio == pytest.approx(1.25, rel=0.02)
+    assert change.ci_low > 1.05
+    assert comparison.exit_code() == 1 and comparison.regressions == [change]
+
+
+def test_a_faster_row_is_faster_and_does_not_fail_the_gate():
+    fast = synthetic(lambda c, v: 0.8 if (c, v) == (24, "separable") else 1.0, seed=2)
+    comparison = compare.compare_sets(synthetic(seed=1), fast)
+    assert verdicts(comparison)[(24, "separable")] == "faster"
+    assert comparison.exit_code() == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_two_percent_under_heavy_noise_is_never_slower(seed):
+    noisy = dict(noise=0.4, wander=0.05)
+    base = synthetic(seed=100 + seed, **noisy)
+    cand = synthetic(lambda c, v: 1.02, seed=200 + seed, **noisy)
+    found = set(verdicts(compare.compare_sets(base, cand)).values())
+    assert found <= {"same", "inconclusive"}
+
+
+def test_a_whole_run_moving_together_is_a_machine_shift_not_a_regression():
+    base = synthetic(seed=1)
+    everything = synthetic(lambda c, v: 1.15, seed=2)
+    comparison = compare.compare_sets(base, everything)
+    (shift,) = comparison.shifts
+    assert shift.detected and shift.ratio == pytest.approx(1.15, rel=0.01)
+    assert set(verdicts(comparison).values()) == {"inconclusive"}
+    assert all(
+        c.note == "moved with the whole run (see the machine shift)" for c in comparison.changes
+    )
+    assert comparison.exit_code() == 0 and comparison.exit_code(fail_on_inconclusive=True) == 3
+    # A row that moved beyond the shared shift is still a regression.
+    worse = synthetic(lambda c, v: 1.15 * (1.3 if (c, v) == (24, "standard") else 1.0), seed=3)
+    comparison = compare.compare_sets(base, worse)
+    assert verdicts(comparison)[(24, "standard")] == "slower"
+    assert comparison.exit_code() == 1
+    # The speedup metric cancels machine speed: every pair is the same.
+    comparison = compare.compare_sets(base, everything, metric="speedup")
+    assert set(verdicts(comparison).values()) == {"same"}
+
+
+def test_speedup_metric_flags_a_separable_variant_that_lost_its_advantage():
+    worse = synthetic(lambda c, v: 1.3 if (c, v) == (32, "separable") else 1.0, seed=2)
+    comparison = compare.compare_sets(synthetic(seed=1), worse, metric="speedup")
+    found = verdicts(comparison)
+    assert found.pop((32, "pair")) == "slower"
+    assert set(found.values()) == {"same"}
+    change = comparison.regressions[0]
+    assert change.baseline == pytest.approx(2.0, rel=0.02)  # standard takes twice separable
+    assert change.ratio == pytest.approx(1 / 1.3, rel=0.02)
+
+
+def test_a_single_round_cannot_be_judged():
+    comparison = compare.compare_sets(synthetic(seed=1, rounds=1), synthetic(seed=2, rounds=1))
+    assert {c.verdict for c in comparison.changes} == {"inconclusive"}
+    assert comparison.changes[0].note.startswith("fewer than 2 rounds on a side")
+
+
+def test_few_rows_cannot_estimate_run_to_run_noise():
+    comparison = compare.compare_sets(
+        synthetic(seed=1, channels=(8,)), synthetic(seed=2, channels=(8,))
+    )
+    assert comparison.notes == [
+        "fake: fewer than 5 comparable rows, so run-to-run noise cannot be estimated; "
+        "intervals cover round-to-round noise only"
+    ]
+
+
+def test_changed_counts_are_reported():
+    base, cand = synthetic(seed=1), synthetic(seed=2)
+    cand.results.loc[cand.results.in_channels == 8, "macs"] += 1
+    comparison = compare.compare_sets(base, cand)
+    notes = {c.variant: c.note for c in comparison.changes if c.config_id.startswith("n1_c8-")}
+    macs = base.results[base.results.in_channels == 8].set_index("variant").macs
+    assert (
+        notes["standard"]
+        == f"counts changed: standard macs {macs['standard']} -> {macs['standard'] + 1}"
+    )
+
+
+def test_different_hardware_is_refused_unless_allowed():
+    base, cand = synthetic(seed=1), synthetic(seed=2, cpu="Other CPU")
+    with pytest.raises(compare.CompareError) as err:
+        compare.compare_sets(base, cand)
+    assert str(err.value) == (
+        "the runs were measured on different hardware (cpu_model 'Test CPU' vs 'Other CPU'); "
+        "pass --allow-different-hardware to compare anyway"
+    )
+    allowed = compare.compare_sets(base, cand, allow_different_hardware=True)
+    assert allowed.hardware_differs
+    assert ("environment.cpu_model", "Test CPU", "Other CPU") in allowed.environment
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden outputs on the checked-in result sets
+# ---------------------------------------------------------------------------------------------
+
+
+def test_checked_in_data_is_what_the_generator_makes():
+    for role, directory in (("baseline", BASE), ("candidate", CAND)):
+        fresh = compare_data.make_run(role)
+        stored = results.load_results(directory)
+        pd.testing.assert_frame_equal(stored.samples, fresh.samples)
+        columns = [c for c in results.RESULT_COLUMNS if c != "prepare_s"]  # wall-clock time
+        pd.testing.assert_frame_equal(stored.results[columns], fresh.results[columns])
+
+
+def golden_comparison() -> compare.Comparison:
+    return compare.compare_sets(results.load_results(BASE), results.load_results(CAND))
+
+
+def test_golden_table():
+    buffer = Console(width=160, file=io.StringIO(), record=True, color_system=None)
+    buffer.print(render.rich_table(golden_comparison()))
+    assert buffer.export_text() == (DATA / "expected-table.txt").read_text()
+
+
+def test_golden_markdown():
+    assert render.markdown(golden_comparison()) == (DATA / "expected.md").read_text()
+
+
+def test_golden_verdicts_match_the_design_of_the_data():
+    found = verdicts(golden_comparison())
+    assert found[(16, "standard")] == "slower"
+    assert found[(24, "separable")] == "faster"
+    assert found[(32, "standard")] in ("same", "inconclusive")
+    assert found[(40, "standard")] == found[(40, "separable")] == "failed"
+    assert found[(48, "standard")] == "removed" and found[(56, "separable")] == "added"
+    assert found[(8, "standard")] == "same"
+
+
+def test_json_and_github_benchmark_formats():
+    comparison = golden_comparison()
+    doc = json.loads(render.as_json(comparison))
+    assert doc["exit_code"] == 1 and doc["summary"]["regressions"] == 3
+    assert doc["summary"]["slower"] == 1 and doc["summary"]["added"] == 2
+    assert doc["changes"][0]["verdict"] == "slower"
+    assert doc["environment_differences"][0] == {
+        "what": "environment.libraries.torch",
+        "baseline": "2.12.0",
+        "candidate": "2.13.0",
+    }
+    entries = json.loads(render.github_benchmark(comparison))
+    assert all(set(e) == {"name", "unit", "value", "range", "extra"} for e in entries)
+    first = entries[0]
+    assert first["name"] == "1x16->16 @8 k3s1 float32 t1 standard [fake]"
+    assert first["unit"] == "us" and first["value"] == pytest.approx(251, rel=0.01)
+    assert first["extra"].startswith("verdict: slower; candidate/baseline 1.2")
+    assert len(entries) == 10  # every row with a candidate value: 8 compared + 2 added
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_exit_codes(tmp_path):
+    res = cli.invoke(app, ["compare", str(BASE), str(CAND)])
+    assert res.exit_code == 1, res.output
+    assert "REGRESSION: 3 row(s) got worse (exit 1)." in res.output
+    same = cli.invoke(app, ["compare", str(BASE), str(BASE)])
+    assert same.exit_code == 0 and "No regression (exit 0)." in same.output
+    shifted = {"a": synthetic(seed=1), "b": synthetic(lambda c, v: 1.15, seed=2)}
+    for name, rs in shifted.items():
+        (tmp_path / name).mkdir()
+        results.write_run(tmp_path / name, rs.results, rs.samples, rs.meta)
+    args = ["compare", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert cli.invoke(app, args).exit_code == 0
+    assert cli.invoke(app, [*args, "--fail-on-inconclusive"]).exit_code == 3
+
+
+def test_markdown_and_json_go_to_stdout_or_a_file(tmp_path):
+    res = cli.invoke(app, ["compare", str(BASE), str(CAND), "--format", "markdown"])
+    assert res.exit_code == 1
+    assert res.output == (DATA / "expected.md").read_text()
+    out = tmp_path / "summary.json"
+    res = cli.invoke(app, ["compare", str(BASE), str(CAND), "--format", "json", "-o", str(out)])
+    assert res.exit_code == 1
+    assert json.loads(out.read_text())["metric"] == "latency"
+    assert "REGRESSION" in res.output  # the log still gets the table
+
+
+def test_every_input_form_gives_the_same_comparison(tmp_path):
+    export = tmp_path / "candidate.json"
+    res = cli.invoke(app, ["export", str(CAND), "-o", str(export)])
+    assert res.exit_code == 0, res.output
+    reference = render.as_json(golden_comparison())
+    for candidate in (CAND / "results.parquet", CAND / "results.csv", CAND / "run.json", export):
+        comparison = compare.compare_sets(
+            results.load_results(BASE), results.load_results(candidate)
+        )
+        assert render.as_json(comparison) == reference, candidate
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threshold", "5"], "--threshold '5': give a fraction (0.05) or a percentage (5%)"),
+        (["--threshold", "abc"], "--threshold 'abc': not a number like 0.05 or 5%"),
+        (["--metric", "flops"], "--metric 'flops': not one of latency, speedup"),
+        (["--format", "xml"], "--format 'xml': not one of table, markdown, json, github-benchmark"),
+        (["--confidence", "1.5%"], "--confidence 0.015: must be between 0.5 and 1"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2(args, message):
+    res = cli.invoke(app, ["compare", str(BASE), str(CAND), *args])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {message}"
+
+
+def test_bad_inputs_are_one_line_exit_2(tmp_path):
+    missing = cli.invoke(app, ["compare", str(tmp_path / "nope"), str(CAND)])
+    assert missing.exit_code == 2
+    assert missing.output.strip() == f"error: {tmp_path / 'nope'}: no such file or directory"
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(CAND, corrupt)
+    (corrupt / "results.parquet").write_bytes(b"not parquet")
+    res = cli.invoke(app, ["compare", str(BASE), str(corrupt)])
+    assert res.exit_code == 2 and res.output.startswith(
+        f"error: {corrupt / 'results.parquet'}: unreadable"
+    )
+    no_samples = tmp_path / "no-samples"
+    shutil.copytree(CAND, no_samples)
+    (no_samples / "samples.parquet").unlink()
+    res = cli.invoke(app, ["compare", str(BASE), str(no_samples)])
+    assert res.output.strip() == (
+        "error: candidate: no raw samples (samples.parquet) beside the results"
+    )
+    not_export = tmp_path / "x.json"
+    not_export.write_text("[1, 2]")
+    res = cli.invoke(app, ["compare", str(BASE), str(not_export)])
+    assert res.output.strip() == (
+        f"error: {not_export}: not a dscbench JSON export (no format 'dscbench-results')"
+    )
+    other = tmp_path / "other-cpu"
+    shutil.copytree(CAND, other)
+    meta = json.loads((other / "run.json").read_text())
+    meta["environment"]["cpu_model"] = "Other CPU"
+    (other / "run.json").write_text(json.dumps(meta))
+    res = cli.invoke(app, ["compare", str(BASE), str(other)])
+    assert res.exit_code == 2 and "different hardware" in res.output
+    assert (
+        cli.invoke(app, ["compare", str(BASE), str(other), "--allow-different-hardware"]).exit_code
+        == 1
+    )
+
+
+def test_compare_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from dscbench.cli import app\n"
+        f"r = CliRunner().invoke(app, ['compare', {str(BASE)!r}, {str(CAND)!r}])\n"
+        "assert r.exit_code == 1, r.output\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_the_data_directory_holds_only_what_the_tests_use():
+    names = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file())
+    assert names == [
+        "baseline/results.csv",
+        "baseline/results.parquet",
+        "baseline/run.json",
+        "baseline/samples.parquet",
+        "candidate/results.csv",
+        "candidate/results.parquet",
+        "candidate/run.json",
+        "candidate/samples.parquet",
+        "expected-table.txt",
+        "expected.md",
+    ]
