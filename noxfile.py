@@ -33,11 +33,16 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The committed benchmarks behind the targets quoted in issues (takes several minutes).
 
-    `nox -s bench` runs all; `nox -s bench -- run [overhead agreement reproducibility]` or
-    `nox -s bench -- backends [ort-prep all]` runs one script, or some of its parts.
+    `nox -s bench` runs all; `nox -s bench -- run [overhead agreement reproducibility]`,
+    `nox -s bench -- backends [ort-prep all]` or `nox -s bench -- compare [runs real-aa simulate
+    scale]` runs one script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort]")
-    scripts = {"run": "benchmarks/bench_run.py", "backends": "benchmarks/bench_backends.py"}
+    scripts = {
+        "run": "benchmarks/bench_run.py",
+        "backends": "benchmarks/bench_backends.py",
+        "compare": "benchmarks/bench_compare.py",
+    }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)
     for name in chosen:

@@ -6,9 +6,10 @@ Data only; nothing here prints. The model (README "Comparing runs" has the prose
   in the same machine state and are far more alike than two runs are, so a confidence interval
   built from samples is overconfident. Rounds revisit every configuration in a fresh order, so
   the spread of a row's per-round medians shows how much the machine wandered during the run.
-  Each row's value is the geometric mean of its round medians; ``d`` = log(candidate) -
-  log(baseline) in the "cost" direction (latency, or 1/speedup), with a Welch variance from the
-  round medians of both sides.
+  The part of a round's deviation that all rows share (a slow phase of the machine) is removed
+  first (``remove_round_effects``). Each row's value is the geometric mean of its round
+  medians; ``d`` = log(candidate) - log(baseline) in the "cost" direction (latency, or
+  1/speedup), with a Welch variance from the round medians of both sides.
 - **Run-to-run noise between rows.** Two runs also differ in ways no single run shows. That
   spread, after removing the shift all rows share, is estimated across the rows of a backend
   (robustly: MAD of ``d``, minus the within-run part) and added to every row's variance, like
@@ -230,9 +231,30 @@ def _round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out
 
 
+def remove_round_effects(values: pd.DataFrame) -> pd.DataFrame:
+    """Subtract from every round value the part all rows of its backend share in that round.
+
+    A machine that runs 15% slow for one round slows every row visited in it; in log space
+    that is an additive round effect, estimated as the median over rows of (round value - the
+    row's mean). Backends with fewer than MIN_ROWS_FOR_SPREAD rows are left as they are. What
+    remains is each row's own round-to-round noise, which is what its interval should reflect.
+    """
+    values = values.copy()
+    row_mean = values.groupby(KEY, sort=False).cost.transform("mean")
+    values["residual"] = values.cost - row_mean
+    rows_per_backend = values.groupby("backend").config_id.transform("size") / values.groupby(
+        "backend"
+    )["round"].transform("nunique")
+    effect = values.groupby(["backend", "round"]).residual.transform("median")
+    effect = effect.where(rows_per_backend >= MIN_ROWS_FOR_SPREAD, 0.0)
+    values["cost"] = values.cost - effect
+    return values.drop(columns="residual")
+
+
 def _row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per key: mean and variance of the round costs, and the number of rounds."""
-    values = _round_values(samples, metric)
+    """Per key: mean and variance of the round costs (round effects removed), and the number
+    of rounds."""
+    values = remove_round_effects(_round_values(samples, metric))
     grouped = values.groupby(KEY, sort=False).cost
     return pd.DataFrame({"mean": grouped.mean(), "var": grouped.var(ddof=1), "n": grouped.size()})
 
@@ -276,18 +298,23 @@ def _classify(low: np.ndarray, high: np.ndarray, bound: float) -> np.ndarray:
     return verdict
 
 
-def _shift(backend: str, d: np.ndarray, bound: float, confidence: float) -> Shift:
-    """The median of the rows' log-ratios with its distribution-free (order-statistic)
-    interval, scipy's ``quantile_test``."""
+def _shift(
+    backend: str, d: np.ndarray, bound: float, confidence: float, sign: float
+) -> tuple[Shift, float, float]:
+    """The median of the rows' log-ratios (cost direction) with its distribution-free
+    (order-statistic) interval, scipy's ``quantile_test``. Returns the Shift in the metric's
+    direction, and the center and interval half-width in cost space."""
     from scipy import stats
 
     center = float(np.median(d))
-    if len(d) < MIN_ROWS_FOR_SPREAD or np.ptp(d) == 0:
-        return Shift(backend, math.exp(center), math.exp(center), math.exp(center), len(d), False)
-    ci = stats.quantile_test(d, q=center, p=0.5).confidence_interval(confidence)
-    low, high = float(ci.low), float(ci.high)
-    detected = abs(center) >= bound / 2 and (low > 0 or high < 0)
-    return Shift(backend, math.exp(center), math.exp(low), math.exp(high), len(d), detected)
+    low = high = center
+    if len(d) >= MIN_ROWS_FOR_SPREAD and np.ptp(d) > 0:
+        ci = stats.quantile_test(d, q=center, p=0.5).confidence_interval(confidence)
+        low, high = float(ci.low), float(ci.high)
+    detected = len(d) >= MIN_ROWS_FOR_SPREAD and abs(center) >= bound / 2 and (low > 0 or high < 0)
+    shown = sorted(math.exp(sign * x) for x in (low, high))
+    shift = Shift(backend, math.exp(sign * center), shown[0], shown[1], len(d), detected)
+    return shift, center, (high - low) / 2
 
 
 def compare_sets(
@@ -379,7 +406,7 @@ def compare_sets(
         backends = np.array([k[1] for k in comparable])
         for backend in dict.fromkeys(backends):
             mine = backends == backend
-            shift = _shift(str(backend), d[mine], bound, confidence)
+            shift, center, half_width = _shift(str(backend), d[mine], bound, confidence, sign)
             shifts.append(shift)
             if mine.sum() >= MIN_ROWS_FOR_SPREAD:
                 resid = d[mine] - np.median(d[mine])
@@ -393,8 +420,7 @@ def compare_sets(
                     "noise cannot be estimated; intervals cover round-to-round noise only"
                 )
             if shift.detected:
-                excess_center[mine] = math.log(shift.ratio)
-                half_width = (math.log(shift.ci_high) - math.log(shift.ci_low)) / 2
+                excess_center[mine] = center
                 z = stats.norm.ppf(1 - alpha / 2)
                 shift_var[mine] = (half_width / z) ** 2
         few = (nb < 2) | (nc < 2)

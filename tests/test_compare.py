@@ -367,3 +367,59 @@ def test_the_data_directory_holds_only_what_the_tests_use():
         "expected-table.txt",
         "expected.md",
     ]
+
+
+def test_long_tables_list_what_matters_and_say_what_they_left_out():
+    changes = [
+        compare.Change(f"c{i}", "fake", "standard", f"row {i}", "same", 1.0, 1.0, 1.0, 0.99, 1.01)
+        for i in range(100)
+    ]
+    changes[70] = compare.Change("c70", "fake", "standard", "row 70", "slower", 1, 2, 2, 1.9, 2.1)
+    comparison = compare.Comparison("latency", 0.05, 0.95, changes)
+    rows, left_out = render.shown_rows(comparison, 60)
+    assert [c.label for c in rows] == ["row 70"]
+    assert (
+        left_out == "... 99 more rows not listed (99 of them same); --format json lists every row"
+    )
+    assert len(json.loads(render.as_json(comparison))["changes"]) == 100
+    rows, left_out = render.shown_rows(comparison, 100)
+    assert len(rows) == 100 and left_out == ""
+
+
+def test_an_unwritable_output_is_one_line_exit_2(tmp_path):
+    target = tmp_path / "missing-dir" / "out.md"
+    res = cli.invoke(
+        app, ["compare", str(BASE), str(CAND), "--format", "markdown", "-o", str(target)]
+    )
+    assert res.exit_code == 2
+    assert (
+        res.output.strip() == f"error: --output {target}: cannot write (No such file or directory)"
+    )
+
+
+def test_a_slow_round_shared_by_every_row_is_removed_before_the_spread():
+    rows = [(f"c{i}", "fake", "standard") for i in range(6)]
+    effect = {0: 0.0, 1: 0.15, 2: 0.0, 3: -0.02, 4: 0.0}  # round 1: the machine ran 16% slow
+    own = {0: 0.01, 1: -0.01, 2: 0.0, 3: 0.01, 4: -0.01}
+    values = pd.DataFrame(
+        [
+            (*key, r, i * 0.5 + effect[r] + (-1) ** i * own[r])  # each row's own noise differs
+            for i, key in enumerate(rows)
+            for r in range(5)
+        ],
+        columns=["config_id", "backend", "variant", "round", "cost"],
+    )
+    corrected = compare.remove_round_effects(values)
+    spread = corrected.groupby("config_id").cost.std()
+    assert spread.max() == pytest.approx(pd.Series(own).std(), rel=1e-9)
+    few = compare.remove_round_effects(values[values.config_id.isin(["c0", "c1"])])
+    assert few.cost.tolist() == values[values.config_id.isin(["c0", "c1"])].cost.tolist()
+
+
+def test_the_whole_run_shift_is_reported_in_the_metrics_direction():
+    slower_separable = synthetic(lambda c, v: 1.2 if v == "separable" else 1.0, seed=2)
+    comparison = compare.compare_sets(synthetic(seed=1), slower_separable, metric="speedup")
+    (shift,) = comparison.shifts
+    assert shift.detected and shift.ratio == pytest.approx(1 / 1.2, rel=0.01)
+    assert shift.ci_low <= shift.ratio <= shift.ci_high
+    assert {c.verdict for c in comparison.changes} == {"inconclusive"}
