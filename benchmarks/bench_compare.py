@@ -1,9 +1,10 @@
 """Benchmarks behind the targets of the compare issue. Run with `nox -s bench -- compare`.
 
 Parts (pass names to run a subset; default all):
-  runs       measure RUNS (10) back-to-back `dscbench run --preset quick --rounds 10` runs
-             (the default min-time) into results/bench-compare/ (git-ignored; later parts reuse
-             them if present)
+  runs       measure RUNS (10) back-to-back `dscbench run --preset quick` runs (default
+             settings) into results/bench-compare/ (git-ignored; later parts reuse them if
+             present). DSCBENCH_BENCH_STORE and DSCBENCH_BENCH_RUN_ARGS (e.g. "--rounds 10")
+             measure and evaluate another set.
   real-aa    compare runs 0-1, 2-3, ...: 5 real A/A comparisons; exit codes and verdicts
   simulate   A/A and power from the real samples: each trial takes two real runs (by one of
              three designs: the same run twice, back-to-back runs, any two runs), resamples
@@ -18,6 +19,7 @@ Parts (pass names to run a subset; default all):
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_run import dscbench, run_parts
 
 RUNS = 10
-ROUNDS = 10  # the CI recipe's setting; min-time stays at the quick preset's default (2 s)
 TRIALS = 200
-STORE = Path("results") / "bench-compare"
+# Where the real runs live; DSCBENCH_BENCH_STORE points the later parts at another set.
+STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-compare"))
+EXTRA_RUN_ARGS = os.environ.get("DSCBENCH_BENCH_RUN_ARGS", "").split()  # e.g. "--rounds 10"
 
 
 def _run_dirs() -> list[Path]:
@@ -45,10 +48,10 @@ def runs() -> list[str]:
     walls = []
     for i in range(RUNS):
         out = str(STORE / f"run-{i:02d}")
-        walls.append(dscbench("--preset", "quick", "--rounds", str(ROUNDS), "-o", out, "--force"))
+        walls.append(dscbench("--preset", "quick", *EXTRA_RUN_ARGS, "-o", out, "--force"))
+    flags = " ".join(["--preset quick", *EXTRA_RUN_ARGS])
     return [
-        f"## runs: {RUNS} back-to-back `dscbench run --preset quick --rounds {ROUNDS}` runs in "
-        f"{STORE} ({sum(walls):.0f} s)"
+        f"## runs: {RUNS} back-to-back `dscbench run {flags}` runs in {STORE} ({sum(walls):.0f} s)"
     ]
 
 

@@ -7,9 +7,11 @@ Data only; nothing here prints. The model (README "Comparing runs" has the prose
   built from samples is overconfident. Rounds revisit every configuration in a fresh order, so
   the spread of a row's per-round medians shows how much the machine wandered during the run.
   The part of a round's deviation that all rows share (a slow phase of the machine) is removed
-  first (``remove_round_effects``). Each row's value is the geometric mean of its round
-  medians; ``d`` = log(candidate) - log(baseline) in the "cost" direction (latency, or
-  1/speedup), with a Welch variance from the round medians of both sides.
+  first (``remove_round_effects``). Each row's value is the trimmed geometric mean of its
+  round medians (10% from each end: one round of ten; Yuen), so one round spoiled by a slow
+  phase neither moves it nor swamps its spread; ``d`` = log(candidate) - log(baseline) in the
+  "cost" direction (latency, or 1/speedup), with a Yuen-Welch standard error from both sides'
+  winsorized variances.
 - **Run-to-run noise between rows.** Two runs also differ in ways no single run shows. That
   spread, after removing the shift all rows share, is estimated across the rows of a backend
   (robustly: MAD of ``d``, minus the within-run part) and added to every row's variance, like
@@ -251,12 +253,46 @@ def remove_round_effects(values: pd.DataFrame) -> pd.DataFrame:
     return values.drop(columns="residual")
 
 
+TRIM = 0.1  # share of rounds trimmed from each end: none below 10 rounds, one of 10, two of 20
+
+
+def trimmed_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Yuen's trimmed mean (TRIM from each end) of each row of ``x`` (rows x rounds), the
+    squared standard error from the winsorized variance, and its degrees of freedom (h - 1,
+    h = rounds kept). With fewer than 10 rounds nothing is trimmed: a plain mean and t.
+
+    One round spoiled by a slow phase of the machine moves a plain mean by 1/n of its damage
+    and can inflate the standard deviation tenfold; trimming keeps both honest about the rounds
+    that agree, and the winsorized variance still counts how far the extremes were pushed in.
+    """
+    x = np.sort(x, axis=1)
+    n = x.shape[1]
+    g = int(TRIM * n)
+    h = n - 2 * g
+    mean = x[:, g : n - g].mean(axis=1)
+    if h < 2:
+        nan = np.full(len(x), np.nan)
+        return mean, nan, np.zeros(len(x))
+    w = x.copy()
+    w[:, :g] = x[:, [g]]
+    w[:, n - g :] = x[:, [n - g - 1]]
+    se2 = (n - 1) * w.var(axis=1, ddof=1) / (h * (h - 1))
+    return mean, se2, np.full(len(x), h - 1.0)
+
+
 def _row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per key: mean and variance of the round costs (round effects removed), and the number
-    of rounds."""
+    """Per key: trimmed mean of the round costs (round effects removed), its squared standard
+    error and degrees of freedom, and the number of rounds."""
     values = remove_round_effects(_round_values(samples, metric))
-    grouped = values.groupby(KEY, sort=False).cost
-    return pd.DataFrame({"mean": grouped.mean(), "var": grouped.var(ddof=1), "n": grouped.size()})
+    lists = values.groupby(KEY, sort=False).cost.agg(list)
+    sizes = lists.map(len).to_numpy()
+    out = pd.DataFrame(index=lists.index, columns=["mean", "se2", "df", "n"], dtype=float)
+    for n in np.unique(sizes):
+        pick = sizes == n
+        mean, se2, df = trimmed_stats(np.array(lists[pick].tolist(), dtype=float))
+        out.loc[pick, "mean"], out.loc[pick, "se2"], out.loc[pick, "df"] = mean, se2, df
+        out.loc[pick, "n"] = n
+    return out
 
 
 ROW_FIELDS = ["status", "error", *LABEL_COLUMNS]
@@ -393,13 +429,13 @@ def compare_sets(
     if comparable:
         sb, sc = stats_b.loc[comparable], stats_c.loc[comparable]
         d = (sc["mean"] - sb["mean"]).to_numpy()
-        vb = (sb["var"] / sb["n"]).to_numpy()
-        vc = (sc["var"] / sc["n"]).to_numpy()
+        vb, vc = sb["se2"].to_numpy(), sc["se2"].to_numpy()
         v = vb + vc
-        nb, nc = sb["n"].to_numpy(), sc["n"].to_numpy()
+        nb, nc = sb["n"].to_numpy().astype(int), sc["n"].to_numpy().astype(int)
+        dfb, dfc = sb["df"].to_numpy(), sc["df"].to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            df = v**2 / (vb**2 / (nb - 1) + vc**2 / (nc - 1))  # Welch-Satterthwaite
-        df = np.where(np.isfinite(df) & (df > 0), df, np.maximum(np.minimum(nb, nc) - 1, 1))
+            df = v**2 / (vb**2 / dfb + vc**2 / dfc)  # Welch-Satterthwaite (Yuen)
+        df = np.where(np.isfinite(df) & (df > 0), df, np.maximum(np.minimum(dfb, dfc), 1))
         extra = np.zeros_like(d)  # run-to-run variance, per backend
         excess_center = np.zeros_like(d)
         shift_var = np.zeros_like(d)
@@ -479,10 +515,10 @@ def _typical(table: pd.DataFrame, sign: float, confidence: float) -> dict[tuple,
     """key -> (geometric mean of the round values, relative half-width of its interval)."""
     from scipy import stats
 
-    n = table["n"].to_numpy()
+    df = table["df"].to_numpy()
     with np.errstate(invalid="ignore"):
-        half = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)) * np.sqrt(table["var"] / n)
-    spread = np.where(n >= 2, np.expm1(half), np.nan)
+        half = stats.t.ppf(0.5 + confidence / 2, np.maximum(df, 1)) * np.sqrt(table["se2"])
+    spread = np.where(df >= 1, np.expm1(half), np.nan)
     values = np.exp(sign * table["mean"].to_numpy())
     return dict(zip(table.index, zip(values, spread, strict=True), strict=True))
 

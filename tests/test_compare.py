@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -423,3 +424,16 @@ def test_the_whole_run_shift_is_reported_in_the_metrics_direction():
     assert shift.detected and shift.ratio == pytest.approx(1 / 1.2, rel=0.01)
     assert shift.ci_low <= shift.ratio <= shift.ci_high
     assert {c.verdict for c in comparison.changes} == {"inconclusive"}
+
+
+def test_trimming_ignores_one_spoiled_round_in_ten():
+    clean = np.array([[0.00, 0.01, -0.01, 0.02, -0.02, 0.00, 0.01, -0.01, 0.02, -0.02]])
+    spoiled = clean.copy()
+    spoiled[0, 3] = 0.5  # one round during a slow phase of the machine
+    mean, se2, df = compare.trimmed_stats(spoiled)
+    assert abs(mean[0]) < 0.01 and df[0] == 7  # 10 rounds, one trimmed from each end
+    plain_se = spoiled.std(ddof=1) / np.sqrt(10)
+    assert np.sqrt(se2[0]) < plain_se / 3
+    mean5, se5, df5 = compare.trimmed_stats(clean[:, :5])  # below 10 rounds: a plain mean
+    assert mean5[0] == pytest.approx(clean[0, :5].mean()) and df5[0] == 4
+    assert se5[0] == pytest.approx(clean[0, :5].var(ddof=1) / 5)
