@@ -12,6 +12,7 @@ Parts (pass names to run a subset; default all):
              at the default settings. A/A: share of rows flagged slower (target < 1%). Power:
              3 random rows of the candidate slowed by 15% (target >= 95% flagged slower); also
              all rows slowed together, which dscbench reports as a whole-run shift.
+  tradeoff   the same simulation at --confidence 0.80 / 0.90 / 0.95 / 0.99 (latency)
   scale      two synthetic 10,000-row result sets (50 samples a row) compared by the CLI in a
              fresh interpreter: wall time (target < 3 s) and whether torch was imported.
 """
@@ -113,8 +114,12 @@ DESIGNS = {
 }
 
 
-def _trials(sets, pick, rng, metric: str = "latency") -> dict[str, int]:
+def _trials(sets, pick, rng, metric: str = "latency", confidence: float = 0.95) -> dict[str, int]:
+    from functools import partial
+
     from dscbench import compare
+
+    compare_sets = partial(compare.compare_sets, confidence=confidence)
 
     keys = list(sets[0].samples.groupby(["config_id", "backend", "variant"], sort=False).groups)
     tally = dict(
@@ -123,7 +128,7 @@ def _trials(sets, pick, rng, metric: str = "latency") -> dict[str, int]:
     for _ in range(TRIALS):
         i, j = pick(len(sets), rng)
         base = _pseudo_run(sets[i], rng, {})
-        changes = compare.compare_sets(base, _pseudo_run(sets[j], rng, {}), metric=metric).changes
+        changes = compare_sets(base, _pseudo_run(sets[j], rng, {}), metric=metric).changes
         slower = sum(c.verdict == "slower" for c in changes)
         tally["rows"] += len(changes)
         tally["alarms"] += slower
@@ -132,7 +137,7 @@ def _trials(sets, pick, rng, metric: str = "latency") -> dict[str, int]:
         chosen = rng.choice(len(keys), 3, replace=False)
         injected = {(*keys[k][:2], "separable") if metric == "speedup" else keys[k] for k in chosen}
         cand = _pseudo_run(sets[j], rng, dict.fromkeys(injected, 1.15))
-        changes = compare.compare_sets(base, cand, metric=metric).changes
+        changes = compare_sets(base, cand, metric=metric).changes
         hit = {k[:2] if metric == "speedup" else k for k in injected}
         tally["hits"] += sum(
             c.verdict == "slower"
@@ -142,7 +147,7 @@ def _trials(sets, pick, rng, metric: str = "latency") -> dict[str, int]:
         tally["injected"] += len(hit)
         if metric == "latency":
             cand = _pseudo_run(sets[j], rng, dict.fromkeys(keys, 1.15))
-            changes = compare.compare_sets(base, cand).changes
+            changes = compare_sets(base, cand).changes
             tally["uniform_slower"] += sum(c.verdict == "slower" for c in changes)
             tally["uniform"] += len(changes)
     return tally
@@ -175,6 +180,34 @@ def simulate() -> list[str]:
                 )
             lines.append(line)
     lines.append(f"- ({time.perf_counter() - start:.0f} s)")
+    return lines
+
+
+def tradeoff() -> list[str]:
+    """False alarms against power as --confidence changes (latency, 100 trials per cell)."""
+    from dscbench import results
+
+    global TRIALS
+    sets = [results.load_results(d) for d in _run_dirs()]
+    if len(sets) < 3:
+        return ["## tradeoff: needs the `runs` part first"]
+    saved, TRIALS = TRIALS, 100
+    lines = [
+        "## tradeoff: --confidence vs false alarms and power (latency, 100 trials per cell)",
+        "",
+        "| design | confidence | A/A rows slower | power (15%, 3 rows) |",
+        "|---|---:|---:|---:|",
+    ]
+    try:
+        for name, pick in list(DESIGNS.items())[:2]:
+            for confidence in (0.8, 0.9, 0.95, 0.99):
+                t = _trials(sets, pick, np.random.default_rng(1), "latency", confidence)
+                lines.append(
+                    f"| {name} | {confidence:.2f} | {t['alarms'] / t['rows']:.2%} | "
+                    f"{t['hits'] / t['injected']:.1%} |"
+                )
+    finally:
+        TRIALS = saved
     return lines
 
 
@@ -241,7 +274,13 @@ def scale() -> list[str]:
     ]
 
 
-PARTS = {"runs": runs, "real-aa": real_aa, "simulate": simulate, "scale": scale}
+PARTS = {
+    "runs": runs,
+    "real-aa": real_aa,
+    "simulate": simulate,
+    "tradeoff": tradeoff,
+    "scale": scale,
+}
 
 if __name__ == "__main__":
     run_parts(PARTS, sys.argv[1:])

@@ -20,8 +20,9 @@ Data only; nothing here prints. The model (README "Comparing runs" has the prose
   interval over rows), is what a faster or slower machine looks like, and also what a
   regression that hits every configuration looks like. When it is at least half the threshold
   and its interval excludes zero, a row is called slower or faster only if it moved beyond the
-  common shift; rows that merely moved with the run become ``inconclusive``, and the shift is
-  reported.
+  common shift (judged at three standard errors: rows respond unevenly to a machine that
+  changed speed); rows that merely moved with the run become ``inconclusive``, and the shift
+  is reported.
 - **Verdicts** at threshold t, on the interval of ``d``: ``slower`` if all of it lies above
   log(1 + t), ``faster`` if below -log(1 + t), ``same`` if inside (-log(1 + t), log(1 + t)),
   else ``inconclusive``. Rows present on one side only are ``added``/``removed``; rows that did
@@ -49,6 +50,7 @@ DEFAULT_THRESHOLD = 0.05
 DEFAULT_CONFIDENCE = 0.95
 MIN_ROWS_FOR_SPREAD = 5  # fewer rows in a backend: no run-to-run spread or shift estimate
 MAD_TO_SD = 1.4826
+SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
 KEY = ["config_id", "backend", "variant"]
 
 
@@ -74,6 +76,12 @@ class Change:
     rounds: tuple[int, int] = (0, 0)
     note: str = ""
     spread: float = math.nan  # relative half-width of the candidate value's own interval
+    failed_in: str = ""  # for "failed": "baseline", "candidate" or "both"
+
+    @property
+    def newly_failing(self) -> bool:
+        """Ok in the baseline, failing in the candidate: counted as a regression."""
+        return self.failed_in == "candidate"
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -110,7 +118,7 @@ class Comparison:
     def regressions(self) -> list[Change]:
         """Rows that got worse: ``slower``, and rows that were ok in the baseline but fail in
         the candidate (a configuration that stops working is the worst regression)."""
-        return [c for c in self.changes if c.verdict == "slower" or _newly_failing(c)]
+        return [c for c in self.changes if c.verdict == "slower" or c.newly_failing]
 
     def geometric_mean_ratio(self) -> float:
         ratios = [c.ratio for c in self.changes if c.verdict in VERDICTS[:4]]
@@ -126,10 +134,6 @@ class Comparison:
         if fail_on_inconclusive and self.count("inconclusive"):
             return 3
         return 0
-
-
-def _newly_failing(change: Change) -> bool:
-    return change.verdict == "failed" and change.note.startswith("candidate ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,12 +414,17 @@ def compare_sets(
             continue
         if b["status"] != "ok" or c["status"] != "ok":
             if b["status"] == "ok":
+                side = "candidate"
                 note = f"candidate {c['status']}: {_own_error(c['error'], key[2])}".rstrip(": ")
             elif c["status"] == "ok":
+                side = "baseline"
                 note = f"baseline {b['status']}: {_own_error(b['error'], key[2])}".rstrip(": ")
             else:
+                side = "both"
                 note = f"both failed: baseline {b['status']}, candidate {c['status']}"
-            changes[key] = Change(**common, verdict="failed", note=_join(note, counts.get(key)))
+            changes[key] = Change(
+                **common, verdict="failed", note=_join(note, counts.get(key)), failed_in=side
+            )
             continue
         if key not in stats_b.index or key not in stats_c.index:
             side = "baseline" if key not in stats_b.index else "candidate"
@@ -463,7 +472,11 @@ def compare_sets(
         q = stats.t.ppf(1 - alpha / 2, df)
         half = q * np.sqrt(np.where(few, np.nan, v + extra))
         raw = _classify(d - half, d + half, bound)
-        half_excess = q * np.sqrt(np.where(few, np.nan, v + extra + shift_var))
+        # When the machine itself moved, rows respond to it unevenly (memory-bound rows suffer
+        # more from a noisy neighbour), so a row is called slower beyond the shift only at
+        # three standard errors.
+        q_excess = np.maximum(q, SHIFTED_QUANTILE)
+        half_excess = q_excess * np.sqrt(np.where(few, np.nan, v + extra + shift_var))
         e = d - excess_center
         beyond = _classify(e - half_excess, e + half_excess, bound)
         detected = excess_center != 0

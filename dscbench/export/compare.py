@@ -35,7 +35,7 @@ COUNTED = ("slower", "faster", "same", "inconclusive", "added", "removed", "fail
 
 def shown_verdict(change: Change) -> str:
     """The verdict as shown: a row that fails only in the candidate is 'newly failing'."""
-    if change.verdict == "failed" and change.note.startswith("candidate "):
+    if change.newly_failing:
         return "newly failing"
     return change.verdict
 
