@@ -12,6 +12,8 @@ Parts (pass names to run a subset; default all):
              at the default settings. A/A: share of rows flagged slower (target < 1%). Power:
              3 random rows of the candidate slowed by 15% (target >= 95% flagged slower); also
              all rows slowed together, which dscbench reports as a whole-run shift.
+  quiet      the same simulation over the steady runs only (round spread < 3%, the level
+             at which `compare` warns that a run was disturbed)
   tradeoff   the same simulation at --confidence 0.80 / 0.90 / 0.95 / 0.99 (latency)
   scale      two synthetic 10,000-row result sets (50 samples a row) compared by the CLI in a
              fresh interpreter: wall time (target < 3 s) and whether torch was imported.
@@ -183,6 +185,42 @@ def simulate() -> list[str]:
     return lines
 
 
+def quiet() -> list[str]:
+    """The simulation restricted to the steady runs (round spread under the threshold that
+    `compare` warns at): what the method achieves when the machine holds still."""
+    from dscbench import compare, results
+
+    sets = [results.load_results(d) for d in _run_dirs()]
+    spreads = [compare.round_spread(compare._row_stats(s.samples, "latency")) for s in sets]
+    steady = [
+        s
+        for s, spread in zip(sets, spreads, strict=True)
+        if spread < compare.DISTURBED_ROUND_SPREAD
+    ]
+    lines = [
+        "## quiet: the steady runs only",
+        "- round spread per run (median over rows): "
+        + ", ".join(f"{x:.1%}" for x in spreads)
+        + f"; steady (< {compare.DISTURBED_ROUND_SPREAD:.0%}): {len(steady)} of {len(sets)}",
+    ]
+    if len(steady) < 2:
+        return [*lines, "- fewer than 2 steady runs"]
+    designs = {
+        "one steady run resampled twice": DESIGNS[
+            "one run resampled twice (within-run noise only)"
+        ],
+        "two different steady runs": DESIGNS["any two runs of the session (up to 7 min apart)"],
+    }
+    for name, pick in designs.items():
+        t = _trials(steady, pick, np.random.default_rng(0))
+        lines.append(
+            f"- {name}, latency: A/A {t['alarms']} of {t['rows']} rows slower = "
+            f"{t['alarms'] / t['rows']:.2%} (target < 1%); power {t['hits']} of {t['injected']} "
+            f"= {t['hits'] / t['injected']:.1%} (target >= 95%)"
+        )
+    return lines
+
+
 def tradeoff() -> list[str]:
     """False alarms against power as --confidence changes (latency, 100 trials per cell)."""
     from dscbench import results
@@ -278,6 +316,7 @@ PARTS = {
     "runs": runs,
     "real-aa": real_aa,
     "simulate": simulate,
+    "quiet": quiet,
     "tradeoff": tradeoff,
     "scale": scale,
 }

@@ -51,6 +51,9 @@ DEFAULT_CONFIDENCE = 0.95
 MIN_ROWS_FOR_SPREAD = 5  # fewer rows in a backend: no run-to-run spread or shift estimate
 MAD_TO_SD = 1.4826
 SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
+# A run whose rows' round values spread more than this (median over rows, log scale) was
+# disturbed: on the development VM steady runs measured 0.7-2.2%, disturbed ones 5-9%.
+DISTURBED_ROUND_SPREAD = 0.03
 KEY = ["config_id", "backend", "variant"]
 
 
@@ -110,6 +113,7 @@ class Comparison:
     environment: list[tuple[str, str, str]] = field(default_factory=list)  # (what, base, cand)
     hardware_differs: bool = False
     notes: list[str] = field(default_factory=list)
+    round_spread: dict[str, float] = field(default_factory=dict)  # per side, see round_spread()
 
     def count(self, verdict: str) -> int:
         return sum(c.verdict == verdict for c in self.changes)
@@ -299,6 +303,14 @@ def _row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out
 
 
+def round_spread(table: pd.DataFrame) -> float:
+    """How much a run's round values disagree: the median over rows of the standard deviation
+    of a row's round values (log scale, round effects removed). NaN without two rounds."""
+    sd = np.sqrt(table["se2"] * table["n"]).to_numpy(dtype=float)
+    sd = sd[np.isfinite(sd)]
+    return float(np.median(sd)) if sd.size else math.nan
+
+
 ROW_FIELDS = ["status", "error", *LABEL_COLUMNS]
 
 
@@ -434,6 +446,14 @@ def compare_sets(
         comparable.append(key)
 
     notes: list[str] = []
+    spreads = {"baseline": round_spread(stats_b), "candidate": round_spread(stats_c)}
+    for side, spread in spreads.items():
+        if spread > DISTURBED_ROUND_SPREAD:
+            notes.append(
+                f"{side}: its rounds disagree by {spread:.1%} (median over rows; steady runs stay "
+                f"under {DISTURBED_ROUND_SPREAD:.0%}), so the machine was busy during that run "
+                "and its rows will mostly be inconclusive; rerun it"
+            )
     shifts: list[Shift] = []
     if comparable:
         sb, sc = stats_b.loc[comparable], stats_c.loc[comparable]
@@ -521,6 +541,7 @@ def compare_sets(
         environment=environment_differences(base.meta, cand.meta),
         hardware_differs=bool(hardware),
         notes=notes,
+        round_spread=spreads,
     )
 
 

@@ -437,3 +437,14 @@ def test_trimming_ignores_one_spoiled_round_in_ten():
     mean5, se5, df5 = compare.trimmed_stats(clean[:, :5])  # below 10 rounds: a plain mean
     assert mean5[0] == pytest.approx(clean[0, :5].mean()) and df5[0] == 4
     assert se5[0] == pytest.approx(clean[0, :5].var(ddof=1) / 5)
+
+
+def test_a_disturbed_run_is_called_out():
+    calm, busy = synthetic(seed=1), synthetic(seed=2, noise=0.3, wander=0.2)
+    comparison = compare.compare_sets(calm, busy)
+    assert comparison.round_spread["baseline"] < compare.DISTURBED_ROUND_SPREAD
+    assert comparison.round_spread["candidate"] > compare.DISTURBED_ROUND_SPREAD
+    (note,) = [n for n in comparison.notes if n.startswith("candidate: its rounds disagree by")]
+    assert note.endswith("so the machine was busy during that run and its rows will mostly be "
+                         "inconclusive; rerun it")  # fmt: skip
+    assert not any(n.startswith("baseline:") for n in comparison.notes)

@@ -259,6 +259,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
             {"what": w, "baseline": b, "candidate": c} for w, b, c in comparison.environment
         ],
         "notes": notes(comparison),
+        "round_spread": {k: _finite(v) for k, v in comparison.round_spread.items()},
         "changes": [
             {
                 "config_id": c.config_id,
