@@ -191,7 +191,7 @@ def quiet() -> list[str]:
     from dscbench import compare, results
 
     sets = [results.load_results(d) for d in _run_dirs()]
-    spreads = [compare.round_spread(compare._row_stats(s.samples, "latency")) for s in sets]
+    spreads = [compare.round_spread(compare.row_stats(s.samples, "latency")) for s in sets]
     steady = [
         s
         for s, spread in zip(sets, spreads, strict=True)

@@ -288,7 +288,7 @@ def trimmed_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, se2, np.full(len(x), h - 1.0)
 
 
-def _row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
+def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per key: trimmed mean of the round costs (round effects removed), its squared standard
     error and degrees of freedom, and the number of rounds."""
     values = remove_round_effects(_round_values(samples, metric))
@@ -301,6 +301,11 @@ def _row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
         out.loc[pick, "mean"], out.loc[pick, "se2"], out.loc[pick, "df"] = mean, se2, df
         out.loc[pick, "n"] = n
     return out
+
+
+def run_round_spread(samples: pd.DataFrame) -> float:
+    """round_spread() of a run's latency samples: how much its rounds disagree."""
+    return round_spread(row_stats(samples, "latency")) if len(samples) else math.nan
 
 
 def round_spread(table: pd.DataFrame) -> float:
@@ -400,7 +405,7 @@ def compare_sets(
             raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
 
     rows_b, rows_c = _rows(base.results, metric), _rows(cand.results, metric)
-    stats_b, stats_c = _row_stats(base.samples, metric), _row_stats(cand.samples, metric)
+    stats_b, stats_c = row_stats(base.samples, metric), row_stats(cand.samples, metric)
     counts = count_changes(base.results, cand.results, metric)
     keys = list(dict.fromkeys([*rows_b, *rows_c]))
     bound = math.log1p(threshold)

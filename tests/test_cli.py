@@ -188,6 +188,7 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert loaded.meta["settings"]["min_time"] == 0.02
     assert loaded.meta["environment"]["torch"]["version"]
     assert loaded.meta["timings"]["timed_s"] > 0
+    assert 0 <= loaded.meta["round_spread"] < 1  # how much the 2 rounds disagreed
     assert set(loaded.samples.config_id) == set(table.config_id)
     assert "speedup [95% CI]" in res.output and "4->8 @8 k3s1" in res.output
     assert "geometric-mean speedup" in res.output
@@ -402,3 +403,15 @@ def test_memory_format_is_a_sweep_axis(tmp_path):
 def test_bad_backend_options_are_one_line(flag, value, message):
     res = cli.invoke(app, ["run", *TINY, flag, value])
     assert res.exit_code == 2 and res.output.startswith(f"error: {message}")
+
+
+def test_a_run_whose_rounds_disagree_says_so(tmp_path, monkeypatch):
+    from dscbench.commands import run as run_command
+
+    monkeypatch.setattr(run_command, "run_round_spread", lambda samples: 0.071)
+    res = cli.invoke(app, ["run", *TINY, "--threads", "1", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "warning: this run's rounds disagree by 7.1% (median over rows; steady runs stay " in (
+        res.output.replace("\n", " ")
+    )
+    assert results.load_results(tmp_path / "r").meta["round_spread"] == 0.071

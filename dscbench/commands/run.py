@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from rich.text import Text
 
 from dscbench import backends as registry
 from dscbench import counting, results, runner
+from dscbench.compare import DISTURBED_ROUND_SPREAD, run_round_spread
 from dscbench.env import collect_environment, utc_now
 from dscbench.errors import BackendUnavailable, SpecError
 from dscbench.export.table import results_table, summary_lines, warning_lines
@@ -165,6 +167,7 @@ def execute(
                 "timer_overhead_s": overheads,
             },
         )
+        meta["round_spread"] = run_round_spread(samples)
         results.write_run(out_dir, table, samples, meta)
         write_s += time.perf_counter() - t0
         last_table = table
@@ -214,6 +217,17 @@ def execute(
             console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
     for line in summary_lines(table):
         console.print(line, highlight=False)
+    spread = meta.get("round_spread", math.nan)
+    if spread > DISTURBED_ROUND_SPREAD:
+        console.print(
+            Text(
+                f"warning: this run's rounds disagree by {spread:.1%} (median over rows; steady "
+                f"runs stay under {DISTURBED_ROUND_SPREAD:.0%}): the machine was busy while it "
+                "ran. Rerun before comparing it with another run.",
+                style="yellow",
+            ),
+            highlight=False,
+        )
     t = meta["timings"]
     compiled = f", {t['compile_s']:.1f} s compiling" if t["compile_s"] > 0 else ""
     console.print(
