@@ -78,6 +78,7 @@ def root(
     """dscbench: depthwise-separable vs standard convolution, measured."""
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ListOpt = Annotated[str | None, typer.Option(help="Comma-separated list; overrides the preset.")]
 
 
@@ -352,7 +353,7 @@ def export_run(
 @app.command("backends")
 @user_errors
 def list_backends(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List the backends: device, whether they can run here and why not, library versions."""
     from dscbench.backends import listing
@@ -379,7 +380,7 @@ def list_backends(
 @app.command()
 @user_errors
 def env(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the environment dscbench records with every run."""
     from dscbench.env import collect_environment

@@ -535,7 +535,7 @@ def validate_cases(cases: list[Case], *, skip_unsupported: bool = False) -> dict
         elif reasons:
             lines.extend(f"{where}: {p}" for p in reasons)
             skippable = True
-    if skippable and not any(line.startswith("the sweep") for line in lines):
+    if skippable:
         lines.append(
             "(--skip-unavailable records configurations a backend cannot run as skipped and "
             "runs the rest)"
