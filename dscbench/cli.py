@@ -87,6 +87,9 @@ def _default_output() -> Path:
     return Path("results") / f"{stamp}-{socket.gethostname()}"
 
 
+DEFAULT_MAX_TIME_S = 600.0  # how long --precision may keep adding rounds, unless --max-time
+
+
 def _float_setting(name: str, value: str | None) -> float | None:
     if value is None:
         return None
@@ -198,6 +201,30 @@ def run(
             "max-autotune-no-cudagraphs."
         ),
     ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            help="NAME=PYTHON[:VAR=VALUE,...]: measure in a worker process started with that "
+            "interpreter (empty: this one) and variables; give it twice or more to interleave "
+            "environments block by block (README 'Interleaved environments').",
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep adding rounds until every speedup interval is within +/-this (1% or "
+            "0.01), or --max-time runs out."
+        ),
+    ] = None,
+    max_time: Annotated[
+        str | None,
+        typer.Option(help="Seconds the whole run may take while --precision adds rounds."),
+    ] = None,
+    canary: Annotated[
+        bool,
+        typer.Option(help="Time the machine canary after every visit (compare uses it)."),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
 ) -> None:
     """Sweep configurations and measure standard vs depthwise-separable convolution."""
@@ -247,20 +274,31 @@ def run(
     problems = sweep.settings.validate() + sweep.options.validate()
     if problems:
         raise SpecError("\n".join(problems))
+    target = None if precision is None else specs.parse_fraction("--precision", precision)
+    if target is not None and not 0 < target < 1:
+        raise SpecError(f"--precision {precision!r}: must be between 0 and 100%")
+    limit = _float_setting("max-time", max_time)
+    if limit is not None and not limit > 0:
+        raise SpecError(f"--max-time {max_time!r}: must be a positive number of seconds")
+    if limit is not None and target is None:
+        raise SpecError("--max-time limits --precision; give --precision too")
 
     from dscbench.commands import run as run_command  # imports torch
 
-    run_command.execute(
-        sweep,
+    options = run_command.RunOptions(
         output=output if output is not None else _default_output(),
         force=force,
         dry_run=dry_run,
         verify_counts=verify_counts,
         skip_unavailable=skip_unavailable,
         quiet=quiet,
-        console=console,
-        command_started=command_started,
+        envs=list(env or []),
+        precision=target,
+        max_time=limit if limit is not None else (DEFAULT_MAX_TIME_S if target else None),
+        canary=canary,
     )
+    code = run_command.execute(sweep, options, console=console, command_started=command_started)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -284,9 +322,15 @@ def presets() -> None:
 @user_errors
 def compare_runs(
     baseline: Annotated[
-        Path, typer.Argument(help="Baseline run: a run directory, results file or JSON export.")
+        Path,
+        typer.Argument(
+            help="Baseline run: a run directory, results file or JSON export; alone, a run "
+            "that measured two environments interleaved."
+        ),
     ],
-    candidate: Annotated[Path, typer.Argument(help="Candidate run, in any of the same forms.")],
+    candidate: Annotated[
+        Path | None, typer.Argument(help="Candidate run, in any of the same forms.")
+    ] = None,
     *,
     metric: Annotated[
         str,
@@ -312,8 +356,17 @@ def compare_runs(
     allow_different_hardware: Annotated[
         bool, typer.Option(help="Compare runs measured on different CPUs or GPUs.")
     ] = False,
+    baseline_env: Annotated[
+        str | None,
+        typer.Option(help="The baseline's environment (a run that measured several)."),
+    ] = None,
+    candidate_env: Annotated[
+        str | None,
+        typer.Option(help="The candidate's environment (a run that measured several)."),
+    ] = None,
 ) -> None:
-    """Compare two runs row by row; exit 1 on a regression (a CI gate).
+    """Compare two runs row by row, or two environments of one interleaved run; exit 1 on a
+    regression (a CI gate).
 
     Exit codes: 0 no regression, 1 at least one regression, 2 bad input, 3 inconclusive rows
     with --fail-on-inconclusive.
@@ -323,6 +376,8 @@ def compare_runs(
     code = compare_command.execute(
         baseline,
         candidate,
+        baseline_env=baseline_env,
+        candidate_env=candidate_env,
         metric=metric.strip().lower(),
         threshold=threshold,
         confidence=confidence,

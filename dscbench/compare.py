@@ -1,44 +1,56 @@
-"""Compare two runs: per-row verdicts with intervals that account for run-to-run noise.
+"""Compare runs: per-row verdicts with intervals that account for how the machine behaved.
 
-Data only; nothing here prints. The model (README "Comparing runs" has the prose version):
+Data only; nothing here prints. Three layers: matching rows (``match_rows``), the noise model
+(round values, row estimates, run-to-run spread, the whole-run shift and the machine canary;
+the statistics themselves live in ``dscbench.stats``) and decisions (``decide_rows``). Two
+designs (README "Comparing runs" has the prose version):
 
-- **Unit of replication: the round.** Within a run, samples of one row are taken minutes apart
-  in the same machine state and are far more alike than two runs are, so a confidence interval
-  built from samples is overconfident. Rounds revisit every configuration in a fresh order, so
-  the spread of a row's per-round medians shows how much the machine wandered during the run.
-  The part of a round's deviation that all rows share (a slow phase of the machine) is removed
-  first (``remove_round_effects``). Each row's value is the trimmed geometric mean of its
-  round medians (10% from each end: one round of ten; Yuen), so one round spoiled by a slow
-  phase neither moves it nor swamps its spread; ``d`` = log(candidate) - log(baseline) in the
-  "cost" direction (latency, or 1/speedup), with a Yuen-Welch standard error from both sides'
-  winsorized variances.
-- **Run-to-run noise between rows.** Two runs also differ in ways no single run shows. That
-  spread, after removing the shift all rows share, is estimated across the rows of a backend
-  (robustly: MAD of ``d``, minus the within-run part) and added to every row's variance, like
-  the between-study variance of a random-effects meta-analysis.
-- **Machine speed.** The shift all rows share, the median of ``d`` (with its order-statistic
-  interval over rows), is what a faster or slower machine looks like, and also what a
-  regression that hits every configuration looks like. When it is at least half the threshold
-  and its interval excludes zero, a row is called slower or faster only if it moved beyond the
-  common shift (judged at three standard errors: rows respond unevenly to a machine that
-  changed speed); rows that merely moved with the run become ``inconclusive``, and the shift
-  is reported.
-- **Verdicts** at threshold t, on the interval of ``d``: ``slower`` if all of it lies above
-  log(1 + t), ``faster`` if below -log(1 + t), ``same`` if inside (-log(1 + t), log(1 + t)),
-  else ``inconclusive``. Rows present on one side only are ``added``/``removed``; rows that did
-  not finish ``ok`` on either side are ``failed``.
+**Interleaved** (``compare_envs``): one ``dscbench run --env base=... --env head=...`` measured
+both environments in the same minutes, block by block in random order. The unit is the
+*paired round*: per round, the median over sets of the log-ratio of the two environments'
+blocks that were measured side by side. A slow phase of the machine moves both sides of every
+set alike and cancels, so a shift shared by every row is real: a 25% slowdown of every row is
+25% slower rows, and a disturbed run stays usable. A row's value is the (trimmed, from 10
+rounds) mean of its paired round values, with a t interval over rounds.
+
+**Sequential** (``compare_sets``): two runs made one after the other.
+
+- The unit is the round. A row's value is the trimmed mean of its per-round log medians after
+  removing the part of each round that all rows of its backend share (a slow phase), with a
+  Yuen-Welch interval from both sides.
+- Run-to-run spread between rows, which no single run shows (MAD of the rows' log-ratios
+  around their median, minus the within-run part), is added to every row's variance, as the
+  between-study variance of a random-effects meta-analysis.
+- The shift all rows share (their median log-ratio, with an order-statistic interval) is what
+  a faster or slower machine looks like, and also what a regression of every row looks like.
+  The machine canary (canary.py), timed in every round of both runs, tells them apart: a shift
+  the canary does not share is a change of the rows themselves, judged on each row's ratio
+  with the canary's own movement taken out; a shift the canary shares is the machine, and rows
+  that merely moved with it are ``inconclusive`` (rows beyond it are judged at three standard
+  errors: rows respond unevenly to a machine that changed speed). Without a canary on both
+  sides (files from before schema 3) the shift is always read as the machine, and the
+  comparison says that a uniform regression cannot be told from it.
+
+Verdicts at threshold t, on the interval of ``d`` (log cost ratio, cost = latency or
+1/speedup): ``slower`` if all of it lies above log(1 + t), ``faster`` if below -log(1 + t),
+``same`` if inside, else ``inconclusive``. Rows present on one side only are
+``added``/``removed``; rows not ``ok`` on a side are ``failed``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from dscbench import canary as canaries
+from dscbench import stats
 from dscbench.errors import DscbenchError
+from dscbench.labels import row_label
 from dscbench.results import LABEL_COLUMNS
 
 if TYPE_CHECKING:
@@ -46,15 +58,19 @@ if TYPE_CHECKING:
 
 METRICS = ("latency", "speedup")
 VERDICTS = ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
+DESIGNS = ("sequential", "interleaved")
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_CONFIDENCE = 0.95
 MIN_ROWS_FOR_SPREAD = 5  # fewer rows in a backend: no run-to-run spread or shift estimate
-MAD_TO_SD = 1.4826
 SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
 # A run whose rows' round values spread more than this (median over rows, log scale) was
 # disturbed: on the development VM steady runs measured 0.7-2.2%, disturbed ones 5-9%.
 DISTURBED_ROUND_SPREAD = 0.03
-KEY = ["config_id", "backend", "variant"]
+# How far a run's conv rows and its canary can drift apart while the machine alone changes
+# speed (standard deviation of their log-ratio difference between runs). Measured on the
+# development VM with `nox -s bench -- gate` (benchmarks/REPORT-gate.md): back-to-back quick runs.
+CANARY_TRACKING_SD = 0.02
+KEY = ["config_id", "backend", "env", "variant"]
 
 
 class CompareError(DscbenchError):
@@ -80,6 +96,7 @@ class Change:
     note: str = ""
     spread: float = math.nan  # relative half-width of the candidate value's own interval
     failed_in: str = ""  # for "failed": "baseline", "candidate" or "both"
+    env: str = ""  # the environment both sides were matched in (sequential, several envs)
 
     @property
     def newly_failing(self) -> bool:
@@ -87,13 +104,17 @@ class Change:
         return self.failed_in == "candidate"
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.config_id, self.backend, self.variant)
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.config_id, self.backend, self.env, self.variant)
 
 
 @dataclass(frozen=True)
 class Shift:
-    """The shift all rows of one backend share: candidate / baseline of the metric."""
+    """The shift all rows of one backend share: candidate / baseline of the metric.
+
+    ``cause`` (when ``detected``): ``machine`` (the canary moved with the rows, or there is no
+    canary to tell), ``rows`` (the canary did not: every row changed), ``real`` (an interleaved
+    comparison, where the machine cancels)."""
 
     backend: str
     ratio: float
@@ -101,6 +122,19 @@ class Shift:
     ci_high: float
     rows: int
     detected: bool
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class CanaryCheck:
+    """The machine canary of a sequential comparison: candidate / baseline of its time, or why
+    it cannot be used."""
+
+    available: bool
+    reason: str = ""
+    ratio: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
 
 
 @dataclass
@@ -113,7 +147,10 @@ class Comparison:
     environment: list[tuple[str, str, str]] = field(default_factory=list)  # (what, base, cand)
     hardware_differs: bool = False
     notes: list[str] = field(default_factory=list)
-    round_spread: dict[str, float] = field(default_factory=dict)  # per side, see round_spread()
+    round_spread: dict[str, float] = field(default_factory=dict)  # per side, see stats.spread
+    design: str = "sequential"
+    envs: tuple[str, str] = ("", "")  # interleaved: the two environments compared
+    canary: CanaryCheck | None = None
 
     def count(self, verdict: str) -> int:
         return sum(c.verdict == verdict for c in self.changes)
@@ -140,8 +177,17 @@ class Comparison:
         return 0
 
 
+def _check_settings(metric: str, threshold: float, confidence: float) -> None:
+    if metric not in METRICS:
+        raise CompareError(f"--metric {metric!r}: not one of {', '.join(METRICS)}")
+    if not (0 < threshold < 1):
+        raise CompareError(f"--threshold {threshold!r}: must be a fraction between 0 and 1")
+    if not (0.5 <= confidence < 1):
+        raise CompareError(f"--confidence {confidence!r}: must be between 0.5 and 1")
+
+
 # ---------------------------------------------------------------------------------------------
-# Environment
+# Environment facts
 # ---------------------------------------------------------------------------------------------
 
 
@@ -165,6 +211,7 @@ ENVIRONMENT_KEYS = (
     "environment.hostname",
     "environment.os",
     "environment.python",
+    "environment.executable",
     "environment.dscbench",
     "environment.torch.num_threads",
     "environment.torch.mkldnn_enabled",
@@ -176,14 +223,16 @@ def environment_differences(
     base: dict[str, Any], cand: dict[str, Any]
 ) -> list[tuple[str, str, str]]:
     """(what, baseline value, candidate value) for every recorded fact that differs: hardware,
-    threads, library versions, backend devices and versions."""
+    threads, library versions, variables set for an environment, backend devices and versions."""
     flat_b: dict[str, str] = {}
     flat_c: dict[str, str] = {}
     for meta, flat in ((base, flat_b), (cand, flat_c)):
         _flatten("", {"environment": meta.get("environment", {})}, flat)
         _flatten("", {"backends": meta.get("backends", {})}, flat)
+        _flatten("", {"variables": meta.get("variables", {})}, flat)
     keys = [k for k in ENVIRONMENT_KEYS if k in flat_b or k in flat_c]
-    keys += sorted(k for k in {*flat_b, *flat_c} if k.startswith("environment.libraries."))
+    for prefix in ("environment.libraries.", "variables."):
+        keys += sorted(k for k in {*flat_b, *flat_c} if k.startswith(prefix))
     names_b, names_c = set(base.get("backends", {})), set(cand.get("backends", {}))
     keys += sorted(
         k
@@ -217,349 +266,95 @@ def hardware_differences(base: dict[str, Any], cand: dict[str, Any]) -> list[str
     return diffs
 
 
+def env_meta(meta: dict[str, Any], env: str) -> dict[str, Any]:
+    """The facts recorded for one environment of an interleaved run, shaped like a run's meta
+    (environment, backends, variables), for ``environment_differences``."""
+    info = (meta.get("environments") or {}).get(env) or {}
+    return {
+        "environment": info.get("environment", {}),
+        "backends": info.get("backends", {}),
+        "variables": info.get("variables", {}),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
-# Per-row values from the raw samples
+# Matching rows
 # ---------------------------------------------------------------------------------------------
 
-
-def _round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per (config_id, backend, variant, round) with ``cost`` = log of the round's
-    median latency, or minus the log of the round's median speedup (std/sep per pair)."""
-    if metric == "latency":
-        per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
-        return np.log(per_round).rename("cost").reset_index()
-    pairs = samples.pivot_table(
-        index=["config_id", "backend", "round", "pair"],
-        columns="variant",
-        values="time_s",
-        aggfunc="first",
-    ).dropna()
-    ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
-    per_round = ratio.groupby(level=["config_id", "backend", "round"], sort=False).median()
-    out = (-np.log(per_round)).rename("cost").reset_index()
-    out["variant"] = "pair"
-    return out
-
-
-def remove_round_effects(values: pd.DataFrame) -> pd.DataFrame:
-    """Subtract from every round value the part all rows of its backend share in that round.
-
-    A machine that runs 15% slow for one round slows every row visited in it; in log space
-    that is an additive round effect, estimated as the median over rows of (round value - the
-    row's mean). Backends with fewer than MIN_ROWS_FOR_SPREAD rows are left as they are. What
-    remains is each row's own round-to-round noise, which is what its interval should reflect.
-    """
-    values = values.copy()
-    row_mean = values.groupby(KEY, sort=False).cost.transform("mean")
-    values["residual"] = values.cost - row_mean
-    rows_per_backend = values.groupby("backend").config_id.transform("size") / values.groupby(
-        "backend"
-    )["round"].transform("nunique")
-    effect = values.groupby(["backend", "round"]).residual.transform("median")
-    effect = effect.where(rows_per_backend >= MIN_ROWS_FOR_SPREAD, 0.0)
-    values["cost"] = values.cost - effect
-    return values.drop(columns="residual")
-
-
-TRIM = 0.1  # share of rounds trimmed from each end: none below 10 rounds, one of 10, two of 20
-
-
-def trimmed_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Yuen's trimmed mean (TRIM from each end) of each row of ``x`` (rows x rounds), the
-    squared standard error from the winsorized variance, and its degrees of freedom (h - 1,
-    h = rounds kept). With fewer than 10 rounds nothing is trimmed: a plain mean and t.
-
-    One round spoiled by a slow phase of the machine moves a plain mean by 1/n of its damage
-    and can inflate the standard deviation tenfold; trimming keeps both honest about the rounds
-    that agree, and the winsorized variance still counts how far the extremes were pushed in.
-    """
-    x = np.sort(x, axis=1)
-    n = x.shape[1]
-    g = int(TRIM * n)
-    h = n - 2 * g
-    mean = x[:, g : n - g].mean(axis=1)
-    if h < 2:
-        nan = np.full(len(x), np.nan)
-        return mean, nan, np.zeros(len(x))
-    w = x.copy()
-    w[:, :g] = x[:, [g]]
-    w[:, n - g :] = x[:, [n - g - 1]]
-    se2 = (n - 1) * w.var(axis=1, ddof=1) / (h * (h - 1))
-    return mean, se2, np.full(len(x), h - 1.0)
-
-
-def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per key: trimmed mean of the round costs (round effects removed), its squared standard
-    error and degrees of freedom, and the number of rounds."""
-    values = remove_round_effects(_round_values(samples, metric))
-    lists = values.groupby(KEY, sort=False).cost.agg(list)
-    sizes = lists.map(len).to_numpy()
-    out = pd.DataFrame(index=lists.index, columns=["mean", "se2", "df", "n"], dtype=float)
-    for n in np.unique(sizes):
-        pick = sizes == n
-        mean, se2, df = trimmed_stats(np.array(lists[pick].tolist(), dtype=float))
-        out.loc[pick, "mean"], out.loc[pick, "se2"], out.loc[pick, "df"] = mean, se2, df
-        out.loc[pick, "n"] = n
-    return out
-
-
-def run_round_spread(samples: pd.DataFrame) -> float:
-    """round_spread() of a run's latency samples: how much its rounds disagree."""
-    return round_spread(row_stats(samples, "latency")) if len(samples) else math.nan
-
-
-def round_spread(table: pd.DataFrame) -> float:
-    """How much a run's round values disagree: the median over rows of the standard deviation
-    of a row's round values (log scale, round effects removed). NaN without two rounds."""
-    sd = np.sqrt(table["se2"] * table["n"]).to_numpy(dtype=float)
-    sd = sd[np.isfinite(sd)]
-    return float(np.median(sd)) if sd.size else math.nan
-
-
-ROW_FIELDS = ["status", "error", *LABEL_COLUMNS]
+ROW_FIELDS = ["status", "error", *LABEL_COLUMNS, "backend", "env"]
 
 
 def _rows(results: pd.DataFrame, metric: str) -> dict[tuple, dict[str, Any]]:
     """key -> the fields of the result row the metric compares (status, error, label)."""
+    columns = ["config_id", "variant", *[f for f in ROW_FIELDS if f != "variant"]]
     if metric == "latency":
-        rows = results[[*KEY, *ROW_FIELDS]]
+        rows = results[columns]
     else:
-        rows = results.loc[results.variant == "separable", [*KEY, *ROW_FIELDS]].copy()
+        rows = results.loc[results.variant == "separable", columns].copy()
         rows["variant"] = "pair"
-    keys = zip(rows.config_id, rows.backend, rows.variant, strict=True)
+    keys = zip(rows.config_id, rows.backend, rows.env, rows.variant, strict=True)
     return dict(zip(keys, rows[ROW_FIELDS].to_dict("records"), strict=True))
 
 
-def _label(row: dict[str, Any]) -> str:
-    h, w = row["height"], row["width"]
-    size = f"{h}" if h == w else f"{h}x{w}"
-    text = (
-        f"{row['batch']}x{row['in_channels']}->{row['out_channels']} @{size} "
-        f"k{row['kernel']}s{row['stride']} {row['dtype']} t{row['threads']}"
-    )
-    if row["memory_format"] != "contiguous":
-        text += f" {row['memory_format']}"
-    return text
+def label(row: dict[str, Any]) -> str:
+    """A comparison row's label: ``row_label`` with every axis but backend and environment,
+    which renderers show themselves (stable across runs, so tools that track rows by name,
+    like github-action-benchmark, see the same name every time)."""
+    return row_label(row, omit=("backend", "env"))
 
 
-# ---------------------------------------------------------------------------------------------
-# The comparison
-# ---------------------------------------------------------------------------------------------
+@dataclass
+class Matched:
+    """The outcome of matching two sides' rows: every key in order, the rows that are missing
+    or failed on a side as finished Changes, and the keys both sides measured."""
+
+    keys: list[tuple]
+    labels: dict[tuple, str]
+    settled: dict[tuple, Change]
+    comparable: list[tuple]
+    counts: dict[tuple, str]
 
 
-def _classify(low: np.ndarray, high: np.ndarray, bound: float) -> np.ndarray:
-    verdict = np.full(low.shape, "inconclusive", dtype=object)
-    verdict[low > bound] = "slower"
-    verdict[high < -bound] = "faster"
-    verdict[(low > -bound) & (high < bound)] = "same"
-    return verdict
-
-
-def _shift(
-    backend: str, d: np.ndarray, bound: float, confidence: float, sign: float
-) -> tuple[Shift, float, float]:
-    """The median of the rows' log-ratios (cost direction) with its distribution-free
-    (order-statistic) interval, scipy's ``quantile_test``. Returns the Shift in the metric's
-    direction, and the center and interval half-width in cost space."""
-    from scipy import stats
-
-    center = float(np.median(d))
-    low = high = center
-    if len(d) >= MIN_ROWS_FOR_SPREAD and np.ptp(d) > 0:
-        ci = stats.quantile_test(d, q=center, p=0.5).confidence_interval(confidence)
-        low, high = float(ci.low), float(ci.high)
-    detected = len(d) >= MIN_ROWS_FOR_SPREAD and abs(center) >= bound / 2 and (low > 0 or high < 0)
-    shown = sorted(math.exp(sign * x) for x in (low, high))
-    shift = Shift(backend, math.exp(sign * center), shown[0], shown[1], len(d), detected)
-    return shift, center, (high - low) / 2
-
-
-def compare_sets(
-    base: ResultSet,
-    cand: ResultSet,
-    *,
-    metric: str = "latency",
-    threshold: float = DEFAULT_THRESHOLD,
-    confidence: float = DEFAULT_CONFIDENCE,
-    allow_different_hardware: bool = False,
-) -> Comparison:
-    """Match the rows of two runs and decide a verdict for each (model in the module doc)."""
-    from scipy import stats
-
-    if metric not in METRICS:
-        raise CompareError(f"--metric {metric!r}: not one of {', '.join(METRICS)}")
-    if not (0 < threshold < 1):
-        raise CompareError(f"--threshold {threshold!r}: must be a fraction between 0 and 1")
-    if not (0.5 <= confidence < 1):
-        raise CompareError(f"--confidence {confidence!r}: must be between 0.5 and 1")
-    hardware = hardware_differences(base.meta, cand.meta)
-    if hardware and not allow_different_hardware:
-        raise CompareError(
-            "the runs were measured on different hardware ("
-            + "; ".join(hardware)
-            + "); pass --allow-different-hardware to compare anyway"
-        )
-    for name, rs in (("baseline", base), ("candidate", cand)):
-        ok = rs.results[rs.results.status == "ok"]
-        if len(ok) and rs.samples.empty:
-            raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
-
-    rows_b, rows_c = _rows(base.results, metric), _rows(cand.results, metric)
-    stats_b, stats_c = row_stats(base.samples, metric), row_stats(cand.samples, metric)
-    counts = count_changes(base.results, cand.results, metric)
+def match_rows(
+    base: pd.DataFrame, cand: pd.DataFrame, metric: str, typical_b: dict, typical_c: dict
+) -> Matched:
+    """Match result rows on config_id (every config column), backend, env and variant."""
+    rows_b, rows_c = _rows(base, metric), _rows(cand, metric)
+    counts = count_changes(base, cand, metric)
     keys = list(dict.fromkeys([*rows_b, *rows_c]))
-    bound = math.log1p(threshold)
-    alpha = 1 - confidence
-    sign = 1.0 if metric == "latency" else -1.0  # cost = log latency, or -log speedup
-
-    typical_b = _typical(stats_b, sign, confidence)
-    typical_c = _typical(stats_c, sign, confidence)
-    changes: dict[tuple, Change] = {}
     labels: dict[tuple, str] = {}
+    settled: dict[tuple, Change] = {}
     comparable = []
     for key in keys:
         b, c = rows_b.get(key), rows_c.get(key)
-        labels[key] = _label(c if c is not None else b)
-        common = dict(config_id=key[0], backend=key[1], variant=key[2], label=labels[key])
+        labels[key] = label(c if c is not None else b)
+        common = dict(
+            config_id=key[0], backend=key[1], env=key[2], variant=key[3], label=labels[key]
+        )
         if c is None or b is None:
             if c is None:
                 value, _ = typical_b.get(key, (math.nan, math.nan))
-                changes[key] = Change(**common, verdict="removed", baseline=value)
+                settled[key] = Change(**common, verdict="removed", baseline=value)
             else:
                 value, spread = typical_c.get(key, (math.nan, math.nan))
-                changes[key] = Change(**common, verdict="added", candidate=value, spread=spread)
+                settled[key] = Change(**common, verdict="added", candidate=value, spread=spread)
             continue
         if b["status"] != "ok" or c["status"] != "ok":
             if b["status"] == "ok":
                 side = "candidate"
-                note = f"candidate {c['status']}: {_own_error(c['error'], key[2])}".rstrip(": ")
+                note = f"candidate {c['status']}: {_own_error(c['error'], key[3])}".rstrip(": ")
             elif c["status"] == "ok":
                 side = "baseline"
-                note = f"baseline {b['status']}: {_own_error(b['error'], key[2])}".rstrip(": ")
+                note = f"baseline {b['status']}: {_own_error(b['error'], key[3])}".rstrip(": ")
             else:
                 side = "both"
                 note = f"both failed: baseline {b['status']}, candidate {c['status']}"
-            changes[key] = Change(
+            settled[key] = Change(
                 **common, verdict="failed", note=_join(note, counts.get(key)), failed_in=side
             )
             continue
-        if key not in stats_b.index or key not in stats_c.index:
-            side = "baseline" if key not in stats_b.index else "candidate"
-            note = _join(f"{side} has no samples", counts.get(key))
-            changes[key] = Change(**common, verdict="failed", note=note)
-            continue
         comparable.append(key)
-
-    notes: list[str] = []
-    spreads = {"baseline": round_spread(stats_b), "candidate": round_spread(stats_c)}
-    for side, spread in spreads.items():
-        if spread > DISTURBED_ROUND_SPREAD:
-            notes.append(
-                f"{side}: its rounds disagree by {spread:.1%} (median over rows; steady runs stay "
-                f"under {DISTURBED_ROUND_SPREAD:.0%}), so the machine was busy during that run "
-                "and its rows will mostly be inconclusive; rerun it"
-            )
-    shifts: list[Shift] = []
-    if comparable:
-        sb, sc = stats_b.loc[comparable], stats_c.loc[comparable]
-        d = (sc["mean"] - sb["mean"]).to_numpy()
-        vb, vc = sb["se2"].to_numpy(), sc["se2"].to_numpy()
-        v = vb + vc
-        nb, nc = sb["n"].to_numpy().astype(int), sc["n"].to_numpy().astype(int)
-        dfb, dfc = sb["df"].to_numpy(), sc["df"].to_numpy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            df = v**2 / (vb**2 / dfb + vc**2 / dfc)  # Welch-Satterthwaite (Yuen)
-        df = np.where(np.isfinite(df) & (df > 0), df, np.maximum(np.minimum(dfb, dfc), 1))
-        extra = np.zeros_like(d)  # run-to-run variance, per backend
-        excess_center = np.zeros_like(d)
-        shift_var = np.zeros_like(d)
-        backends = np.array([k[1] for k in comparable])
-        for backend in dict.fromkeys(backends):
-            mine = backends == backend
-            shift, center, half_width = _shift(str(backend), d[mine], bound, confidence, sign)
-            shifts.append(shift)
-            if mine.sum() >= MIN_ROWS_FOR_SPREAD:
-                resid = d[mine] - np.median(d[mine])
-                spread = MAD_TO_SD * np.median(np.abs(resid))
-                finite = v[mine][np.isfinite(v[mine])]
-                within = float(np.median(finite)) if finite.size else 0.0
-                extra[mine] = max(0.0, spread**2 - within)
-            else:
-                notes.append(
-                    f"{backend}: fewer than {MIN_ROWS_FOR_SPREAD} comparable rows, so run-to-run "
-                    "noise cannot be estimated; intervals cover round-to-round noise only"
-                )
-            if shift.detected:
-                excess_center[mine] = center
-                z = stats.norm.ppf(1 - alpha / 2)
-                shift_var[mine] = (half_width / z) ** 2
-        few = (nb < 2) | (nc < 2)
-        q = stats.t.ppf(1 - alpha / 2, df)
-        half = q * np.sqrt(np.where(few, np.nan, v + extra))
-        raw = _classify(d - half, d + half, bound)
-        # When the machine itself moved, rows respond to it unevenly (memory-bound rows suffer
-        # more from a noisy neighbour), so a row is called slower beyond the shift only at
-        # three standard errors.
-        q_excess = np.maximum(q, SHIFTED_QUANTILE)
-        half_excess = q_excess * np.sqrt(np.where(few, np.nan, v + extra + shift_var))
-        e = d - excess_center
-        beyond = _classify(e - half_excess, e + half_excess, bound)
-        detected = excess_center != 0
-        mean_b, mean_c = sb["mean"].to_numpy(), sc["mean"].to_numpy()
-        for j, key in enumerate(comparable):
-            verdict, note = raw[j], ""
-            if few[j]:
-                verdict, note = (
-                    "inconclusive",
-                    "fewer than 2 rounds on a side: rerun with --rounds 3 or more",
-                )
-            elif detected[j] and verdict in ("slower", "faster"):
-                if beyond[j] != verdict:
-                    verdict = "inconclusive"
-                    note = "moved with the whole run (see the machine shift)"
-                else:
-                    note = "beyond the whole run's shift"
-            ratio = math.exp(sign * d[j])
-            lo, hi = sorted((math.exp(sign * (d[j] - half[j])), math.exp(sign * (d[j] + half[j]))))
-            changes[key] = Change(
-                config_id=key[0],
-                backend=key[1],
-                variant=key[2],
-                label=labels[key],
-                verdict=verdict,
-                baseline=math.exp(sign * mean_b[j]),
-                candidate=math.exp(sign * mean_c[j]),
-                ratio=ratio,
-                ci_low=lo,
-                ci_high=hi,
-                rounds=(int(nb[j]), int(nc[j])),
-                note=_join(note, counts.get(key)),
-                spread=typical_c[key][1],
-            )
-    changes_list = [changes[k] for k in keys]
-    return Comparison(
-        metric=metric,
-        threshold=threshold,
-        confidence=confidence,
-        changes=changes_list,
-        shifts=shifts,
-        environment=environment_differences(base.meta, cand.meta),
-        hardware_differs=bool(hardware),
-        notes=notes,
-        round_spread=spreads,
-    )
-
-
-def _typical(table: pd.DataFrame, sign: float, confidence: float) -> dict[tuple, tuple]:
-    """key -> (geometric mean of the round values, relative half-width of its interval)."""
-    from scipy import stats
-
-    df = table["df"].to_numpy()
-    with np.errstate(invalid="ignore"):
-        half = stats.t.ppf(0.5 + confidence / 2, np.maximum(df, 1)) * np.sqrt(table["se2"])
-    spread = np.where(df >= 1, np.expm1(half), np.nan)
-    values = np.exp(sign * table["mean"].to_numpy())
-    return dict(zip(table.index, zip(values, spread, strict=True), strict=True))
+    return Matched(keys, labels, settled, comparable, counts)
 
 
 def _own_error(error: str, variant: str) -> str:
@@ -577,10 +372,9 @@ def _join(*parts: str | None) -> str:
 def count_changes(base: pd.DataFrame, cand: pd.DataFrame, metric: str) -> dict[tuple, str]:
     """key -> 'counts changed: standard params 9216 -> 9472' for configurations whose params or
     MACs differ between the runs (the model or the counter changed)."""
-    columns = ["config_id", "backend", "variant", "params", "macs"]
-    both = base[columns].merge(
-        cand[columns], on=["config_id", "backend", "variant"], suffixes=("_b", "_c")
-    )
+    on = ["config_id", "backend", "env", "variant"]
+    columns = [*on, "params", "macs"]
+    both = base[columns].merge(cand[columns], on=on, suffixes=("_b", "_c"))
     changed = both[(both.params_b != both.params_c) | (both.macs_b != both.macs_c)]
     out: dict[tuple, list[str]] = {}
     for row in changed.itertuples(index=False):
@@ -590,5 +384,572 @@ def count_changes(base: pd.DataFrame, cand: pd.DataFrame, metric: str) -> dict[t
             if getattr(row, name + "_b") != getattr(row, name + "_c")
         ]
         variant = "pair" if metric == "speedup" else row.variant
-        out.setdefault((row.config_id, row.backend, variant), []).extend(parts)
+        out.setdefault((row.config_id, row.backend, row.env, variant), []).extend(parts)
     return {key: "counts changed: " + ", ".join(parts) for key, parts in out.items()}
+
+
+def select_env(rs: ResultSet, env: str | None, flag: str) -> ResultSet:
+    """The rows of one environment of ``rs`` (``env``), relabelled as a plain run's; a run with
+    one environment needs no choice."""
+    from dscbench.results import ResultSet
+
+    present = sorted(set(rs.results.env))
+    if env is None:
+        if len(present) > 1:
+            listed = ", ".join(present)
+            raise CompareError(
+                f"{flag.replace('-env', '')} run measured environments {listed}; pick one "
+                f"with {flag}"
+            )
+        env = present[0] if present else ""
+    elif env not in present:
+        shown = ", ".join(e or '""' for e in present) or "none"
+        raise CompareError(f"{flag} {env!r}: that run has environments {shown}")
+    results = rs.results[rs.results.env == env].assign(env="")
+    samples = rs.samples[rs.samples.env == env].assign(env="")
+    meta = dict(rs.meta)
+    if env:
+        facts = env_meta(rs.meta, env)
+        meta.update(environment=facts["environment"] or meta.get("environment", {}))
+        meta.update(backends=facts["backends"] or meta.get("backends", {}))
+        meta["variables"] = facts["variables"]
+    return ResultSet(meta, results, samples)
+
+
+# ---------------------------------------------------------------------------------------------
+# Round values and row estimates
+# ---------------------------------------------------------------------------------------------
+
+
+def round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (KEY, round) with ``cost`` = log of the round's median latency, or minus the
+    log of the round's median speedup (std/sep per set)."""
+    if metric == "latency":
+        per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
+        return np.log(per_round).rename("cost").reset_index()
+    pairs = samples.pivot_table(
+        index=["config_id", "backend", "env", "round", "pair"],
+        columns="variant",
+        values="time_s",
+        aggfunc="first",
+    ).dropna()
+    ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
+    per_round = ratio.groupby(level=["config_id", "backend", "env", "round"], sort=False).median()
+    out = (-np.log(per_round)).rename("cost").reset_index()
+    out["variant"] = "pair"
+    return out
+
+
+def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per key: trimmed mean of the round costs (round effects removed), its squared standard
+    error, degrees of freedom and number of rounds."""
+    values = stats.remove_round_effects(
+        round_values(samples, metric), KEY, "backend", MIN_ROWS_FOR_SPREAD
+    )
+    return stats.row_estimates(values, KEY)
+
+
+def run_round_spread(samples: pd.DataFrame) -> float:
+    """How much a run's rounds disagree (stats.spread of its latency rows)."""
+    return stats.spread(row_stats(samples, "latency")) if len(samples) else math.nan
+
+
+def paired_round_values(
+    samples: pd.DataFrame, base_env: str, cand_env: str, metric: str
+) -> pd.DataFrame:
+    """Interleaved design: one row per (KEY, round) with ``cost`` = the median, over the sets of
+    that round, of log(candidate block) - log(baseline block) measured side by side (for the
+    speedup metric, minus the log of the ratio of the two environments' speedups)."""
+    both = samples[samples.env.isin([base_env, cand_env])]
+    if metric == "latency":
+        wide = both.pivot_table(
+            index=["config_id", "backend", "variant", "round", "pair"],
+            columns="env",
+            values="time_s",
+            aggfunc="first",
+        ).dropna()
+        log_ratio = np.log(wide[cand_env]) - np.log(wide[base_env])
+        levels = ["config_id", "backend", "variant", "round"]
+    else:
+        wide = both.pivot_table(
+            index=["config_id", "backend", "round", "pair"],
+            columns=["env", "variant"],
+            values="time_s",
+            aggfunc="first",
+        ).dropna()
+        speed = {
+            env: wide[(env, "standard")] / wide[(env, "separable")] for env in (base_env, cand_env)
+        }
+        log_ratio = -(np.log(speed[cand_env]) - np.log(speed[base_env]))
+        levels = ["config_id", "backend", "round"]
+    per_round = log_ratio.groupby(level=levels, sort=False).median()
+    out = per_round.rename("cost").reset_index()
+    if metric == "speedup":
+        out["variant"] = "pair"
+    out["env"] = ""
+    return out[[*KEY, "round", "cost"]]
+
+
+def typical_values(table: pd.DataFrame, sign: float, confidence: float) -> dict[tuple, tuple]:
+    """key -> (geometric mean of the round values, relative half-width of its interval)."""
+    df = table["df"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        half = stats.t_quantile(confidence, np.maximum(df, 1)) * np.sqrt(table["se2"])
+    spread = np.where(df >= 1, np.expm1(half), np.nan)
+    values = np.exp(sign * table["mean"].to_numpy())
+    return dict(zip(table.index, zip(values, spread, strict=True), strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions
+# ---------------------------------------------------------------------------------------------
+
+
+def classify(low: np.ndarray, high: np.ndarray, bound: float) -> np.ndarray:
+    """Verdicts of intervals [low, high] of the log cost ratio at ``bound`` = log(1 + t)."""
+    verdict = np.full(low.shape, "inconclusive", dtype=object)
+    verdict[low > bound] = "slower"
+    verdict[high < -bound] = "faster"
+    verdict[(low > -bound) & (high < bound)] = "same"
+    return verdict
+
+
+@dataclass
+class RowModel:
+    """The comparable rows as arrays: the log cost ratio ``d`` (candidate - baseline), its
+    variance ``v`` and degrees of freedom, and both sides' values (log cost) for display."""
+
+    keys: list[tuple]
+    d: np.ndarray
+    v: np.ndarray
+    df: np.ndarray
+    few: np.ndarray  # fewer than 2 rounds on a side: no interval
+    mean_b: np.ndarray
+    mean_c: np.ndarray
+    rounds: list[tuple[int, int]]
+    backends: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backends = np.array([k[1] for k in self.keys])
+
+
+@dataclass
+class Decision:
+    """Per comparable row: verdict, the interval shown (log scale, around ``d``) and a note."""
+
+    verdict: np.ndarray
+    half: np.ndarray
+    notes: list[str]
+    shifts: list[Shift]
+
+
+def decide_rows(
+    model: RowModel,
+    bound: float,
+    confidence: float,
+    *,
+    sign: float = 1.0,
+    extra: np.ndarray | None = None,
+    shift_reading: str = "machine",
+    canary: tuple[float, float] | None = None,
+) -> Decision:
+    """Verdicts for the comparable rows.
+
+    ``sign``: +1 when the metric is a cost (latency), -1 when it is a benefit (speedup), so
+    shifts are reported in the metric's direction. ``extra``: run-to-run variance added to each
+    row (sequential). ``shift_reading``:
+    ``machine`` (sequential: a detected whole-run shift may be the machine; with ``canary`` =
+    (log ratio, variance) it is the machine only if the canary shares it) or ``real``
+    (interleaved: the machine cancels, every row is judged on its own ratio).
+    """
+    from scipy import stats as sps
+
+    d, v, df, few = model.d, model.v, model.df, model.few
+    extra = np.zeros_like(d) if extra is None else extra
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    q = stats.t_quantile(confidence, df)
+    half = q * np.sqrt(np.where(few, np.nan, v + extra))
+    verdict = classify(d - half, d + half, bound)
+    notes = np.full(len(d), "", dtype=object)
+    notes[few] = "fewer than 2 rounds on a side: rerun with --rounds 3 or more"
+    verdict[few] = "inconclusive"
+    shifts: list[Shift] = []
+    for backend in dict.fromkeys(model.backends):
+        mine = model.backends == backend
+        s = stats.common_shift(d[mine], confidence, MIN_ROWS_FOR_SPREAD)
+        enough = s.rows >= MIN_ROWS_FOR_SPREAD
+        detected = enough and abs(s.center) >= bound / 2 and (s.low > 0 or s.high < 0)
+        cause = ""
+        if detected and shift_reading == "real":
+            cause = "real"
+        elif detected and canary is None:
+            cause = "machine"
+        elif enough and canary is not None:
+            m, var_m = canary
+            excess = s.center - m
+            var_excess = (s.half_width / z) ** 2 + var_m + CANARY_TRACKING_SD**2
+            rows_moved = abs(excess) >= bound / 2 and abs(excess) > z * math.sqrt(var_excess)
+            if rows_moved:
+                cause = "rows"
+                # Every row changed: judge each on its own ratio, minus what the machine did.
+                var_rows = v + extra + var_m + CANARY_TRACKING_SD**2
+                adj_half = q * np.sqrt(np.where(few, np.nan, var_rows))
+                e = d - m
+                judged = classify(e - adj_half, e + adj_half, bound)
+                pick = mine & ~few
+                verdict[pick], half[pick] = judged[pick], adj_half[pick]
+                notes[pick] = "every row changed (the machine canary did not); judged net of it"
+                detected = True
+            elif detected:
+                cause = "machine"
+        if cause == "machine":
+            # Rows respond unevenly to a machine that changed speed (memory-bound rows suffer
+            # more from a noisy neighbour), so a row is called slower beyond the shift only at
+            # three standard errors.
+            shift_var = (s.half_width / z) ** 2
+            q_excess = np.maximum(q, SHIFTED_QUANTILE)
+            half_excess = q_excess * np.sqrt(np.where(few, np.nan, v + extra + shift_var))
+            e = d - s.center
+            beyond = classify(e - half_excess, e + half_excess, bound)
+            for j in np.flatnonzero(mine & ~few):
+                if verdict[j] in ("slower", "faster"):
+                    if beyond[j] != verdict[j]:
+                        verdict[j] = "inconclusive"
+                        notes[j] = "moved with the whole run (see the machine shift)"
+                    else:
+                        notes[j] = "beyond the whole run's shift"
+        low, high = sorted(math.exp(sign * x) for x in (s.low, s.high))
+        shifts.append(
+            Shift(str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause)
+        )
+    return Decision(verdict, half, list(notes), shifts)
+
+
+def between_run_variance(model: RowModel) -> tuple[np.ndarray, list[str]]:
+    """Run-to-run variance per row (sequential comparisons): per backend, the robust spread of
+    the rows' log-ratios around their median, minus the typical within-run variance. Backends
+    with too few rows get none, and a note."""
+    extra = np.zeros_like(model.d)
+    notes = []
+    for backend in dict.fromkeys(model.backends):
+        mine = model.backends == backend
+        if mine.sum() >= MIN_ROWS_FOR_SPREAD:
+            spread = stats.robust_sd(model.d[mine])
+            finite = model.v[mine][np.isfinite(model.v[mine])]
+            within = float(np.median(finite)) if finite.size else 0.0
+            extra[mine] = max(0.0, spread**2 - within)
+        else:
+            notes.append(
+                f"{backend}: fewer than {MIN_ROWS_FOR_SPREAD} comparable rows, so run-to-run "
+                "noise cannot be estimated; intervals cover round-to-round noise only"
+            )
+    return extra, notes
+
+
+def _changes(
+    matched: Matched,
+    model: RowModel,
+    decision: Decision,
+    sign: float,
+    typical_c: dict[tuple, tuple],
+) -> list[Change]:
+    """Every row's Change, in the order the rows were matched."""
+    changes = dict(matched.settled)
+    for j, key in enumerate(model.keys):
+        d, half = model.d[j], decision.half[j]
+        lo, hi = sorted((math.exp(sign * (d - half)), math.exp(sign * (d + half))))
+        changes[key] = Change(
+            config_id=key[0],
+            backend=key[1],
+            env=key[2],
+            variant=key[3],
+            label=matched.labels[key],
+            verdict=str(decision.verdict[j]),
+            baseline=math.exp(sign * model.mean_b[j]),
+            candidate=math.exp(sign * model.mean_c[j]),
+            ratio=math.exp(sign * d),
+            ci_low=lo,
+            ci_high=hi,
+            rounds=model.rounds[j],
+            note=_join(decision.notes[j], matched.counts.get(key)),
+            spread=typical_c.get(key, (math.nan, math.nan))[1],
+        )
+    return [changes[k] for k in matched.keys]
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine canary
+# ---------------------------------------------------------------------------------------------
+
+
+def canary_check(base: dict[str, Any], cand: dict[str, Any]) -> tuple[CanaryCheck, tuple | None]:
+    """Candidate / baseline of the two runs' canaries, with (log ratio, variance) for the
+    decision; or why the canary cannot be used."""
+    cb, cc = base.get("canary") or {}, cand.get("canary") or {}
+    missing = [side for side, c in (("baseline", cb), ("candidate", cc)) if not c.get("samples")]
+    if missing:
+        return CanaryCheck(False, f"no machine canary in the {' and '.join(missing)}"), None
+    ib, ic = cb.get("describe", {}), cc.get("describe", {})
+    for what in ("implementation", "threads"):
+        if ib.get(what) != ic.get(what):
+            return (
+                CanaryCheck(
+                    False,
+                    f"the canaries differ ({what} {ib.get(what)} vs {ic.get(what)}), so their "
+                    "speeds are not comparable",
+                ),
+                None,
+            )
+    eb, ec = canaries.run_estimate(cb["samples"]), canaries.run_estimate(cc["samples"])
+    if eb is None or ec is None or not (math.isfinite(eb.se2) and math.isfinite(ec.se2)):
+        return CanaryCheck(False, "the canary has fewer than 2 rounds on a side"), None
+    m = ec.mean - eb.mean
+    var, df = stats.welch(np.array([eb.se2]), np.array([eb.df]), np.array([ec.se2]),
+                          np.array([ec.df]))  # fmt: skip
+    half = float(stats.t_quantile(0.95, df[0])) * math.sqrt(float(var[0]))
+    check = CanaryCheck(True, "", math.exp(m), math.exp(m - half), math.exp(m + half))
+    return check, (m, float(var[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The two designs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sides:
+    """Both sides of a comparison: each row's estimate per side and the matched rows."""
+
+    stats_b: pd.DataFrame
+    stats_c: pd.DataFrame
+    typical_c: dict[tuple, tuple]
+    matched: Matched
+
+    @classmethod
+    def of(cls, base: ResultSet, cand: ResultSet, metric: str, confidence: float) -> Sides:
+        sign = 1.0 if metric == "latency" else -1.0
+        stats_b, stats_c = row_stats(base.samples, metric), row_stats(cand.samples, metric)
+        typical_b = typical_values(stats_b, sign, confidence)
+        typical_c = typical_values(stats_c, sign, confidence)
+        matched = match_rows(base.results, cand.results, metric, typical_b, typical_c)
+        return cls(stats_b, stats_c, typical_c, matched)
+
+    def fail_unmeasured(self, *why: Callable[[tuple], str]) -> None:
+        """Comparable rows that some ``why(key)`` says cannot be compared become ``failed``."""
+        matched = self.matched
+        for key in list(matched.comparable):
+            reason = next((text for text in (w(key) for w in why) if text), "")
+            if reason:
+                matched.settled[key] = Change(
+                    config_id=key[0],
+                    backend=key[1],
+                    env=key[2],
+                    variant=key[3],
+                    label=matched.labels[key],
+                    verdict="failed",
+                    note=_join(reason, matched.counts.get(key)),
+                )
+                matched.comparable.remove(key)
+
+    def judge(
+        self,
+        model: Callable[[list[tuple]], RowModel],
+        decide: Callable[[RowModel], Decision],
+        sign: float,
+    ) -> tuple[list[Change], list[Shift]]:
+        """Every row's Change in matching order, and the shifts, once ``decide`` has judged
+        the comparable rows' ``model``."""
+        matched = self.matched
+        if not matched.comparable:
+            return [matched.settled[k] for k in matched.keys], []
+        m = model(matched.comparable)
+        decision = decide(m)
+        return _changes(matched, m, decision, sign, self.typical_c), decision.shifts
+
+
+def _disturbed_notes(spreads: dict[str, float], what: str) -> list[str]:
+    return [
+        f"{side}: its rounds disagree by {spread:.1%} (median over rows; steady runs stay under "
+        f"{DISTURBED_ROUND_SPREAD:.0%}), so the machine was busy during {what} and its rows will "
+        "mostly be inconclusive; rerun it"
+        for side, spread in spreads.items()
+        if spread > DISTURBED_ROUND_SPREAD
+    ]
+
+
+def _model(
+    keys: list[tuple], d: np.ndarray, v: np.ndarray, df: np.ndarray, sb: pd.DataFrame, sc, nb, nc
+) -> RowModel:
+    return RowModel(
+        keys=keys,
+        d=d,
+        v=v,
+        df=df,
+        few=(nb < 2) | (nc < 2),
+        mean_b=sb["mean"].to_numpy(dtype=float),
+        mean_c=sc["mean"].to_numpy(dtype=float),
+        rounds=[(int(a), int(b)) for a, b in zip(nb, nc, strict=True)],
+    )
+
+
+def compare_sets(
+    base: ResultSet,
+    cand: ResultSet,
+    *,
+    metric: str = "latency",
+    threshold: float = DEFAULT_THRESHOLD,
+    confidence: float = DEFAULT_CONFIDENCE,
+    allow_different_hardware: bool = False,
+    baseline_env: str | None = None,
+    candidate_env: str | None = None,
+) -> Comparison:
+    """Sequential design: match the rows of two runs and decide a verdict for each (model in
+    the module doc). ``baseline_env``/``candidate_env`` pick one environment of a run that
+    measured several."""
+    _check_settings(metric, threshold, confidence)
+    base = select_env(base, baseline_env, "--baseline-env")
+    cand = select_env(cand, candidate_env, "--candidate-env")
+    hardware = hardware_differences(base.meta, cand.meta)
+    if hardware and not allow_different_hardware:
+        raise CompareError(
+            "the runs were measured on different hardware ("
+            + "; ".join(hardware)
+            + "); pass --allow-different-hardware to compare anyway"
+        )
+    for name, rs in (("baseline", base), ("candidate", cand)):
+        ok = rs.results[rs.results.status == "ok"]
+        if len(ok) and rs.samples.empty:
+            raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
+    sign = 1.0 if metric == "latency" else -1.0  # cost = log latency, or -log speedup
+    sides = Sides.of(base, cand, metric, confidence)
+    sides.fail_unmeasured(
+        lambda key: "" if key in sides.stats_b.index else "baseline has no samples",
+        lambda key: "" if key in sides.stats_c.index else "candidate has no samples",
+    )
+    spreads = {"baseline": stats.spread(sides.stats_b), "candidate": stats.spread(sides.stats_c)}
+    notes = _disturbed_notes(spreads, "that run")
+    check, canary = canary_check(base.meta, cand.meta) if metric == "latency" else (None, None)
+    if check is not None and not check.available:
+        notes.append(
+            f"{check.reason}: a regression of every row cannot be told from a machine that "
+            "changed speed (runs from dscbench 0.3 on time a canary in every round)"
+        )
+
+    def model(keys: list[tuple]) -> RowModel:
+        sb, sc = sides.stats_b.loc[keys], sides.stats_c.loc[keys]
+        vb, vc = sb["se2"].to_numpy(dtype=float), sc["se2"].to_numpy(dtype=float)
+        v, df = stats.welch(vb, sb["df"].to_numpy(dtype=float), vc, sc["df"].to_numpy(dtype=float))
+        d = (sc["mean"] - sb["mean"]).to_numpy(dtype=float)
+        nb, nc = sb["n"].to_numpy().astype(int), sc["n"].to_numpy().astype(int)
+        return _model(keys, d, v, df, sb, sc, nb, nc)
+
+    def decide(m: RowModel) -> Decision:
+        extra, extra_notes = between_run_variance(m)
+        notes.extend(extra_notes)
+        return decide_rows(
+            m, math.log1p(threshold), confidence, sign=sign, extra=extra, canary=canary
+        )
+
+    changes, shifts = sides.judge(model, decide, sign)
+    return Comparison(
+        metric=metric,
+        threshold=threshold,
+        confidence=confidence,
+        changes=changes,
+        shifts=shifts,
+        environment=environment_differences(base.meta, cand.meta),
+        hardware_differs=bool(hardware),
+        notes=notes,
+        round_spread=spreads,
+        design="sequential",
+        canary=check,
+    )
+
+
+def run_envs(rs: ResultSet) -> list[str]:
+    """The environments a run measured, in the order they were given (run.json), else sorted."""
+    listed = list((rs.meta.get("environments") or {}).keys())
+    present = set(rs.results.env)
+    return [e for e in listed if e in present] or sorted(present)
+
+
+def compare_envs(
+    rs: ResultSet,
+    *,
+    baseline_env: str | None = None,
+    candidate_env: str | None = None,
+    metric: str = "latency",
+    threshold: float = DEFAULT_THRESHOLD,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Comparison:
+    """Interleaved design: two environments of one run, judged on paired rounds (module doc).
+    Without ``baseline_env``/``candidate_env`` the run must have exactly two environments: the
+    first given is the baseline."""
+    _check_settings(metric, threshold, confidence)
+    envs = run_envs(rs)
+    if baseline_env is None and candidate_env is None:
+        if len(envs) != 2:
+            if len(envs) < 2:
+                raise CompareError(
+                    "this run measured one environment; give a second run to compare it with, "
+                    "or measure two with `dscbench run --env NAME=PYTHON --env NAME=PYTHON`"
+                )
+            raise CompareError(
+                f"this run measured environments {', '.join(envs)}; pick two with "
+                "--baseline-env and --candidate-env"
+            )
+        baseline_env, candidate_env = envs
+    for flag, env in (("--baseline-env", baseline_env), ("--candidate-env", candidate_env)):
+        if env is None:
+            raise CompareError(f"{flag} is needed too (the run has {', '.join(envs)})")
+        if env not in envs:
+            raise CompareError(f"{flag} {env!r}: the run has environments {', '.join(envs)}")
+    if baseline_env == candidate_env:
+        raise CompareError(f"--baseline-env and --candidate-env are both {baseline_env!r}")
+    assert baseline_env is not None and candidate_env is not None
+    side_b = select_env(rs, baseline_env, "--baseline-env")
+    side_c = select_env(rs, candidate_env, "--candidate-env")
+    sign = 1.0 if metric == "latency" else -1.0
+    sides = Sides.of(side_b, side_c, metric, confidence)
+    paired = stats.row_estimates(
+        paired_round_values(rs.samples, baseline_env, candidate_env, metric), KEY
+    )
+    sides.fail_unmeasured(
+        lambda key: "" if key in paired.index else "no sets measured both environments"
+    )
+    spreads = {
+        baseline_env: stats.spread(sides.stats_b),
+        candidate_env: stats.spread(sides.stats_c),
+        "paired": stats.spread(paired),
+    }
+    notes = []
+    if spreads["paired"] > DISTURBED_ROUND_SPREAD:
+        notes.append(
+            f"the two environments' paired rounds disagree by {spreads['paired']:.1%} (median "
+            f"over rows); intervals are wide: raise --rounds or --min-time, or use --precision"
+        )
+
+    def model(keys: list[tuple]) -> RowModel:
+        p = paired.loc[keys]
+        n = p["n"].to_numpy().astype(int)
+        d, v, df = (p[c].to_numpy(dtype=float) for c in ("mean", "se2", "df"))
+        return _model(keys, d, v, df, sides.stats_b.loc[keys], sides.stats_c.loc[keys], n, n)
+
+    def decide(m: RowModel) -> Decision:
+        return decide_rows(m, math.log1p(threshold), confidence, sign=sign, shift_reading="real")
+
+    changes, shifts = sides.judge(model, decide, sign)
+    return Comparison(
+        metric=metric,
+        threshold=threshold,
+        confidence=confidence,
+        changes=changes,
+        shifts=shifts,
+        environment=environment_differences(
+            env_meta(rs.meta, baseline_env), env_meta(rs.meta, candidate_env)
+        ),
+        notes=notes,
+        round_spread=spreads,
+        design="interleaved",
+        envs=(baseline_env, candidate_env),
+    )

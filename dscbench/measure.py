@@ -1,11 +1,16 @@
-"""The timing harness: a swappable timer, warm-up, adaptive block sizes, paired interleaving.
+"""The timing harness: a swappable timer, warm-up, adaptive block sizes, timed turns.
 
 Model (after torch.utils.benchmark's ``blocked_autorange``): a *block* runs the workload ``n``
 times back to back and is timed once; ``n`` is calibrated so a block lasts at least
 ``block_time`` seconds, far above the clock's resolution and call overhead. One *sample* is a
-block's duration divided by ``n`` (seconds per iteration). The standard and separable variants
-of a case are measured as *pairs* of blocks, in random order within each pair, so a slow phase
-of a shared machine hits both sides of a pair alike.
+block's duration divided by ``n`` (seconds per iteration).
+
+The coordinator (runner.py) decides the order of blocks; an executor runs them in *turns*: a
+turn is a run of consecutive blocks of one environment, timed by the process that runs them,
+so no inter-process message is ever inside a sample. A turn starts with untimed calls: one of
+each variant on the first turn of a visit (caches and thread pools hot again), and, when
+another worker process ran just before, calls for at least ``switch_settle`` seconds, so that
+process's still-spinning threads and its cache footprint do not land in a sample.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,94 +60,91 @@ def _noop() -> None:
 
 @dataclass
 class HarnessOptions:
-    """Knobs of the harness, in seconds. ``block_time`` is the minimum duration of one block."""
+    """Knobs of the harness, in seconds. ``block_time`` is the minimum duration of one block;
+    ``switch_settle`` the untimed work a turn starts with when another worker process ran just
+    before it (0 when one process measures everything)."""
 
     block_time: float = 0.002
     max_block_iterations: int = 1_000_000
     warmup: float = 0.05
+    switch_settle: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
 
 
 @dataclass
-class Timed:
-    """One variant under measurement: its callable, calibrated block size and raw samples."""
+class Workload:
+    """One variant ready to run: its callable and the context every block runs in."""
 
     fn: Callable[[], Any]
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
-    iterations: int = 0  # per block, fixed after calibration
-    times: list[float] = field(default_factory=list)  # seconds per iteration, one per block
-    rounds: list[int] = field(default_factory=list)
-    pairs: list[int] = field(default_factory=list)
-    measured_s: float = 0.0  # sum of timed block durations
-    warmup_s: float = 0.0  # warm-up and calibration, not part of any sample
 
     def block(self, timer: Timer, n: int) -> float:
         with self.context():
             return timer.time_block(self.fn, n)
 
-    def timed_block(self, timer: Timer, round_index: int, pair: int) -> float:
-        """Time one block of ``iterations`` calls and record it as a sample; return seconds."""
-        t = self.block(timer, self.iterations)
-        self.times.append(t / self.iterations)
-        self.rounds.append(round_index)
-        self.pairs.append(pair)
-        self.measured_s += t
-        return t
 
-    def rebind(self, fn: Callable[[], Any], context: Callable[[], Any]) -> None:
-        """Point at a freshly prepared callable (same workload), keeping samples and block size."""
-        self.fn, self.context = fn, context
+@dataclass
+class Calibration:
+    iterations: int  # per block
+    per_iteration_s: float  # from the last calibration block
+    spent_s: float  # warm-up and calibration, never a sample
 
 
-def warm_up_and_calibrate(timed: Timed, timer: Timer, options: HarnessOptions) -> None:
+def warm_up_and_calibrate(work: Workload, timer: Timer, options: HarnessOptions) -> Calibration:
     """Run the workload for ``options.warmup`` seconds (at least two calls), then grow the block
-    size until one block lasts ``options.block_time``; the result is stored in
-    ``timed.iterations``. Nothing here becomes a sample."""
+    size until one block lasts ``options.block_time``. Nothing here becomes a sample."""
     spent = 0.0
     calls = 0
     while calls < 2 or spent < options.warmup:
-        spent += timed.block(timer, 1)
+        spent += work.block(timer, 1)
         calls += 1
     n = 1
     while True:
-        t = timed.block(timer, n)
+        t = work.block(timer, n)
         spent += t
         if t >= options.block_time or n >= options.max_block_iterations:
             break
         # Aim 20% past the target so one more step usually suffices; grow at most 100x a step.
         growth = min(100.0, 1.2 * options.block_time / max(t, 1e-9))
         n = min(options.max_block_iterations, max(n + 1, math.ceil(n * growth)))
-    timed.iterations = n
-    timed.warmup_s += spent
+    return Calibration(n, t / n, spent)
 
 
-def rewarm(timed: Timed, timer: Timer) -> None:
-    """One untimed call before a later visit, so caches and thread pools are hot again."""
-    timed.warmup_s += timed.block(timer, 1)
+@dataclass
+class TurnTimes:
+    """What a turn measured: each block's duration (seconds, whole block) in order, and the
+    untimed work before them. On an interrupt it rides on the exception as ``partial``."""
+
+    block_s: list[float] = field(default_factory=list)
+    untimed_s: float = 0.0
 
 
-def measure_pairs(
-    a: Timed,
-    b: Timed,
+def run_turn(
+    workloads: Mapping[str, Workload],
     timer: Timer,
-    budget_s: float,
-    round_index: int,
-    coin: Callable[[], float],
-) -> None:
-    """Alternate blocks of ``a`` and ``b`` until the pairs add up to ``2 * budget_s`` seconds of
-    timed blocks (at least one pair), so a visit costs the same whatever the two block lengths.
-    ``coin()`` in [0, 1) decides which variant runs first in each pair."""
-    spent = 0.0
-    pair = len(a.times)
-    while True:
-        for timed in (a, b) if coin() < 0.5 else (b, a):
-            spent += timed.timed_block(timer, round_index, pair)
-        pair += 1
-        if spent >= 2 * budget_s:
-            return
-
-
-def measure_blocks(timed: Timed, timer: Timer, budget_s: float, round_index: int) -> None:
-    """Time blocks of one workload alone until they add up to ``budget_s`` (at least one)."""
-    spent = 0.0
-    while spent < budget_s or spent == 0.0:
-        spent += timed.timed_block(timer, round_index, len(timed.times))
+    blocks: Sequence[tuple[str, int]],
+    rewarm: Sequence[str] = (),
+    settle_s: float = 0.0,
+) -> TurnTimes:
+    """Untimed calls first (one of each variant in ``rewarm``, then calls of the first block's
+    variant until ``settle_s`` seconds have passed), then the timed ``blocks`` of (variant,
+    iterations). An exception (an interrupt, a failing kernel) carries what was measured so far
+    as ``exc.partial``."""
+    out = TurnTimes()
+    try:
+        for variant in rewarm:
+            out.untimed_s += workloads[variant].block(timer, 1)
+        if settle_s > 0 and blocks:
+            first = workloads[blocks[0][0]]
+            settled = 0.0
+            while settled < settle_s:
+                settled += first.block(timer, 1)
+            out.untimed_s += settled
+        for variant, n in blocks:
+            out.block_s.append(workloads[variant].block(timer, n))
+    except BaseException as exc:
+        exc.partial = out  # type: ignore[attr-defined]
+        raise
+    return out

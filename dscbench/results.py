@@ -10,6 +10,10 @@ Schema history (bump SCHEMA_VERSION on any change a reader must know about, add 
   2  backends: device_name, execution, compile_s, peak_memory_bytes, parity_max_abs_err,
      parity_max_rel_err, parity_tolerance; prepare_s per variant instead of per configuration;
      statuses compile_error, parity_failed, skipped
+  3  interleaved environments: ``env`` column in results and samples ("" for a plain run),
+     status worker_crashed; speedup intervals are t intervals over rounds (they were a
+     bootstrap over pairs); ``pair`` numbers the set of blocks all environments and variants of
+     a visit share; run.json gains environments, canary and precision
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ from dscbench.errors import ResultsError
 from dscbench.spec import VARIANTS
 
 if TYPE_CHECKING:
-    from dscbench.runner import CaseState, SweepState
+    from dscbench.runner import CaseState, EnvState, SweepState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SHAPE_COLUMNS = ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride")
 # What a human label of a row is made of (tables, comparisons).
@@ -42,6 +46,7 @@ CONFIG_COLUMNS = [
     "config_id",
     "variant",
     "backend",
+    "env",
     "device",
     "mode",
     "dtype",
@@ -97,7 +102,17 @@ ADDED_IN_V2 = {
     "parity_max_rel_err": math.nan,
     "parity_tolerance": math.nan,
 }
-SAMPLE_COLUMNS = ["config_id", "variant", "backend", "round", "pair", "iterations", "time_s"]
+ADDED_IN_V3 = {"env": ""}
+SAMPLE_COLUMNS = [
+    "config_id",
+    "variant",
+    "backend",
+    "env",
+    "round",
+    "pair",
+    "iterations",
+    "time_s",
+]
 
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
@@ -120,12 +135,17 @@ class ResultSet:
 
 
 def _rows_for(
-    state: CaseState, device: tuple[str, str], timer_overhead: float | None
+    state: CaseState,
+    env: str,
+    env_state: EnvState,
+    device: tuple[str, str],
+    timer_overhead: float | None,
 ) -> list[dict[str, Any]]:
     spec = state.case.spec
     base = {
         "config_id": spec.config_id,
         "backend": state.case.backend,
+        "env": env,
         "device": device[0],
         "device_name": device[1],
         "mode": spec.mode,
@@ -144,7 +164,8 @@ def _rows_for(
         "out_height": spec.out_height,
         "out_width": spec.out_width,
     }
-    measured = bool(state.timed) and all(state.timed[v].times for v in VARIANTS)
+    series = env_state.series
+    measured = bool(series) and all(series[v].times for v in VARIANTS)
     rows = []
     for v in VARIANTS:
         c = state.counts[v]
@@ -154,16 +175,16 @@ def _rows_for(
         )
         row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS + PARITY_COLUMNS, math.nan))
         row.update(
-            status=state.status,
-            error=state.error,
+            status=env_state.status,
+            error=env_state.error,
             warnings="",
-            prepare_s=state.prepare_s.get(v, math.nan),
-            compile_s=state.compile_s.get(v, math.nan),
-            peak_memory_bytes=state.peak_memory_bytes.get(v, math.nan),
-            execution=state.execution.get(v, ""),
-            rounds=state.visits,
+            prepare_s=env_state.prepare_s.get(v, math.nan),
+            compile_s=env_state.compile_s.get(v, math.nan),
+            peak_memory_bytes=env_state.peak_memory_bytes.get(v, math.nan),
+            execution=env_state.execution.get(v, ""),
+            rounds=env_state.visits,
         )
-        check = state.parity.get(v)
+        check = env_state.parity.get(v)
         if check is not None:
             row.update(
                 parity_max_abs_err=check.max_abs_err,
@@ -171,7 +192,7 @@ def _rows_for(
                 parity_tolerance=check.tolerance,
             )
         if measured:
-            t = state.timed[v]
+            t = series[v]
             s = stats.summarize(t.times)
             block_s = s.median * t.iterations
             warns = stats.check_samples(t.times, block_s, timer_overhead)
@@ -192,18 +213,21 @@ def _rows_for(
     std, sep = rows
     sep["mac_reduction"] = std["macs"] / sep["macs"]
     sep["param_reduction"] = std["params"] / sep["params"]
-    if measured:
-        a, b = state.timed["standard"], state.timed["separable"]
-        # An interrupt can land between the two blocks of a pair: its lone block stays in the
-        # samples and latency statistics, but only complete pairs enter the speedup.
-        n = min(len(a.times), len(b.times))
-        sp = stats.paired_speedup(a.times[:n], b.times[:n], a.rounds[:n])
+    speedup = env_state.speedup() if measured else None
+    if speedup is not None:
+        # Only complete sets (both variants measured) enter the speedup; an interrupt can
+        # leave a lone block, which stays in the samples and latency statistics.
         sep.update(
-            speedup=sp.value,
-            speedup_ci_low=sp.ci_low,
-            speedup_ci_high=sp.ci_high,
-            efficiency=sp.value / sep["mac_reduction"],
+            speedup=speedup.value,
+            speedup_ci_low=speedup.ci_low,
+            speedup_ci_high=speedup.ci_high,
+            efficiency=speedup.value / sep["mac_reduction"],
         )
+        few = stats.check_rounds(speedup.rounds)
+        if few:
+            sep["warnings"] = "; ".join(
+                [w for w in [sep["warnings"]] if w] + [f"{w.code}: {w.message}" for w in few]
+            )
     return rows
 
 
@@ -212,7 +236,8 @@ def build_tables(
     devices: Mapping[str, tuple[str, str]],
     timer_overheads: Mapping[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Result rows and raw samples of a sweep, in the documented column order.
+    """Result rows and raw samples of a sweep, in the documented column order: one row per
+    case x environment x variant.
 
     ``devices`` maps backend names to (device kind, device name), e.g. ("cpu", "AMD EPYC");
     ``timer_overheads`` maps them to the cost of an empty timed block, seconds.
@@ -222,36 +247,43 @@ def build_tables(
     for state in sweep.cases:
         device = devices.get(state.case.backend, ("", ""))
         overhead = (timer_overheads or {}).get(state.case.backend)
-        for row in _rows_for(state, device, overhead):
-            row["seed"] = sweep.settings.seed
-            rows.append(row)
-        for v, t in state.timed.items():
-            if t.times:
-                sample_parts.append(
-                    pd.DataFrame(
-                        {
-                            "config_id": state.case.spec.config_id,
-                            "variant": v,
-                            "backend": state.case.backend,
-                            "round": np.asarray(t.rounds, dtype="int32"),
-                            "pair": np.asarray(t.pairs, dtype="int32"),
-                            "iterations": t.iterations,
-                            "time_s": np.asarray(t.times, dtype="float64"),
-                        }
+        for env, env_state in state.envs.items():
+            for row in _rows_for(state, env, env_state, device, overhead):
+                row["seed"] = sweep.settings.seed
+                rows.append(row)
+            for v, t in env_state.series.items():
+                if t.times:
+                    sample_parts.append(
+                        pd.DataFrame(
+                            {
+                                "config_id": state.case.spec.config_id,
+                                "variant": v,
+                                "backend": state.case.backend,
+                                "env": env,
+                                "round": np.asarray(t.rounds, dtype="int32"),
+                                "pair": np.asarray(t.pairs, dtype="int32"),
+                                "iterations": t.iterations,
+                                "time_s": np.asarray(t.times, dtype="float64"),
+                            }
+                        )
                     )
-                )
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if sample_parts:
         samples = pd.concat(sample_parts, ignore_index=True)[SAMPLE_COLUMNS]
     else:
-        samples = pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
+        samples = empty_samples()
     return _typed(results), samples
+
+
+def empty_samples() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
 
 
 _SAMPLE_DTYPES: dict[str, Any] = {
     "config_id": str,
     "variant": str,
     "backend": str,
+    "env": str,
     "round": "int32",
     "pair": "int32",
     "iterations": "int64",
@@ -281,6 +313,7 @@ _STR_COLUMNS = [
     "config_id",
     "variant",
     "backend",
+    "env",
     "device",
     "device_name",
     "execution",
@@ -398,6 +431,9 @@ def _upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) ->
             if isinstance(info, dict)
         }
         results["device_name"] = results["backend"].map(names).fillna("")
+    if version < 3:
+        for column, default in ADDED_IN_V3.items():
+            results[column] = default
     return results
 
 
@@ -481,7 +517,7 @@ def load_results(path: Path) -> ResultSet:
     try:
         samples = pd.read_parquet(samples_path)
     except FileNotFoundError:
-        samples = pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
+        samples = empty_samples()
     except Exception as exc:
         raise ResultsError(f"{samples_path}: unreadable ({type(exc).__name__}: {exc})") from None
     return _finish(results, samples, meta, table)
@@ -499,6 +535,8 @@ def _finish(
         results = _typed(results[RESULT_COLUMNS])
     except (ValueError, TypeError) as exc:
         raise ResultsError(f"{source}: a column has values of the wrong type ({exc})") from None
+    if meta["schema_version"] < 3 and "env" not in samples.columns:
+        samples = samples.assign(env="")
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing:
         raise ResultsError(f"{source}: samples lack columns {', '.join(missing)}")

@@ -1,59 +1,177 @@
-"""The sweep: rounds over shuffled cases, each visit measuring both variants as pairs.
+"""The coordinator: rounds over shuffled cases; each visit times every environment x variant of
+a case in interleaved sets of blocks.
 
-Each round visits every still-healthy case once, in a fresh shuffled order, and spends
-``min_time / rounds`` seconds of timed blocks on each variant, so a slow phase of a shared
-machine spreads over all cases instead of landing on one. After every round (and on Ctrl-C or
-a crash) the caller's ``checkpoint`` receives the state, so nothing measured is lost.
+- **Rounds.** Each round visits every still-healthy case once, in a fresh shuffled order, and
+  spends ``min_time / rounds`` seconds of timed blocks on each variant in each environment, so a
+  slow phase of a shared machine spreads over all cases instead of landing on one.
+- **Sets.** A visit is a number of *sets*; a set is one block of every environment x variant,
+  in a fresh random order. With one environment a set is the familiar pair (standard and
+  separable adjacent in time); with several, the same configuration in every environment is
+  measured within the same few milliseconds, so a machine that changes speed moves all of them
+  alike. Samples record their set index (``pair``), which is what pairs them up later.
+- **Turns.** Consecutive blocks of one environment go to its executor as one turn; only one
+  executor works at a time, the others wait. Executors time their own blocks, so inter-process
+  messages are never inside a sample.
+- **Canary.** After every visit the machine canary (canary.py) takes one sample, recorded with
+  its round.
+- **Precision.** With ``precision``, rounds continue after ``settings.rounds`` over the cases
+  whose speedup interval is still wider than +/-precision, until none is or ``max_time`` seconds
+  have passed since the sweep started.
+
+After every round (and on Ctrl-C or a crash) the caller's ``checkpoint`` receives the state, so
+nothing measured is lost.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dscbench import counting, parity
-from dscbench.backends.base import CompileFailed
-from dscbench.measure import HarnessOptions, Timed, measure_pairs, rewarm, warm_up_and_calibrate
+from dscbench import counting, stats
+from dscbench.executor import (
+    BUILD_ERROR,
+    COMPILE_ERROR,
+    COUNT_MISMATCH,
+    HEALTHY,
+    OK,
+    OUT_OF_MEMORY,
+    PARITY_FAILED,
+    PENDING,
+    RUNTIME_ERROR,
+    SKIPPED,
+    WORKER_CRASHED,
+    Executor,
+    ExecutorLost,
+    LocalExecutor,
+    PrepareReport,
+    TurnReport,
+)
+from dscbench.measure import HarnessOptions
+from dscbench.parity import Parity
 from dscbench.spec import VARIANTS, Case, RunSettings
 
 if TYPE_CHECKING:
-    from dscbench.backends.base import Backend, Prepared
+    from dscbench.backends.base import Backend
+    from dscbench.canary import Canary
 
-# Statuses a case can end in ("kind of failure" otherwise).
-OK = "ok"
-PENDING = "not_measured"  # interrupted before its first visit finished
-BUILD_ERROR = "build_error"
-RUNTIME_ERROR = "runtime_error"
-OUT_OF_MEMORY = "out_of_memory"
-COUNT_MISMATCH = "count_mismatch"
-COMPILE_ERROR = "compile_error"
-PARITY_FAILED = "parity_failed"  # a wrong answer: never timed, never in a summary
-SKIPPED = "skipped"  # its backend cannot run it here (--skip-unavailable)
+# Re-exported: the statuses are part of the runner's vocabulary for its callers.
+__all__ = [
+    "BUILD_ERROR",
+    "COMPILE_ERROR",
+    "COUNT_MISMATCH",
+    "OK",
+    "OUT_OF_MEMORY",
+    "PARITY_FAILED",
+    "PENDING",
+    "RUNTIME_ERROR",
+    "SKIPPED",
+    "WORKER_CRASHED",
+    "ExecutorLost",
+    "LocalExecutor",
+    "SweepState",
+    "run_sweep",
+]
+
+MAX_CRASHES = 3  # a worker that dies this many times in a row is given up on
+MAX_EXTRA_ROUNDS = 100  # --precision never adds more rounds than this
+RECENT_SAMPLES = 20  # how many recent samples estimate a block's length for planning
+
+
+@dataclass
+class Series:
+    """The raw samples of one variant of one case in one environment."""
+
+    iterations: int = 0  # per block, fixed after calibration
+    per_iteration_s: float = math.nan  # current estimate, for planning visits
+    times: list[float] = field(default_factory=list)  # seconds per iteration, one per block
+    rounds: list[int] = field(default_factory=list)
+    pairs: list[int] = field(default_factory=list)  # set index within the case
+    measured_s: float = 0.0  # sum of timed block durations
+
+    def add(self, block_s: float, round_index: int, set_index: int) -> None:
+        self.times.append(block_s / self.iterations)
+        self.rounds.append(round_index)
+        self.pairs.append(set_index)
+        self.measured_s += block_s
+        recent = self.times[-RECENT_SAMPLES:]
+        self.per_iteration_s = float(np.median(recent))
+
+    @property
+    def block_estimate_s(self) -> float:
+        return self.iterations * self.per_iteration_s
+
+
+@dataclass
+class EnvState:
+    """One case in one environment: status, per-variant samples and what preparing found."""
+
+    status: str = PENDING
+    error: str = ""
+    traceback: str = ""
+    visits: int = 0
+    checked: bool = False  # parity and counts checked on a first build
+    series: dict[str, Series] = field(default_factory=dict)
+    prepare_s: dict[str, float] = field(default_factory=dict)  # per variant, all builds
+    compile_s: dict[str, float] = field(default_factory=dict)  # per variant, first build
+    peak_memory_bytes: dict[str, float] = field(default_factory=dict)
+    execution: dict[str, str] = field(default_factory=dict)
+    parity: dict[str, Parity] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.status in HEALTHY
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.series) and all(s.iterations > 0 for s in self.series.values())
+
+    def fail(self, status: str, error: str, tb: str = "") -> None:
+        self.status, self.error, self.traceback = status, error, tb
+
+    def paired(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(standard, separable, round) for the sets where both variants were measured (an
+        interrupt can leave a set half done)."""
+        std, sep = self.series.get("standard"), self.series.get("separable")
+        if std is None or sep is None:
+            return np.empty(0), np.empty(0), np.empty(0, dtype=int)
+        other = dict(zip(sep.pairs, sep.times, strict=True))
+        keep = [i for i, p in enumerate(std.pairs) if p in other]
+        a = np.array([std.times[i] for i in keep])
+        b = np.array([other[std.pairs[i]] for i in keep])
+        r = np.array([std.rounds[i] for i in keep], dtype=int)
+        return a, b, r
+
+    def speedup(self) -> stats.Speedup | None:
+        a, b, r = self.paired()
+        return stats.round_speedup(a, b, r) if a.size else None
 
 
 @dataclass
 class CaseState:
     case: Case
     counts: dict[str, counting.Counts]
-    timed: dict[str, Timed] = field(default_factory=dict)
-    status: str = PENDING
-    error: str = ""
-    visits: int = 0
-    prepare_s: dict[str, float] = field(default_factory=dict)  # per variant, all builds
-    compile_s: dict[str, float] = field(default_factory=dict)  # per variant, first build
-    peak_memory_bytes: dict[str, float] = field(default_factory=dict)
-    execution: dict[str, str] = field(default_factory=dict)
-    parity: dict[str, parity.Parity] = field(default_factory=dict)
+    envs: dict[str, EnvState]
+    sets: int = 0  # sets measured so far (the next set's index)
+
+    @property
+    def key(self) -> str:
+        return f"{self.case.spec.config_id}@{self.case.backend}"
 
     @property
     def healthy(self) -> bool:
-        return self.status in (OK, PENDING, COUNT_MISMATCH)
+        return any(e.healthy for e in self.envs.values())
+
+    @property
+    def only(self) -> EnvState:
+        """The state of a single-environment sweep's one environment."""
+        if len(self.envs) != 1:
+            raise ValueError("this case was measured in several environments")
+        return next(iter(self.envs.values()))
 
 
 @dataclass
@@ -61,184 +179,330 @@ class Phases:
     """Where the wall time went, seconds. ``timed`` is inside timed blocks only."""
 
     timed: float = 0.0
-    warmup: float = 0.0
+    warmup: float = 0.0  # warm-up, calibration and the untimed calls that start each turn
     prepare: float = 0.0  # building models and sessions, compilation excluded
     compile: float = 0.0  # torch.compile, TensorRT engine builds
     parity: float = 0.0  # float64 reference outputs and comparisons
     counting: float = 0.0
+    canary: float = 0.0  # machine canary samples, settle sleep included
+    ipc: float = 0.0  # waiting for executors beyond the work they report (messages, start-up)
+
+
+@dataclass
+class Precision:
+    """What ``--precision`` did: the target (relative half-width of the speedup interval), the
+    extra rounds it added, why it stopped, and the rows that did not get there."""
+
+    target: float
+    max_time_s: float
+    extra_rounds: int = 0
+    stopped: str = ""
+    unmet: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class SweepState:
     cases: list[CaseState]
     settings: RunSettings
+    envs: list[str] = field(default_factory=lambda: [""])
     rounds_done: int = 0
     status: str = "running"  # running | complete | interrupted | crashed
     phases: Phases = field(default_factory=Phases)
+    canary: list[dict[str, float]] = field(default_factory=list)  # {"round": r, part: seconds}
+    precision: Precision | None = None
+    crashes: dict[str, int] = field(default_factory=dict)  # env -> worker deaths
 
 
 Checkpoint = Callable[[SweepState], None]
 Progress = Callable[[int, int, str], None]  # (visits done, visits total, label of current case)
 
 
-class _PreparedCache:
-    """Keeps prepared variants between visits while their tensors fit in ``budget_bytes``;
-    evicted ones are rebuilt (same seed, same weights) on their next visit."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self.items: OrderedDict[Case, tuple[dict[str, Prepared], int]] = OrderedDict()
-        self.used = 0
-
-    def get(self, case: Case) -> dict[str, Prepared] | None:
-        hit = self.items.get(case)
-        if hit is None:
-            return None
-        self.items.move_to_end(case)
-        return hit[0]
-
-    def put(self, case: Case, prepared: dict[str, Prepared], size: int) -> None:
-        while self.items and self.used + size > self.budget:
-            _, (_, old) = self.items.popitem(last=False)
-            self.used -= old
-        if size <= self.budget:
-            self.items[case] = (prepared, size)
-            self.used += size
+def local(backends: Mapping[str, Backend], *, cache_bytes: int = 1 << 30) -> dict[str, Executor]:
+    """The executors of a plain, single-environment sweep measured in this process."""
+    return {"": LocalExecutor(backends, cache_bytes=cache_bytes)}
 
 
-def _failure_status(exc: BaseException) -> str:
-    text = str(exc).lower()
-    if isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text:
-        return OUT_OF_MEMORY
-    return RUNTIME_ERROR
+def plan_visit(
+    envs: list[str],
+    series: Mapping[str, Mapping[str, Series]],
+    budget_s: float,
+    rng: np.random.Generator,
+) -> list[list[tuple[str, str]]]:
+    """The sets of one visit: each a random order of every (environment, variant). As many
+    sets as it takes, by the current block-length estimates, for the blocks to add up to
+    ``budget_s`` per environment x variant (at least one set)."""
+    slots = [(env, v) for env in envs for v in VARIANTS]
+    per_set = sum(series[env][v].block_estimate_s for env, v in slots)
+    target = budget_s * len(slots)
+    n = max(1, math.ceil(target / per_set - 1e-9)) if per_set > 0 else 1
+    return [[slots[i] for i in rng.permutation(len(slots))] for _ in range(n)]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+def turns_of(sets: list[list[tuple[str, str]]]) -> list[tuple[str, list[tuple[str, int]]]]:
+    """Group a visit's blocks into turns: runs of consecutive blocks of one environment, each
+    block as (variant, set number within the visit)."""
+    turns: list[tuple[str, list[tuple[str, int]]]] = []
+    for set_no, order in enumerate(sets):
+        for env, v in order:
+            if turns and turns[-1][0] == env:
+                turns[-1][1].append((v, set_no))
+            else:
+                turns.append((env, [(v, set_no)]))
+    return turns
 
 
 def run_sweep(
     cases: list[Case],
     settings: RunSettings,
-    backends: Mapping[str, Backend],
+    executors: Mapping[str, Executor],
     *,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
     harness: HarnessOptions | None = None,
     verify_counts: bool = True,
-    cache_bytes: int = 1 << 30,
-    skipped: Mapping[Case, str] | None = None,
+    skipped: Mapping[tuple[Case, str], str] | None = None,
+    canary: Canary | None = None,
+    precision: float | None = None,
+    max_time: float = math.inf,
+    wall: Callable[[], float] = time.perf_counter,
 ) -> SweepState:
-    """Measure every case for ``settings.rounds`` rounds; return the final state.
+    """Measure every case in every environment (``executors``: name -> executor) for
+    ``settings.rounds`` rounds, and more with ``precision``; return the final state.
 
-    ``backends`` maps backend names to instances (tests pass fakes with a fake clock). Cases in
-    ``skipped`` (case -> reason) are recorded as skipped and never run. On the first visit of
-    a case, both variants' outputs are checked against a float64 reference (``settings.parity``)
-    and a case that fails is not timed. On KeyboardInterrupt the state is checkpointed with
-    status ``interrupted`` and the interrupt propagates; on any other exception escaping a case,
-    only that case is marked failed.
+    ``skipped`` maps (case, environment) to why it cannot run there; those are recorded and
+    never run. On the first build of a case in an environment, its outputs are checked against
+    a float64 reference (``settings.parity``) and its counts against fvcore (``verify_counts``);
+    a case that fails parity is not timed there. A failure of one case in one environment
+    (including its worker dying) marks only that; KeyboardInterrupt checkpoints the state with
+    status ``interrupted`` and propagates.
     """
     harness = harness or HarnessOptions(warmup=settings.warmup)
+    envs = list(executors)
     phases = Phases()
-    started = time.perf_counter()
+    started = wall()
+    t0 = time.perf_counter()
     states = [
-        CaseState(case, {v: counting.closed_form(case.spec, v) for v in VARIANTS}) for case in cases
+        CaseState(
+            case,
+            {v: counting.closed_form(case.spec, v) for v in VARIANTS},
+            {env: EnvState() for env in envs},
+        )
+        for case in cases
     ]
-    phases.counting += time.perf_counter() - started
+    phases.counting += time.perf_counter() - t0
     for state in states:
-        reason = (skipped or {}).get(state.case)
-        if reason is not None:
-            state.status, state.error = SKIPPED, reason
-    sweep = SweepState(states, settings, phases=phases)
-    cache = _PreparedCache(cache_bytes)
+        for env, env_state in state.envs.items():
+            reason = (skipped or {}).get((state.case, env))
+            if reason is not None:
+                env_state.fail(SKIPPED, reason)
+    sweep = SweepState(states, settings, envs=envs, phases=phases)
+    if precision is not None:
+        sweep.precision = Precision(precision, max_time)
     rng = np.random.default_rng(settings.seed)
-    coin = rng.random
     share = settings.min_time / settings.rounds
+    settle = harness.switch_settle if len(envs) > 1 else 0.0
     total = len(states) * settings.rounds
     done = 0
 
-    def prepare(state: CaseState, backend: Backend) -> dict[str, Prepared]:
-        prepared = cache.get(state.case)
-        if prepared is not None:
-            return prepared
-        prepared = {}
-        for v in VARIANTS:
+    def lost(env: str, state: CaseState, exc: ExecutorLost) -> None:
+        """A worker died while working on ``state``: that case fails in that environment; the
+        worker is restarted, or, after MAX_CRASHES in a row, its environment is given up on."""
+        sweep.crashes[env] = sweep.crashes.get(env, 0) + 1
+        state.envs[env].fail(WORKER_CRASHED, str(exc))
+        if sweep.crashes[env] >= MAX_CRASHES:
+            for other in states:
+                if other.envs[env].healthy:
+                    other.envs[env].fail(
+                        WORKER_CRASHED,
+                        f"not measured: the worker of environment {env!r} died "
+                        f"{MAX_CRASHES} times in a row (last: {exc})",
+                    )
+            return
+        try:
+            executors[env].restart()
+        except ExecutorLost as again:
+            lost(env, state, again)
+
+    def absorb(env_state: EnvState, report: PrepareReport) -> None:
+        for name, seconds in report.phases.items():
+            setattr(phases, name, getattr(phases, name) + seconds)
+        for v, seconds in report.prepare_s.items():
+            env_state.prepare_s[v] = env_state.prepare_s.get(v, 0.0) + seconds
+        for target, values in (
+            (env_state.compile_s, report.compile_s),
+            (env_state.peak_memory_bytes, report.peak_memory_bytes),
+            (env_state.execution, report.execution),
+        ):
+            for v, value in values.items():
+                target.setdefault(v, value)
+        for v, fields_ in report.parity.items():
+            env_state.parity[v] = Parity(**fields_)
+        if report.status == COUNT_MISMATCH:
+            env_state.status, env_state.error = COUNT_MISMATCH, report.error
+        elif report.status != OK:
+            env_state.fail(report.status, report.error, report.traceback)
+
+    def ready(state: CaseState, env: str) -> bool:
+        """Prepare (and on the first visit check and calibrate) the case in ``env``."""
+        env_state = state.envs[env]
+        executor = executors[env]
+        spec = state.case.spec
+        checks = not env_state.checked
+        t0 = time.perf_counter()
+        try:
+            report = executor.prepare(
+                state.key,
+                asdict(spec),
+                state.case.backend,
+                settings.seed,
+                settings.parity and checks,
+                verify_counts and checks,
+            )
+        except ExecutorLost as exc:
+            lost(env, state, exc)
+            return False
+        phases.ipc += max(0.0, time.perf_counter() - t0 - sum(report.phases.values()))
+        absorb(env_state, report)
+        env_state.checked = True
+        if not env_state.healthy:
+            return False
+        if not env_state.calibrated:
             t0 = time.perf_counter()
-            p = backend.prepare(state.case.spec, v, settings.seed)
-            spent = time.perf_counter() - t0
-            compiled = p.compile_s if math.isfinite(p.compile_s) else 0.0
-            phases.compile += compiled
-            phases.prepare += spent - compiled
-            state.prepare_s[v] = state.prepare_s.get(v, 0.0) + spent - compiled
-            state.compile_s.setdefault(v, p.compile_s)
-            state.peak_memory_bytes.setdefault(v, p.peak_memory_bytes)
-            state.execution.setdefault(v, p.execution)
-            prepared[v] = p
-        if verify_counts and state.visits == 0:
-            t0 = time.perf_counter()
-            _verify(state, prepared)
-            phases.counting += time.perf_counter() - t0
-        if settings.parity and not state.parity:
-            t0 = time.perf_counter()
-            _check_parity(state, prepared, settings.seed)
-            phases.parity += time.perf_counter() - t0
-        size = sum(state.counts[v].bytes for v in VARIANTS)
-        cache.put(state.case, prepared, size)
-        return prepared
+            try:
+                cal = executor.calibrate(state.key, harness.to_json())
+            except ExecutorLost as exc:
+                lost(env, state, exc)
+                return False
+            phases.warmup += cal.untimed_s
+            phases.ipc += max(0.0, time.perf_counter() - t0 - cal.untimed_s)
+            if cal.status != OK:
+                env_state.fail(cal.status, cal.error, cal.traceback)
+                return False
+            env_state.series = {
+                v: Series(cal.iterations[v], cal.per_iteration_s[v]) for v in VARIANTS
+            }
+        return True
+
+    def record(
+        state: CaseState, env: str, blocks: list[tuple[str, int]], report: TurnReport, round_: int
+    ) -> None:
+        env_state = state.envs[env]
+        for (v, set_no), block_s in zip(blocks, report.block_s, strict=False):
+            env_state.series[v].add(block_s, round_, state.sets + set_no)
+        phases.timed += sum(report.block_s)
+        phases.warmup += report.untimed_s
 
     def visit(state: CaseState, round_index: int) -> None:
-        backend = backends[state.case.backend]
-        backend.set_threads(state.case.spec.threads)
-        timer = backend.timer()
-        try:
-            prepared = prepare(state, backend)
-        except CompileFailed as exc:
-            state.status, state.error = COMPILE_ERROR, str(exc)
+        live = [env for env in envs if state.envs[env].healthy and ready(state, env)]
+        if not live:
             return
-        except Exception as exc:  # a broken build must not stop the sweep
-            state.status, state.error = BUILD_ERROR, _one_line(exc)
-            return
-        if not state.healthy:  # parity failed: a fast wrong answer is not a result
-            return
-        try:
-            if not state.timed:
-                state.timed = {v: Timed(prepared[v].run, prepared[v].context) for v in VARIANTS}
-                for timed in state.timed.values():
-                    warm_up_and_calibrate(timed, timer, harness)
-                    phases.warmup += timed.warmup_s
-            else:
-                for v, timed in state.timed.items():
-                    timed.rebind(prepared[v].run, prepared[v].context)
-                    before = timed.warmup_s
-                    rewarm(timed, timer)
-                    phases.warmup += timed.warmup_s - before
-            a, b = (state.timed[v] for v in VARIANTS)
-            before = a.measured_s + b.measured_s
-            measure_pairs(a, b, timer, share, round_index, coin)
-            phases.timed += a.measured_s + b.measured_s - before
-        except Exception as exc:
-            state.status, state.error = _failure_status(exc), _one_line(exc)
-            return
-        state.visits += 1
-        if state.status == PENDING:
-            state.status = OK
+        sets = plan_visit(live, {env: state.envs[env].series for env in live}, share, rng)
+        warmed: set[str] = set()
+        for env, blocks in turns_of(sets):
+            env_state = state.envs[env]
+            if not env_state.healthy:
+                continue  # failed earlier in this visit
+            asked = [(v, env_state.series[v].iterations) for v, _ in blocks]
+            rewarm = [] if env in warmed else list(VARIANTS)
+            warmed.add(env)
+            t0 = time.perf_counter()
+            try:
+                report = executors[env].turn(state.key, asked, rewarm, settle)
+            except ExecutorLost as exc:
+                lost(env, state, exc)
+                continue
+            except KeyboardInterrupt as exc:
+                partial = getattr(exc, "partial", None)
+                if partial is not None:
+                    record(state, env, blocks, partial, round_index)
+                raise
+            busy = sum(report.block_s) + report.untimed_s
+            phases.ipc += max(0.0, time.perf_counter() - t0 - busy)
+            record(state, env, blocks, report, round_index)
+            if report.status != OK:
+                env_state.fail(report.status, report.error, report.traceback)
+        state.sets += len(sets)
+        for env in live:
+            env_state = state.envs[env]
+            if env_state.healthy:
+                env_state.visits += 1
+                if env_state.status == PENDING:
+                    env_state.status = OK
+        if canary is not None:
+            t0 = time.perf_counter()
+            sample = canary.sample()
+            phases.canary += time.perf_counter() - t0
+            sweep.canary.append({"round": round_index, **sample})
+
+    def one_round(round_index: int, order: list[CaseState], timed_out: Callable[[], bool]) -> None:
+        nonlocal done
+        for state in order:
+            if timed_out():
+                break
+            if progress is not None:
+                progress(done, total, state.case.spec.label())
+            if state.healthy:
+                visit(state, round_index)
+            done += 1
+        if progress is not None:
+            progress(done, total, "")
+
+    def imprecise(state: CaseState, target: float) -> list[tuple[str, float]]:
+        """(environment, relative half-width) of each healthy row of ``state`` whose speedup
+        interval is wider than +/-target (or has none yet)."""
+        out = []
+        for env, env_state in state.envs.items():
+            if env_state.healthy:
+                sp = env_state.speedup()
+                width = sp.relative_half_width if sp is not None else math.nan
+                if not width <= target:
+                    out.append((env, width))
+        return out
+
+    def refine(p: Precision) -> None:
+        """Extra rounds over the cases still short of the precision target."""
+        nonlocal total
+
+        def timed_out() -> bool:
+            return wall() - started >= max_time
+
+        while True:
+            todo = [s for s in states if s.healthy and imprecise(s, p.target)]
+            if not todo:
+                p.stopped = "every row reached the target"
+                break
+            if timed_out():
+                p.stopped = "--max-time ran out"
+                break
+            if p.extra_rounds >= MAX_EXTRA_ROUNDS:
+                p.stopped = f"{MAX_EXTRA_ROUNDS} extra rounds"
+                break
+            total += len(todo)
+            round_index = settings.rounds + p.extra_rounds
+            one_round(round_index, [todo[i] for i in rng.permutation(len(todo))], timed_out)
+            p.extra_rounds += 1
+            sweep.rounds_done = round_index + 1
+            if checkpoint is not None:
+                checkpoint(sweep)
+        p.unmet = [
+            {
+                "config_id": s.case.spec.config_id,
+                "backend": s.case.backend,
+                "env": env,
+                "relative_half_width": width,
+            }
+            for s in states
+            for env, width in imprecise(s, p.target)
+        ]
 
     try:
         for round_index in range(settings.rounds):
-            order = rng.permutation(len(states))
-            for i in order:
-                state = states[i]
-                if progress is not None:
-                    progress(done, total, state.case.spec.label())
-                if state.healthy:
-                    visit(state, round_index)
-                done += 1
+            one_round(round_index, [states[i] for i in rng.permutation(len(states))], lambda: False)
             sweep.rounds_done = round_index + 1
-            if progress is not None:
-                progress(done, total, "")
-            if checkpoint is not None and round_index + 1 < settings.rounds:
+            if checkpoint is not None and (round_index + 1 < settings.rounds or precision):
                 checkpoint(sweep)
+        if sweep.precision is not None:
+            refine(sweep.precision)
     except KeyboardInterrupt:
         sweep.status = "interrupted"
         if checkpoint is not None:
@@ -253,34 +517,3 @@ def run_sweep(
     if checkpoint is not None:
         checkpoint(sweep)
     return sweep
-
-
-def _check_parity(state: CaseState, prepared: Mapping[str, Prepared], seed: int) -> None:
-    """Compare each variant's output with the float64 reference; mark the case on failure."""
-    spec = state.case.spec
-    problems = []
-    for v in VARIANTS:
-        result = parity.check(
-            prepared[v].output(), parity.reference_output(spec, v, seed), spec.dtype
-        )
-        state.parity[v] = result
-        if not result.passed:
-            problems.append(f"{v}: {result.problem}")
-    if problems:
-        state.status = PARITY_FAILED
-        state.error = "; ".join(problems)
-
-
-def _verify(state: CaseState, prepared: Mapping[str, Prepared]) -> None:
-    """Cross-check closed-form counts with fvcore on the real modules; record a mismatch."""
-    problems = []
-    for v in VARIANTS:
-        p = prepared[v]
-        if p.module is None:
-            continue  # a backend without a torch module (fakes, future exported graphs)
-        mismatch = counting.cross_check(state.counts[v], p.module, p.example_input)
-        if mismatch:
-            problems.append(f"{v}: {mismatch}")
-    if problems:
-        state.status = COUNT_MISMATCH
-        state.error = "; ".join(problems)

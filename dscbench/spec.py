@@ -117,12 +117,12 @@ class ConvSpec:
         return "_".join(parts)
 
     def label(self) -> str:
-        """A short human label for tables."""
-        size = f"{self.height}" if self.height == self.width else f"{self.height}x{self.width}"
-        return (
-            f"{self.batch}x{self.in_channels}->{self.out_channels} @{size} "
-            f"k{self.kernel} s{self.stride} {self.dtype} t{self.threads}"
-        )
+        """A short human label (labels.row_label): 'n1 32->64 @56 k3s1 float32 t2'."""
+        from dataclasses import asdict
+
+        from dscbench.labels import row_label
+
+        return row_label(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,18 @@ def parse_memory_format(text: Any) -> str:
     if name is None:
         raise SpecError(f"unknown memory format {text!r} (known: {', '.join(MEMORY_FORMATS)})")
     return name
+
+
+def parse_fraction(flag: str, text: str) -> float:
+    """'5%' or '0.05' -> 0.05; anything else is a one-line error naming the flag."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise SpecError(f"{flag} {text!r}: not a number like 0.05 or 5%") from None
+    if not raw.endswith("%") and value >= 1:
+        raise SpecError(f"{flag} {text!r}: give a fraction (0.05) or a percentage (5%)")
+    return value
 
 
 def _int(value: Any, what: str) -> int:

@@ -23,7 +23,7 @@ from dscbench import results, runner
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
 
-from .conftest import FakeBackend, FakeClock, spec
+from .conftest import FakeBackend, FakeCanary, FakeClock, spec
 
 DATA = Path(__file__).parent / "data" / "compare"
 
@@ -70,25 +70,44 @@ def make_run(role: str) -> results.ResultSet:
         seed=11 if candidate else 7,
         corrupt=corrupt,
     )
+    canary = FakeCanary(clock, seed=11 if candidate else 7)
     cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in channels]
     sweep = runner.run_sweep(
         cases,
         RunSettings(min_time=0.05, rounds=5, seed=3 if candidate else 2),
-        {"fake": backend},
+        runner.local({"fake": backend}),
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
         verify_counts=False,
+        canary=canary,
     )
     table, samples = results.build_tables(sweep, {"fake": ("cpu", "Test CPU")})
     meta = _meta("2.13.0" if candidate else "2.12.0", "2" if candidate else "1")
+    meta["canary"] = {"describe": canary.describe(), "samples": sweep.canary}
     return results.ResultSet(dict(meta, schema_version=results.SCHEMA_VERSION), table, samples)
 
 
 def write(directory: Path = DATA) -> None:
+    """Rewrite both result sets, then the golden outputs of comparing them (review the diff:
+    it is what a change of the model or the renderers does to a user's report)."""
+    import io
+
+    from rich.console import Console
+
+    from dscbench import compare
+    from dscbench.export import compare as render
+
     for role in ("baseline", "candidate"):
         rs = make_run(role)
         out = directory / role
         out.mkdir(parents=True, exist_ok=True)
         results.write_run(out, rs.results, rs.samples, rs.meta)
+    comparison = compare.compare_sets(
+        results.load_results(directory / "baseline"), results.load_results(directory / "candidate")
+    )
+    buffer = Console(width=160, file=io.StringIO(), record=True, color_system=None)
+    buffer.print(render.rich_table(comparison))
+    (directory / "expected-table.txt").write_text(buffer.export_text())
+    (directory / "expected.md").write_text(render.markdown(comparison))
 
 
 if __name__ == "__main__":

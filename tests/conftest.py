@@ -107,6 +107,37 @@ class FakeBackend:
         return Prepared(run=run, output=output, prepare_s=0.0, execution="fake engine")
 
 
+class FakeCanary:
+    """A machine canary on the fake clock's machine: each sample takes 1 ms (compute) and
+    0.5 ms (memory) times ``machine(clock time)``, times seeded noise. Sampling costs no fake
+    time."""
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        machine: Callable[[float], float] = lambda t: 1.0,
+        noise: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        self.clock = clock
+        self.machine = machine
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> dict[str, float]:
+        f = self.machine(self.clock.t) * (1.0 + self.noise * self.rng.standard_normal())
+        return {"compute": 1e-3 * f, "memory": 5e-4 * f}
+
+    def describe(self) -> dict:
+        return {
+            "workload": "fake",
+            "threads": 1,
+            "parts": ["compute", "memory"],
+            "settle_s": 0.0,
+            "implementation": {"version": 1, "fake": True},
+        }
+
+
 def spec(**overrides) -> ConvSpec:
     values = dict(batch=1, in_channels=8, out_channels=8, height=8, width=8, kernel=3)
     values.update(overrides)

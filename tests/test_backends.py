@@ -442,27 +442,35 @@ def test_cuda_backends_agree_with_the_reference(name, dtype):
             assert prepared.peak_memory_bytes > 0
 
 
-def test_bfloat16_on_a_gpu_without_it_is_refused_or_skipped(monkeypatch):
+def test_bfloat16_on_a_gpu_without_it_is_refused_or_skipped(monkeypatch, tmp_path):
+    from dscbench.backends.base import Availability
     from dscbench.backends.torch_eager import TorchCUDA
-    from dscbench.commands.run import resolve_backends
+    from dscbench.commands.run import Plan, RunOptions, setup_backends
     from dscbench.errors import SpecError
+    from dscbench.executor import LocalExecutor
+    from dscbench.measure import Timer
     from dscbench.spec import Case, Sweep
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     monkeypatch.setattr(TorchCUDA, "device_name", lambda self: "Tesla V100")
+    monkeypatch.setattr(TorchCUDA, "availability", classmethod(lambda cls: Availability(True)))
+    monkeypatch.setattr(TorchCUDA, "timer", lambda self: Timer())
     gpu = TorchCUDA(BackendOptions())
     bf16, fp16 = spec(dtype="bfloat16"), spec(dtype="float16")
     assert gpu.plan([bf16, fp16]) == {bf16: "bfloat16 is not supported by Tesla V100"}
 
-    monkeypatch.setattr(backends, "availability", lambda name: backends.base.Availability(True))
-    monkeypatch.setattr(backends, "create", lambda name, options: gpu)
     cases = [Case(bf16, "torch-cuda"), Case(fp16, "torch-cuda")]
+
+    def plan() -> Plan:
+        return Plan(cases, [""], {"": LocalExecutor({"torch-cuda": gpu})})
+
     with pytest.raises(SpecError) as err:
-        resolve_backends(Sweep([]), cases, {}, skip_unavailable=False)
+        setup_backends(Sweep([]), RunOptions(tmp_path), plan())
     assert str(err.value) == (
         "config n1_c8-8_8x8_k3s1_bfloat16_inference_t1 on torch-cuda: "
         "bfloat16 is not supported by Tesla V100"
     )
-    skips: dict = {}
-    assert resolve_backends(Sweep([]), cases, skips, skip_unavailable=True) == {"torch-cuda": gpu}
-    assert skips == {cases[0]: "bfloat16 is not supported by Tesla V100"}
+    skipping = plan()
+    setup_backends(Sweep([]), RunOptions(tmp_path, skip_unavailable=True), skipping)
+    assert skipping.skips == {(cases[0], ""): "bfloat16 is not supported by Tesla V100"}
+    assert skipping.devices == {"torch-cuda": ("cuda", "Tesla V100")}

@@ -199,19 +199,18 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
 
 
 def test_interrupt_keeps_what_was_measured(tmp_path, monkeypatch):
-    from dscbench import runner
+    from dscbench.executor import LocalExecutor
 
-    real = runner.measure_pairs
+    real = LocalExecutor.turn
     calls = {"n": 0}
 
-    def interrupted_in_round_two(a, b, timer, budget, round_index, coin):
-        if round_index == 1:
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt
-        return real(a, b, timer, budget, round_index, coin)
+    def interrupted_in_round_two(self, *args, **kwargs):
+        calls["n"] += 1  # one turn per visit: 2 configurations, so the 4th is in round two
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "measure_pairs", interrupted_in_round_two)
+    monkeypatch.setattr(LocalExecutor, "turn", interrupted_in_round_two)
     out = tmp_path / "run"
     res = cli.invoke(app, ["run", *TINY, "--rounds", "3", "--threads", "1", "-o", str(out)])
     assert res.exit_code == 130

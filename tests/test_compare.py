@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -22,7 +21,7 @@ from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
 
 from . import compare_data
-from .conftest import FakeBackend, FakeClock, spec
+from .conftest import FakeBackend, FakeCanary, FakeClock, spec
 
 cli = CliRunner()
 DATA = compare_data.DATA
@@ -39,8 +38,12 @@ def synthetic(
     wander=0.01,
     channels=CHANNELS,
     cpu="Test CPU",
+    machine=1.0,
+    canary=True,
 ) -> results.ResultSet:
-    """A run of the fake backend: standard 1e-4 s x c/8, separable half that, times ``scale``."""
+    """A run of the fake backend: standard 1e-4 s x c/8, separable half that, times ``scale``;
+    its machine canary runs ``machine`` times slower than 1 ms (``canary=False``: none, as in
+    files from before schema 3)."""
     clock = FakeClock()
     backend = FakeBackend(
         clock,
@@ -51,16 +54,68 @@ def synthetic(
         slowdown=lambda t: 1.0 + wander * math.sin(40.0 * t + seed),
         seed=seed,
     )
+    fake_canary = FakeCanary(clock, lambda t: machine, seed=seed) if canary else None
     cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in channels]
     sweep = runner.run_sweep(
         cases,
         RunSettings(min_time=0.05, rounds=rounds, seed=seed, parity=False),
-        {"fake": backend},
+        runner.local({"fake": backend}),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        verify_counts=False,
+        canary=fake_canary,
+    )
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", cpu)})
+    meta = {
+        "environment": {"cpu_model": cpu, "machine": "x86_64"},
+        "schema_version": results.SCHEMA_VERSION,
+    }
+    if fake_canary is not None:
+        meta["canary"] = {"describe": fake_canary.describe(), "samples": sweep.canary}
+    return results.ResultSet(meta, table, samples)
+
+
+def interleaved(
+    factor=lambda c, v: 1.0,
+    *,
+    seed=0,
+    rounds=5,
+    drift=lambda t: 1.0,
+    noise=0.01,
+    channels=CHANNELS,
+) -> results.ResultSet:
+    """One interleaved run of two environments on one fake machine: 'base' at the synthetic
+    costs, 'head' times ``factor``; both slowed alike by ``drift(clock time)``."""
+    clock = FakeClock()
+
+    def cost(scale):
+        return lambda s, v: (
+            (1e-4 if v == "standard" else 5e-5) * s.in_channels / 8 * scale(s.in_channels, v)
+        )
+
+    executors = {
+        name: runner.LocalExecutor(
+            {"fake": FakeBackend(clock, cost(scale), noise=noise, slowdown=drift, seed=seed + i)}
+        )
+        for i, (name, scale) in enumerate((("base", lambda c, v: 1.0), ("head", factor)))
+    }
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in channels]
+    sweep = runner.run_sweep(
+        cases,
+        RunSettings(min_time=0.05, rounds=rounds, seed=seed, parity=False),
+        executors,
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
         verify_counts=False,
     )
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", cpu)})
-    meta = {"environment": {"cpu_model": cpu, "machine": "x86_64"}, "schema_version": 2}
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "Test CPU")})
+    env = {"cpu_model": "Test CPU", "machine": "x86_64"}
+    meta = {
+        "environment": env,
+        "schema_version": results.SCHEMA_VERSION,
+        "environments": {
+            "base": {"python": "/usr/bin/python3", "variables": {}, "environment": env},
+            "head": {"python": "/usr/bin/python3", "variables": {"X": "1"}, "environment": env},
+        },
+    }
     return results.ResultSet(meta, table, samples)
 
 
@@ -81,7 +136,9 @@ def test_identical_distributions_are_the_same():
     comparison = compare.compare_sets(synthetic(seed=1), synthetic(seed=2))
     assert set(verdicts(comparison).values()) == {"same"}
     assert comparison.exit_code() == 0
-    assert all(0.98 < c.ratio < 1.02 and c.ci_low < 1 < c.ci_high for c in comparison.changes)
+    assert all(0.98 < c.ratio < 1.02 for c in comparison.changes)
+    # 95% intervals: about one row in twenty may miss the truth
+    assert sum(c.ci_low < 1 < c.ci_high for c in comparison.changes) >= 11
     assert all(c.rounds == (5, 5) for c in comparison.changes)
 
 
@@ -113,19 +170,23 @@ def test_two_percent_under_heavy_noise_is_never_slower(seed):
     assert found <= {"same", "inconclusive"}
 
 
-def test_a_whole_run_moving_together_is_a_machine_shift_not_a_regression():
+def test_a_whole_run_moving_with_the_canary_is_a_machine_shift_not_a_regression():
     base = synthetic(seed=1)
-    everything = synthetic(lambda c, v: 1.15, seed=2)
+    everything = synthetic(lambda c, v: 1.15, seed=2, machine=1.15)
     comparison = compare.compare_sets(base, everything)
     (shift,) = comparison.shifts
     assert shift.detected and shift.ratio == pytest.approx(1.15, rel=0.01)
+    assert shift.cause == "machine"
+    assert comparison.canary.available and comparison.canary.ratio == pytest.approx(1.15, rel=0.02)
     assert set(verdicts(comparison).values()) == {"inconclusive"}
     assert all(
         c.note == "moved with the whole run (see the machine shift)" for c in comparison.changes
     )
     assert comparison.exit_code() == 0 and comparison.exit_code(fail_on_inconclusive=True) == 3
     # A row that moved beyond the shared shift is still a regression.
-    worse = synthetic(lambda c, v: 1.15 * (1.3 if (c, v) == (24, "standard") else 1.0), seed=3)
+    worse = synthetic(
+        lambda c, v: 1.15 * (1.3 if (c, v) == (24, "standard") else 1.0), seed=3, machine=1.15
+    )
     comparison = compare.compare_sets(base, worse)
     assert verdicts(comparison)[(24, "standard")] == "slower"
     assert comparison.exit_code() == 1
@@ -145,6 +206,56 @@ def test_speedup_metric_flags_a_separable_variant_that_lost_its_advantage():
     assert change.ratio == pytest.approx(1 / 1.3, rel=0.02)
 
 
+def test_a_regression_of_every_row_that_the_canary_does_not_share_fails_the_gate():
+    base = synthetic(seed=1)
+    slower = synthetic(lambda c, v: 1.25, seed=2)  # the canary did not move
+    comparison = compare.compare_sets(base, slower)
+    (shift,) = comparison.shifts
+    assert shift.detected and shift.cause == "rows"
+    assert shift.ratio == pytest.approx(1.25, rel=0.01)
+    assert comparison.canary.ratio == pytest.approx(1.0, abs=0.02)
+    assert set(verdicts(comparison).values()) == {"slower"}
+    assert all(c.ratio == pytest.approx(1.25, rel=0.02) for c in comparison.changes)
+    assert comparison.exit_code() == 1
+    lines = render.shift_lines(comparison)
+    assert "so every row itself changed" in lines[0]
+    assert lines[1].startswith("Machine canary (a fixed workload timed every round): moved x")
+
+
+def test_a_machine_that_slowed_under_a_real_regression_is_taken_out():
+    # The machine ran 10% slow (canary and rows) and every row regressed 25% on top.
+    comparison = compare.compare_sets(
+        synthetic(seed=1), synthetic(lambda c, v: 1.1 * 1.25, seed=2, machine=1.1)
+    )
+    assert comparison.shifts[0].cause == "rows"
+    assert set(verdicts(comparison).values()) == {"slower"}
+    assert comparison.exit_code() == 1
+
+
+def test_without_a_canary_a_uniform_shift_stays_a_machine_shift_and_says_so():
+    base = synthetic(seed=1, canary=False)
+    slower = synthetic(lambda c, v: 1.25, seed=2)
+    comparison = compare.compare_sets(base, slower)
+    assert not comparison.canary.available
+    assert comparison.shifts[0].cause == "machine"
+    assert set(verdicts(comparison).values()) == {"inconclusive"}
+    assert comparison.exit_code() == 0
+    assert comparison.notes[0] == (
+        "no machine canary in the baseline: a regression of every row cannot be told from a "
+        "machine that changed speed (runs from dscbench 0.3 on time a canary in every round)"
+    )
+    assert "without a canary on both sides" in render.shift_lines(comparison)[0]
+
+
+def test_canaries_of_different_implementations_are_not_compared():
+    base, cand = synthetic(seed=1), synthetic(lambda c, v: 1.25, seed=2)
+    cand.meta["canary"]["describe"]["implementation"] = {"version": 2}
+    comparison = compare.compare_sets(base, cand)
+    assert not comparison.canary.available
+    assert comparison.canary.reason.startswith("the canaries differ (implementation")
+    assert comparison.exit_code() == 0
+
+
 def test_a_single_round_cannot_be_judged():
     comparison = compare.compare_sets(synthetic(seed=1, rounds=1), synthetic(seed=2, rounds=1))
     assert {c.verdict for c in comparison.changes} == {"inconclusive"}
@@ -159,6 +270,7 @@ def test_few_rows_cannot_estimate_run_to_run_noise():
         "fake: fewer than 5 comparable rows, so run-to-run noise cannot be estimated; "
         "intervals cover round-to-round noise only"
     ]
+    assert not comparison.shifts[0].detected  # one row is no whole run
 
 
 def test_changed_counts_are_reported():
@@ -238,7 +350,7 @@ def test_json_and_github_benchmark_formats():
     entries = json.loads(render.github_benchmark(comparison))
     assert all(set(e) == {"name", "unit", "value", "range", "extra"} for e in entries)
     first = entries[0]
-    assert first["name"] == "1x16->16 @8 k3s1 float32 t1 standard [fake]"
+    assert first["name"] == "n1 16->16 @8 k3s1 float32 t1 standard [fake]"
     assert first["unit"] == "us" and first["value"] == pytest.approx(251, rel=0.01)
     assert first["extra"].startswith("verdict: slower; candidate/baseline 1.2")
     assert len(entries) == 10  # every row with a candidate value: 8 compared + 2 added
@@ -255,7 +367,7 @@ def test_exit_codes(tmp_path):
     assert "REGRESSION: 3 row(s) got worse (exit 1)." in res.output
     same = cli.invoke(app, ["compare", str(BASE), str(BASE)])
     assert same.exit_code == 0 and "No regression (exit 0)." in same.output
-    shifted = {"a": synthetic(seed=1), "b": synthetic(lambda c, v: 1.15, seed=2)}
+    shifted = {"a": synthetic(seed=1), "b": synthetic(lambda c, v: 1.15, seed=2, machine=1.15)}
     for name, rs in shifted.items():
         (tmp_path / name).mkdir()
         results.write_run(tmp_path / name, rs.results, rs.samples, rs.meta)
@@ -398,25 +510,6 @@ def test_an_unwritable_output_is_one_line_exit_2(tmp_path):
     )
 
 
-def test_a_slow_round_shared_by_every_row_is_removed_before_the_spread():
-    rows = [(f"c{i}", "fake", "standard") for i in range(6)]
-    effect = {0: 0.0, 1: 0.15, 2: 0.0, 3: -0.02, 4: 0.0}  # round 1: the machine ran 16% slow
-    own = {0: 0.01, 1: -0.01, 2: 0.0, 3: 0.01, 4: -0.01}
-    values = pd.DataFrame(
-        [
-            (*key, r, i * 0.5 + effect[r] + (-1) ** i * own[r])  # each row's own noise differs
-            for i, key in enumerate(rows)
-            for r in range(5)
-        ],
-        columns=["config_id", "backend", "variant", "round", "cost"],
-    )
-    corrected = compare.remove_round_effects(values)
-    spread = corrected.groupby("config_id").cost.std()
-    assert spread.max() == pytest.approx(pd.Series(own).std(), rel=1e-9)
-    few = compare.remove_round_effects(values[values.config_id.isin(["c0", "c1"])])
-    assert few.cost.tolist() == values[values.config_id.isin(["c0", "c1"])].cost.tolist()
-
-
 def test_the_whole_run_shift_is_reported_in_the_metrics_direction():
     slower_separable = synthetic(lambda c, v: 1.2 if v == "separable" else 1.0, seed=2)
     comparison = compare.compare_sets(synthetic(seed=1), slower_separable, metric="speedup")
@@ -424,19 +517,6 @@ def test_the_whole_run_shift_is_reported_in_the_metrics_direction():
     assert shift.detected and shift.ratio == pytest.approx(1 / 1.2, rel=0.01)
     assert shift.ci_low <= shift.ratio <= shift.ci_high
     assert {c.verdict for c in comparison.changes} == {"inconclusive"}
-
-
-def test_trimming_ignores_one_spoiled_round_in_ten():
-    clean = np.array([[0.00, 0.01, -0.01, 0.02, -0.02, 0.00, 0.01, -0.01, 0.02, -0.02]])
-    spoiled = clean.copy()
-    spoiled[0, 3] = 0.5  # one round during a slow phase of the machine
-    mean, se2, df = compare.trimmed_stats(spoiled)
-    assert abs(mean[0]) < 0.01 and df[0] == 7  # 10 rounds, one trimmed from each end
-    plain_se = spoiled.std(ddof=1) / np.sqrt(10)
-    assert np.sqrt(se2[0]) < plain_se / 3
-    mean5, se5, df5 = compare.trimmed_stats(clean[:, :5])  # below 10 rounds: a plain mean
-    assert mean5[0] == pytest.approx(clean[0, :5].mean()) and df5[0] == 4
-    assert se5[0] == pytest.approx(clean[0, :5].var(ddof=1) / 5)
 
 
 def test_a_disturbed_run_is_called_out():
@@ -448,3 +528,83 @@ def test_a_disturbed_run_is_called_out():
     assert note.endswith("so the machine was busy during that run and its rows will mostly be "
                          "inconclusive; rerun it")  # fmt: skip
     assert not any(n.startswith("baseline:") for n in comparison.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Interleaved environments: paired rounds
+# ---------------------------------------------------------------------------------------------
+
+
+def test_interleaved_a_a_is_the_same_everywhere():
+    comparison = compare.compare_envs(interleaved(seed=1))
+    assert comparison.design == "interleaved" and comparison.envs == ("base", "head")
+    assert set(verdicts(comparison).values()) == {"same"}
+    assert comparison.exit_code() == 0
+    assert ("variables.X", "-", "1") in comparison.environment
+
+
+def test_interleaved_a_uniform_slowdown_is_slower_even_while_the_machine_drifts_30_percent():
+    # The machine slows down steadily by 30% over the run; both environments see it alike.
+    drift = lambda t: 1.0 + 0.3 * min(t / 1.2, 1.0)  # noqa: E731
+    run = interleaved(lambda c, v: 1.25, seed=2, drift=drift)
+    per_round = run.samples.groupby("round").time_s.median()
+    assert per_round.iloc[-1] / per_round.iloc[0] > 1.2  # the drift is really there
+    comparison = compare.compare_envs(run)
+    assert set(verdicts(comparison).values()) == {"slower"}
+    assert all(c.ratio == pytest.approx(1.25, rel=0.01) for c in comparison.changes)
+    assert all(c.ci_high < 1.3 and c.ci_low > 1.2 for c in comparison.changes)
+    (shift,) = comparison.shifts
+    assert shift.detected and shift.cause == "real"
+    assert comparison.exit_code() == 1
+    # The same data as two sequential runs: only the paired design sees through the drift.
+    a_a = compare.compare_envs(interleaved(seed=3, drift=drift))
+    assert set(verdicts(a_a).values()) == {"same"}
+
+
+def test_interleaved_one_slower_row_and_the_speedup_metric():
+    run = interleaved(lambda c, v: 1.15 if (c, v) == (24, "separable") else 1.0, seed=4)
+    found = verdicts(compare.compare_envs(run))
+    assert found.pop((24, "separable")) == "slower"
+    assert set(found.values()) == {"same"}
+    speed = compare.compare_envs(run, metric="speedup")
+    found = verdicts(speed)
+    assert found.pop((24, "pair")) == "slower"  # separable lost 15% of its advantage
+    assert set(found.values()) == {"same"}
+
+
+def test_interleaved_envs_are_picked_by_name_and_checked():
+    run = interleaved(seed=5)
+    swapped = compare.compare_envs(run, baseline_env="head", candidate_env="base")
+    assert swapped.envs == ("head", "base")
+    with pytest.raises(compare.CompareError, match="--candidate-env 'nope': the run has"):
+        compare.compare_envs(run, baseline_env="base", candidate_env="nope")
+    with pytest.raises(compare.CompareError, match="both 'base'"):
+        compare.compare_envs(run, baseline_env="base", candidate_env="base")
+    with pytest.raises(compare.CompareError, match="this run measured one environment"):
+        compare.compare_envs(synthetic(seed=1))
+
+
+def test_one_environment_of_an_interleaved_run_against_a_plain_run():
+    run = interleaved(lambda c, v: 1.25, seed=6)
+    plain = synthetic(seed=7)
+    with pytest.raises(compare.CompareError, match="pick one with --candidate-env"):
+        compare.compare_sets(plain, run)
+    comparison = compare.compare_sets(plain, run, candidate_env="base")
+    assert all(c.env == "" for c in comparison.changes)
+    assert {c.verdict for c in comparison.changes} <= {"same", "inconclusive"}
+
+
+def test_interleaved_compare_from_the_command_line(tmp_path):
+    run = interleaved(lambda c, v: 1.25 if (c, v) == (16, "standard") else 1.0, seed=8)
+    results.write_run(tmp_path, run.results, run.samples, run.meta)
+    res = cli.invoke(app, ["compare", str(tmp_path)])
+    assert res.exit_code == 1, res.output
+    assert "environment head against base, measured" in res.output
+    res = cli.invoke(app, ["compare", str(tmp_path), "--format", "json"])
+    doc = json.loads(res.output)
+    assert doc["design"] == "interleaved" and doc["environments"] == ["base", "head"]
+    bad = cli.invoke(app, ["compare", str(tmp_path), "--baseline-env", "x"])
+    assert bad.exit_code == 2
+    assert bad.output.strip() == "error: --baseline-env 'x': the run has environments base, head"
+    half = cli.invoke(app, ["compare", str(tmp_path), "--baseline-env", "head"])
+    assert half.output.strip() == "error: --candidate-env is needed too (the run has base, head)"

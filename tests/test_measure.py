@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,14 +10,7 @@ import pytest
 
 from dscbench import runner
 from dscbench.backends.base import CompileFailed
-from dscbench.measure import (
-    HarnessOptions,
-    Timed,
-    Timer,
-    measure_blocks,
-    measure_pairs,
-    warm_up_and_calibrate,
-)
+from dscbench.measure import HarnessOptions, Timer, Workload, run_turn, warm_up_and_calibrate
 from dscbench.spec import Case, RunSettings
 
 from .conftest import FakeBackend, FakeClock, fake_cases, spec
@@ -26,13 +20,13 @@ def costs(standard: float, separable: float):
     return lambda s, v: standard if v == "standard" else separable
 
 
-def workload(clock: FakeClock, cost: float):
-    return lambda: clock.advance(cost)
+def workload(clock: FakeClock, cost: float) -> Workload:
+    return Workload(lambda: clock.advance(cost))
 
 
 def test_timer_times_blocks_on_the_injected_clock(clock):
     timer = Timer(clock=clock)
-    assert timer.time_block(workload(clock, 0.25), 4) == pytest.approx(1.0)
+    assert timer.time_block(workload(clock, 0.25).fn, 4) == pytest.approx(1.0)
     assert timer.overhead() == 0.0
 
 
@@ -44,32 +38,68 @@ def test_timer_syncs_around_the_block():
 
 
 def test_calibration_reaches_the_block_time(clock):
-    timed = Timed(workload(clock, 3e-6))
-    warm_up_and_calibrate(timed, Timer(clock=clock), HarnessOptions(block_time=2e-3, warmup=0.01))
-    assert timed.iterations * 3e-6 >= 2e-3
-    assert timed.iterations * 3e-6 < 2e-3 * 1.5  # not wildly past it
-    assert timed.warmup_s >= 0.01 and timed.times == []
+    cal = warm_up_and_calibrate(
+        workload(clock, 3e-6), Timer(clock=clock), HarnessOptions(block_time=2e-3, warmup=0.01)
+    )
+    assert cal.iterations * 3e-6 >= 2e-3
+    assert cal.iterations * 3e-6 < 2e-3 * 1.5  # not wildly past it
+    assert cal.spent_s >= 0.01 and cal.per_iteration_s == pytest.approx(3e-6)
 
 
 def test_calibration_of_a_slow_workload_uses_one_iteration(clock):
-    timed = Timed(workload(clock, 0.5))
-    warm_up_and_calibrate(timed, Timer(clock=clock), HarnessOptions(block_time=2e-3, warmup=0.0))
-    assert timed.iterations == 1
-    assert timed.warmup_s == pytest.approx(1.5)  # two warm-up calls and one calibration block
+    cal = warm_up_and_calibrate(
+        workload(clock, 0.5), Timer(clock=clock), HarnessOptions(block_time=2e-3, warmup=0.0)
+    )
+    assert cal.iterations == 1
+    assert cal.spent_s == pytest.approx(1.5)  # two warm-up calls and one calibration block
 
 
-def test_measure_pairs_alternates_and_records(clock):
-    timer = Timer(clock=clock)
-    a, b = Timed(workload(clock, 2e-3), iterations=1), Timed(workload(clock, 1e-3), iterations=2)
-    flips = iter([0.1, 0.9] * 100)
-    measure_pairs(a, b, timer, budget_s=0.02, round_index=3, coin=lambda: next(flips))
-    # Pairs of 2 ms + 2 ms blocks until they add up to 2 x 20 ms: 10 pairs.
-    assert len(a.times) == len(b.times) == 10
-    assert a.times == pytest.approx([2e-3] * 10) and b.times == pytest.approx([1e-3] * 10)
-    assert a.rounds == [3] * 10 and a.pairs == list(range(10)) == b.pairs
-    assert a.measured_s == pytest.approx(0.02) and b.measured_s == pytest.approx(0.02)
-    measure_pairs(a, b, timer, budget_s=0.001, round_index=4, coin=lambda: next(flips))
-    assert len(a.times) == 11  # a budget shorter than one pair still measures one pair
+def test_a_turn_rewarms_settles_then_times_its_blocks(clock):
+    calls = {"a": 0, "b": 0}
+
+    def counted(name: str, cost: float) -> Workload:
+        def fn() -> None:
+            calls[name] += 1
+            clock.advance(cost)
+
+        return Workload(fn)
+
+    work = {"a": counted("a", 1e-3), "b": counted("b", 2e-3)}
+    times = run_turn(
+        work, Timer(clock=clock), [("b", 3), ("a", 2)], rewarm=["a", "b"], settle_s=0.0045
+    )
+    assert times.block_s == pytest.approx([6e-3, 2e-3])
+    # rewarm: one call each (3 ms); settle: calls of the first block's variant (b, 2 ms each)
+    # until 4.5 ms have passed: three calls.
+    assert times.untimed_s == pytest.approx(3e-3 + 6e-3)
+    assert calls == {"a": 1 + 2, "b": 1 + 3 + 3}
+
+
+def test_an_interrupted_turn_keeps_its_finished_blocks(clock):
+    def boom() -> None:
+        raise KeyboardInterrupt
+
+    work = {"a": workload(clock, 1e-3), "b": Workload(boom)}
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_turn(work, Timer(clock=clock), [("a", 2), ("a", 3), ("b", 1)])
+    assert caught.value.partial.block_s == pytest.approx([2e-3, 3e-3])
+
+
+def test_plan_visit_fills_the_budget_with_shuffled_sets():
+    series = {
+        "x": {"standard": runner.Series(10, 1e-4), "separable": runner.Series(20, 1e-4)},
+        "y": {"standard": runner.Series(10, 2e-4), "separable": runner.Series(20, 1e-4)},
+    }
+    rng = np.random.default_rng(0)
+    # A set is 1 + 2 + 2 + 2 = 7 ms; 4 slots x 10 ms = 40 ms -> 6 sets.
+    sets = runner.plan_visit(["x", "y"], series, 0.01, rng)
+    assert len(sets) == 6
+    slots = {(e, v) for e in "xy" for v in ("standard", "separable")}
+    assert all(set(s) == slots and len(s) == 4 for s in sets)
+    assert len({tuple(s) for s in sets}) > 1  # a fresh order per set
+    turns = runner.turns_of(sets)
+    assert sum(len(blocks) for _, blocks in turns) == 24
+    assert all(a[0] != b[0] for a, b in itertools.pairwise(turns))  # runs merged
 
 
 def run(clock, backend, cases, **settings):
@@ -78,7 +108,7 @@ def run(clock, backend, cases, **settings):
     return runner.run_sweep(
         cases,
         RunSettings(**opts),
-        {"fake": backend},
+        runner.local({"fake": backend}),
         harness=HarnessOptions(block_time=1e-3, warmup=opts["warmup"]),
     )
 
@@ -88,17 +118,22 @@ def test_sweep_recovers_known_costs_exactly(clock):
     state = run(clock, backend, fake_cases(3))
     assert state.status == "complete" and state.rounds_done == 3
     for case in state.cases:
-        assert case.status == "ok" and case.visits == 3
-        a, b = case.timed["standard"], case.timed["separable"]
+        env = case.only
+        assert env.status == "ok" and env.visits == 3
+        a, b = env.series["standard"], env.series["separable"]
         assert np.median(a.times) == pytest.approx(3e-5)
         assert np.median(b.times) == pytest.approx(1e-5)
         assert set(a.rounds) == {0, 1, 2}
-        # Both variants get the same number of blocks: per round, as many pairs as it takes to
+        # Both variants get the same number of blocks: per round, as many sets as it takes to
         # fill 2 x min_time / rounds, so together they spend 2 x min_time in timed blocks.
         pair_s = a.iterations * 3e-5 + b.iterations * 1e-5
         per_round = math.ceil(2 * 0.05 / 3 / pair_s - 1e-9)
         assert len(a.times) == len(b.times) == 3 * per_round
         assert 0.1 <= a.measured_s + b.measured_s < 0.1 + 3 * pair_s
+        assert a.pairs == b.pairs == list(range(3 * per_round))
+        sp = env.speedup()
+        assert sp.value == pytest.approx(3.0) and sp.rounds == 3
+        assert sp.ci_low == pytest.approx(3.0) and sp.ci_high == pytest.approx(3.0)
 
 
 def test_pairing_cancels_a_machine_that_changes_speed(clock):
@@ -107,11 +142,8 @@ def test_pairing_cancels_a_machine_that_changes_speed(clock):
     slowdown = lambda t: 1.6 if (t // 0.007) % 2 else 1.0  # noqa: E731
     backend = FakeBackend(clock, costs(2.5e-4, 1e-4), noise=0.02, slowdown=slowdown, seed=4)
     state = run(clock, backend, fake_cases(2), min_time=0.2, rounds=4)
-    from dscbench.stats import paired_speedup
-
     for case in state.cases:
-        a, b = case.timed["standard"], case.timed["separable"]
-        sp = paired_speedup(a.times, b.times, a.rounds)
+        sp = case.only.speedup()
         assert sp.value == pytest.approx(2.5, rel=0.03)
         assert sp.ci_low <= 2.5 * 1.03 and sp.ci_high >= 2.5 * 0.97
 
@@ -122,7 +154,7 @@ def test_rounds_visit_every_case_in_shuffled_order(clock):
     runner.run_sweep(
         fake_cases(6),
         RunSettings(min_time=0.006, rounds=4, warmup=0.0, seed=7),
-        {"fake": backend},
+        runner.local({"fake": backend}),
         progress=lambda done, total, label: seen.append(label) if label else None,
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
     )
@@ -135,7 +167,9 @@ def test_threads_are_set_for_every_visit(clock):
     backend = FakeBackend(clock, costs(1e-4, 1e-4))
     cases = [Case(spec(threads=1), "fake"), Case(spec(threads=2), "fake")]
     run(clock, backend, cases, rounds=2, min_time=0.002)
-    assert sorted(backend.threads_set) == [1, 1, 2, 2]
+    # calibration on the first visit, then one turn per visit
+    assert sorted(set(backend.threads_set)) == [1, 2]
+    assert backend.threads_set.count(1) == backend.threads_set.count(2) == 3
 
 
 def test_a_failing_case_is_isolated(clock):
@@ -154,15 +188,16 @@ def test_a_failing_case_is_isolated(clock):
 
     backend = FakeBackend(clock, costs(1e-4, 1e-4), fail_prepare=fail_prepare, fail_run=fail_run)
     state = run(clock, backend, fake_cases(4), min_time=0.03, rounds=3)
-    by_channels = {c.case.spec.in_channels: c for c in state.cases}
+    by_channels = {c.case.spec.in_channels: c.only for c in state.cases}
     assert by_channels[32].status == "compile_error"
     assert by_channels[32].error == "torch.compile failed: TypeError: graph break"
     assert by_channels[8].status == "ok" and by_channels[8].visits == 3
     assert by_channels[16].status == "build_error"
     assert by_channels[16].error == "RuntimeError: no kernel for this"
+    assert "Traceback" in by_channels[16].traceback  # kept for the record (run.json)
     oom = by_channels[24]
     assert oom.status == "out_of_memory" and 0 < oom.visits < 3
-    assert oom.timed["separable"].times  # what it measured before failing is kept
+    assert oom.series["separable"].times  # what it measured before failing is kept
 
 
 def test_interrupt_checkpoints_what_was_measured(clock):
@@ -176,25 +211,15 @@ def test_interrupt_checkpoints_what_was_measured(clock):
         runner.run_sweep(
             fake_cases(2),
             RunSettings(min_time=0.1, rounds=4, warmup=0.0),
-            {"fake": backend},
+            runner.local({"fake": backend}),
             checkpoint=lambda s: checkpoints.append(
-                (s.status, s.rounds_done, [c.visits for c in s.cases])
+                (s.status, s.rounds_done, [c.only.visits for c in s.cases])
             ),
             harness=HarnessOptions(block_time=1e-3, warmup=0.0),
         )
     assert checkpoints[-1][0] == "interrupted"
     assert checkpoints[0][0] == "running"  # written after the first full round already
     assert sum(checkpoints[-1][2]) >= 2
-
-
-def test_measure_blocks_alone_until_budget(clock):
-    timed = Timed(workload(clock, 1e-3), iterations=3)
-    measure_blocks(timed, Timer(clock=clock), budget_s=0.01, round_index=0)
-    assert len(timed.times) == 4  # 3 ms blocks: 3 blocks make 9 ms, the 4th passes 10 ms
-    assert timed.times == pytest.approx([1e-3] * 4) and timed.pairs == [0, 1, 2, 3]
-    slow = Timed(workload(clock, 1.0), iterations=1)
-    measure_blocks(slow, Timer(clock=clock), budget_s=0.01, round_index=0)
-    assert len(slow.times) == 1
 
 
 @pytest.mark.parametrize(("cache_bytes", "prepares"), [(1 << 30, 2), (0, 6)])
@@ -206,9 +231,192 @@ def test_prepared_variants_are_cached_within_a_memory_budget(clock, cache_bytes,
     state = runner.run_sweep(
         fake_cases(1),
         RunSettings(min_time=0.003, rounds=3, warmup=0.0),
-        {"fake": backend},
+        runner.local({"fake": backend}, cache_bytes=cache_bytes),
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
-        cache_bytes=cache_bytes,
     )
     assert len(calls) == prepares  # evicted variants are rebuilt on every visit
-    assert state.cases[0].status == "ok" and state.cases[0].visits == 3
+    assert state.cases[0].only.status == "ok" and state.cases[0].only.visits == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Several environments, precision, the canary
+# ---------------------------------------------------------------------------------------------
+
+
+def two_envs(clock, factor: float, **kwargs) -> dict:
+    """Two executors on one fake clock: 'base' at the given costs, 'head' ``factor`` slower."""
+    base = FakeBackend(clock, costs(2e-4, 1e-4), **kwargs)
+    head = FakeBackend(clock, lambda s, v: factor * (2e-4 if v == "standard" else 1e-4), **kwargs)
+    return {
+        "base": runner.LocalExecutor({"fake": base}),
+        "head": runner.LocalExecutor({"fake": head}),
+    }
+
+
+def test_environments_are_interleaved_within_every_set(clock):
+    order: list[tuple[str, str]] = []
+
+    class Spy(runner.LocalExecutor):
+        def __init__(self, name, backend):
+            super().__init__({"fake": backend})
+            self.name = name
+
+        def turn(self, key, blocks, rewarm=(), settle_s=0.0):
+            order.extend((self.name, v) for v, _ in blocks)
+            assert settle_s == pytest.approx(5e-4)
+            return super().turn(key, blocks, rewarm, settle_s)
+
+    executors = {n: Spy(n, FakeBackend(clock, costs(2e-4, 1e-4))) for n in ("base", "head")}
+    state = runner.run_sweep(
+        fake_cases(1),
+        RunSettings(min_time=0.02, rounds=2, warmup=0.0),
+        executors,
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0, switch_settle=5e-4),
+    )
+    case = state.cases[0]
+    assert set(case.envs) == {"base", "head"}
+    n_sets = case.sets
+    assert len(order) == 4 * n_sets
+    for i in range(n_sets):  # every set holds every environment x variant once
+        assert sorted(order[4 * i : 4 * i + 4]) == sorted(
+            (e, v) for e in ("base", "head") for v in ("standard", "separable")
+        )
+    # the same set index pairs the environments' blocks
+    assert case.envs["base"].series["standard"].pairs == case.envs["head"].series["standard"].pairs
+
+
+def test_a_slowdown_of_one_environment_is_measured_exactly(clock):
+    state = runner.run_sweep(
+        fake_cases(2),
+        RunSettings(min_time=0.02, rounds=3, warmup=0.0),
+        two_envs(clock, 1.25),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+    )
+    for case in state.cases:
+        base, head = case.envs["base"].series, case.envs["head"].series
+        assert np.median(head["standard"].times) / np.median(base["standard"].times) == (
+            pytest.approx(1.25)
+        )
+
+
+class Crashing(runner.LocalExecutor):
+    """An executor whose 'process' dies on the n-th turn of one case."""
+
+    def __init__(self, backend, crash_key: str, on_turn: int):
+        super().__init__({"fake": backend})
+        self.crash_key, self.on_turn, self.turns, self.restarts = crash_key, on_turn, 0, 0
+
+    def turn(self, key, blocks, rewarm=(), settle_s=0.0):
+        if key == self.crash_key:
+            self.turns += 1
+            if self.turns == self.on_turn:
+                raise runner.ExecutorLost("the worker died (killed by SIGSEGV)")
+        return super().turn(key, blocks, rewarm, settle_s)
+
+    def restart(self):
+        self.restarts += 1
+
+
+def test_a_crashing_worker_fails_its_case_and_the_rest_completes(clock):
+    cases = fake_cases(3)
+    crash_key = f"{cases[1].spec.config_id}@fake"
+    executors = {
+        "base": runner.LocalExecutor({"fake": FakeBackend(clock, costs(2e-4, 1e-4))}),
+        "head": Crashing(FakeBackend(clock, costs(2e-4, 1e-4)), crash_key, on_turn=2),
+    }
+    state = runner.run_sweep(
+        cases,
+        RunSettings(min_time=0.02, rounds=3, warmup=0.0),
+        executors,
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+    )
+    assert state.status == "complete" and state.crashes == {"head": 1}
+    assert executors["head"].restarts == 1
+    crashed = state.cases[1].envs["head"]
+    assert crashed.status == "worker_crashed" and "SIGSEGV" in crashed.error
+    assert state.cases[1].envs["base"].status == "ok"  # the other environment went on
+    assert state.cases[1].envs["base"].visits == 3
+    for i in (0, 2):
+        assert all(e.status == "ok" and e.visits == 3 for e in state.cases[i].envs.values())
+
+
+def test_an_environment_whose_worker_keeps_dying_is_given_up(clock):
+    class AlwaysDies(runner.LocalExecutor):
+        def prepare(self, *args, **kwargs):
+            raise runner.ExecutorLost("the worker died (exit status 1)")
+
+    executors = {
+        "base": runner.LocalExecutor({"fake": FakeBackend(clock, costs(2e-4, 1e-4))}),
+        "head": AlwaysDies({"fake": FakeBackend(clock, costs(2e-4, 1e-4))}),
+    }
+    state = runner.run_sweep(
+        fake_cases(5),
+        RunSettings(min_time=0.01, rounds=2, warmup=0.0),
+        executors,
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+    )
+    heads = [c.envs["head"] for c in state.cases]
+    assert all(h.status == "worker_crashed" for h in heads)
+    assert sum("3 times in a row" in h.error for h in heads) == 2  # never tried
+    assert all(c.envs["base"].status == "ok" for c in state.cases)
+
+
+def test_precision_adds_rounds_to_the_imprecise_rows_only(clock):
+    # Row 8 is steady; row 16 is noisy. Precision 2%: only the noisy row earns extra rounds.
+    noise = lambda s, v: 0.0 if s.in_channels == 8 else 0.15  # noqa: E731
+    backend = FakeBackend(clock, costs(2e-4, 1e-4), noise=noise, seed=3)
+    state = runner.run_sweep(
+        fake_cases(2),
+        RunSettings(min_time=0.01, rounds=3, warmup=0.0),
+        runner.local({"fake": backend}),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        precision=0.02,
+        wall=clock,
+    )
+    steady, noisy = (c.only for c in state.cases)
+    assert steady.visits == 3
+    assert noisy.visits > 3
+    p = state.precision
+    assert p.extra_rounds == noisy.visits - 3 and state.rounds_done == 3 + p.extra_rounds
+    if p.stopped == "every row reached the target":
+        assert noisy.speedup().relative_half_width <= 0.02 and p.unmet == []
+
+
+def test_max_time_stops_the_extra_rounds_and_reports_the_unmet_rows(clock):
+    backend = FakeBackend(clock, costs(2e-4, 1e-4), noise=0.3, seed=1)
+    state = runner.run_sweep(
+        fake_cases(2),
+        RunSettings(min_time=0.01, rounds=3, warmup=0.0),
+        runner.local({"fake": backend}),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        precision=0.001,
+        max_time=0.2,
+        wall=clock,
+    )
+    p = state.precision
+    assert p.stopped == "--max-time ran out"
+    assert clock.t >= 0.2 and clock.t < 0.2 + 0.05  # stops at the first visit past the limit
+    assert {u["config_id"] for u in p.unmet} == {c.case.spec.config_id for c in state.cases}
+    assert all(u["relative_half_width"] > 0.001 for u in p.unmet)
+
+
+def test_the_canary_is_sampled_after_every_visit(clock):
+    class FakeCanary:
+        def __init__(self):
+            self.n = 0
+
+        def sample(self):
+            self.n += 1
+            return {"compute": 0.001 * self.n, "memory": 0.002}
+
+    canary = FakeCanary()
+    backend = FakeBackend(clock, costs(1e-4, 1e-4))
+    state = runner.run_sweep(
+        fake_cases(3),
+        RunSettings(min_time=0.006, rounds=2, warmup=0.0),
+        runner.local({"fake": backend}),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        canary=canary,
+    )
+    assert [s["round"] for s in state.canary] == [0, 0, 0, 1, 1, 1]
+    assert [s["compute"] for s in state.canary] == pytest.approx([0.001 * i for i in range(1, 7)])

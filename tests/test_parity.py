@@ -105,14 +105,14 @@ def test_a_wrong_backend_is_caught_not_timed_and_left_out_of_summaries(clock):
     sweep = runner.run_sweep(
         [*cases, Case(spec(in_channels=4, out_channels=4), "honest")],
         RunSettings(min_time=0.01, rounds=2),
-        {"fake": fake, "honest": honest},
+        runner.local({"fake": fake, "honest": honest}),
     )
-    states = {(s.case.spec.in_channels, s.case.backend): s for s in sweep.cases}
+    states = {(s.case.spec.in_channels, s.case.backend): s.only for s in sweep.cases}
     for key in ((8, "fake"), (16, "fake")):
         state = states[key]
         assert state.status == runner.PARITY_FAILED
         assert state.error.startswith("separable: max relative error ")
-        assert not state.timed  # never timed
+        assert not state.series  # never timed
         assert state.parity["standard"].passed and not state.parity["separable"].passed
     assert states[(4, "honest")].status == runner.OK
     table, samples = results.build_tables(sweep, {"fake": ("cpu", ""), "honest": ("cpu", "")})
@@ -135,9 +135,11 @@ def test_a_wrong_backend_is_caught_not_timed_and_left_out_of_summaries(clock):
 def test_parity_can_be_switched_off(clock):
     fake = FakeBackend(clock, lambda s, v: 1e-4, corrupt=_wrong_padding)
     sweep = runner.run_sweep(
-        [Case(spec(), "fake")], RunSettings(min_time=0.01, rounds=1, parity=False), {"fake": fake}
+        [Case(spec(), "fake")],
+        RunSettings(min_time=0.01, rounds=1, parity=False),
+        runner.local({"fake": fake}),
     )
-    assert sweep.cases[0].status == runner.OK and not sweep.cases[0].parity
+    assert sweep.cases[0].only.status == runner.OK and not sweep.cases[0].only.parity
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def sweep(clock):
     return runner.run_sweep(
         fake_cases(3),
         RunSettings(min_time=0.02, rounds=2, warmup=0.0, seed=5),
-        {"fake": backend},
+        runner.local({"fake": backend}),
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
     )
 
@@ -140,12 +140,13 @@ def test_corrupt_and_missing_inputs(tmp_path, sweep):
 
 
 def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
-    state = next(c for c in sweep.cases if c.status == "ok")
-    state.timed["standard"].times.append(1.0)  # the interrupt landed before its partner block
-    state.timed["standard"].rounds.append(1)
-    state.timed["standard"].pairs.append(10_000)
+    case = next(c for c in sweep.cases if c.only.status == "ok")
+    std = case.only.series["standard"]
+    std.times.append(1.0)  # the interrupt landed before its partner block
+    std.rounds.append(1)
+    std.pairs.append(10_000)
     table, _ = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
-    rows = table[table.config_id == state.case.spec.config_id].set_index("variant")
+    rows = table[table.config_id == case.case.spec.config_id].set_index("variant")
     assert rows.loc["standard", "n_samples"] == rows.loc["separable", "n_samples"] + 1
     assert rows.loc["standard", "latency_max_s"] == 1.0
     assert rows.loc["separable", "speedup"] == pytest.approx(4.0)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from dscbench import stats
+
+KEY = ["config_id", "backend", "env", "variant"]
 
 
 def test_summarize_known_values():
@@ -25,42 +29,117 @@ def test_summarize_single_and_empty():
         stats.summarize([])
 
 
-def test_paired_speedup_exact_when_noise_free():
-    a = [2e-3] * 20
-    b = [1e-3] * 20
-    sp = stats.paired_speedup(a, b, strata=[i % 4 for i in range(20)])
-    assert (sp.value, sp.ci_low, sp.ci_high) == (2.0, 2.0, 2.0)
+def test_round_speedup_exact_when_noise_free():
+    sp = stats.round_speedup([2e-3] * 20, [1e-3] * 20, [i % 4 for i in range(20)])
+    assert (sp.value, sp.ci_low, sp.ci_high, sp.rounds) == (2.0, 2.0, 2.0, 4)
 
 
-def test_paired_speedup_interval_covers_truth_and_narrows_with_n():
-    rng = np.random.default_rng(1)
-
-    def draw(n):
-        a = 3e-3 * (1 + 0.05 * rng.standard_normal(n))
-        b = 1e-3 * (1 + 0.05 * rng.standard_normal(n))
-        return stats.paired_speedup(a, b, resamples=1000, seed=2)
-
-    small, large = draw(20), draw(2000)
-    assert small.ci_low < 3.0 < small.ci_high
-    assert large.ci_low < 3.0 < large.ci_high
-    assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low) / 4
-    assert large.value == pytest.approx(3.0, rel=0.01)
+def test_round_speedup_is_a_t_interval_over_round_medians():
+    # Per-round medians of the pair ratios: 2.0, 2.2, 1.8 (times e^0 noise) -> log values.
+    rounds = np.repeat([0, 1, 2], 3)
+    ratios = np.array([2.0, 1.9, 2.1, 2.2, 2.2, 2.3, 1.8, 1.7, 1.8])
+    sp = stats.round_speedup(ratios * 1e-3, np.full(9, 1e-3), rounds)
+    logs = np.log([2.0, 2.2, 1.8])
+    half = scipy_stats.t.ppf(0.975, 2) * logs.std(ddof=1) / np.sqrt(3)
+    assert sp.value == pytest.approx(np.exp(logs.mean()))
+    assert sp.ci_low == pytest.approx(np.exp(logs.mean() - half))
+    assert sp.ci_high == pytest.approx(np.exp(logs.mean() + half))
+    assert sp.relative_half_width == pytest.approx((sp.ci_high - sp.ci_low) / 2 / sp.value)
 
 
-def test_bootstrap_keeps_pairs_together():
-    # Both sides drift together by 2x halfway through: the pairs cancel it, so every resample
-    # (which moves pairs as units) gives a ratio near 2.
+def test_pairs_cancel_a_drift_that_moves_both_sides():
+    # Both sides drift together by 2x halfway through: every pair still says 2.
     drift = np.r_[np.ones(50), 2 * np.ones(50)]
-    a = 2e-3 * drift
-    b = 1e-3 * drift
-    sp = stats.paired_speedup(a, b, strata=np.r_[np.zeros(50), np.ones(50)])
+    sp = stats.round_speedup(2e-3 * drift, 1e-3 * drift, np.repeat(np.arange(4), 25))
     assert sp.value == pytest.approx(2.0)
     assert sp.ci_low == pytest.approx(2.0) and sp.ci_high == pytest.approx(2.0)
 
 
-def test_paired_speedup_rejects_mismatched_lengths():
+def test_one_round_gives_no_interval_and_a_warning():
+    sp = stats.round_speedup([2e-3, 2e-3], [1e-3, 1e-3], [0, 0])
+    assert sp.value == pytest.approx(2.0) and math.isnan(sp.ci_low) and math.isnan(sp.ci_high)
+    assert [w.code for w in stats.check_rounds(sp.rounds)] == ["few_rounds"]
+    assert stats.check_rounds(3) == []
+
+
+def test_round_speedup_rejects_mismatched_lengths():
     with pytest.raises(ValueError):
-        stats.paired_speedup([1.0, 2.0], [1.0])
+        stats.round_speedup([1.0, 2.0], [1.0], [0, 0])
+
+
+def simulated_run(rng, true_speedup, rounds, pairs, round_sd, pair_sd, run_shift=0.0):
+    """Blocks of one row from a machine whose state differs from round to round: every round
+    shifts the (log) speedup by N(0, round_sd) (the separable variant suffers more from a busy
+    phase), pairs add N(0, pair_sd) each, and the whole run can sit ``run_shift`` off."""
+    round_effect = rng.normal(0, round_sd, rounds)
+    r = np.repeat(np.arange(rounds), pairs)
+    log_ratio = np.log(true_speedup) + run_shift + round_effect[r] + rng.normal(0, pair_sd, r.size)
+    sep = 1e-4 * np.exp(rng.normal(0, 0.05, r.size))
+    return sep * np.exp(log_ratio), sep, r
+
+
+@pytest.mark.parametrize("rounds", [5, 10])
+def test_round_intervals_cover_the_truth_and_a_rerun_under_round_effects(rounds):
+    """Coverage on simulated data with round effects: the 95% interval over rounds covers the
+    true speedup about 95% of the time, and the next run's estimate most of the time. Blocks
+    within a round share its state, so an interval that treated every pair as independent
+    (what the block bootstrap did) would cover far less; the naive one is shown for contrast."""
+    rng = np.random.default_rng(7)
+    truth, trials = 2.5, 400
+    covered = covers_rerun = naive_covered = 0
+    for _ in range(trials):
+        a, b, r = simulated_run(rng, truth, rounds, 20, round_sd=0.03, pair_sd=0.01)
+        sp = stats.round_speedup(a, b, r)
+        covered += sp.ci_low <= truth <= sp.ci_high
+        a2, b2, r2 = simulated_run(rng, truth, rounds, 20, round_sd=0.03, pair_sd=0.01)
+        covers_rerun += sp.ci_low <= stats.round_speedup(a2, b2, r2).value <= sp.ci_high
+        logs = np.log(a / b)
+        half = 1.96 * logs.std(ddof=1) / np.sqrt(logs.size)
+        naive_covered += np.exp(logs.mean() - half) <= truth <= np.exp(logs.mean() + half)
+    assert 0.91 <= covered / trials <= 0.99
+    assert covers_rerun / trials >= 0.80
+    assert naive_covered / trials < 0.6
+
+
+def test_trimming_ignores_one_spoiled_round_in_ten():
+    clean = np.array([[0.00, 0.01, -0.01, 0.02, -0.02, 0.00, 0.01, -0.01, 0.02, -0.02]])
+    spoiled = clean.copy()
+    spoiled[0, 3] = 0.5  # one round during a slow phase of the machine
+    mean, se2, df = stats.trimmed_stats(spoiled)
+    assert abs(mean[0]) < 0.01 and df[0] == 7  # 10 rounds, one trimmed from each end
+    plain_se = spoiled.std(ddof=1) / np.sqrt(10)
+    assert np.sqrt(se2[0]) < plain_se / 3
+    mean5, se5, df5 = stats.trimmed_stats(clean[:, :5])  # below 10 rounds: a plain mean
+    assert mean5[0] == pytest.approx(clean[0, :5].mean()) and df5[0] == 4
+    assert se5[0] == pytest.approx(clean[0, :5].var(ddof=1) / 5)
+
+
+def test_a_slow_round_shared_by_every_row_is_removed_before_the_spread():
+    rows = [(f"c{i}", "fake", "", "standard") for i in range(6)]
+    effect = {0: 0.0, 1: 0.15, 2: 0.0, 3: -0.02, 4: 0.0}  # round 1: the machine ran 16% slow
+    own = {0: 0.01, 1: -0.01, 2: 0.0, 3: 0.01, 4: -0.01}
+    values = pd.DataFrame(
+        [
+            (*key, r, i * 0.5 + effect[r] + (-1) ** i * own[r])  # each row's own noise differs
+            for i, key in enumerate(rows)
+            for r in range(5)
+        ],
+        columns=[*KEY, "round", "cost"],
+    )
+    corrected = stats.remove_round_effects(values, KEY, "backend", 5)
+    spread = corrected.groupby("config_id").cost.std()
+    assert spread.max() == pytest.approx(pd.Series(own).std(), rel=1e-9)
+    few = values[values.config_id.isin(["c0", "c1"])]
+    assert stats.remove_round_effects(few, KEY, "backend", 5).cost.tolist() == few.cost.tolist()
+    effects = stats.round_effects(values, KEY)
+    assert effects[1] - effects[0] == pytest.approx(0.15, abs=0.02)
+
+
+def test_welch_combines_two_estimates():
+    v, df = stats.welch(np.array([0.01]), np.array([4.0]), np.array([0.01]), np.array([4.0]))
+    assert v[0] == pytest.approx(0.02) and df[0] == pytest.approx(8.0)
+    v, df = stats.welch(np.array([0.0]), np.array([4.0]), np.array([0.0]), np.array([9.0]))
+    assert v[0] == 0.0 and df[0] == 4.0  # degenerate: the smaller df
 
 
 def test_geometric_mean_ignores_missing():

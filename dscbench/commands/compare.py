@@ -1,4 +1,4 @@
-"""`dscbench compare`: read two runs, decide per row, render, return the exit code.
+"""`dscbench compare`: read the runs, decide per row, render, return the exit code.
 
 Imports no torch: comparing runs must be quick on a CI runner that never measured anything.
 """
@@ -13,26 +13,17 @@ from rich.console import Console
 from dscbench import compare, results
 from dscbench.export import compare as render
 from dscbench.export import write_output
+from dscbench.spec import parse_fraction
 
 FORMATS = ("table", *render.FORMATS)
 
 
-def parse_fraction(flag: str, text: str) -> float:
-    """'5%' or '0.05' -> 0.05; anything else is a one-line error naming the flag."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise compare.CompareError(f"{flag} {text!r}: not a number like 0.05 or 5%") from None
-    if not raw.endswith("%") and value >= 1:
-        raise compare.CompareError(f"{flag} {text!r}: give a fraction (0.05) or a percentage (5%)")
-    return value
-
-
 def execute(
     baseline: Path,
-    candidate: Path,
+    candidate: Path | None,
     *,
+    baseline_env: str | None = None,
+    candidate_env: str | None = None,
     metric: str,
     threshold: str,
     confidence: str,
@@ -42,28 +33,46 @@ def execute(
     allow_different_hardware: bool,
     console: Console,
 ) -> int:
+    """Two runs (sequential design), or one run's two environments (interleaved design)."""
     if fmt not in FORMATS:
         raise compare.CompareError(f"--format {fmt!r}: not one of {', '.join(FORMATS)}")
-    base = results.load_results(baseline)
-    cand = results.load_results(candidate)
-    comparison = compare.compare_sets(
-        base,
-        cand,
+    settings = dict(
         metric=metric,
         threshold=parse_fraction("--threshold", threshold),
         confidence=parse_fraction("--confidence", confidence),
-        allow_different_hardware=allow_different_hardware,
+        baseline_env=baseline_env,
+        candidate_env=candidate_env,
     )
+    base = results.load_results(baseline)
+    if candidate is None:
+        comparison = compare.compare_envs(base, **settings)
+    else:
+        cand = results.load_results(candidate)
+        comparison = compare.compare_sets(
+            base, cand, allow_different_hardware=allow_different_hardware, **settings
+        )
+    show(comparison, fmt, output, fail_on_inconclusive, console)
+    return comparison.exit_code(fail_on_inconclusive)
+
+
+def show(
+    comparison: compare.Comparison,
+    fmt: str,
+    output: str,
+    fail_on_inconclusive: bool,
+    console: Console,
+) -> None:
+    """The chosen format to ``output`` (- is stdout); a file gets the format and the log the
+    terminal table."""
     if fmt == "table":
         if output == "-":
             console.print(render.rich_table(comparison, fail_on_inconclusive))
         else:
             write_output(output, table_text(comparison, fail_on_inconclusive))
-    else:
-        write_output(output, render.FORMATS[fmt](comparison, fail_on_inconclusive))
-        if output != "-":  # the file has the format; the log gets the table
-            console.print(render.rich_table(comparison, fail_on_inconclusive))
-    return comparison.exit_code(fail_on_inconclusive)
+        return
+    write_output(output, render.FORMATS[fmt](comparison, fail_on_inconclusive))
+    if output != "-":
+        console.print(render.rich_table(comparison, fail_on_inconclusive))
 
 
 def table_text(comparison: compare.Comparison, fail_on_inconclusive: bool) -> str:

@@ -1,15 +1,18 @@
-"""`dscbench run`: validate the sweep, measure it, write result files after every round, render."""
+"""`dscbench run`: plan the sweep, start its environments, measure, write result files after
+every round, render, and return the exit code."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -28,18 +31,102 @@ from dscbench import counting, results, runner
 from dscbench.compare import DISTURBED_ROUND_SPREAD, run_round_spread
 from dscbench.env import collect_environment, utc_now
 from dscbench.errors import BackendUnavailable, SpecError
+from dscbench.executor import Executor, LocalExecutor
 from dscbench.export.table import results_table, summary_lines, warning_lines
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
 from dscbench.spec import ALL_BACKENDS, Case, Sweep, validate_cases
-from dscbench.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
-
-if TYPE_CHECKING:
-    from dscbench.backends.base import Backend
+from dscbench.stats import CONFIDENCE
 
 MAX_WARNING_LINES = 15
+EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_INTERRUPTED = 130
+# Interleaved environments: blocks of at least 5 ms, and 0.5 ms of untimed calls when a worker
+# takes over from another (benchmarks/REPORT-gate.md measures both choices).
+ENV_BLOCK_TIME_S = 0.005
+ENV_SWITCH_SETTLE_S = 0.0005
+
+
+@dataclass
+class RunOptions:
+    """Everything `dscbench run` was asked besides the sweep itself."""
+
+    output: Path
+    force: bool = False
+    dry_run: bool = False
+    verify_counts: bool = True
+    skip_unavailable: bool = False
+    quiet: bool = False
+    envs: list[str] = field(default_factory=list)  # --env texts
+    precision: float | None = None
+    max_time: float | None = None
+    canary: bool = True
+
+
+@dataclass
+class Plan:
+    """What will run: cases, the (case, environment) pairs that will not and why, executors,
+    their facts, and the notes to print before measuring."""
+
+    cases: list[Case]
+    envs: list[str]
+    executors: dict[str, Executor]
+    skips: dict[tuple[Case, str], str] = field(default_factory=dict)
+    env_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)  # first env's facts
+    devices: dict[str, tuple[str, str]] = field(default_factory=dict)
+    overheads: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        for executor in self.executors.values():
+            executor.close()
+
+
+def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_started: float) -> int:
+    """Run the sweep; 0 all measured (or skipped on request), 1 some failed, 130 interrupted."""
+    from dscbench import envs as environments
+
+    env_specs = environments.parse_envs(options.envs)
+    if options.dry_run:
+        cases = expand_cases(sweep, None)
+        console.print(plan_table(sweep, cases, dry_run_notes(cases, options)))
+        return EXIT_OK
+    existed = Path(options.output).exists()
+    if env_specs:  # the workers' logs go into the run directory from the start
+        out_dir = results.prepare_output_dir(options.output, options.force)
+        try:
+            plan = start(sweep, options, env_specs, out_dir)
+        except BaseException:
+            if not existed:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+    else:
+        plan = start(sweep, options, env_specs, Path(options.output))
+        out_dir = results.prepare_output_dir(options.output, options.force)
+    try:
+        for note in plan.notes:
+            console.print(Text(f"note: {note}", style="yellow"), highlight=False)
+        recorder = Recorder(out_dir, plan, run_meta(sweep, options, plan), command_started)
+        state = measure(sweep, options, plan, recorder, console)
+    finally:
+        plan.close()
+    if state is None:
+        return EXIT_INTERRUPTED
+    render(recorder, state, options, console)
+    failed = [
+        e
+        for s in state.cases
+        for e in s.envs.values()
+        if e.status not in (runner.OK, runner.SKIPPED)
+    ]
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------
 
 
 def torch_default_threads() -> int:
@@ -51,127 +138,268 @@ def torch_default_threads() -> int:
     return torch.get_num_threads()
 
 
-def resolve_backends(
-    sweep: Sweep, cases: list[Case], skips: dict[Case, str], skip_unavailable: bool
-) -> dict[str, Backend]:
-    """Create every backend the cases use. An unavailable one raises BackendUnavailable, or with
-    ``skip_unavailable`` adds its cases to ``skips``. Each backend then plans its cases."""
-    instances: dict[str, Backend] = {}
+def expand_cases(sweep: Sweep, default_threads: int | None, available: list[str] | None = None):
+    """The sweep's cases (``all`` expanded to ``available``, or to this machine's backends)."""
+    if ALL_BACKENDS in sweep.requested_backends():
+        sweep.expand_all_backends(
+            available if available is not None else registry.available_names()
+        )
+    threads = default_threads if default_threads is not None else torch_default_threads()
+    return sweep.cases(threads)
+
+
+def dry_run_notes(cases: list[Case], options: RunOptions) -> dict[Case, str]:
+    """Why a case would not run here: its backend lacks the dtype or format (an error without
+    --skip-unavailable, as in a real run), or is missing."""
+    notes = dict(validate_cases(cases, skip_unsupported=options.skip_unavailable))
     for name in dict.fromkeys(c.backend for c in cases):
         status = registry.availability(name)
-        if status.available:
-            instances[name] = registry.create(name, sweep.options)
-        elif skip_unavailable:
+        if not status.available:
             for case in cases:
                 if case.backend == name:
-                    skips.setdefault(case, f"backend {name} is not available: {status.reason}")
-        else:
-            raise BackendUnavailable(f"backend {name!r} is not available: {status.reason}")
+                    notes.setdefault(case, f"backend unavailable: {status.reason}")
+    return notes
+
+
+def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> Plan:
+    """Validate the sweep, start its executors (workers for --env), and let every backend in
+    every environment say what it cannot run. Bad input raises a DscbenchError (exit 2)."""
+    from dscbench import envs as environments
+
+    if not env_specs:
+        cases = expand_cases(sweep, None)
+        skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
+        executors: dict[str, Executor] = {"": LocalExecutor()}
+        plan = Plan(cases, [""], executors, {(c, ""): r for c, r in skips.items()})
+        plan.env_meta[""] = {}
+    else:
+        plan_notes: list[str] = []
+        sweep.options.ort_threadpool = _interleaved_threadpool(sweep, plan_notes)
+        workers = environments.start_workers(env_specs, out_dir / "workers")
+        executors = dict(workers)
+        names = list(workers)
+        first = workers[names[0]].info
+        available = [
+            name
+            for name in registry.REGISTRY
+            if all(name in w.info.get("available_backends", []) for w in workers.values())
+        ]
+        try:
+            cases = expand_cases(sweep, int(first.get("default_threads") or 1), available)
+            skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
+        except BaseException:
+            for worker in workers.values():
+                worker.close()
+            raise
+        plan = Plan(cases, names, executors)
+        plan.skips = {(c, env): r for c, r in skips.items() for env in names}
+        plan.notes += plan_notes
+        for spec in env_specs:
+            info = workers[spec.name].info
+            plan.env_meta[spec.name] = {
+                **spec.to_json(),
+                "dscbench": info.get("dscbench"),
+                "python_version": info.get("python"),
+                "environment": info.get("environment", {}),
+                "start_s": workers[spec.name].start_s,
+            }
+    try:
+        setup_backends(sweep, options, plan)
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+def _interleaved_threadpool(sweep: Sweep, notes: list[str]) -> str:
+    """onnxruntime's global pool keeps spinning between runs, which would steal cores from the
+    other environments' blocks; interleaved runs default to pools that stop spinning."""
+    if sweep.options.ort_threadpool == "auto" and "onnxruntime-cpu" in sweep.requested_backends():
+        notes.append(
+            "interleaved environments: onnxruntime-cpu uses per-session thread pools that stop "
+            "spinning after each run (a spinning pool would slow the other environments)"
+        )
+        return "session"
+    return sweep.options.ort_threadpool
+
+
+def setup_backends(sweep: Sweep, options: RunOptions, plan: Plan) -> None:
+    """Ask every environment's executor to create the backends its cases use: an unavailable
+    backend is exit 2 (or its cases are skipped there with --skip-unavailable); each backend
+    names the configurations it cannot run."""
     problems = []
-    for name, backend in instances.items():
-        mine = [c for c in cases if c.backend == name and c not in skips]
-        cannot = backend.plan([c.spec for c in mine])
+    for env, executor in plan.executors.items():
+        mine = [c for c in plan.cases if (c, env) not in plan.skips]
+        specs: dict[str, list[dict[str, Any]]] = {}
         for case in mine:
-            if case.spec in cannot:
-                if skip_unavailable:
-                    skips[case] = cannot[case.spec]
+            specs.setdefault(case.backend, []).append(asdict(case.spec))
+        reports = executor.setup(vars(sweep.options).copy(), specs)
+        where = f"environment {env}: " if env else ""
+        facts: dict[str, dict[str, Any]] = {}
+        for name, report in reports.items():
+            if not report.available:
+                if not options.skip_unavailable:
+                    raise BackendUnavailable(
+                        f"{where}backend {name!r} is not available: {report.reason}"
+                    )
+                for case in mine:
+                    if case.backend == name:
+                        plan.skips.setdefault(
+                            (case, env), f"backend {name} is not available: {report.reason}"
+                        )
+                continue
+            facts[name] = {
+                "device": report.device,
+                "device_name": report.device_name,
+                "versions": report.versions,
+            }
+            plan.devices.setdefault(name, (report.device, report.device_name))
+            plan.overheads.setdefault(name, report.timer_overhead_s)
+            plan.notes += [f"{where}{note}" for note in report.notes if note not in plan.notes]
+            cannot = {json_key(s): reason for s, reason in report.cannot}
+            for case in mine:
+                reason = cannot.get(json_key(asdict(case.spec))) if case.backend == name else None
+                if reason is None:
+                    continue
+                if options.skip_unavailable:
+                    plan.skips[(case, env)] = reason
                 else:
-                    problems.append(f"config {case.spec.config_id} on {name}: {cannot[case.spec]}")
+                    problems.append(f"{where}config {case.spec.config_id} on {name}: {reason}")
+        if env:
+            plan.env_meta[env]["backends"] = facts
+        if not plan.backends:
+            plan.backends = facts
     if problems:
         raise SpecError("\n".join(problems))
-    return instances
 
 
-def execute(
-    sweep: Sweep,
-    *,
-    output: Path,
-    force: bool,
-    dry_run: bool,
-    verify_counts: bool,
-    skip_unavailable: bool,
-    quiet: bool,
-    console: Console,
-    command_started: float,
-) -> None:
-    import typer
+def json_key(spec: dict[str, Any]) -> tuple:
+    return tuple(sorted(spec.items()))
 
-    if ALL_BACKENDS in sweep.requested_backends():
-        sweep.expand_all_backends(registry.available_names())
-    cases = sweep.cases(torch_default_threads())
-    skips = validate_cases(cases, skip_unsupported=skip_unavailable)
-    if dry_run:
-        notes = dict(skips)
-        for name in dict.fromkeys(c.backend for c in cases):
-            status = registry.availability(name)
-            if not status.available:
-                for case in cases:
-                    if case.backend == name:
-                        notes.setdefault(case, f"backend unavailable: {status.reason}")
-        console.print(plan_table(sweep, cases, notes))
-        return
-    instances = resolve_backends(sweep, cases, skips, skip_unavailable)
-    out_dir = results.prepare_output_dir(output, force)
-    notes = [note for b in instances.values() for note in getattr(b, "notes", [])]
-    for note in notes:
-        console.print(Text(f"note: {note}", style="yellow"), highlight=False)
+
+# ---------------------------------------------------------------------------------------------
+# Measuring and recording
+# ---------------------------------------------------------------------------------------------
+
+
+def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
+    """run.json's facts known before measuring (timings and status are added as it goes)."""
+    interleaved = plan.envs != [""]
+    harness = harness_for(sweep, plan)
     meta: dict[str, Any] = {
         "tool": "dscbench",
         "command": sys.argv,
         "source": sweep.source,
         "settings": vars(sweep.settings).copy(),
         "backend_options": vars(sweep.options).copy(),
-        "n_configurations": len(cases),
+        "n_configurations": len(plan.cases),
         "started_at": utc_now(),
-        "environment": collect_environment(),
-        "backends": {
-            name: {"device": b.device, "device_name": b.device_name(), "versions": b.versions()}
-            for name, b in instances.items()
+        # An interleaved coordinator never imports torch: the workers' facts are per env.
+        "environment": collect_environment(with_torch=not interleaved),
+        "backends": plan.backends,
+        "skipped": {
+            c.spec.config_id + " " + c.backend + (f" {{{env}}}" if env else ""): reason
+            for (c, env), reason in plan.skips.items()
         },
-        "skipped": {c.spec.config_id + " " + c.backend: reason for c, reason in skips.items()},
-        "notes": notes,
+        "notes": plan.notes,
+        "harness": {
+            **harness.to_json(),
+            "interval": "t interval over rounds (trimmed mean from 10 rounds)",
+            "confidence": CONFIDENCE,
+        },
+        "precision": None
+        if options.precision is None
+        else {"target": options.precision, "max_time_s": options.max_time},
     }
-    harness = HarnessOptions(warmup=sweep.settings.warmup)
-    meta["harness"] = {
-        "block_time_s": harness.block_time,
-        "max_block_iterations": harness.max_block_iterations,
-        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
-        "confidence": CONFIDENCE,
-    }
-    devices = {name: (info.device, "") for name, info in registry.REGISTRY.items()}
-    devices.update({name: (b.device, b.device_name()) for name, b in instances.items()})
-    overheads = {name: b.timer().overhead() for name, b in instances.items()}
-    write_s = 0.0
-    last_table = None
+    if interleaved:
+        meta["environments"] = plan.env_meta
+        meta["environment"]["spin_defaults"] = _spin_defaults()
+    return meta
 
-    def checkpoint(state: runner.SweepState) -> None:
-        nonlocal write_s, last_table
+
+def _spin_defaults() -> dict[str, str]:
+    from dscbench.envs import SPIN_DEFAULTS
+
+    return dict(SPIN_DEFAULTS)
+
+
+def harness_for(sweep: Sweep, plan: Plan) -> HarnessOptions:
+    if plan.envs == [""]:
+        return HarnessOptions(warmup=sweep.settings.warmup)
+    return HarnessOptions(
+        warmup=sweep.settings.warmup,
+        block_time=ENV_BLOCK_TIME_S,
+        switch_settle=ENV_SWITCH_SETTLE_S,
+    )
+
+
+class Recorder:
+    """Writes the run directory at every checkpoint (results, samples, run.json) and keeps the
+    latest result table for rendering."""
+
+    def __init__(self, out_dir: Path, plan: Plan, meta: dict[str, Any], command_started: float):
+        self.out_dir = out_dir
+        self.plan = plan
+        self.meta = meta
+        self.command_started = command_started
+        self.write_s = 0.0
+        self.table = None
+        self.canary_describe: dict[str, Any] | None = None
+
+    def __call__(self, state: runner.SweepState) -> None:
         t0 = time.perf_counter()
-        table, samples = results.build_tables(state, devices, overheads)
+        table, samples = results.build_tables(state, self.plan.devices, self.plan.overheads)
         p = state.phases
         now = utc_now()
-        meta.update(
+        self.meta.update(
             status=state.status,
             rounds_done=state.rounds_done,
             updated_at=now,
             finished_at=None if state.status == "running" else now,
             timings={
-                "wall_s": time.perf_counter() - command_started,
+                "wall_s": time.perf_counter() - self.command_started,
                 "timed_s": p.timed,
                 "warmup_s": p.warmup,
                 "prepare_s": p.prepare,
                 "compile_s": p.compile,
                 "parity_s": p.parity,
                 "counting_s": p.counting,
-                "write_s": write_s,
-                "timer_overhead_s": overheads,
+                "canary_s": p.canary,
+                "ipc_s": p.ipc,
+                "worker_start_s": sum(m.get("start_s", 0.0) for m in self.plan.env_meta.values()),
+                "write_s": self.write_s,
+                "timer_overhead_s": self.plan.overheads,
             },
         )
-        meta["round_spread"] = run_round_spread(samples)
-        results.write_run(out_dir, table, samples, meta)
-        write_s += time.perf_counter() - t0
-        last_table = table
+        if self.canary_describe is not None:
+            self.meta["canary"] = {"describe": self.canary_describe, "samples": state.canary}
+        if state.precision is not None:
+            self.meta["precision"] = asdict(state.precision)
+        if state.crashes:
+            self.meta["worker_crashes"] = dict(state.crashes)
+        self.meta["failures"] = {
+            f"{s.case.spec.config_id} {s.case.backend}"
+            + (f" {{{env}}}" if env else ""): e.traceback
+            for s in state.cases
+            for env, e in s.envs.items()
+            if e.traceback
+        }
+        self.meta["round_spread"] = run_round_spread(samples)
+        results.write_run(self.out_dir, table, samples, self.meta)
+        self.write_s += time.perf_counter() - t0
+        self.table = table
 
+
+def measure(
+    sweep: Sweep, options: RunOptions, plan: Plan, recorder: Recorder, console: Console
+) -> runner.SweepState | None:
+    """The sweep with a progress bar; None when interrupted (what was measured is written)."""
+    from dscbench import canary as canaries
+
+    canary = None
+    if options.canary:
+        canary = canaries.Canary(canaries.default_threads([c.spec.threads for c in plan.cases]))
+        recorder.canary_describe = canary.describe()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -181,44 +409,67 @@ def execute(
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=quiet,
+        disable=options.quiet,
     )
     rounds = sweep.settings.rounds
-    with progress:
-        task = progress.add_task("measuring", total=len(cases) * rounds)
+    try:
+        with progress:
+            task = progress.add_task("measuring", total=len(plan.cases) * rounds)
 
-        def on_progress(done: int, total: int, label: str) -> None:
-            current = min(done // max(len(cases), 1) + 1, rounds)
-            progress.update(task, completed=done, description=f"round {current}/{rounds} {label}")
+            def on_progress(done: int, total: int, label: str) -> None:
+                current = done // max(len(plan.cases), 1) + 1
+                what = f"round {current}/{rounds}" if current <= rounds else "extra rounds"
+                progress.update(task, completed=done, total=total, description=f"{what} {label}")
 
-        try:
-            with _terminate_as_interrupt():
-                state = runner.run_sweep(
-                    cases,
-                    sweep.settings,
-                    instances,
-                    checkpoint=checkpoint,
-                    progress=on_progress,
-                    harness=harness,
-                    verify_counts=verify_counts,
-                    skipped=skips,
+            try:
+                with _terminate_as_interrupt():
+                    return runner.run_sweep(
+                        plan.cases,
+                        sweep.settings,
+                        plan.executors,
+                        checkpoint=recorder,
+                        progress=on_progress,
+                        harness=harness_for(sweep, plan),
+                        verify_counts=options.verify_counts,
+                        skipped=plan.skips,
+                        canary=canary,
+                        precision=options.precision,
+                        max_time=options.max_time if options.max_time is not None else math.inf,
+                    )
+            except KeyboardInterrupt:
+                progress.stop()
+                console.print(
+                    Text(
+                        f"interrupted: what was measured so far is in {recorder.out_dir}",
+                        style="yellow",
+                    )
                 )
-        except KeyboardInterrupt:
-            progress.stop()
-            console.print(
-                Text(f"interrupted: what was measured so far is in {out_dir}", style="yellow")
-            )
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+                return None
+    finally:
+        if canary is not None:
+            canary.close()
 
-    table = last_table
-    if not quiet:
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+
+def render(
+    recorder: Recorder, state: runner.SweepState, options: RunOptions, console: Console
+) -> None:
+    table = recorder.table
+    meta = recorder.meta
+    if not options.quiet:
         console.print(results_table(table))
         for line in _capped(warning_lines(table)):
             console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
     for line in summary_lines(table):
         console.print(line, highlight=False)
+    for line in precision_lines(state):
+        console.print(Text(line, style="yellow" if "did not" in line else ""), highlight=False)
     spread = meta.get("round_spread", math.nan)
-    if spread > DISTURBED_ROUND_SPREAD:
+    if spread > DISTURBED_ROUND_SPREAD and state.envs == [""]:
         console.print(
             Text(
                 f"warning: this run's rounds disagree by {spread:.1%} (median over rows; steady "
@@ -228,17 +479,52 @@ def execute(
             ),
             highlight=False,
         )
+    if len(state.envs) > 1:
+        console.print(
+            f"Environments {', '.join(state.envs)} were measured interleaved; "
+            f"`dscbench compare {recorder.out_dir}` judges "
+            f"{state.envs[1]} against {state.envs[0]}"
+            + (" (--baseline-env/--candidate-env pick others)." if len(state.envs) > 2 else "."),
+            highlight=False,
+        )
+    crashed = sum(state.crashes.values())
+    if crashed:
+        console.print(
+            Text(
+                f"warning: worker processes died {crashed} time(s) "
+                f"({', '.join(f'{e}: {n}' for e, n in state.crashes.items())}); their rows are "
+                f"worker_crashed, logs in {recorder.out_dir / 'workers'}",
+                style="yellow",
+            ),
+            highlight=False,
+        )
     t = meta["timings"]
     compiled = f", {t['compile_s']:.1f} s compiling" if t["compile_s"] > 0 else ""
     console.print(
-        f"Results in {out_dir}/ (results.parquet, results.csv, samples.parquet, run.json); "
-        f"wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed blocks, "
-        f"{t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
+        f"Results in {recorder.out_dir}/ (results.parquet, results.csv, samples.parquet, "
+        f"run.json); wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed "
+        f"blocks, {t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
         highlight=False,
     )
-    failed = [s for s in state.cases if s.status not in (runner.OK, runner.SKIPPED)]
-    if failed:
-        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def precision_lines(state: runner.SweepState) -> list[str]:
+    p = state.precision
+    if p is None:
+        return []
+    line = (
+        f"--precision {p.target:.1%}: {p.extra_rounds} extra round(s) after "
+        f"{state.settings.rounds}; stopped because {p.stopped}."
+    )
+    if not p.unmet:
+        return [line]
+    widths = ", ".join(
+        f"{u['config_id']} {u['backend']}{' {' + u['env'] + '}' if u['env'] else ''} "
+        f"(±{u['relative_half_width']:.1%})"
+        for u in p.unmet[:5]
+    )
+    more = f" and {len(p.unmet) - 5} more" if len(p.unmet) > 5 else ""
+    return [line, f"{len(p.unmet)} row(s) did not reach ±{p.target:.1%}: {widths}{more}."]
 
 
 @contextlib.contextmanager

@@ -87,6 +87,19 @@ def _row_name(comparison: Comparison, change: Change, several: bool) -> str:
         text += f" {change.variant}"
     if several:
         text += f" [{change.backend}]"
+    if change.env:
+        text += f" {{{change.env}}}"
+    return text
+
+
+def title(comparison: Comparison) -> str:
+    text = (
+        f"dscbench compare: {comparison.metric}, threshold {comparison.threshold:.0%}, "
+        f"{comparison.confidence:.0%} intervals"
+    )
+    if comparison.design == "interleaved":
+        base, cand = comparison.envs
+        text += f"; environment {cand} against {base}, measured interleaved"
     return text
 
 
@@ -112,20 +125,48 @@ def decision(comparison: Comparison, fail_on_inconclusive: bool) -> str:
     return "No regression (exit 0)."
 
 
+def _canary_text(comparison: Comparison) -> str:
+    c = comparison.canary
+    if c is None or not c.available:
+        return ""
+    return f"x{c.ratio:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]"
+
+
+SHIFT_READINGS = {
+    "machine": (
+        ": the machine canary moved {canary} too, so the machine changed speed; rows that only "
+        "moved with it are inconclusive. `--metric speedup` cancels machine speed"
+    ),
+    "machine-blind": (
+        ": a shift this large is what a change of machine speed looks like, and without a "
+        "canary on both sides a regression of every row looks the same; rows that only moved "
+        "with it are inconclusive. `--metric speedup` cancels machine speed"
+    ),
+    "rows": (
+        ": the machine canary moved only {canary}, so every row itself changed (a regression "
+        "or improvement of the whole stack); each row is judged net of the canary"
+    ),
+    "real": (
+        ": the environments were measured interleaved, so this is the candidate environment, "
+        "not the machine; each row is judged on its own"
+    ),
+}
+
+
 def shift_lines(comparison: Comparison) -> list[str]:
     lines = []
+    canary = _canary_text(comparison)
     for s in comparison.shifts:
         text = (
             f"{s.backend}: all {s.rows} rows together moved x{s.ratio:.3f} "
             f"[{s.ci_low:.3f}, {s.ci_high:.3f}] (median ratio over rows)"
         )
         if s.detected:
-            text += (
-                ": a shift this large is what a change of machine speed looks like (or a "
-                "regression hitting every row); rows that only moved with it are inconclusive. "
-                "`--metric speedup` cancels machine speed"
-            )
+            reading = "machine-blind" if s.cause == "machine" and not canary else s.cause
+            text += SHIFT_READINGS[reading].format(canary=canary)
         lines.append(text + ".")
+    if canary:
+        lines.append(f"Machine canary (a fixed workload timed every round): moved {canary}.")
     return lines
 
 
@@ -137,11 +178,7 @@ def notes(comparison: Comparison) -> list[str]:
 
 
 def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Group:
-    title = (
-        f"dscbench compare: {comparison.metric}, threshold {comparison.threshold:.0%}, "
-        f"{comparison.confidence:.0%} intervals"
-    )
-    table = Table(title=title, header_style="bold")
+    table = Table(title=title(comparison), header_style="bold")
     for column, justify in (
         ("verdict", "left"),
         ("configuration", "left"),
@@ -173,7 +210,7 @@ def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Gr
     ]
     parts += [Text(f"note: {line}", style="yellow") for line in notes(comparison)]
     if comparison.environment:
-        parts.append(Text("Environment differences (baseline -> candidate):"))
+        parts.append(Text(f"{_differences_title(comparison)} (baseline -> candidate):"))
         parts += [Text(f"  {what}: {b} -> {c}") for what, b, c in comparison.environment]
     code = comparison.exit_code(fail_on_inconclusive)
     parts.append(
@@ -182,14 +219,23 @@ def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Gr
     return Group(*parts)
 
 
+def _differences_title(comparison: Comparison) -> str:
+    if comparison.design == "interleaved":
+        return "Differences between the environments"
+    return "Environment differences"
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
 def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     """GitHub-flavoured markdown for $GITHUB_STEP_SUMMARY or a PR comment."""
+    heading = f"## dscbench compare: {comparison.metric}"
+    if comparison.design == "interleaved":
+        heading += f", {comparison.envs[1]} against {comparison.envs[0]} (interleaved)"
     lines = [
-        f"## dscbench compare: {comparison.metric}",
+        heading,
         "",
         f"**{decision(comparison, fail_on_inconclusive)}** {summary(comparison)} "
         f"Threshold {comparison.threshold:.0%}, {comparison.confidence:.0%} intervals.",
@@ -215,7 +261,7 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     if comparison.environment:
         lines += [
             "",
-            "<details><summary>Environment differences</summary>",
+            f"<details><summary>{_differences_title(comparison)}</summary>",
             "",
             "| what | baseline | candidate |",
             "|---|---|---|",
@@ -231,7 +277,10 @@ def _finite(value: float) -> float | None:
 
 
 def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+    canary = comparison.canary
     doc = {
+        "design": comparison.design,
+        "environments": list(comparison.envs) if comparison.design == "interleaved" else None,
         "metric": comparison.metric,
         "threshold": comparison.threshold,
         "confidence": comparison.confidence,
@@ -251,10 +300,20 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "ci_low": s.ci_low,
                 "ci_high": s.ci_high,
                 "rows": s.rows,
-                "machine_shift_detected": s.detected,
+                "detected": s.detected,
+                "cause": s.cause,
             }
             for s in comparison.shifts
         ],
+        "canary": None
+        if canary is None
+        else {
+            "available": canary.available,
+            "reason": canary.reason,
+            "ratio": _finite(canary.ratio),
+            "ci_low": _finite(canary.ci_low),
+            "ci_high": _finite(canary.ci_high),
+        },
         "environment_differences": [
             {"what": w, "baseline": b, "candidate": c} for w, b, c in comparison.environment
         ],
@@ -264,6 +323,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
             {
                 "config_id": c.config_id,
                 "backend": c.backend,
+                "env": c.env,
                 "variant": c.variant,
                 "label": c.label,
                 "verdict": shown_verdict(c),
@@ -294,6 +354,8 @@ def github_benchmark(comparison: Comparison, fail_on_inconclusive: bool = False)
             name, unit, value = f"{c.label} {c.variant} [{c.backend}]", "us", c.candidate * 1e6
         else:
             name, unit, value = f"{c.label} sep/std time [{c.backend}]", "ratio", 1 / c.candidate
+        if c.env:
+            name += f" {{{c.env}}}"
         extra = f"verdict: {shown_verdict(c)}"
         if math.isfinite(c.ratio):
             extra += f"; candidate/baseline {_ratio(c)}"

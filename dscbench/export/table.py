@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dscbench.export.units import format_count, format_ratio, format_seconds
+from dscbench.labels import constant_axes, describe_constant, table_label
 from dscbench.results import LABEL_COLUMNS, PAIR_COLUMNS
 from dscbench.stats import geometric_mean
 
@@ -23,6 +24,8 @@ def _latency(median: float, iqr: float) -> str:
 def _speedup(row: tuple) -> Text:
     if not math.isfinite(row.speedup):
         return Text("-")
+    if not math.isfinite(row.speedup_ci_low):  # one round: no interval
+        return Text(f"{row.speedup:.2f}x [no interval]", style="yellow")
     text = f"{row.speedup:.2f}x [{row.speedup_ci_low:.2f}, {row.speedup_ci_high:.2f}]"
     if row.speedup_ci_low > 1:
         style = "green"
@@ -37,9 +40,10 @@ SHARED_COLUMNS = (*LABEL_COLUMNS, "status", "error")
 
 
 def pairs(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (config, backend): the standard row's columns suffixed ``_std`` next to the
-    separable row's suffixed ``_sep``; pair and configuration columns also appear unsuffixed."""
-    key = ["config_id", "backend"]
+    """One row per (config, backend, env): the standard row's columns suffixed ``_std`` next to
+    the separable row's suffixed ``_sep``; pair and configuration columns also appear
+    unsuffixed."""
+    key = ["config_id", "backend", "env"]
     std = results[results.variant == "standard"].set_index(key)
     sep = results[results.variant == "separable"].set_index(key)
     joined = std.merge(
@@ -49,55 +53,15 @@ def pairs(results: pd.DataFrame) -> pd.DataFrame:
     shared.columns = [*PAIR_COLUMNS, *SHARED_COLUMNS]
     joined = pd.concat([joined, shared], axis=1)
     order = list(
-        dict.fromkeys(zip(results.config_id, results.backend, strict=True))
+        dict.fromkeys(zip(results.config_id, results.backend, results.env, strict=True))
     )  # the sweep's order
     return joined.reindex(pd.MultiIndex.from_tuples(order, names=key)).reset_index()
-
-
-# Axes shown in each row's label only when they vary across the table; constant ones go in
-# the title, which keeps the table inside an 80-column terminal.
-_LABEL_AXES = ("batch", "dtype", "threads", "memory_format", "backend")
-
-
-def _constant_axes(joined: pd.DataFrame) -> dict[str, object]:
-    return {a: joined[a].iloc[0] for a in _LABEL_AXES if joined[a].nunique() == 1}
-
-
-def _label(row: tuple, constant: dict[str, object]) -> str:
-    size = f"{row.height}" if row.height == row.width else f"{row.height}x{row.width}"
-    text = f"{row.in_channels}->{row.out_channels} @{size} k{row.kernel}s{row.stride}"
-    if "batch" not in constant:
-        text = f"n{row.batch} " + text
-    if "dtype" not in constant:
-        text += f" {row.dtype}"
-    if "threads" not in constant:
-        text += f" t{row.threads}"
-    if "memory_format" not in constant:
-        text += f" {row.memory_format}"
-    if "backend" not in constant:
-        text += f" {row.backend}"
-    return text
-
-
-def describe_constant(constant: dict[str, object]) -> str:
-    parts = []
-    if "batch" in constant:
-        parts.append(f"batch {constant['batch']}")
-    if "dtype" in constant:
-        parts.append(str(constant["dtype"]))
-    if "threads" in constant:
-        parts.append(f"{constant['threads']} thread(s)")
-    if constant.get("memory_format") == "channels_last":
-        parts.append("channels_last")
-    if "backend" in constant:
-        parts.append(str(constant["backend"]))
-    return ", ".join(parts)
 
 
 def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     """Rich table: one line per configuration and backend, standard vs separable."""
     joined = pairs(results)
-    constant = _constant_axes(joined)
+    constant = constant_axes(joined.to_dict("records"))
     if title is None:
         title = f"standard vs separable conv: {describe_constant(constant)}"
     table = Table(title=title, header_style="bold", show_lines=False)
@@ -110,7 +74,7 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     table.add_column("MAC red.", justify="right")
     table.add_column("eff.", justify="right")
     for row in joined.itertuples(index=False):
-        cells: list[str | Text] = [_label(row, constant)]
+        cells: list[str | Text] = [table_label(row._asdict(), constant)]
         cells += [
             f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
             f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
@@ -141,11 +105,15 @@ def _speedup_summary(ok: pd.DataFrame) -> str:
     gm_macs = geometric_mean(ok.mac_reduction)
     slower = int((ok.speedup_ci_high < 1).sum())
     faster = int((ok.speedup_ci_low > 1).sum())
-    return (
+    no_interval = int(ok.speedup_ci_low.isna().sum())
+    text = (
         f"geometric-mean speedup {gm_speed:.2f}x against a geometric-mean MAC reduction of "
         f"{gm_macs:.2f}x (efficiency {gm_speed / gm_macs:.0%}); separable faster in {faster}, "
-        f"slower in {slower}, within noise in {len(ok) - faster - slower}."
+        f"slower in {slower}, within noise in {len(ok) - faster - slower - no_interval}"
     )
+    if no_interval:
+        text += f", no interval (one round) in {no_interval}"
+    return text + " (95% intervals over rounds)."
 
 
 def summary_lines(results: pd.DataFrame) -> list[str]:
@@ -154,13 +122,14 @@ def summary_lines(results: pd.DataFrame) -> list[str]:
     ``ok`` (parity failures included) never enter a mean."""
     joined = pairs(results)
     lines = []
-    backends = list(dict.fromkeys(joined.backend))
-    for backend in backends:
-        rows = joined[joined.backend == backend]
+    groups = list(dict.fromkeys(zip(joined.backend, joined.env, strict=True)))
+    for backend, env in groups:
+        rows = joined[(joined.backend == backend) & (joined.env == env)]
         ok = rows[(rows.status == "ok") & rows.speedup.notna()]
         skipped = int((rows.status == "skipped").sum())
         failed = len(rows) - len(ok) - skipped
-        who = f"{backend}: s" if len(backends) > 1 else "S"
+        name = f"{backend} {{{env}}}" if env else backend
+        who = f"{name}: s" if len(groups) > 1 else "S"
         if ok.empty:
             text = f"{who}eparable vs standard: no configuration was measured."
         else:

@@ -1,4 +1,4 @@
-"""Pure statistics over raw samples (seconds per iteration). No I/O, no torch."""
+"""Statistics of one variant's raw samples (seconds per iteration): summaries and typed warnings."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ HIGH_SPREAD_RATIO = 0.10
 OUTLIER_MODIFIED_Z = 14.0  # hyperfine's threshold on the modified Z-score
 OUTLIER_SHARE = 0.05  # a few stray blocks do not move a median; warn when they are common
 MIN_SAMPLES = 10
-BOOTSTRAP_RESAMPLES = 2000
-CONFIDENCE = 0.95
 SHORT_BLOCK_OVERHEAD_RATIO = 1000.0  # a block should last >= 1000x the timer's own overhead
 
 
@@ -58,51 +56,6 @@ def summarize(times: np.ndarray | list[float]) -> Summary:
         p90=float(p90),
         std=float(x.std(ddof=1)) if x.size > 1 else 0.0,
     )
-
-
-@dataclass(frozen=True)
-class Speedup:
-    """Median of the per-pair ratios a/b, with a percentile bootstrap interval over the pairs."""
-
-    value: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-
-
-def paired_speedup(
-    a: np.ndarray | list[float],
-    b: np.ndarray | list[float],
-    strata: np.ndarray | list[int] | None = None,
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    confidence: float = CONFIDENCE,
-    seed: int = 0,
-) -> Speedup:
-    """How many times faster b is than a: the median over pairs of ``a[i] / b[i]``.
-
-    ``a[i]`` and ``b[i]`` come from the same pair of adjacent blocks, so a machine that slows
-    down or speeds up moves both alike and the ratio cancels it; the ratio of the two medians
-    does not (when a slow phase covers part of the run, the two medians can land in different
-    phases). The bootstrap resamples pairs within each stratum (round), keeping the rounds'
-    balance in every resample.
-    """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.size == 0:
-        raise ValueError("paired samples must be non-empty and of equal length")
-    ratios = a / b
-    strata = np.zeros(a.size, dtype=int) if strata is None else np.asarray(strata)
-    rng = np.random.default_rng(seed)
-    columns = []
-    for stratum in np.unique(strata):
-        members = np.flatnonzero(strata == stratum)
-        columns.append(members[rng.integers(0, members.size, size=(resamples, members.size))])
-    idx = np.concatenate(columns, axis=1)
-    boot = np.median(ratios[idx], axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(boot, [tail, 100.0 - tail])
-    return Speedup(float(np.median(ratios)), float(low), float(high), confidence)
 
 
 def geometric_mean(values: np.ndarray | list[float]) -> float:

@@ -1,0 +1,177 @@
+"""The machine canary: a fixed workload, independent of torch and onnxruntime, timed after every
+visit of a sweep, so a run records how fast the *machine* was in each round.
+
+Why: comparing two runs made one after the other, a shift shared by every row is either the
+machine changing speed (a noisy neighbour, another CPU frequency) or a regression of every row
+(a library upgrade that slows every conv). The rows alone cannot tell these apart; a workload
+that the change under test cannot touch can. If the canary moved with the rows, the machine
+moved; if the rows moved and the canary did not, the rows themselves changed.
+
+The workload runs on ``threads`` threads at once (as many as the sweep's convolutions use),
+started together and timed as one parallel section, so queueing for a busy core counts as it
+does for a multi-threaded conv. Two parts, timed separately:
+
+- ``compute``: SHA-256 of a 256 KiB buffer per thread, 8 times (cache-resident integer work;
+  hashlib releases the GIL, so the threads really run in parallel);
+- ``memory``: copying a 4 MiB float32 array per thread there and back, 2 times (numpy's copy
+  loop, out of L2, memory bandwidth).
+
+Before each sample the canary sleeps ``settle_s`` (10 ms), so the threads of the workload
+measured just before it (OpenMP threads spin for several ms after a parallel region) are not
+competing with it. A sample costs about 15 ms of wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import platform
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+CANARY_VERSION = 1
+PARTS = ("compute", "memory")
+HASH_BYTES = 256 << 10
+HASH_REPEATS = 8
+COPY_FLOATS = 1 << 20  # 4 MiB of float32
+COPY_REPEATS = 2
+SETTLE_S = 0.01
+
+
+def implementation() -> dict[str, Any]:
+    """What the canary's speed depends on besides the machine: its own version, Python,
+    OpenSSL (the hash) and numpy (the copy). Two runs' canaries are comparable only when these
+    are equal."""
+    return {
+        "version": CANARY_VERSION,
+        "python": platform.python_version(),
+        "openssl": ssl.OPENSSL_VERSION,
+        "numpy": np.__version__,
+    }
+
+
+class Canary:
+    """``threads`` persistent threads that run one part at a time when ``sample`` asks."""
+
+    def __init__(
+        self,
+        threads: int,
+        *,
+        settle_s: float = SETTLE_S,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.threads = max(1, int(threads))
+        self.settle_s = settle_s
+        self.clock = clock
+        self.sleep = sleep
+        rng = np.random.default_rng(0)
+        self._hash_buffers = [rng.bytes(HASH_BYTES) for _ in range(self.threads)]
+        self._src = [rng.random(COPY_FLOATS, dtype=np.float32) for _ in range(self.threads)]
+        self._dst = [s.copy() for s in self._src]  # touched: no page faults when timed
+        self._start = threading.Barrier(self.threads + 1)
+        self._done = threading.Barrier(self.threads + 1)
+        self._job: Callable[[int], None] = self._compute
+        self._stop = False
+        self._workers = [
+            threading.Thread(target=self._loop, args=(i,), daemon=True, name=f"canary-{i}")
+            for i in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+        for part in PARTS:  # one untimed pass: buffers in place, code paths warm
+            self._time(part)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "workload": (
+                f"{self.threads} thread(s): sha256 of {HASH_BYTES >> 10} KiB x{HASH_REPEATS} "
+                f"(compute), copy {COPY_FLOATS * 4 >> 20} MiB there and back x{COPY_REPEATS} "
+                "(memory)"
+            ),
+            "threads": self.threads,
+            "parts": list(PARTS),
+            "settle_s": self.settle_s,
+            "implementation": implementation(),
+        }
+
+    def sample(self) -> dict[str, float]:
+        """Seconds each part took, one parallel section each, after the settle sleep."""
+        self.sleep(self.settle_s)
+        return {part: self._time(part) for part in PARTS}
+
+    def close(self) -> None:
+        self._stop = True
+        self._start.abort()
+        self._done.abort()
+
+    # -- the threads -------------------------------------------------------------------------
+
+    def _time(self, part: str) -> float:
+        self._job = self._compute if part == "compute" else self._memory
+        t0 = self.clock()
+        self._start.wait()
+        self._done.wait()
+        return self.clock() - t0
+
+    def _loop(self, i: int) -> None:
+        while not self._stop:
+            try:
+                self._start.wait()
+                self._job(i)
+                self._done.wait()
+            except threading.BrokenBarrierError:
+                return
+
+    def _compute(self, i: int) -> None:
+        buf = self._hash_buffers[i]
+        for _ in range(HASH_REPEATS):
+            hashlib.sha256(buf).digest()
+
+    def _memory(self, i: int) -> None:
+        src, dst = self._src[i], self._dst[i]
+        for _ in range(COPY_REPEATS):
+            np.copyto(dst, src)
+            np.copyto(src, dst)
+
+
+def default_threads(thread_counts: Sequence[int]) -> int:
+    """The canary's thread count: the most threads any configuration uses, at most the CPUs
+    this process may run on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(max(thread_counts, default=1), cpus))
+
+
+def index(sample: dict[str, float]) -> float:
+    """One number per sample: the geometric mean of the parts' times, seconds."""
+    values = [sample[p] for p in PARTS if p in sample and sample[p] > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
+
+
+def run_estimate(samples: Sequence[dict[str, float]]):
+    """A run's canary speed: per round, the median of its samples' ``index``; then the
+    (trimmed) mean of those round values on the log scale, with its standard error
+    (``stats.RoundEstimate``). None without samples."""
+    from dscbench import stats
+
+    values = list(per_round(samples).values())
+    return stats.estimate(values) if values else None
+
+
+def per_round(samples: Sequence[dict[str, float]], part: str | None = None) -> dict[int, float]:
+    """round -> log of the median of that round's samples (of ``part``, or of the index)."""
+    by_round: dict[int, list[float]] = {}
+    for s in samples:
+        value = index(s) if part is None else s.get(part, math.nan)
+        if math.isfinite(value) and value > 0:
+            by_round.setdefault(int(s["round"]), []).append(value)
+    return {r: math.log(float(np.median(v))) for r, v in sorted(by_round.items())}

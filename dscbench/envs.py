@@ -1,0 +1,393 @@
+"""Interleaved environments: ``dscbench run --env NAME=PYTHON[:VAR=VALUE,...]``.
+
+Each environment is a worker process (worker.py) started with its own interpreter and extra
+environment variables, so one run can A/B two virtualenvs (a library's release against its
+next version) or one interpreter under two settings (``ONEDNN_MAX_CPU_ISA=AVX2``). The
+coordinator drives the rounds and interleaves the environments' blocks (runner.py); this module
+starts, checks and talks to the workers.
+
+Two facts of shared CPUs shape how workers run:
+
+- **Spinning threads.** OpenMP threads (libgomp, which CPU builds of torch use) spin for a few
+  milliseconds after every parallel region before they sleep. A worker that just finished a
+  turn would then steal cores from the next worker's timed blocks: on the 2-core development
+  VM, a 32-channel conv measured 172 us alone and 264 us right after another worker's turn.
+  Workers therefore start with ``GOMP_SPINCOUNT=10000`` (about 0.3 ms of spinning instead of
+  7 ms, measured; no change to a conv's own speed), unless the environment or its ``--env``
+  variables set it, and each turn begins with ``switch_settle`` seconds of untimed calls.
+- **onnxruntime's thread pools** spin after a run too; interleaved runs use per-session pools
+  that stop spinning when a run returns (see backends/ort.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from dscbench import __version__
+from dscbench.errors import DscbenchError, SpecError
+from dscbench.executor import (
+    PROTOCOL_VERSION,
+    BackendReport,
+    CalibrateReport,
+    ExecutorLost,
+    PrepareReport,
+    TurnReport,
+)
+
+ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+SPIN_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
+START_TIMEOUT_S = 300.0  # importing torch on a cold disk can take a while
+TURN_TIMEOUT_S = 600.0  # a turn lasts milliseconds; this only catches a hung kernel
+LOG_TAIL_LINES = 3
+
+
+class EnvError(DscbenchError):
+    """An environment that cannot take part: bad --env text, missing interpreter, no dscbench,
+    a different dscbench or protocol, a backend it lacks."""
+
+
+class WorkerBug(RuntimeError):
+    """An exception in dscbench's own code inside a worker; carries the worker's traceback."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One ``--env``: a name, an interpreter and extra environment variables."""
+
+    name: str
+    python: str  # as resolved to a path
+    variables: dict[str, str] = field(default_factory=dict)
+    text: str = ""  # what the user typed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"python": self.python, "variables": dict(self.variables), "given": self.text}
+
+
+def parse_env(text: str) -> EnvSpec:
+    """``NAME=PYTHON[:VAR=VALUE,...]``. An empty PYTHON means this interpreter; a bare name is
+    looked up on PATH."""
+    flag = f"--env {text!r}"
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise SpecError(f"{flag}: expected NAME=PYTHON[:VAR=VALUE,...]")
+    if not ENV_NAME.match(name):
+        raise SpecError(
+            f"{flag}: environment name {name!r} may use letters, digits and _ . + - only"
+        )
+    python, colon, assignments = rest.partition(":")
+    python = python.strip()
+    variables: dict[str, str] = {}
+    if colon:
+        for item in assignments.split(","):
+            var, eq, value = item.partition("=")
+            var = var.strip()
+            if not eq or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
+                raise SpecError(f"{flag}: {item.strip()!r} is not VAR=VALUE")
+            variables[var] = value
+    if not python:
+        resolved = sys.executable
+    elif os.sep in python or (os.altsep and os.altsep in python):
+        resolved = str(Path(python).expanduser().absolute())
+        if not Path(resolved).is_file():
+            raise SpecError(f"{flag}: interpreter {python!r} does not exist")
+        if not os.access(resolved, os.X_OK):
+            raise SpecError(f"{flag}: interpreter {python!r} is not executable")
+    else:
+        found = shutil.which(python)
+        if found is None:
+            raise SpecError(f"{flag}: interpreter {python!r} is not on PATH")
+        resolved = found
+    return EnvSpec(name, resolved, variables, text)
+
+
+def parse_envs(texts: list[str]) -> list[EnvSpec]:
+    specs = [parse_env(t) for t in texts]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(f"--env: environment name(s) given twice: {', '.join(dupes)}")
+    return specs
+
+
+def worker_environment(spec: EnvSpec) -> dict[str, str]:
+    """The process environment of ``spec``'s worker: ours, its variables, and SPIN_DEFAULTS
+    where neither sets them."""
+    env = dict(os.environ)
+    for var, value in SPIN_DEFAULTS.items():
+        if var not in env and var not in spec.variables:
+            env[var] = value
+    env.update(spec.variables)
+    return env
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class WorkerExecutor:
+    """The coordinator's handle on one environment's worker process; the Executor protocol
+    over the pipe (executor.py documents each call)."""
+
+    def __init__(self, spec: EnvSpec, log_dir: Path):
+        self.spec = spec
+        self.log_path = Path(log_dir) / f"{spec.name}.log"
+        self.proc: subprocess.Popen[str] | None = None
+        self._setup: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
+        self.info: dict[str, Any] = {}
+        self.starts = 0
+        self.start_s = 0.0  # seconds from spawning to a checked handshake, all starts
+        self._spawned_at = 0.0
+
+    # -- process ---------------------------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        """Start the worker and check its handshake; return what it says of itself."""
+        self.spawn()
+        return self.handshake()
+
+    def spawn(self) -> None:
+        """Start the worker process (it imports dscbench and torch while we go on)."""
+        self._spawned_at = time.perf_counter()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child keeps it
+        log.write(f"--- worker start {self.starts + 1}: {self.spec.python} -m dscbench.worker\n")
+        log.flush()
+        try:
+            self.proc = subprocess.Popen(
+                [self.spec.python, "-m", "dscbench.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
+                env=worker_environment(self.spec),
+                cwd=self.log_path.parent,  # not the caller's directory: no stray dscbench import
+                start_new_session=True,  # Ctrl-C is for the coordinator, which stops workers
+            )
+        except OSError as exc:
+            raise EnvError(
+                f"environment {self.spec.name}: cannot start {self.spec.python} "
+                f"({exc.strerror or exc})"
+            ) from None
+        finally:
+            log.close()
+        self.starts += 1
+
+    def handshake(self) -> dict[str, Any]:
+        """Wait for the spawned worker's hello and check it (protocol, dscbench version)."""
+        try:
+            info = self._call("hello", {}, timeout=START_TIMEOUT_S)
+        except ExecutorLost:
+            raise self._start_failure() from None
+        self._check_handshake(info)
+        self.info = info
+        if self._setup is not None:  # a restart: the new worker needs the same backends
+            self._call("setup", {"options": self._setup[0], "specs": self._setup[1]})
+        self.start_s += time.perf_counter() - self._spawned_at
+        return info
+
+    def _start_failure(self) -> EnvError:
+        tail = self.log_tail()
+        where = f"environment {self.spec.name} ({self.spec.python})"
+        if "No module named dscbench" in tail or "No module named 'dscbench'" in tail:
+            return EnvError(
+                f"{where} cannot import dscbench; install dscbench into that environment: "
+                f"{self.spec.python} -m pip install 'dscbench[ort]' (or -e /path/to/checkout)"
+            )
+        return EnvError(f"{where}: the worker did not start ({tail or 'no output'})")
+
+    def _check_handshake(self, info: dict[str, Any]) -> None:
+        where = f"environment {self.spec.name} ({self.spec.python})"
+        if info.get("protocol") != PROTOCOL_VERSION:
+            raise EnvError(
+                f"{where} speaks worker protocol {info.get('protocol')}, this dscbench "
+                f"{PROTOCOL_VERSION}; install the same dscbench ({__version__}) into it"
+            )
+        if info.get("dscbench") != __version__:
+            raise EnvError(
+                f"{where} has dscbench {info.get('dscbench')}, this one is {__version__}; "
+                f"install the same dscbench into it: {self.spec.python} -m pip install "
+                f"'dscbench[ort]=={__version__}' (or -e /path/to/checkout)"
+            )
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        lines = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("--- worker")]
+        return " | ".join(lines[-LOG_TAIL_LINES:])
+
+    def _lost(self, doing: str) -> ExecutorLost:
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+        tail = self.log_tail()
+        text = (
+            f"the worker of environment {self.spec.name} died ({_describe_exit(code)}) "
+            f"while {doing}"
+        )
+        if tail:
+            text += f"; its log ends: {tail}"
+        return ExecutorLost(text + f" (full log: {self.log_path})")
+
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            raise self._lost(f"starting {op}") if proc is not None else ExecutorLost("not started")
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._lost(f"receiving {op}") from None
+        line = self._read_line(proc.stdout, timeout, op)
+        answer = json.loads(line)
+        if answer.get("ok"):
+            return answer.get("result")
+        if answer.get("user"):
+            raise EnvError(f"environment {self.spec.name}: {answer.get('message')}")
+        raise WorkerBug(
+            f"a bug in dscbench inside the worker of environment {self.spec.name} "
+            f"({op}): {answer.get('type')}: {answer.get('message')}\n"
+            f"--- the worker's traceback ---\n{answer.get('traceback')}"
+        )
+
+    def _read_line(self, stream: IO[str], timeout: float | None, op: str) -> str:
+        if timeout is not None:
+            ready, _, _ = select.select([stream], [], [], timeout)
+            if not ready:
+                assert self.proc is not None
+                self.proc.kill()
+                raise self._lost(f"{op} (no answer within {timeout:.0f} s, so it was killed)")
+        line = stream.readline()
+        if not line:
+            raise self._lost(f"running {op}")
+        return line
+
+    def restart(self) -> None:
+        """Stop what is left of the worker and start a fresh one (same backends)."""
+        self.close()
+        try:
+            self.start()
+        except EnvError as exc:
+            raise ExecutorLost(str(exc)) from None
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps({"op": "bye"}) + "\n")
+                proc.stdin.close()
+                proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired, ValueError):
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    # -- the Executor protocol ---------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        return self.info
+
+    def setup(
+        self, options: dict[str, Any], specs: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, BackendReport]:
+        self._setup = (options, specs)
+        answer = self._call("setup", {"options": options, "specs": specs})
+        return {name: BackendReport.from_json(r) for name, r in answer.items()}
+
+    def prepare(
+        self,
+        key: str,
+        spec: dict[str, Any],
+        backend: str,
+        seed: int,
+        parity: bool = False,
+        verify_counts: bool = False,
+    ) -> PrepareReport:
+        args = dict(
+            key=key,
+            spec=spec,
+            backend=backend,
+            seed=seed,
+            parity=parity,
+            verify_counts=verify_counts,
+        )
+        return PrepareReport.from_json(self._call("prepare", args))
+
+    def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport:
+        answer = self._call("calibrate", {"key": key, "harness": harness})
+        return CalibrateReport.from_json(answer)
+
+    def turn(
+        self, key: str, blocks: list[tuple[str, int]], rewarm: list[str], settle_s: float
+    ) -> TurnReport:
+        args = {"key": key, "blocks": blocks, "rewarm": list(rewarm), "settle_s": settle_s}
+        try:
+            answer = self._call("turn", args, timeout=TURN_TIMEOUT_S)
+        except KeyboardInterrupt as exc:
+            # The worker finishes its turn in milliseconds: keep what it measured.
+            exc.partial = self._late_answer()  # type: ignore[attr-defined]
+            raise
+        return TurnReport.from_json(answer)
+
+    def _late_answer(self) -> TurnReport | None:
+        proc = self.proc
+        if proc is None or proc.stdout is None:
+            return None
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 2.0)
+            if not ready:
+                return None
+            answer = json.loads(proc.stdout.readline() or "{}")
+        except (OSError, ValueError, KeyboardInterrupt):
+            return None
+        return TurnReport.from_json(answer["result"]) if answer.get("ok") else None
+
+
+def start_workers(specs: list[EnvSpec], log_dir: Path) -> dict[str, WorkerExecutor]:
+    """Start every environment's worker and check its handshake; on any failure, stop the ones
+    already started and raise."""
+    workers: dict[str, WorkerExecutor] = {}
+    try:
+        for spec in specs:  # all import torch at once
+            workers[spec.name] = WorkerExecutor(spec, log_dir)
+            workers[spec.name].spawn()
+        for worker in workers.values():
+            worker.handshake()
+    except BaseException:
+        for worker in workers.values():
+            worker.close()
+        raise
+    return workers

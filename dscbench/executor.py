@@ -1,0 +1,419 @@
+"""Executors: where the measuring happens. The coordinator (runner.py) decides what to measure
+and in which order; an executor builds the variants, checks them, calibrates and times turns.
+
+``LocalExecutor`` measures in this process. A plain ``dscbench run`` uses it directly, and every
+worker process (``python -m dscbench.worker``, one per ``--env``) serves the same calls with one
+of its own, so both paths run the same timing code. Arguments and reports are plain data
+(JSON-ready dataclasses), which is the whole worker protocol.
+
+Failures of the user's workload (a kernel that does not build, a compiler that gives up, memory
+that runs out, an output that disagrees with the reference) come back as a report's status, with
+the traceback kept for the record; the sweep goes on. An exception escaping from dscbench's own
+code still propagates: it is a bug, and it keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from dscbench import counting
+from dscbench.measure import HarnessOptions, Workload, run_turn, warm_up_and_calibrate
+from dscbench.spec import VARIANTS, BackendOptions, ConvSpec
+
+if TYPE_CHECKING:
+    from dscbench.backends.base import Backend, Prepared
+
+PROTOCOL_VERSION = 1
+
+# Statuses a (configuration, environment) can end in ("kind of failure" otherwise).
+OK = "ok"
+PENDING = "not_measured"  # interrupted before its first visit finished
+BUILD_ERROR = "build_error"
+RUNTIME_ERROR = "runtime_error"
+OUT_OF_MEMORY = "out_of_memory"
+COUNT_MISMATCH = "count_mismatch"
+COMPILE_ERROR = "compile_error"
+PARITY_FAILED = "parity_failed"  # a wrong answer: never timed, never in a summary
+SKIPPED = "skipped"  # its backend cannot run it here (--skip-unavailable)
+WORKER_CRASHED = "worker_crashed"  # the environment's worker process died while measuring it
+HEALTHY = (OK, PENDING, COUNT_MISMATCH)
+
+R = TypeVar("R", bound="Report")
+
+
+class Report:
+    """A dataclass that travels as JSON: ``to_json`` and ``from_json`` (unknown keys ignored,
+    so a newer worker can add fields)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class BackendReport(Report):
+    """One backend in one environment: can it run, on what, and which configurations not."""
+
+    available: bool
+    reason: str = ""
+    device: str = ""
+    device_name: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    timer_overhead_s: float = math.nan
+    cannot: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (spec, reason)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PrepareReport(Report):
+    status: str = OK
+    error: str = ""
+    traceback: str = ""
+    prepare_s: dict[str, float] = field(default_factory=dict)  # this build, compile excluded
+    compile_s: dict[str, float] = field(default_factory=dict)
+    peak_memory_bytes: dict[str, float] = field(default_factory=dict)
+    execution: dict[str, str] = field(default_factory=dict)
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> Parity fields
+    built: bool = False  # False when the variants came from the cache
+    phases: dict[str, float] = field(default_factory=dict)  # prepare, compile, parity, counting
+
+
+@dataclass
+class CalibrateReport(Report):
+    status: str = OK
+    error: str = ""
+    traceback: str = ""
+    iterations: dict[str, int] = field(default_factory=dict)
+    per_iteration_s: dict[str, float] = field(default_factory=dict)
+    untimed_s: float = 0.0
+
+
+@dataclass
+class TurnReport(Report):
+    """``block_s``: each timed block's duration in seconds (the whole block, in the order
+    asked); a failure ends the turn early with the blocks measured before it."""
+
+    status: str = OK
+    error: str = ""
+    traceback: str = ""
+    block_s: list[float] = field(default_factory=list)
+    untimed_s: float = 0.0
+
+
+class ExecutorLost(Exception):
+    """The process behind an executor died (a segfault, an OOM kill); ``restart`` starts a new
+    one."""
+
+
+class Executor(Protocol):
+    """What the coordinator calls; LocalExecutor and envs.WorkerExecutor provide it."""
+
+    def hello(self) -> dict[str, Any]: ...
+
+    def setup(
+        self, options: dict[str, Any], specs: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, BackendReport]: ...
+
+    def prepare(
+        self,
+        key: str,
+        spec: dict[str, Any],
+        backend: str,
+        seed: int,
+        parity: bool,
+        verify_counts: bool,
+    ) -> PrepareReport: ...
+
+    def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport: ...
+
+    def turn(
+        self, key: str, blocks: list[tuple[str, int]], rewarm: list[str], settle_s: float
+    ) -> TurnReport: ...
+
+    def restart(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def failure_status(exc: BaseException) -> str:
+    """out_of_memory or runtime_error, for an exception raised while running a workload."""
+    text = str(exc).lower()
+    if isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text:
+        return OUT_OF_MEMORY
+    return RUNTIME_ERROR
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+class _PreparedCache:
+    """Keeps prepared variants between visits while their tensors fit in ``budget_bytes``;
+    evicted ones are rebuilt (same seed, same weights) on their next visit."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.items: OrderedDict[str, tuple[dict[str, Prepared], int]] = OrderedDict()
+        self.used = 0
+
+    def get(self, key: str) -> dict[str, Prepared] | None:
+        hit = self.items.get(key)
+        if hit is None:
+            return None
+        self.items.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: str, prepared: dict[str, Prepared], size: int) -> None:
+        while self.items and self.used + size > self.budget:
+            _, (_, old) = self.items.popitem(last=False)
+            self.used -= old
+        if size <= self.budget:
+            self.items[key] = (prepared, size)
+            self.used += size
+
+
+@dataclass
+class _Entry:
+    """What this executor knows about one case: its spec, backend and ready variants."""
+
+    spec: ConvSpec
+    backend: str
+    workloads: dict[str, Workload] = field(default_factory=dict)
+
+
+class LocalExecutor:
+    """Measures in this process. ``backends`` maps names to ready instances (tests pass fakes);
+    otherwise ``setup`` creates them from the registry."""
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend] | None = None,
+        *,
+        cache_bytes: int = 1 << 30,
+    ):
+        self.backends: dict[str, Backend] = dict(backends or {})
+        self.given = set(self.backends)
+        self.cache = _PreparedCache(cache_bytes)
+        self.entries: dict[str, _Entry] = {}
+        self.options = BackendOptions()
+
+    # -- handshake -------------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """Protocol and dscbench versions, Python, the environment and torch's default thread
+        count: what a coordinator checks before trusting this executor's numbers."""
+        from dscbench import __version__
+        from dscbench import backends as registry
+        from dscbench.env import collect_environment
+
+        environment = collect_environment()
+        torch_info = environment.get("torch") or {}
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "dscbench": __version__,
+            "python": environment["python"],
+            "executable": environment["executable"],
+            "environment": environment,
+            "default_threads": torch_info.get("num_threads") or 1,
+            "available_backends": registry.available_names(),
+        }
+
+    def setup(
+        self, options: dict[str, Any], specs: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, BackendReport]:
+        """Create each backend the sweep uses (when available here) and let it plan its specs:
+        which it cannot run, and notes (onnxruntime's thread pool choice)."""
+        from dscbench import backends as registry
+
+        self.options = BackendOptions(**options)
+        reports = {}
+        for name, spec_dicts in specs.items():
+            if name in self.given:
+                status = self.backends[name].availability()
+            else:
+                status = registry.availability(name)
+            if not status.available:
+                reports[name] = BackendReport(False, status.reason)
+                continue
+            if name not in self.backends:
+                self.backends[name] = registry.create(name, self.options)
+            backend = self.backends[name]
+            specs_here = [ConvSpec(**s) for s in spec_dicts]
+            cannot = backend.plan(specs_here)
+            reports[name] = BackendReport(
+                True,
+                device=backend.device,
+                device_name=backend.device_name(),
+                versions=backend.versions(),
+                timer_overhead_s=backend.timer().overhead(),
+                cannot=[(asdict(s), reason) for s, reason in cannot.items()],
+                notes=list(getattr(backend, "notes", [])),
+            )
+        return reports
+
+    # -- measuring -------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        key: str,
+        spec: dict[str, Any],
+        backend: str,
+        seed: int,
+        parity: bool = False,
+        verify_counts: bool = False,
+    ) -> PrepareReport:
+        """Make the case's variants ready (from the cache, or built with ``seed``); on request,
+        check their outputs against the float64 reference and their counts against fvcore."""
+        from dscbench.backends.base import CompileFailed
+
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = _Entry(ConvSpec(**spec), backend)
+        report = PrepareReport(
+            phases=dict.fromkeys(("prepare", "compile", "parity", "counting"), 0)
+        )
+        prepared = self.cache.get(key)
+        if prepared is None:
+            impl = self.backends[backend]
+            prepared = {}
+            try:
+                for v in VARIANTS:
+                    t0 = time.perf_counter()
+                    p = impl.prepare(entry.spec, v, seed)
+                    spent = time.perf_counter() - t0
+                    compiled = p.compile_s if math.isfinite(p.compile_s) else 0.0
+                    report.phases["compile"] += compiled
+                    report.phases["prepare"] += spent - compiled
+                    report.prepare_s[v] = spent - compiled
+                    report.compile_s[v] = p.compile_s
+                    report.peak_memory_bytes[v] = p.peak_memory_bytes
+                    report.execution[v] = p.execution
+                    prepared[v] = p
+            except CompileFailed as exc:
+                report.status, report.error = COMPILE_ERROR, str(exc)
+                report.traceback = traceback.format_exc()
+                return report
+            except Exception as exc:  # a broken build must not stop the sweep
+                report.status, report.error = BUILD_ERROR, one_line(exc)
+                report.traceback = traceback.format_exc()
+                return report
+            report.built = True
+            size = sum(counting.closed_form(entry.spec, v).bytes for v in VARIANTS)
+            self.cache.put(key, prepared, size)
+        entry.workloads = {v: Workload(prepared[v].run, prepared[v].context) for v in VARIANTS}
+        if verify_counts:
+            t0 = time.perf_counter()
+            self._verify_counts(entry.spec, prepared, report)
+            report.phases["counting"] += time.perf_counter() - t0
+        if parity:
+            t0 = time.perf_counter()
+            self._check_parity(entry.spec, prepared, seed, report)
+            report.phases["parity"] += time.perf_counter() - t0
+        return report
+
+    def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport:
+        """Warm each variant up and size its blocks (``HarnessOptions`` fields in ``harness``)."""
+        entry = self.entries[key]
+        impl = self.backends[entry.backend]
+        impl.set_threads(entry.spec.threads)
+        options = HarnessOptions(**harness)
+        timer = impl.timer()
+        report = CalibrateReport()
+        try:
+            for v in VARIANTS:
+                cal = warm_up_and_calibrate(entry.workloads[v], timer, options)
+                report.iterations[v] = cal.iterations
+                report.per_iteration_s[v] = cal.per_iteration_s
+                report.untimed_s += cal.spent_s
+        except Exception as exc:
+            report.status, report.error = failure_status(exc), one_line(exc)
+            report.traceback = traceback.format_exc()
+        return report
+
+    def turn(
+        self,
+        key: str,
+        blocks: list[tuple[str, int]],
+        rewarm: list[str] | tuple[str, ...] = (),
+        settle_s: float = 0.0,
+    ) -> TurnReport:
+        """Time ``blocks`` of (variant, iterations) back to back after the untimed calls
+        ``run_turn`` describes. A failing workload ends the turn with what was measured."""
+        entry = self.entries[key]
+        impl = self.backends[entry.backend]
+        impl.set_threads(entry.spec.threads)
+        try:
+            times = run_turn(
+                entry.workloads, impl.timer(), [tuple(b) for b in blocks], rewarm, settle_s
+            )
+        except KeyboardInterrupt as exc:
+            partial = getattr(exc, "partial", None)
+            exc.partial = TurnReport(  # type: ignore[attr-defined]
+                block_s=partial.block_s if partial else [],
+                untimed_s=partial.untimed_s if partial else 0.0,
+            )
+            raise
+        except Exception as exc:
+            partial = getattr(exc, "partial", None)
+            return TurnReport(
+                status=failure_status(exc),
+                error=one_line(exc),
+                traceback=traceback.format_exc(),
+                block_s=partial.block_s if partial else [],
+                untimed_s=partial.untimed_s if partial else 0.0,
+            )
+        return TurnReport(block_s=times.block_s, untimed_s=times.untimed_s)
+
+    def restart(self) -> None:
+        """Nothing to restart: this process is the executor."""
+
+    def close(self) -> None:
+        self.cache = _PreparedCache(self.cache.budget)
+        self.entries.clear()
+
+    # -- checks ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_parity(
+        spec: ConvSpec, prepared: Mapping[str, Prepared], seed: int, report: PrepareReport
+    ) -> None:
+        from dscbench import parity
+
+        problems = []
+        for v in VARIANTS:
+            result = parity.check(
+                prepared[v].output(), parity.reference_output(spec, v, seed), spec.dtype
+            )
+            report.parity[v] = asdict(result)
+            if not result.passed:
+                problems.append(f"{v}: {result.problem}")
+        if problems:
+            report.status, report.error = PARITY_FAILED, "; ".join(problems)
+
+    @staticmethod
+    def _verify_counts(
+        spec: ConvSpec, prepared: Mapping[str, Prepared], report: PrepareReport
+    ) -> None:
+        problems = []
+        for v in VARIANTS:
+            p = prepared[v]
+            if p.module is None:
+                continue  # a backend without a torch module (fakes, future exported graphs)
+            mismatch = counting.cross_check(
+                counting.closed_form(spec, v), p.module, p.example_input
+            )
+            if mismatch:
+                problems.append(f"{v}: {mismatch}")
+        if problems and report.status == OK:
+            report.status, report.error = COUNT_MISMATCH, "; ".join(problems)

@@ -1,0 +1,84 @@
+"""The one human label of a result row, used by every table, comparison and progress line.
+
+``n1 32->64 @56 k3s1 float32 t2 channels_last onnxruntime-cpu {env}``: batch, shape, dtype,
+threads, memory format, backend and environment. Tables leave out the axes that are the same on
+every row (``constant_axes``) and say them once in the title instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Axes a label may leave out because they are constant across a table, in label order.
+OPTIONAL_AXES = ("batch", "dtype", "threads", "memory_format", "backend", "env")
+DEFAULT_MEMORY_FORMAT = "contiguous"
+
+
+def shape_label(row: Mapping[str, Any]) -> str:
+    """'32->64 @56 k3s1' (or '@56x48' for a non-square input)."""
+    h, w = row["height"], row["width"]
+    size = f"{h}" if h == w else f"{h}x{w}"
+    return f"{row['in_channels']}->{row['out_channels']} @{size} k{row['kernel']}s{row['stride']}"
+
+
+def row_label(
+    row: Mapping[str, Any], omit: Iterable[str] = (), *, spell_memory_format: bool = False
+) -> str:
+    """The label of one configuration (a dict or a pandas row's fields).
+
+    Axes in ``omit`` are left out, and so are an empty backend or environment. The default
+    (contiguous) memory format is spelled out only with ``spell_memory_format`` (tables where
+    the memory format varies)."""
+    omit = set(omit)
+    parts = []
+    if "batch" not in omit:
+        parts.append(f"n{row['batch']}")
+    parts.append(shape_label(row))
+    if "dtype" not in omit:
+        parts.append(str(row["dtype"]))
+    if "threads" not in omit:
+        parts.append(f"t{row['threads']}")
+    fmt = row.get("memory_format", DEFAULT_MEMORY_FORMAT)
+    if "memory_format" not in omit and (fmt != DEFAULT_MEMORY_FORMAT or spell_memory_format):
+        parts.append(str(fmt))
+    backend = row.get("backend") or ""
+    if "backend" not in omit and backend:
+        parts.append(str(backend))
+    env = row.get("env") or ""
+    if "env" not in omit and env:
+        parts.append(f"{{{env}}}")
+    return " ".join(parts)
+
+
+def constant_axes(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The optional axes that have one value over ``rows`` (axis -> that value)."""
+    seen: dict[str, set[Any]] = {axis: set() for axis in OPTIONAL_AXES}
+    for row in rows:
+        for axis in OPTIONAL_AXES:
+            seen[axis].add(row.get(axis, "") if axis in ("backend", "env") else row[axis])
+    return {axis: next(iter(v)) for axis, v in seen.items() if len(v) == 1}
+
+
+def table_label(row: Mapping[str, Any], constant: Mapping[str, Any]) -> str:
+    """``row_label`` for a table whose constant axes (said once in its title) are ``constant``;
+    where the memory format varies, even the default one is spelled out."""
+    return row_label(row, constant, spell_memory_format="memory_format" not in constant)
+
+
+def describe_constant(constant: Mapping[str, Any]) -> str:
+    """'batch 1, float32, 2 thread(s), torch-cpu': a table title's account of its constant axes."""
+    parts = []
+    if "batch" in constant:
+        parts.append(f"batch {constant['batch']}")
+    if "dtype" in constant:
+        parts.append(str(constant["dtype"]))
+    if "threads" in constant:
+        parts.append(f"{constant['threads']} thread(s)")
+    if constant.get("memory_format", DEFAULT_MEMORY_FORMAT) != DEFAULT_MEMORY_FORMAT:
+        parts.append(str(constant["memory_format"]))
+    if constant.get("backend"):
+        parts.append(str(constant["backend"]))
+    if constant.get("env"):
+        parts.append(f"env {constant['env']}")
+    return ", ".join(parts)

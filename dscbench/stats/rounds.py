@@ -1,0 +1,245 @@
+"""Statistics over rounds: the unit of replication behind every interval dscbench prints.
+
+Samples taken within one round come from one machine state, seconds apart, so they agree far
+more closely than two runs do; an interval built from samples (or from resampled blocks)
+claims a precision that a rerun does not reproduce. Rounds revisit every configuration in a
+fresh order over the whole run, so the spread of a row's per-round values shows how much the
+machine wandered while it ran. Every estimate here is a mean of per-round values on the log
+scale (ratios become differences), with a t interval over rounds:
+
+- from 10 rounds on, a Yuen trimmed mean (``TRIM`` of the rounds from each end: one round of
+  ten), whose standard error comes from the winsorized variance, so one round spoiled by a slow
+  phase of the machine neither moves the estimate nor swamps its spread;
+- two estimates combine by Yuen-Welch (``welch``), as compare does for two runs.
+
+Pure functions over numpy arrays and pandas frames; scipy is imported where a quantile is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dscbench.stats.samples import StatWarning
+
+TRIM = 0.1  # share of rounds trimmed from each end: none below 10 rounds, one of 10, two of 20
+CONFIDENCE = 0.95
+MAD_TO_SD = 1.4826  # the MAD of a normal sample, times this, estimates its standard deviation
+
+
+def trimmed_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Yuen's trimmed mean (TRIM from each end) of each row of ``x`` (rows x rounds), the
+    squared standard error from the winsorized variance, and its degrees of freedom (h - 1,
+    h = rounds kept). With fewer than 10 rounds nothing is trimmed: a plain mean and t. With
+    fewer than 2 rounds kept the standard error is NaN."""
+    x = np.sort(np.asarray(x, dtype=float), axis=1)
+    n = x.shape[1]
+    g = int(TRIM * n)
+    h = n - 2 * g
+    mean = x[:, g : n - g].mean(axis=1)
+    if h < 2:
+        return mean, np.full(len(x), np.nan), np.zeros(len(x))
+    w = x.copy()
+    w[:, :g] = x[:, [g]]
+    w[:, n - g :] = x[:, [n - g - 1]]
+    se2 = (n - 1) * w.var(axis=1, ddof=1) / (h * (h - 1))
+    return mean, se2, np.full(len(x), h - 1.0)
+
+
+def t_quantile(confidence: float, df: np.ndarray | float) -> np.ndarray | float:
+    """The two-sided Student t quantile for ``confidence`` at ``df`` degrees of freedom."""
+    from scipy import stats
+
+    return stats.t.ppf(0.5 + confidence / 2, df)
+
+
+@dataclass(frozen=True)
+class RoundEstimate:
+    """The (trimmed) mean of per-round values on the log scale, with its standard error."""
+
+    mean: float
+    se2: float  # squared standard error; NaN with fewer than 2 rounds
+    df: float
+    n: int  # rounds
+
+    def half_width(self, confidence: float = CONFIDENCE) -> float:
+        """Half-width of the t interval (log scale); NaN without two rounds."""
+        if not (self.df >= 1 and math.isfinite(self.se2)):
+            return math.nan
+        return float(t_quantile(confidence, self.df)) * math.sqrt(self.se2)
+
+
+def estimate(values: np.ndarray | list[float]) -> RoundEstimate:
+    """The RoundEstimate of one row's per-round values (log scale)."""
+    x = np.asarray(values, dtype=float)[None, :]
+    if x.size == 0:
+        return RoundEstimate(math.nan, math.nan, 0.0, 0)
+    mean, se2, df = trimmed_stats(x)
+    return RoundEstimate(float(mean[0]), float(se2[0]), float(df[0]), x.shape[1])
+
+
+def welch(
+    se2_a: np.ndarray, df_a: np.ndarray, se2_b: np.ndarray, df_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Variance and Welch-Satterthwaite degrees of freedom of the difference of two
+    independent estimates (Yuen-Welch for trimmed means). Where the formula breaks down (a
+    zero variance), the smaller of the two degrees of freedom, at least 1."""
+    v = se2_a + se2_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = v**2 / (se2_a**2 / df_a + se2_b**2 / df_b)
+    fallback = np.maximum(np.minimum(df_a, df_b), 1)
+    return v, np.where(np.isfinite(df) & (df > 0), df, fallback)
+
+
+def per_round_log_median(values: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+    """log of the median of ``values`` within each round, in round order."""
+    frame = pd.DataFrame({"round": np.asarray(rounds), "x": np.asarray(values, dtype=float)})
+    return np.log(frame.groupby("round", sort=True).x.median().to_numpy())
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How many times faster the separable variant ran: the geometric mean over rounds of each
+    round's median per-pair ratio (trimmed from 10 rounds on), with a t interval over rounds.
+    ``ci_low``/``ci_high`` are NaN with fewer than two rounds."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    rounds: int
+
+    @property
+    def relative_half_width(self) -> float:
+        """Half the interval's width as a share of the value (the ``--precision`` measure)."""
+        if not (math.isfinite(self.ci_low) and math.isfinite(self.ci_high)):
+            return math.nan
+        return (self.ci_high - self.ci_low) / 2 / self.value
+
+
+def round_speedup(
+    standard: np.ndarray | list[float],
+    separable: np.ndarray | list[float],
+    rounds: np.ndarray | list[int],
+    confidence: float = CONFIDENCE,
+) -> Speedup:
+    """The speedup of separable over standard from paired blocks (``standard[i]`` and
+    ``separable[i]`` adjacent in time, measured in round ``rounds[i]``).
+
+    Within a round, the median of the per-pair ratios cancels a machine that changes speed
+    (both blocks of a pair see it alike). Across rounds, the spread of those round values is
+    what a rerun would see, so the interval is a t interval over rounds, not a resampling of
+    pairs: pairs seconds apart are not independent replicates.
+    """
+    a = np.asarray(standard, dtype=float)
+    b = np.asarray(separable, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("paired samples must be non-empty and of equal length")
+    est = estimate(per_round_log_median(a / b, np.asarray(rounds)))
+    half = est.half_width(confidence)
+    return Speedup(
+        value=math.exp(est.mean),
+        ci_low=math.exp(est.mean - half),
+        ci_high=math.exp(est.mean + half),
+        confidence=confidence,
+        rounds=est.n,
+    )
+
+
+def check_rounds(rounds: int) -> list[StatWarning]:
+    """A ``few_rounds`` warning when an interval over rounds cannot be formed (one round)."""
+    if rounds >= 2:
+        return []
+    return [
+        StatWarning("few_rounds", f"{rounds} round(s) give no interval; use --rounds 3 or more")
+    ]
+
+
+def row_estimates(values: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Per key of ``values`` (one row per key and round, column ``cost``): the trimmed mean of
+    the round values, its squared standard error, degrees of freedom and number of rounds."""
+    lists = values.groupby(key, sort=False).cost.agg(list)
+    sizes = lists.map(len).to_numpy()
+    out = pd.DataFrame(index=lists.index, columns=["mean", "se2", "df", "n"], dtype=float)
+    for n in np.unique(sizes):
+        pick = sizes == n
+        mean, se2, df = trimmed_stats(np.array(lists[pick].tolist(), dtype=float))
+        out.loc[pick, "mean"], out.loc[pick, "se2"], out.loc[pick, "df"] = mean, se2, df
+        out.loc[pick, "n"] = n
+    return out
+
+
+def remove_round_effects(
+    values: pd.DataFrame, key: list[str], group: str, min_rows: int
+) -> pd.DataFrame:
+    """Subtract from every round value (column ``cost``, log scale) the part all rows of its
+    ``group`` (a backend) share in that round.
+
+    A machine that runs 15% slow for one round slows every row visited in it; in log space that
+    is an additive round effect, estimated as the median over rows of (round value - the row's
+    mean). Groups with fewer than ``min_rows`` rows are left as they are. What remains is each
+    row's own round-to-round noise, which is what its interval should reflect.
+    """
+    values = values.copy()
+    row_mean = values.groupby(key, sort=False).cost.transform("mean")
+    values["residual"] = values.cost - row_mean
+    rows_per_group = values.groupby(group).cost.transform("size") / values.groupby(group)[
+        "round"
+    ].transform("nunique")
+    effect = values.groupby([group, "round"]).residual.transform("median")
+    effect = effect.where(rows_per_group >= min_rows, 0.0)
+    values["cost"] = values.cost - effect
+    return values.drop(columns="residual")
+
+
+def round_effects(values: pd.DataFrame, key: list[str]) -> pd.Series:
+    """The part of each round's values that all rows share: per round, the median over rows of
+    (round value - the row's mean), log scale. What a machine canary is checked against."""
+    residual = values.cost - values.groupby(key, sort=False).cost.transform("mean")
+    return residual.groupby(values["round"]).median()
+
+
+@dataclass(frozen=True)
+class Shift:
+    """The median of many rows' log-ratios, with its distribution-free interval."""
+
+    center: float
+    low: float
+    high: float
+    rows: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def common_shift(d: np.ndarray, confidence: float, min_rows: int) -> Shift:
+    """The median of the rows' log-ratios ``d`` with its order-statistic interval (scipy's
+    ``quantile_test``); with fewer than ``min_rows`` rows (or all equal) the interval is the
+    point."""
+    from scipy import stats
+
+    d = np.asarray(d, dtype=float)
+    center = float(np.median(d))
+    low = high = center
+    if len(d) >= min_rows and np.ptp(d) > 0:
+        ci = stats.quantile_test(d, q=center, p=0.5).confidence_interval(confidence)
+        low, high = float(ci.low), float(ci.high)
+    return Shift(center, low, high, len(d))
+
+
+def robust_sd(x: np.ndarray) -> float:
+    """MAD-based standard deviation of ``x`` around its median."""
+    x = np.asarray(x, dtype=float)
+    return float(MAD_TO_SD * np.median(np.abs(x - np.median(x)))) if x.size else math.nan
+
+
+def spread(table: pd.DataFrame) -> float:
+    """How much a run's round values disagree: the median over rows of the standard deviation
+    of a row's round values (log scale), from a ``row_estimates`` table. NaN without two rounds."""
+    sd = np.sqrt(table["se2"] * table["n"]).to_numpy(dtype=float)
+    sd = sd[np.isfinite(sd)]
+    return float(np.median(sd)) if sd.size else math.nan

@@ -1,0 +1,81 @@
+"""A worker process: ``PYTHON -m dscbench.worker``, one per ``dscbench run --env``.
+
+It serves a LocalExecutor over a pipe, one JSON object per line: a request is
+``{"op": NAME, "args": {...}}`` and the answer ``{"ok": true, "result": ...}``, or
+``{"ok": false, "user": true, "message": ...}`` for a problem with the user's input or
+environment (the coordinator prints it as one line and exits 2), or ``{"ok": false, "user":
+false, "type": ..., "message": ..., "traceback": ...}`` for a bug in dscbench (the coordinator
+raises it with this traceback). Operations: ``hello``, ``setup``, ``prepare``, ``calibrate``,
+``turn`` (envs.WorkerExecutor documents them) and ``bye``.
+
+The protocol runs on the process's original stdout; file descriptor 1 is pointed at stderr
+first, so a library that prints cannot corrupt it. Ctrl-C is the coordinator's business: the
+worker runs in its own session and ends when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import IO, Any
+
+
+def _answer(out: IO[str], message: dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def serve(requests: IO[str], out: IO[str]) -> None:
+    """Answer requests until ``bye`` or the end of input."""
+    from dscbench.errors import DscbenchError
+    from dscbench.executor import LocalExecutor, Report
+
+    executor = LocalExecutor()
+    handlers = {
+        "hello": executor.hello,
+        "setup": lambda **a: {k: r.to_json() for k, r in executor.setup(**a).items()},
+        "prepare": executor.prepare,
+        "calibrate": executor.calibrate,
+        "turn": executor.turn,
+    }
+    for line in requests:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        op = request.get("op")
+        if op == "bye":
+            _answer(out, {"ok": True, "result": None})
+            return
+        try:
+            result = handlers[op](**request.get("args", {}))
+        except DscbenchError as exc:
+            _answer(out, {"ok": False, "user": True, "message": str(exc)})
+            continue
+        except Exception as exc:  # a bug in dscbench: the coordinator shows this traceback
+            _answer(
+                out,
+                {
+                    "ok": False,
+                    "user": False,
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "traceback": traceback.format_exc(),
+                },
+            )
+            continue
+        if isinstance(result, Report):
+            result = result.to_json()
+        _answer(out, {"ok": True, "result": result})
+
+
+def main() -> None:
+    protocol_out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # stray prints from libraries land in the log, not in the protocol
+    sys.stdout = sys.stderr
+    serve(sys.stdin, protocol_out)
+
+
+if __name__ == "__main__":
+    main()
