@@ -34,14 +34,16 @@ def bench(session: nox.Session) -> None:
     """The committed benchmarks behind the targets quoted in issues (takes several minutes).
 
     `nox -s bench` runs all; `nox -s bench -- run [overhead agreement reproducibility]`,
-    `nox -s bench -- backends [ort-prep all]` or `nox -s bench -- compare [runs real-aa simulate
-    scale]` runs one script, or some of its parts.
+    `nox -s bench -- backends [ort-prep all]`, `nox -s bench -- compare [runs real-aa simulate
+    scale]` or `nox -s bench -- gate [runs interleaved calibration canary sequential aa power
+    isa overhead]` runs one script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort]")
     scripts = {
         "run": "benchmarks/bench_run.py",
         "backends": "benchmarks/bench_backends.py",
         "compare": "benchmarks/bench_compare.py",
+        "gate": "benchmarks/bench_gate.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

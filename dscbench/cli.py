@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -76,6 +77,13 @@ def root(
     ] = False,
 ) -> None:
     """dscbench: depthwise-separable vs standard convolution, measured."""
+
+
+class Interleave(str, Enum):
+    """How a set orders its blocks when several environments are measured."""
+
+    env = "env"
+    block = "block"
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -186,6 +194,16 @@ def run(
         bool,
         typer.Option(help="Check every output against a float64 reference before timing."),
     ] = True,
+    fresh: Annotated[
+        bool | None,
+        typer.Option(
+            "--fresh/--no-fresh",
+            help="Rebuild every configuration's tensors on each visit (default), so where memory "
+            "places them varies from round to round instead of biasing the whole run; builds "
+            "costing over 5% of a visit (compilation) are kept.",
+            show_default=False,
+        ),
+    ] = None,
     ort_opt_level: Annotated[
         str | None,
         typer.Option(help="onnxruntime graph optimisation: disable, basic, extended, all."),
@@ -221,6 +239,15 @@ def run(
         str | None,
         typer.Option(help="Seconds the whole run may take while --precision adds rounds."),
     ] = None,
+    interleave: Annotated[
+        Interleave,
+        typer.Option(
+            case_sensitive=False,
+            help="With several --env: 'env' runs a set's environments in random order, each "
+            "one's two variants back to back; 'block' shuffles every environment x variant "
+            "block (more mixing, twice the switches between worker processes).",
+        ),
+    ] = Interleave.env,
     canary: Annotated[
         bool,
         typer.Option(help="Time the machine canary after every visit (compare uses it)."),
@@ -264,6 +291,8 @@ def run(
             setattr(sweep.settings, name, value)
     if not parity:
         sweep.settings.parity = False
+    if fresh is not None:
+        sweep.settings.fresh = fresh
     for name, value in (
         ("ort_opt_level", ort_opt_level),
         ("ort_threadpool", ort_threadpool),
@@ -296,6 +325,7 @@ def run(
         precision=target,
         max_time=limit if limit is not None else (DEFAULT_MAX_TIME_S if target else None),
         canary=canary,
+        interleave=interleave.value,
     )
     code = run_command.execute(sweep, options, console=console, command_started=command_started)
     raise typer.Exit(code)

@@ -335,6 +335,7 @@ class WorkerExecutor:
         seed: int,
         parity: bool = False,
         verify_counts: bool = False,
+        fresh: bool = False,
     ) -> PrepareReport:
         args = dict(
             key=key,
@@ -343,6 +344,7 @@ class WorkerExecutor:
             seed=seed,
             parity=parity,
             verify_counts=verify_counts,
+            fresh=fresh,
         )
         return PrepareReport.from_json(self._call("prepare", args))
 

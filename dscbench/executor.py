@@ -132,6 +132,7 @@ class Executor(Protocol):
         seed: int,
         parity: bool,
         verify_counts: bool,
+        fresh: bool,
     ) -> PrepareReport: ...
 
     def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport: ...
@@ -173,6 +174,11 @@ class _PreparedCache:
             return None
         self.items.move_to_end(key)
         return hit[0]
+
+    def drop(self, key: str) -> None:
+        hit = self.items.pop(key, None)
+        if hit is not None:
+            self.used -= hit[1]
 
     def put(self, key: str, prepared: dict[str, Prepared], size: int) -> None:
         while self.items and self.used + size > self.budget:
@@ -272,9 +278,11 @@ class LocalExecutor:
         seed: int,
         parity: bool = False,
         verify_counts: bool = False,
+        fresh: bool = False,
     ) -> PrepareReport:
-        """Make the case's variants ready (from the cache, or built with ``seed``); on request,
-        check their outputs against the float64 reference and their counts against fvcore."""
+        """Make the case's variants ready: from the cache, or built with ``seed`` (always built
+        anew with ``fresh``: new tensors at new addresses, same values). On request, check their
+        outputs against the float64 reference and their counts against fvcore."""
         from dscbench.backends.base import CompileFailed
 
         entry = self.entries.get(key)
@@ -283,6 +291,9 @@ class LocalExecutor:
         report = PrepareReport(
             phases=dict.fromkeys(("prepare", "compile", "parity", "counting"), 0)
         )
+        if fresh:
+            self.cache.drop(key)
+            entry.workloads = {}  # let the old tensors go before the new ones are allocated
         prepared = self.cache.get(key)
         if prepared is None:
             impl = self.backends[backend]

@@ -68,6 +68,7 @@ class HarnessOptions:
     max_block_iterations: int = 1_000_000
     warmup: float = 0.05
     switch_settle: float = 0.0
+    order: str = "env"  # runner.plan_visit: "env" or "block"
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))

@@ -5,10 +5,12 @@ a case in interleaved sets of blocks.
   spends ``min_time / rounds`` seconds of timed blocks on each variant in each environment, so a
   slow phase of a shared machine spreads over all cases instead of landing on one.
 - **Sets.** A visit is a number of *sets*; a set is one block of every environment x variant,
-  in a fresh random order. With one environment a set is the familiar pair (standard and
-  separable adjacent in time); with several, the same configuration in every environment is
-  measured within the same few milliseconds, so a machine that changes speed moves all of them
-  alike. Samples record their set index (``pair``), which is what pairs them up later.
+  in a fresh random order (``plan_visit``: by default the environments in random order, each
+  one's two variants back to back in random order). With one environment a set is the
+  familiar pair (standard and separable adjacent in time); with several, the same
+  configuration in every environment is measured within the same few milliseconds, so a
+  machine that changes speed moves all of them alike. Samples record their set index
+  (``pair``), which is what pairs them up later.
 - **Turns.** Consecutive blocks of one environment go to its executor as one turn; only one
   executor works at a time, the others wait. Executors time their own blocks, so inter-process
   messages are never inside a sample.
@@ -78,6 +80,9 @@ __all__ = [
 ]
 
 MAX_CRASHES = 3  # a worker that dies this many times in a row is given up on
+# With settings.fresh, a case is rebuilt on every visit unless its first build (compilation
+# included) took more than this share of the visit's timed budget in that environment.
+FRESH_BUILD_SHARE = 0.05
 MAX_EXTRA_ROUNDS = 100  # --precision never adds more rounds than this
 RECENT_SAMPLES = 20  # how many recent samples estimate a block's length for planning
 
@@ -115,6 +120,8 @@ class EnvState:
     traceback: str = ""
     visits: int = 0
     checked: bool = False  # parity and counts checked on a first build
+    build_s: float = math.nan  # the first build of both variants, compilation included
+    fresh: bool = True  # still rebuilt on every visit (see FRESH_BUILD_SHARE)
     series: dict[str, Series] = field(default_factory=dict)
     prepare_s: dict[str, float] = field(default_factory=dict)  # per variant, all builds
     compile_s: dict[str, float] = field(default_factory=dict)  # per variant, first build
@@ -227,15 +234,27 @@ def plan_visit(
     series: Mapping[str, Mapping[str, Series]],
     budget_s: float,
     rng: np.random.Generator,
+    order: str = "env",
 ) -> list[list[tuple[str, str]]]:
-    """The sets of one visit: each a random order of every (environment, variant). As many
-    sets as it takes, by the current block-length estimates, for the blocks to add up to
-    ``budget_s`` per environment x variant (at least one set)."""
+    """The sets of one visit, each in a fresh random order: of the environments, each one's
+    two variant blocks adjacent in a random order of their own (``order="env"``), or of every
+    (environment, variant) block (``order="block"``: the most mixing, about twice the switches
+    between worker processes). As many sets as it takes, by the current block-length
+    estimates, for the blocks to add up to ``budget_s`` per environment x variant (at least
+    one set). With one environment both orders are the same random pair."""
     slots = [(env, v) for env in envs for v in VARIANTS]
     per_set = sum(series[env][v].block_estimate_s for env, v in slots)
     target = budget_s * len(slots)
     n = max(1, math.ceil(target / per_set - 1e-9)) if per_set > 0 else 1
-    return [[slots[i] for i in rng.permutation(len(slots))] for _ in range(n)]
+    if order == "block":
+        return [[slots[i] for i in rng.permutation(len(slots))] for _ in range(n)]
+    sets = []
+    for _ in range(n):
+        one: list[tuple[str, str]] = []
+        for e in rng.permutation(len(envs)):
+            one += [(envs[e], VARIANTS[i]) for i in rng.permutation(len(VARIANTS))]
+        sets.append(one)
+    return sets
 
 
 def turns_of(sets: list[list[tuple[str, str]]]) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -348,6 +367,7 @@ def run_sweep(
         executor = executors[env]
         spec = state.case.spec
         checks = not env_state.checked
+        fresh = settings.fresh and env_state.fresh and env_state.checked
         t0 = time.perf_counter()
         try:
             report = executor.prepare(
@@ -357,12 +377,16 @@ def run_sweep(
                 settings.seed,
                 settings.parity and checks,
                 verify_counts and checks,
+                fresh,
             )
         except ExecutorLost as exc:
             lost(env, state, exc)
             return False
         phases.ipc += max(0.0, time.perf_counter() - t0 - sum(report.phases.values()))
         absorb(env_state, report)
+        if not env_state.checked:
+            env_state.build_s = report.phases["prepare"] + report.phases["compile"]
+            env_state.fresh = env_state.build_s <= FRESH_BUILD_SHARE * 2 * share
         env_state.checked = True
         if not env_state.healthy:
             return False
@@ -396,7 +420,9 @@ def run_sweep(
         live = [env for env in envs if state.envs[env].healthy and ready(state, env)]
         if not live:
             return
-        sets = plan_visit(live, {env: state.envs[env].series for env in live}, share, rng)
+        sets = plan_visit(
+            live, {env: state.envs[env].series for env in live}, share, rng, harness.order
+        )
         warmed: set[str] = set()
         for env, blocks in turns_of(sets):
             env_state = state.envs[env]

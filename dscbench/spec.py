@@ -61,7 +61,8 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "bias": [False],
 }
 AXES = tuple(AXIS_DEFAULTS)
-RUN_KEYS = ("min_time", "rounds", "warmup", "seed", "parity")
+RUN_KEYS = ("min_time", "rounds", "warmup", "seed", "parity", "fresh")
+BOOL_RUN_KEYS = ("parity", "fresh")
 ALL_BACKENDS = "all"  # in the backend axis: every backend available on this machine
 
 
@@ -142,6 +143,10 @@ class RunSettings:
     warmup: float = 0.05  # warm-up per variant on the first visit of a case
     seed: int = 0
     parity: bool = True  # compare every output with a float64 reference before timing
+    # Rebuild each case's variants (fresh tensors) on every visit, so where memory happens to
+    # place them is a round-to-round effect the intervals see, not a bias of the whole run
+    # (runner.FRESH_BUILD_SHARE says when a build is too costly to repeat).
+    fresh: bool = True
 
     def validate(self) -> list[str]:
         errors = []
@@ -381,10 +386,10 @@ def parse_spec_text(text: str, source: str) -> Sweep:
         attr = key.replace("-", "_")
         if attr not in RUN_KEYS:
             raise SpecError(f"{source} [run]: unknown key {key!r} (known: {', '.join(RUN_KEYS)})")
-        if attr == "parity":
+        if attr in BOOL_RUN_KEYS:
             if not isinstance(value, bool):
                 raise SpecError(f"{source} [run] {key}: {value!r} is not true or false")
-            settings.parity = value
+            setattr(settings, attr, value)
             continue
         caster = int if attr in ("rounds", "seed") else float
         if isinstance(value, bool) or not isinstance(value, (int, float)):

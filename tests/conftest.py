@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -49,6 +50,7 @@ class FakeBackend:
         fail_prepare: Callable[[ConvSpec, str], Exception | None] = lambda s, v: None,
         fail_run: Callable[[ConvSpec, str, int], Exception | None] = lambda s, v, n: None,
         corrupt: Callable[[ConvSpec, str, np.ndarray], np.ndarray] | None = None,
+        build_s: float = 0.0,
     ) -> None:
         self.clock = clock
         self.cost = cost
@@ -58,8 +60,11 @@ class FakeBackend:
         self.fail_prepare = fail_prepare
         self.fail_run = fail_run
         self.corrupt = corrupt  # turns the true output into a wrong one (parity tests)
+        self.build_s = build_s  # real seconds each prepare() sleeps (an expensive build)
         self.threads_set: list[int] = []
         self.calls = 0
+        self.calls_of: dict[tuple[ConvSpec, str], int] = {}
+        self.builds: dict[tuple[ConvSpec, str], int] = {}
 
     @classmethod
     def availability(cls) -> Availability:
@@ -85,13 +90,16 @@ class FakeBackend:
         problem = self.fail_prepare(spec, variant)
         if problem is not None:
             raise problem
+        if self.build_s:
+            time.sleep(self.build_s)
         base = self.cost(spec, variant)
         noise = self.noise(spec, variant) if callable(self.noise) else self.noise
-        calls = 0
+        key = (spec, variant)
+        self.builds[key] = self.builds.get(key, 0) + 1
 
         def run() -> None:
-            nonlocal calls
-            calls += 1
+            # ``calls`` counts every call of this workload, over all its builds.
+            calls = self.calls_of[key] = self.calls_of.get(key, 0) + 1
             self.calls += 1
             problem = self.fail_run(spec, variant, calls)
             if problem is not None:

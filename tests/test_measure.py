@@ -222,20 +222,28 @@ def test_interrupt_checkpoints_what_was_measured(clock):
     assert sum(checkpoints[-1][2]) >= 2
 
 
-@pytest.mark.parametrize(("cache_bytes", "prepares"), [(1 << 30, 2), (0, 6)])
-def test_prepared_variants_are_cached_within_a_memory_budget(clock, cache_bytes, prepares):
-    backend = FakeBackend(clock, costs(1e-4, 1e-4))
-    calls = []
-    real = backend.prepare
-    backend.prepare = lambda s, v, seed: calls.append(v) or real(s, v, seed)
+@pytest.mark.parametrize(
+    ("fresh", "cache_bytes", "build_s", "builds"),
+    [
+        (False, 1 << 30, 0.0, 1),  # kept between visits
+        (False, 0, 0.0, 3),  # evicted: rebuilt on every visit
+        (True, 1 << 30, 0.0, 3),  # fresh tensors on every visit (the default)
+        (True, 1 << 30, 0.01, 1),  # unless building costs more than 5% of a visit
+    ],
+)
+def test_variants_are_rebuilt_fresh_or_cached(clock, fresh, cache_bytes, build_s, builds):
+    backend = FakeBackend(clock, costs(1e-4, 1e-4), build_s=build_s)
     state = runner.run_sweep(
         fake_cases(1),
-        RunSettings(min_time=0.003, rounds=3, warmup=0.0),
+        RunSettings(min_time=0.03, rounds=3, warmup=0.0, fresh=fresh),
         runner.local({"fake": backend}, cache_bytes=cache_bytes),
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
     )
-    assert len(calls) == prepares  # evicted variants are rebuilt on every visit
-    assert state.cases[0].only.status == "ok" and state.cases[0].only.visits == 3
+    assert set(backend.builds.values()) == {builds}  # per variant
+    env = state.cases[0].only
+    assert env.status == "ok" and env.visits == 3
+    assert env.fresh == (build_s == 0.0)
+    assert env.build_s >= 2 * build_s
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,10 +42,13 @@ MAX_WARNING_LINES = 15
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_INTERRUPTED = 130
-# Interleaved environments: blocks of at least 5 ms, and 0.5 ms of untimed calls when a worker
-# takes over from another (benchmarks/REPORT-gate.md measures both choices).
-ENV_BLOCK_TIME_S = 0.005
-ENV_SWITCH_SETTLE_S = 0.0005
+# Interleaved environments: blocks of at least 10 ms, and 0.3 ms of untimed calls when a worker
+# takes over from another (workers spin about 0.3 ms, envs.SPIN_DEFAULTS); the canary needs
+# only a short settle, as the coordinator runs no OpenMP threads of its own.
+# benchmarks/REPORT-gate.md measures what these choices cost.
+ENV_BLOCK_TIME_S = 0.010
+ENV_SWITCH_SETTLE_S = 0.0003
+ENV_CANARY_SETTLE_S = 0.002
 
 
 @dataclass
@@ -62,6 +65,7 @@ class RunOptions:
     precision: float | None = None
     max_time: float | None = None
     canary: bool = True
+    interleave: str = "env"  # runner.plan_visit's order of a set's blocks
 
 
 @dataclass
@@ -285,7 +289,7 @@ def json_key(spec: dict[str, Any]) -> tuple:
 def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
     """run.json's facts known before measuring (timings and status are added as it goes)."""
     interleaved = plan.envs != [""]
-    harness = harness_for(sweep, plan)
+    harness = harness_for(sweep, plan, options.interleave)
     meta: dict[str, Any] = {
         "tool": "dscbench",
         "command": sys.argv,
@@ -304,6 +308,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         "notes": plan.notes,
         "harness": {
             **harness.to_json(),
+            "fresh_build_share": runner.FRESH_BUILD_SHARE,
             "interval": "t interval over rounds (trimmed mean from 10 rounds)",
             "confidence": CONFIDENCE,
         },
@@ -323,13 +328,14 @@ def _spin_defaults() -> dict[str, str]:
     return dict(SPIN_DEFAULTS)
 
 
-def harness_for(sweep: Sweep, plan: Plan) -> HarnessOptions:
+def harness_for(sweep: Sweep, plan: Plan, order: str = "env") -> HarnessOptions:
     if plan.envs == [""]:
         return HarnessOptions(warmup=sweep.settings.warmup)
     return HarnessOptions(
         warmup=sweep.settings.warmup,
         block_time=ENV_BLOCK_TIME_S,
         switch_settle=ENV_SWITCH_SETTLE_S,
+        order=order,
     )
 
 
@@ -384,6 +390,12 @@ class Recorder:
             for env, e in s.envs.items()
             if e.traceback
         }
+        self.meta["kept_builds"] = [  # not rebuilt each visit: building costs too much
+            f"{s.case.spec.config_id} {s.case.backend}" + (f" {{{env}}}" if env else "")
+            for s in state.cases
+            for env, e in s.envs.items()
+            if e.checked and not e.fresh
+        ]
         self.meta["round_spread"] = run_round_spread(samples)
         results.write_run(self.out_dir, table, samples, self.meta)
         self.write_s += time.perf_counter() - t0
@@ -398,7 +410,10 @@ def measure(
 
     canary = None
     if options.canary:
-        canary = canaries.Canary(canaries.default_threads([c.spec.threads for c in plan.cases]))
+        canary = canaries.Canary(
+            canaries.default_threads([c.spec.threads for c in plan.cases]),
+            settle_s=canaries.SETTLE_S if plan.envs == [""] else ENV_CANARY_SETTLE_S,
+        )
         recorder.canary_describe = canary.describe()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -429,7 +444,7 @@ def measure(
                         plan.executors,
                         checkpoint=recorder,
                         progress=on_progress,
-                        harness=harness_for(sweep, plan),
+                        harness=harness_for(sweep, plan, options.interleave),
                         verify_counts=options.verify_counts,
                         skipped=plan.skips,
                         canary=canary,
