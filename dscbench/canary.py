@@ -9,16 +9,18 @@ moved; if the rows moved and the canary did not, the rows themselves changed.
 
 The workload runs on ``threads`` threads at once (as many as the sweep's convolutions use),
 started together and timed as one parallel section, so queueing for a busy core counts as it
-does for a multi-threaded conv. Two parts, timed separately:
+does for a multi-threaded conv: SHA-256 of a 256 KiB buffer per thread, 8 times (cache-resident
+work; hashlib releases the GIL, so the threads really run in parallel), about 1.2 ms.
 
-- ``compute``: SHA-256 of a 256 KiB buffer per thread, 8 times (cache-resident integer work;
-  hashlib releases the GIL, so the threads really run in parallel);
-- ``memory``: copying a 4 MiB float32 array per thread there and back, 2 times (numpy's copy
-  loop, out of L2, memory bandwidth).
+Version 1 also timed a memory part (a 4 MiB copy there and back). On the development VM it
+followed the machine far too eagerly: between back-to-back runs it moved by up to 33% more than
+the conv rows did (sd 13.6%), while the compute part stayed within 3.7% of them (sd 1.8%;
+benchmarks/REPORT-gate.md). Memory-bandwidth neighbours hit a streaming copy much harder than
+the cache-sized convolutions of a sweep, so version 2 times the compute part alone.
 
 Before each sample the canary sleeps ``settle_s`` (10 ms), so the threads of the workload
 measured just before it (OpenMP threads spin for several ms after a parallel region) are not
-competing with it. A sample costs about 15 ms of wall time.
+competing with it. A sample costs about 11 ms of wall time, most of it that sleep.
 """
 
 from __future__ import annotations
@@ -35,24 +37,20 @@ from typing import Any
 
 import numpy as np
 
-CANARY_VERSION = 1
-PARTS = ("compute", "memory")
+CANARY_VERSION = 2
+PARTS = ("compute",)
 HASH_BYTES = 256 << 10
 HASH_REPEATS = 8
-COPY_FLOATS = 1 << 20  # 4 MiB of float32
-COPY_REPEATS = 2
 SETTLE_S = 0.01
 
 
 def implementation() -> dict[str, Any]:
-    """What the canary's speed depends on besides the machine: its own version, Python,
-    OpenSSL (the hash) and numpy (the copy). Two runs' canaries are comparable only when these
-    are equal."""
+    """What the canary's speed depends on besides the machine: its own version, Python and
+    OpenSSL (the hash). Two runs' canaries are comparable only when these are equal."""
     return {
         "version": CANARY_VERSION,
         "python": platform.python_version(),
         "openssl": ssl.OPENSSL_VERSION,
-        "numpy": np.__version__,
     }
 
 
@@ -73,11 +71,8 @@ class Canary:
         self.sleep = sleep
         rng = np.random.default_rng(0)
         self._hash_buffers = [rng.bytes(HASH_BYTES) for _ in range(self.threads)]
-        self._src = [rng.random(COPY_FLOATS, dtype=np.float32) for _ in range(self.threads)]
-        self._dst = [s.copy() for s in self._src]  # touched: no page faults when timed
         self._start = threading.Barrier(self.threads + 1)
         self._done = threading.Barrier(self.threads + 1)
-        self._job: Callable[[int], None] = self._compute
         self._stop = False
         self._workers = [
             threading.Thread(target=self._loop, args=(i,), daemon=True, name=f"canary-{i}")
@@ -91,9 +86,7 @@ class Canary:
     def describe(self) -> dict[str, Any]:
         return {
             "workload": (
-                f"{self.threads} thread(s): sha256 of {HASH_BYTES >> 10} KiB x{HASH_REPEATS} "
-                f"(compute), copy {COPY_FLOATS * 4 >> 20} MiB there and back x{COPY_REPEATS} "
-                "(memory)"
+                f"{self.threads} thread(s): sha256 of {HASH_BYTES >> 10} KiB x{HASH_REPEATS}"
             ),
             "threads": self.threads,
             "parts": list(PARTS),
@@ -114,7 +107,6 @@ class Canary:
     # -- the threads -------------------------------------------------------------------------
 
     def _time(self, part: str) -> float:
-        self._job = self._compute if part == "compute" else self._memory
         t0 = self.clock()
         self._start.wait()
         self._done.wait()
@@ -124,7 +116,7 @@ class Canary:
         while not self._stop:
             try:
                 self._start.wait()
-                self._job(i)
+                self._compute(i)
                 self._done.wait()
             except threading.BrokenBarrierError:
                 return
@@ -133,12 +125,6 @@ class Canary:
         buf = self._hash_buffers[i]
         for _ in range(HASH_REPEATS):
             hashlib.sha256(buf).digest()
-
-    def _memory(self, i: int) -> None:
-        src, dst = self._src[i], self._dst[i]
-        for _ in range(COPY_REPEATS):
-            np.copyto(dst, src)
-            np.copyto(src, dst)
 
 
 def default_threads(thread_counts: Sequence[int]) -> int:
@@ -152,7 +138,8 @@ def default_threads(thread_counts: Sequence[int]) -> int:
 
 
 def index(sample: dict[str, float]) -> float:
-    """One number per sample: the geometric mean of the parts' times, seconds."""
+    """One number per sample: the geometric mean of the times of the current version's parts,
+    seconds (parts a sample has beyond those, from version 1, are ignored)."""
     values = [sample[p] for p in PARTS if p in sample and sample[p] > 0]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
 

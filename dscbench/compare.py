@@ -584,14 +584,19 @@ def decide_rows(
             cause = "real"
         elif detected and canary is None:
             cause = "machine"
-        elif enough and canary is not None:
+        elif detected and canary is not None:
+            # The rows moved together; did the machine (the canary) move with them?
             m, var_m = canary
             excess = s.center - m
             var_excess = (s.half_width / z) ** 2 + var_m + CANARY_TRACKING_SD**2
-            rows_moved = abs(excess) >= bound / 2 and abs(excess) > z * math.sqrt(var_excess)
-            if rows_moved:
-                cause = "rows"
-                # Every row changed: judge each on its own ratio, minus what the machine did.
+            shared = not (
+                abs(excess) >= bound / 2
+                and abs(excess) > z * math.sqrt(var_excess)
+                and np.sign(excess) == np.sign(s.center)
+            )
+            cause = "machine" if shared else "rows"
+            if cause == "rows":
+                # Every row changed: judge each on its own ratio, net of what the machine did.
                 var_rows = v + extra + var_m + CANARY_TRACKING_SD**2
                 adj_half = q * np.sqrt(np.where(few, np.nan, var_rows))
                 e = d - m
@@ -599,9 +604,6 @@ def decide_rows(
                 pick = mine & ~few
                 verdict[pick], half[pick] = judged[pick], adj_half[pick]
                 notes[pick] = "every row changed (the machine canary did not); judged net of it"
-                detected = True
-            elif detected:
-                cause = "machine"
         if cause == "machine":
             # Rows respond unevenly to a machine that changed speed (memory-bound rows suffer
             # more from a noisy neighbour), so a row is called slower beyond the shift only at

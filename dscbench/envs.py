@@ -256,17 +256,9 @@ class WorkerExecutor:
         return ExecutorLost(text + f" (full log: {self.log_path})")
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            raise self._lost(f"starting {op}") if proc is not None else ExecutorLost("not started")
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise self._lost(f"receiving {op}") from None
-        line = self._read_line(proc.stdout, timeout, op)
-        answer = json.loads(line)
+        """Send one request and interpret the answer: a result, a user error (EnvError, exit
+        2) or a bug in the worker (WorkerBug, with the worker's traceback)."""
+        answer = self._exchange(op, args, timeout)
         if answer.get("ok"):
             return answer.get("result")
         if answer.get("user"):
@@ -276,6 +268,19 @@ class WorkerExecutor:
             f"({op}): {answer.get('type')}: {answer.get('message')}\n"
             f"--- the worker's traceback ---\n{answer.get('traceback')}"
         )
+
+    def _exchange(self, op: str, args: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """One request line out, one answer line back, over the worker's pipes."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            raise self._lost(f"starting {op}") if proc is not None else ExecutorLost("not started")
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._lost(f"receiving {op}") from None
+        return json.loads(self._read_line(proc.stdout, timeout, op))
 
     def _read_line(self, stream: IO[str], timeout: float | None, op: str) -> str:
         if timeout is not None:
@@ -319,6 +324,9 @@ class WorkerExecutor:
 
     def hello(self) -> dict[str, Any]:
         return self.info
+
+    def available(self) -> list[str]:
+        return list(self._call("available", {}))
 
     def setup(
         self, options: dict[str, Any], specs: dict[str, list[dict[str, Any]]]

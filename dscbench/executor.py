@@ -120,6 +120,8 @@ class Executor(Protocol):
 
     def hello(self) -> dict[str, Any]: ...
 
+    def available(self) -> list[str]: ...
+
     def setup(
         self, options: dict[str, Any], specs: dict[str, list[dict[str, Any]]]
     ) -> dict[str, BackendReport]: ...
@@ -220,7 +222,6 @@ class LocalExecutor:
         """Protocol and dscbench versions, Python, the environment and torch's default thread
         count: what a coordinator checks before trusting this executor's numbers."""
         from dscbench import __version__
-        from dscbench import backends as registry
         from dscbench.env import collect_environment
 
         environment = collect_environment()
@@ -232,8 +233,13 @@ class LocalExecutor:
             "executable": environment["executable"],
             "environment": environment,
             "default_threads": torch_info.get("num_threads") or 1,
-            "available_backends": registry.available_names(),
         }
+
+    def available(self) -> list[str]:
+        """The backends that can run in this environment (what ``--backend all`` means)."""
+        from dscbench import backends as registry
+
+        return registry.available_names()
 
     def setup(
         self, options: dict[str, Any], specs: dict[str, list[dict[str, Any]]]

@@ -116,9 +116,8 @@ class FakeBackend:
 
 
 class FakeCanary:
-    """A machine canary on the fake clock's machine: each sample takes 1 ms (compute) and
-    0.5 ms (memory) times ``machine(clock time)``, times seeded noise. Sampling costs no fake
-    time."""
+    """A machine canary on the fake clock's machine: each sample takes 1 ms times
+    ``machine(clock time)``, times seeded noise. Sampling costs no fake time."""
 
     def __init__(
         self,
@@ -134,13 +133,13 @@ class FakeCanary:
 
     def sample(self) -> dict[str, float]:
         f = self.machine(self.clock.t) * (1.0 + self.noise * self.rng.standard_normal())
-        return {"compute": 1e-3 * f, "memory": 5e-4 * f}
+        return {"compute": 1e-3 * f}
 
     def describe(self) -> dict:
         return {
             "workload": "fake",
             "threads": 1,
-            "parts": ["compute", "memory"],
+            "parts": ["compute"],
             "settle_s": 0.0,
             "implementation": {"version": 1, "fake": True},
         }

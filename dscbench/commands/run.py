@@ -183,12 +183,11 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
         executors = dict(workers)
         names = list(workers)
         first = workers[names[0]].info
-        available = [
-            name
-            for name in registry.REGISTRY
-            if all(name in w.info.get("available_backends", []) for w in workers.values())
-        ]
         try:
+            available = None
+            if ALL_BACKENDS in sweep.requested_backends():  # backends every environment has
+                each = [set(w.available()) for w in workers.values()]
+                available = [name for name in registry.REGISTRY if all(name in a for a in each)]
             cases = expand_cases(sweep, int(first.get("default_threads") or 1), available)
             skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
         except BaseException:

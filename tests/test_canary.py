@@ -1,0 +1,71 @@
+"""The machine canary: its workload, its per-round estimate, and what compare makes of it."""
+
+from __future__ import annotations
+
+import math
+import platform
+
+import numpy as np
+import pytest
+
+from dscbench import canary
+
+
+def test_a_real_canary_times_both_parts_on_its_threads():
+    slept: list[float] = []
+    c = canary.Canary(2, sleep=slept.append)
+    try:
+        samples = [c.sample() for _ in range(3)]
+    finally:
+        c.close()
+    assert slept == [canary.SETTLE_S] * 3  # it lets the previous workload's threads settle
+    for s in samples:
+        assert set(s) == set(canary.PARTS)
+        assert all(0 < v < 1.0 for v in s.values())  # milliseconds, not seconds
+    described = c.describe()
+    assert described["threads"] == 2 and described["parts"] == list(canary.PARTS)
+    impl = described["implementation"]
+    assert impl["version"] == canary.CANARY_VERSION == 2
+    assert impl["python"] == platform.python_version() and impl["openssl"]
+
+
+def test_the_canary_times_one_parallel_section_per_part():
+    ticks = iter(range(100))
+    c = canary.Canary(3, clock=lambda: float(next(ticks)), sleep=lambda s: None)
+    try:
+        sample = c.sample()
+    finally:
+        c.close()
+    # one clock reading before and one after the parallel section: one tick apart
+    assert sample == {"compute": 1.0}
+
+
+def test_default_threads_follow_the_sweep_within_the_cpus(monkeypatch):
+    monkeypatch.setattr(canary.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert canary.default_threads([1, 1]) == 1
+    assert canary.default_threads([1, 4, 2]) == 2
+    assert canary.default_threads([]) == 1
+
+
+def test_index_uses_the_current_parts_only():
+    assert canary.index({"compute": 4e-3}) == pytest.approx(4e-3)
+    assert canary.index({"compute": 4e-3, "memory": 1e-3}) == pytest.approx(4e-3)  # version 1
+    assert math.isnan(canary.index({}))
+
+
+def test_per_round_values_and_the_run_estimate():
+    samples = [
+        {"round": 0, "compute": 1e-3},
+        {"round": 0, "compute": 3e-3},
+        {"round": 0, "compute": 2e-3},
+        {"round": 1, "compute": 4e-3, "memory": 8e-3},
+        {"round": 2, "compute": 2e-3},
+    ]
+    per = canary.per_round(samples)
+    assert per == pytest.approx({0: math.log(2e-3), 1: math.log(4e-3), 2: math.log(2e-3)})
+    assert canary.per_round(samples, "memory") == pytest.approx({1: math.log(8e-3)})
+    est = canary.run_estimate(samples)
+    values = np.log([2e-3, 4e-3, 2e-3])
+    assert est.mean == pytest.approx(values.mean()) and est.n == 3 and est.df == 2
+    assert est.se2 == pytest.approx(values.var(ddof=1) / 3)
+    assert canary.run_estimate([]) is None

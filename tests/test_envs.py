@@ -1,0 +1,293 @@
+"""Interleaved environments: --env parsing, the worker protocol (in-process with a fake clock,
+and real worker processes), handshakes, and workers that die."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dscbench import __version__, compare, envs, results, runner, worker
+from dscbench.cli import app
+from dscbench.errors import SpecError
+from dscbench.executor import PROTOCOL_VERSION, LocalExecutor
+from dscbench.measure import HarnessOptions
+from dscbench.spec import Case, RunSettings
+
+from .conftest import FakeBackend, FakeClock, spec
+
+cli = CliRunner()
+TINY = ["--in-channels", "4", "--size", "8", "--kernel", "3", "--stride", "1", "--threads", "1",
+        "--min-time", "0.02", "--rounds", "2", "--warmup", "0"]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# --env
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_env_forms(tmp_path):
+    here = envs.parse_env("base=")
+    assert (here.name, here.python, here.variables) == ("base", sys.executable, {})
+    tuned = envs.parse_env("old=:ONEDNN_MAX_CPU_ISA=SSE41,OMP_NUM_THREADS=1")
+    assert tuned.python == sys.executable
+    assert tuned.variables == {"ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "1"}
+    by_path = envs.parse_env(f"v={sys.executable}:X=a=b")
+    assert by_path.python == sys.executable and by_path.variables == {"X": "a=b"}
+    on_path = envs.parse_env("p=sh")
+    assert Path(on_path.python).name == "sh" and Path(on_path.python).is_absolute()
+    assert envs.parse_env("v.2-rc+1=").name == "v.2-rc+1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base", "--env 'base': expected NAME=PYTHON[:VAR=VALUE,...]"),
+        ("=python3", "--env '=python3': expected NAME=PYTHON[:VAR=VALUE,...]"),
+        ("a b=", "--env 'a b=': environment name 'a b' may use letters, digits and _ . + - only"),
+        (
+            "a=/no/such/python",
+            "--env 'a=/no/such/python': interpreter '/no/such/python' does not exist",
+        ),
+        (
+            "a=no-such-python-anywhere",
+            "--env 'a=no-such-python-anywhere': interpreter "
+            "'no-such-python-anywhere' is not on PATH",
+        ),
+        ("a=:X", "--env 'a=:X': 'X' is not VAR=VALUE"),
+        ("a=:1X=2", "--env 'a=:1X=2': '1X=2' is not VAR=VALUE"),
+    ],
+)
+def test_bad_env_texts_are_one_line(text, message):
+    with pytest.raises(SpecError) as err:
+        envs.parse_env(text)
+    assert str(err.value) == message
+
+
+def test_env_names_must_differ():
+    with pytest.raises(SpecError, match="given twice: a"):
+        envs.parse_envs(["a=", "b=", "a=:X=1"])
+
+
+def test_workers_spin_briefly_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert envs.worker_environment(envs.parse_env("a="))["GOMP_SPINCOUNT"] == "10000"
+    assert envs.worker_environment(envs.parse_env("a=:GOMP_SPINCOUNT=5"))["GOMP_SPINCOUNT"] == "5"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "7")
+    assert envs.worker_environment(envs.parse_env("a="))["GOMP_SPINCOUNT"] == "7"
+
+
+def test_bad_env_on_the_command_line_is_exit_2():
+    res = cli.invoke(app, ["run", *TINY, "--env", "a=/no/such/python"])
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        "error: --env 'a=/no/such/python': interpreter '/no/such/python' does not exist"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol, in process, on a fake clock
+# ---------------------------------------------------------------------------------------------
+
+
+class Loopback(envs.WorkerExecutor):
+    """A WorkerExecutor whose 'process' is a LocalExecutor answering through the real
+    protocol code (JSON both ways, worker.dispatch), so both environments share a fake clock."""
+
+    def __init__(self, name: str, backend: FakeBackend, tmp_path: Path):
+        super().__init__(envs.EnvSpec(name, sys.executable), tmp_path)
+        self.local = LocalExecutor({"fake": backend})
+        self.requests: list[str] = []
+
+    def _exchange(self, op, args, timeout):
+        self.requests.append(op)
+        request = json.loads(json.dumps({"op": op, "args": args}))
+        return json.loads(json.dumps(worker.dispatch(self.local, request)))
+
+
+def test_the_protocol_carries_a_sweep_of_two_environments(tmp_path):
+    clock = FakeClock()
+
+    def cost(factor):
+        return lambda s, v: factor * (2e-4 if v == "standard" else 1e-4)
+
+    executors = {
+        "base": Loopback("base", FakeBackend(clock, cost(1.0)), tmp_path),
+        "head": Loopback("head", FakeBackend(clock, cost(1.25)), tmp_path),
+    }
+    info = executors["base"]._call("hello", {})
+    assert info["protocol"] == PROTOCOL_VERSION and info["dscbench"] == __version__
+    specs = {"fake": [vars(spec())]}
+    for ex in executors.values():
+        (report,) = ex.setup({"ort_opt_level": "all"}, specs).values()
+        assert report.available and report.device_name == "fake cpu" and report.cannot == []
+    state = runner.run_sweep(
+        [Case(spec(), "fake"), Case(spec(in_channels=16, out_channels=16), "fake")],
+        RunSettings(min_time=0.02, rounds=3, warmup=0.0, parity=False),
+        executors,
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0, switch_settle=2e-4),
+        verify_counts=False,
+    )
+    assert set(executors["head"].requests) == {"setup", "prepare", "calibrate", "turn"}
+    table, samples = results.build_tables(state, {"fake": ("cpu", "fake cpu")})
+    assert set(table.env) == {"base", "head"} and (table.status == "ok").all()
+    head = table[(table.env == "head") & (table.variant == "standard")]
+    assert head.latency_median_s.iloc[0] == pytest.approx(2.5e-4)
+    rs = results.ResultSet(
+        {"environments": {"base": {}, "head": {}}, "schema_version": 3}, table, samples
+    )
+    comparison = compare.compare_envs(rs)
+    assert {c.verdict for c in comparison.changes} == {"slower"}
+    assert all(c.ratio == pytest.approx(1.25) for c in comparison.changes)
+
+
+def test_a_user_error_in_a_worker_is_one_line_and_a_bug_keeps_its_traceback(tmp_path):
+    loop = Loopback("x", FakeBackend(FakeClock(), lambda s, v: 1e-4), tmp_path)
+
+    def refuse(**args):  # what onnxruntime-cpu's plan says of two thread counts, say
+        raise SpecError("--ort-threadpool 'global': onnxruntime-cpu has one process-wide pool")
+
+    loop.local.setup = refuse
+    with pytest.raises(envs.EnvError) as err:
+        loop._call("setup", {"options": {}, "specs": {}})
+    assert str(err.value) == (
+        "environment x: --ort-threadpool 'global': onnxruntime-cpu has one process-wide pool"
+    )
+    with pytest.raises(envs.WorkerBug) as bug:
+        loop._call("turn", {"key": "never prepared", "blocks": [], "rewarm": [], "settle_s": 0})
+    assert "KeyError" in str(bug.value) and "the worker's traceback" in str(bug.value)
+    assert "Traceback (most recent call last)" in str(bug.value)
+
+
+def test_serve_answers_line_by_line_and_stops_at_bye():
+    import io
+
+    requests = io.StringIO(
+        json.dumps({"op": "nonsense"}) + "\n\n" + json.dumps({"op": "bye"}) + "\n"
+        + json.dumps({"op": "hello"}) + "\n"  # never read
+    )  # fmt: skip
+    out = io.StringIO()
+    worker.serve(requests, out, executor=LocalExecutor())
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert answers[0]["ok"] is False and answers[0]["message"] == "no op 'nonsense'"
+    assert answers[1] == {"ok": True, "result": None}
+    assert len(answers) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Real worker processes
+# ---------------------------------------------------------------------------------------------
+
+
+def fake_python(tmp_path: Path, hello: dict) -> Path:
+    """An 'interpreter' whose worker answers the handshake with ``hello``."""
+    script = tmp_path / "python-fake"
+    body = (
+        "import json, sys; sys.stdin.readline(); "
+        f"print(json.dumps({{'ok': True, 'result': {hello!r}}}), flush=True); sys.stdin.read()"
+    )
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{body}"\n')
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hello", "message"),
+    [
+        ({"protocol": PROTOCOL_VERSION, "dscbench": "0.0.1"}, "has dscbench 0.0.1, this one is"),
+        ({"protocol": 99, "dscbench": __version__}, "speaks worker protocol 99, this dscbench"),
+    ],
+)
+def test_a_handshake_mismatch_is_one_line_and_exit_2(tmp_path, hello, message):
+    python = fake_python(tmp_path, hello)
+    out = tmp_path / "run"
+    res = cli.invoke(app, ["run", *TINY, "--env", "a=", "--env", f"b={python}", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith(f"error: environment b ({python}) ") and message in line
+    assert not out.exists()  # nothing was measured, nothing is left behind
+
+
+@pytest.mark.slow
+def test_an_interpreter_without_dscbench_is_told_how_to_install_it(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    python = bare / "bin" / "python"
+    res = cli.invoke(app, ["run", *TINY, "--env", "a=", "--env", f"b={python}",
+                           "-o", str(tmp_path / "run")])  # fmt: skip
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"error: environment b ({python}) cannot import dscbench; install dscbench into that "
+        f"environment: {python} -m pip install 'dscbench[ort]' (or -e /path/to/checkout)"
+    )
+
+
+CRASH_HOOK = """
+import os, signal
+import dscbench.executor as ex
+real = ex.LocalExecutor.turn
+def turn(self, key, *args, **kwargs):
+    if key.startswith(os.environ["CRASH_ON"]):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return real(self, key, *args, **kwargs)
+ex.LocalExecutor.turn = turn
+"""
+
+
+@pytest.mark.slow
+def test_real_workers_interleave_and_a_crashing_one_fails_only_its_rows(tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)  # loaded by the worker's interpreter
+    out = tmp_path / "run"
+    crash_on = "n1_c8-8_8x8"
+    res = cli.invoke(
+        app,
+        ["run", *TINY, "--in-channels", "4,8", "--env", "base=",
+         "--env", f"head=:PYTHONPATH={hook},CRASH_ON={crash_on}", "-o", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output  # some rows failed
+    assert "worker processes died" in res.output
+    rs = results.load_results(out)
+    rows = rs.results.set_index(["config_id", "env", "variant"]).status
+    crashed = rows[rows.index.get_level_values(0).str.startswith(crash_on)]
+    assert crashed.xs("head", level="env").eq("worker_crashed").all()
+    assert crashed.xs("base", level="env").eq("ok").all()
+    others = rows[~rows.index.get_level_values(0).str.startswith(crash_on)]
+    assert len(others) == 4 and others.eq("ok").all()  # 4->4 in both environments
+    error = rs.results[rs.results.status == "worker_crashed"].error.iloc[0]
+    assert "the worker of environment head died (killed by SIGSEGV)" in error
+    assert rs.meta["worker_crashes"] == {"head": 1}
+    assert set(rs.meta["environments"]) == {"base", "head"}
+    assert rs.meta["environments"]["head"]["variables"]["CRASH_ON"] == crash_on
+    assert (out / "workers" / "head.log").exists()
+    assert rs.meta["environment"].get("torch") is None  # the coordinator never imported torch
+    comparison = compare.compare_envs(rs)
+    verdicts = {c.config_id: c.verdict for c in comparison.changes}
+    assert verdicts[next(k for k in verdicts if k.startswith(crash_on))] == "failed"
+    assert {v for k, v in verdicts.items() if not k.startswith(crash_on)} <= {
+        "same",
+        "inconclusive",
+    }
+    assert not math.isnan(rs.meta["timings"]["worker_start_s"])
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_noticed_not_waited_for(tmp_path):
+    worker_ = envs.WorkerExecutor(envs.parse_env("a="), tmp_path)
+    worker_.start()
+    assert worker_.proc is not None
+    worker_.proc.kill()
+    with pytest.raises(runner.ExecutorLost, match="killed by SIGKILL"):
+        worker_.turn("x", [], [], 0.0)
+    worker_.restart()  # a fresh process answers again
+    assert worker_.hello()["dscbench"] == __version__ and worker_.starts == 2
+    worker_.close()
+    assert os.path.exists(worker_.log_path)
