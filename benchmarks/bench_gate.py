@@ -50,7 +50,7 @@ from bench_run import dscbench, run_parts
 STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-gate"))
 SEQ_RUNS = 11
 INT_RUNS = 5
-TRIALS = 200
+TRIALS = int(os.environ.get("DSCBENCH_BENCH_TRIALS", "200"))
 ISA = "SSE41"
 KEY = ["config_id", "backend", "variant"]
 
@@ -186,38 +186,49 @@ def canary() -> list[str]:
     sets = _load("seq")
     if len(sets) < 2:
         return ["## canary: needs the `runs` part first"]
-    lines = ["## canary: does the canary's speed follow the conv rows'?"]
-    xs: dict[str, list[float]] = {"index": [], "compute": [], "memory": []}
+    described = sets[0].meta["canary"]["describe"]
+    parts = [p for p in ("compute", "memory") if p in sets[0].meta["canary"]["samples"][0]]
+    lines = [
+        "## canary: does the canary's speed follow the conv rows'?",
+        f"- canary version {described['implementation']['version']}: {described['workload']}",
+    ]
+    xs: dict[str, list[float]] = {p: [] for p in parts}
     ys: list[float] = []
     for rs in sets:
         effects = stats.round_effects(compare.round_values(rs.samples, "latency"), compare.KEY)
-        samples = rs.meta["canary"]["samples"]
-        for part in xs:
-            per = canaries.per_round(samples, None if part == "index" else part)
+        for part in parts:
+            per = canaries.per_round(rs.meta["canary"]["samples"], part)
             centred = np.array([per[r] for r in effects.index]) - np.mean(list(per.values()))
             xs[part].extend(centred)
         ys.extend(effects.to_numpy() - effects.mean())
     y = np.array(ys)
     lines.append(
         f"- within runs ({len(y)} rounds of {len(sets)} runs): the rows' shared round effect "
-        f"has sd {y.std():.1%}; correlation with the canary's round value: "
+        f"has sd {y.std():.1%}; its correlation with the canary's round value: "
         + ", ".join(f"{part} {np.corrcoef(np.array(x), y)[0, 1]:+.2f}" for part, x in xs.items())
     )
-    excess, rows_shift, canary_shift = [], [], []
+    rows_shift = []
+    part_shift: dict[str, list[float]] = {p: [] for p in parts}
     for a, b in itertools.pairwise(sets):
-        c = compare.compare_sets(a, b)
-        rows_shift.append(np.log(c.shifts[0].ratio))
-        canary_shift.append(np.log(c.canary.ratio))
-        excess.append(rows_shift[-1] - canary_shift[-1])
-    r, k = np.array(rows_shift), np.array(canary_shift)
-    lines += [
+        rows_shift.append(np.log(compare.compare_sets(a, b).shifts[0].ratio))
+        for part in parts:
+            pa = canaries.per_round(a.meta["canary"]["samples"], part)
+            pb = canaries.per_round(b.meta["canary"]["samples"], part)
+            part_shift[part].append(np.mean(list(pb.values())) - np.mean(list(pa.values())))
+    r = np.array(rows_shift)
+    lines.append(
         f"- between consecutive runs ({len(r)} pairs): the rows' whole-run shift had sd "
-        f"{r.std():.1%} (largest {np.abs(r).max():.1%}); the canary's {k.std():.1%}; "
-        f"correlation {np.corrcoef(r, k)[0, 1]:+.2f}",
-        f"- rows' shift minus canary shift: sd {np.std(excess):.1%}, largest "
-        f"{np.abs(excess).max():.1%} (compare allows CANARY_TRACKING_SD = "
-        f"{compare.CANARY_TRACKING_SD:.0%} on top of both estimates' own uncertainty)",
-    ]
+        f"{r.std():.1%} (largest {np.abs(r).max():.1%})"
+    )
+    for part, shifts in part_shift.items():
+        k = np.array(shifts)
+        excess = r - k
+        lines.append(
+            f"- {part} part: its shift had sd {k.std():.1%} (largest {np.abs(k).max():.1%}); "
+            f"rows' shift minus its shift: sd **{excess.std():.1%}**, largest "
+            f"{np.abs(excess).max():.1%} (compare allows CANARY_TRACKING_SD = "
+            f"{compare.CANARY_TRACKING_SD:.0%} on top of both estimates' own uncertainty)"
+        )
     return lines
 
 
@@ -290,34 +301,52 @@ def aa() -> list[str]:
     return lines
 
 
-def _resample_interleaved(rs, rng: np.random.Generator, slow: dict[tuple, float]):
-    """A pseudo-run: rounds with replacement, then within each round sets with replacement,
-    every block of a chosen set kept together (the pairing is the design); ``slow`` multiplies
-    the head environment's samples of the given rows."""
-    from dscbench.results import ResultSet
+class SetResampler:
+    """Pseudo-runs from one real interleaved run: rounds with replacement, then within each
+    round and configuration its sets with replacement, every block of a chosen set kept
+    together (the pairing is the design). Only complete sets (every environment x variant)
+    take part."""
 
-    s = rs.samples
-    picked = rng.choice(sorted(s["round"].unique()), size=s["round"].nunique(), replace=True)
-    parts = []
-    for new_round, old in enumerate(picked):
-        chunk = s[s["round"] == old]
-        for _config, group in chunk.groupby("config_id", sort=False):
-            sets = group["pair"].unique()
-            chosen = rng.choice(sets, size=sets.size, replace=True)
-            for new_pair, p in enumerate(chosen):
-                block = group[group["pair"] == p].copy()
-                block["round"], block["pair"] = new_round, new_pair + 100_000 * new_round
-                parts.append(block)
-    out = pd.concat(parts, ignore_index=True)
-    for (config, backend, variant), factor in slow.items():
-        hit = (
-            (out.config_id == config)
-            & (out.backend == backend)
-            & (out.variant == variant)
-            & (out.env == "head")
-        )
-        out.loc[hit, "time_s"] *= factor
-    return ResultSet(rs.meta, rs.results, out)
+    def __init__(self, rs):
+        s = rs.samples.reset_index(drop=True)
+        width = s.groupby(["env", "variant"]).ngroups
+        full = s.groupby(["config_id", "round", "pair"]).time_s.transform("size") == width
+        s = s[full].sort_values(["config_id", "round", "pair", "env", "variant"])
+        self.rs, self.samples = rs, s.reset_index(drop=True)
+        self.width = width
+        sets = self.samples.iloc[::width][["config_id", "round"]].reset_index(drop=True)
+        self.rounds = np.sort(sets["round"].unique())
+        self.by_cell = {
+            key: group.index.to_numpy() for key, group in sets.groupby(["config_id", "round"])
+        }
+        self.configs = list(dict.fromkeys(sets.config_id))
+
+    def draw(self, rng: np.random.Generator, slow: dict[tuple, float]):
+        from dscbench.results import ResultSet
+
+        picked = rng.choice(self.rounds, size=self.rounds.size, replace=True)
+        chosen, new_round = [], []
+        for r, old in enumerate(picked):
+            for config in self.configs:
+                members = self.by_cell.get((config, old))
+                if members is None:
+                    continue
+                chosen.append(members[rng.integers(0, members.size, members.size)])
+                new_round.append(np.full(members.size, r))
+        sets = np.concatenate(chosen)
+        rows = (sets[:, None] * self.width + np.arange(self.width)).ravel()
+        out = self.samples.iloc[rows].copy()
+        out["round"] = np.repeat(np.concatenate(new_round), self.width).astype("int32")
+        out["pair"] = np.repeat(np.arange(sets.size), self.width).astype("int32")
+        for (config, backend, variant), factor in slow.items():
+            hit = (
+                (out.config_id == config)
+                & (out.backend == backend)
+                & (out.variant == variant)
+                & (out.env == "head")
+            )
+            out.loc[hit, "time_s"] *= factor
+        return ResultSet(self.rs.meta, self.rs.results, out.reset_index(drop=True))
 
 
 def power() -> list[str]:
@@ -340,19 +369,20 @@ def power() -> list[str]:
         pools["disturbed runs (rounds disagree > 5%)"] = disturbed
     else:
         lines.append("- no run had rounds disagreeing by more than 5%")
+    resamplers = [SetResampler(rs) for rs in sets]
     start = time.perf_counter()
     for name, pool in pools.items():
         rng = np.random.default_rng(0)
         t = dict(rows=0, alarms=0, exits=0, hits15=0, hits5=0, injected=0)
         for _ in range(TRIALS):
-            rs = sets[pool[rng.integers(len(pool))]]
-            c = compare.compare_envs(_resample_interleaved(rs, rng, {}))
+            resampler = resamplers[pool[rng.integers(len(pool))]]
+            c = compare.compare_envs(resampler.draw(rng, {}))
             t["rows"] += len(c.changes)
             t["alarms"] += c.count("slower")
             t["exits"] += c.exit_code() == 1
             chosen = [keys[k] for k in rng.choice(len(keys), 3, replace=False)]
             for factor, tally in ((1.15, "hits15"), (1.05, "hits5")):
-                pseudo = _resample_interleaved(rs, rng, dict.fromkeys(chosen, factor))
+                pseudo = resampler.draw(rng, dict.fromkeys(chosen, factor))
                 found = {ch.key[:2] + ch.key[3:]: ch.verdict for ch in compare.compare_envs(
                     pseudo).changes}  # fmt: skip
                 t[tally] += sum(found[k] == "slower" for k in chosen)
