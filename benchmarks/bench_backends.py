@@ -23,6 +23,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_run import dscbench, run_parts
 
+from dscbench.labels import shape_label
+
 
 def ort_prep() -> list[str]:
     from dscbench import backends, spec
@@ -46,11 +48,6 @@ def ort_prep() -> list[str]:
         f"{max(times[1:]) * 1e3:.1f} ms; the first took {times[0] * 1e3:.0f} ms, which includes "
         "onnxruntime's one-time start-up in the process",
     ]
-
-
-def _label(row: pd.Series) -> str:
-    size = row.height if row.height == row.width else f"{row.height}x{row.width}"
-    return f"{row.in_channels}->{row.out_channels} @{size} k{row.kernel}s{row.stride}"
 
 
 def _us(seconds: float) -> str:
@@ -83,15 +80,15 @@ def comparison_tables(table: pd.DataFrame) -> list[str]:
             lat.append(
                 f"{_us(std.loc[(config, name)].latency_median_s)} / {_us(row.latency_median_s)}"
             )
-        speed.append(f"| {_label(first)} | " + " | ".join(cells) + " |")
-        latency.append(f"| {_label(first)} | " + " | ".join(lat) + " |")
+        speed.append(f"| {shape_label(first)} | " + " | ".join(cells) + " |")
+        latency.append(f"| {shape_label(first)} | " + " | ".join(lat) + " |")
     gm = []
     for name in names:
         ok = sep.xs(name, level="backend")
         ok = ok[ok.status == "ok"]
         gm.append(f"**{statistics.geometric_mean(ok.speedup):.2f}x**")
     speed.append("| geometric mean | " + " | ".join(gm) + " |")
-    return ["Speedup of separable over standard (median of paired ratios, 95% CI):", "", *speed,
+    return ["Speedup of separable over standard (95% t interval over rounds):", "", *speed,
             "", "Median latency, standard / separable, microseconds:", "", *latency]  # fmt: skip
 
 

@@ -93,14 +93,14 @@ def _pseudo_run(rs, rng: np.random.Generator, slow: dict[tuple, float]):
     parts = []
     for new_round, old_round in enumerate(picked):
         chunk = samples[samples["round"] == old_round]
-        for key, group in chunk.groupby(["config_id", "backend", "variant"], sort=False):
+        for key, group in chunk.groupby(["config_id", "backend", "env", "variant"], sort=False):
             take = group.iloc[rng.integers(0, len(group), len(group))].copy()
             take["round"] = new_round
             take["time_s"] = take["time_s"] * slow.get(key, 1.0)
             parts.append(take)
     resampled = pd.concat(parts, ignore_index=True)
     # Pair indices must stay unique within a row for the speedup metric; renumber per row.
-    resampled["pair"] = resampled.groupby(["config_id", "backend", "variant"]).cumcount()
+    resampled["pair"] = resampled.groupby(["config_id", "backend", "env", "variant"]).cumcount()
     return ResultSet(rs.meta, rs.results, resampled)
 
 
@@ -123,7 +123,9 @@ def _trials(sets, pick, rng, metric: str = "latency", confidence: float = 0.95) 
 
     compare_sets = partial(compare.compare_sets, confidence=confidence)
 
-    keys = list(sets[0].samples.groupby(["config_id", "backend", "variant"], sort=False).groups)
+    keys = list(
+        sets[0].samples.groupby(["config_id", "backend", "env", "variant"], sort=False).groups
+    )
     tally = dict(
         rows=0, alarms=0, trials_alarmed=0, injected=0, hits=0, uniform=0, uniform_slower=0
     )
@@ -137,14 +139,14 @@ def _trials(sets, pick, rng, metric: str = "latency", confidence: float = 0.95) 
         tally["trials_alarmed"] += slower > 0
         # A regression in 3 random rows; for the speedup metric, in their separable variant.
         chosen = rng.choice(len(keys), 3, replace=False)
-        injected = {(*keys[k][:2], "separable") if metric == "speedup" else keys[k] for k in chosen}
+        injected = {(*keys[k][:3], "separable") if metric == "speedup" else keys[k] for k in chosen}
         cand = _pseudo_run(sets[j], rng, dict.fromkeys(injected, 1.15))
         changes = compare_sets(base, cand, metric=metric).changes
-        hit = {k[:2] if metric == "speedup" else k for k in injected}
+        hit = {k[:3] if metric == "speedup" else k for k in injected}
         tally["hits"] += sum(
             c.verdict == "slower"
             for c in changes
-            if (c.key[:2] if metric == "speedup" else c.key) in hit
+            if (c.key[:3] if metric == "speedup" else c.key) in hit
         )
         tally["injected"] += len(hit)
         if metric == "latency":
@@ -188,10 +190,10 @@ def simulate() -> list[str]:
 def quiet() -> list[str]:
     """The simulation restricted to the steady runs (round spread under the threshold that
     `compare` warns at): what the method achieves when the machine holds still."""
-    from dscbench import compare, results
+    from dscbench import compare, results, stats
 
     sets = [results.load_results(d) for d in _run_dirs()]
-    spreads = [compare.round_spread(compare.row_stats(s.samples, "latency")) for s in sets]
+    spreads = [stats.spread(compare.row_stats(s.samples, "latency")) for s in sets]
     steady = [
         s
         for s, spread in zip(sets, spreads, strict=True)

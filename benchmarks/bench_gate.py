@@ -24,7 +24,8 @@ results/bench-gate/, git-ignored; DSCBENCH_BENCH_STORE points at another store):
                timer (torch.utils.benchmark, the two settings in alternating processes) finds
                more than 5% slower must be `slower`, with exit 1
   overhead     wall time outside timed blocks: the interleaved A/A runs (target <= 10%), and a
-               plain run next to a one-environment worker run, back to back
+               plain quick run measured in-process (--processes 1) next to the default (two
+               worker processes), back to back
 
 Every figure comes with how busy the machine was: the run's round spread (median over rows of
 the spread of its round values; steady runs stay under 3%) and the load average at its start.
@@ -271,7 +272,7 @@ def sequential() -> list[str]:
     )
     meta = json.loads(json.dumps(steady.meta))
     for sample in meta["canary"]["samples"]:
-        for part in ("compute", "memory"):
+        for part in meta["canary"]["describe"]["parts"]:
             sample[part] *= 1.25
     c = compare.compare_sets(steady, ResultSet(meta, slow.results, slow.samples))
     lines.append(
@@ -502,8 +503,9 @@ def overhead() -> list[str]:
             f"**{share:.1%} outside timed blocks** (target <= 10%): {shown}; {busy(rs.meta)}"
         )
     pair = {}
-    for name, args in (("plain", []), ("one worker", ["--env", "solo="])):
-        out = STORE / "overhead" / name.replace(" ", "-")
+    for name, args in (("in-process (--processes 1)", ["--processes", "1"]),
+                       ("default (two worker processes)", [])):  # fmt: skip
+        out = STORE / "overhead" / name.split()[0]
         if out.exists():
             shutil.rmtree(out)
         wall = dscbench("--preset", "quick", *args, "-o", str(out))

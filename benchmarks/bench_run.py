@@ -63,11 +63,21 @@ def _agree_one(module, x, chunks: int, chunk_s: float) -> tuple[float, float]:
     import torch
     from torch.utils.benchmark import Timer as TorchTimer
 
-    from dscbench.measure import HarnessOptions, Timed, Timer, measure_blocks, warm_up_and_calibrate
+    from dscbench.measure import HarnessOptions, Timer, Workload, run_turn, warm_up_and_calibrate
 
     timer = Timer()
-    ours = Timed(lambda: module(x), torch.inference_mode)
-    warm_up_and_calibrate(ours, timer, HarnessOptions())
+    work = Workload(lambda: module(x), torch.inference_mode)
+    n = warm_up_and_calibrate(work, timer, HarnessOptions()).iterations
+    ours: list[float] = []
+
+    def measure_chunk() -> None:
+        """dscbench's blocks (as a turn times them) until they add up to chunk_s."""
+        spent = 0.0
+        while spent < chunk_s:
+            (block,) = run_turn({"v": work}, timer, [("v", n)]).block_s
+            ours.append(block / n)
+            spent += block
+
     reference = TorchTimer(
         stmt="m(x)",
         setup="_guard = torch.inference_mode(); _guard.__enter__()",
@@ -77,18 +87,19 @@ def _agree_one(module, x, chunks: int, chunk_s: float) -> tuple[float, float]:
     theirs: list[float] = []
     for chunk in range(chunks):
         steps = [
-            lambda c=chunk: measure_blocks(ours, timer, chunk_s, c),
+            measure_chunk,
             lambda: theirs.extend(reference.blocked_autorange(min_run_time=chunk_s).times),
         ]
         for step in steps if chunk % 2 == 0 else steps[::-1]:
             step()
-    return float(np.median(ours.times)), float(np.median(theirs))
+    return float(np.median(ours)), float(np.median(theirs))
 
 
 def agreement(chunks: int = 6, chunk_s: float = 0.3) -> list[str]:
     import torch
 
     from dscbench import ops
+    from dscbench.labels import shape_label
     from dscbench.spec import ConvSpec
 
     torch.set_num_threads(1)  # torch.utils.benchmark.Timer runs with one thread by default
@@ -106,7 +117,7 @@ def agreement(chunks: int = 6, chunk_s: float = 0.3) -> list[str]:
         for variant in ("standard", "separable"):
             a, b = _agree_one(ops.build(spec, variant), x, chunks, chunk_s)
             worst = max(worst, abs(a / b - 1))
-            label = f"{spec.in_channels}->{spec.out_channels} @{spec.height} k{spec.kernel}"
+            label = shape_label(vars(spec))
             lines.append(
                 f"| {label} | {variant} | {a * 1e6:.1f} us | {b * 1e6:.1f} us | {a / b:.3f} |"
             )

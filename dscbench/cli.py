@@ -239,6 +239,15 @@ def run(
         str | None,
         typer.Option(help="Seconds the whole run may take while --precision adds rounds."),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes per environment; round r runs in process r mod N, so what "
+            "differs between processes shows in the intervals. 1 measures a plain run in this "
+            "process.",
+        ),
+    ] = 2,
     interleave: Annotated[
         Interleave,
         typer.Option(
@@ -326,6 +335,7 @@ def run(
         max_time=limit if limit is not None else (DEFAULT_MAX_TIME_S if target else None),
         canary=canary,
         interleave=interleave.value,
+        processes=processes,
     )
     code = run_command.execute(sweep, options, console=console, command_started=command_started)
     raise typer.Exit(code)

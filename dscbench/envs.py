@@ -122,11 +122,11 @@ def parse_envs(texts: list[str]) -> list[EnvSpec]:
     return specs
 
 
-def worker_environment(spec: EnvSpec) -> dict[str, str]:
-    """The process environment of ``spec``'s worker: ours, its variables, and SPIN_DEFAULTS
-    where neither sets them."""
+def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, str]:
+    """The process environment of ``spec``'s worker: ours, its variables, and (when
+    ``spin_defaults``, for interleaved environments) SPIN_DEFAULTS where neither sets them."""
     env = dict(os.environ)
-    for var, value in SPIN_DEFAULTS.items():
+    for var, value in SPIN_DEFAULTS.items() if spin_defaults else ():
         if var not in env and var not in spec.variables:
             env[var] = value
     env.update(spec.variables)
@@ -148,9 +148,13 @@ class WorkerExecutor:
     """The coordinator's handle on one environment's worker process; the Executor protocol
     over the pipe (executor.py documents each call)."""
 
-    def __init__(self, spec: EnvSpec, log_dir: Path):
+    def __init__(
+        self, spec: EnvSpec, log_dir: Path, replica: int = 0, *, spin_defaults: bool = True
+    ):
         self.spec = spec
-        self.log_path = Path(log_dir) / f"{spec.name}.log"
+        self.replica = replica
+        self.spin_defaults = spin_defaults  # interleaved environments: short OpenMP spinning
+        self.log_path = Path(log_dir) / f"{spec.name or 'run'}-{replica}.log"
         self.proc: subprocess.Popen[str] | None = None
         self._setup: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
         self.info: dict[str, Any] = {}
@@ -180,15 +184,12 @@ class WorkerExecutor:
                 stderr=log,
                 text=True,
                 bufsize=1,
-                env=worker_environment(self.spec),
+                env=worker_environment(self.spec, self.spin_defaults),
                 cwd=self.log_path.parent,  # not the caller's directory: no stray dscbench import
                 start_new_session=True,  # Ctrl-C is for the coordinator, which stops workers
             )
         except OSError as exc:
-            raise EnvError(
-                f"environment {self.spec.name}: cannot start {self.spec.python} "
-                f"({exc.strerror or exc})"
-            ) from None
+            raise EnvError(f"{self.where()}: cannot start ({exc.strerror or exc})") from None
         finally:
             log.close()
         self.starts += 1
@@ -208,7 +209,7 @@ class WorkerExecutor:
 
     def _start_failure(self) -> EnvError:
         tail = self.log_tail()
-        where = f"environment {self.spec.name} ({self.spec.python})"
+        where = self.where()
         if "No module named dscbench" in tail or "No module named 'dscbench'" in tail:
             return EnvError(
                 f"{where} cannot import dscbench; install dscbench into that environment: "
@@ -216,8 +217,17 @@ class WorkerExecutor:
             )
         return EnvError(f"{where}: the worker did not start ({tail or 'no output'})")
 
+    def label(self) -> str:
+        """'the worker of environment head' (its process number when there are several)."""
+        text = f"the worker of environment {self.spec.name}" if self.spec.name else "the worker"
+        return text + (f" (process {self.replica})" if self.replica else "")
+
+    def where(self) -> str:
+        name = f"environment {self.spec.name}" if self.spec.name else "the worker"
+        return f"{name} ({self.spec.python})"
+
     def _check_handshake(self, info: dict[str, Any]) -> None:
-        where = f"environment {self.spec.name} ({self.spec.python})"
+        where = self.where()
         if info.get("protocol") != PROTOCOL_VERSION:
             raise EnvError(
                 f"{where} speaks worker protocol {info.get('protocol')}, this dscbench "
@@ -247,10 +257,7 @@ class WorkerExecutor:
                 self.proc.kill()
                 code = self.proc.wait()
         tail = self.log_tail()
-        text = (
-            f"the worker of environment {self.spec.name} died ({_describe_exit(code)}) "
-            f"while {doing}"
-        )
+        text = f"{self.label()} died ({_describe_exit(code)}) while {doing}"
         if tail:
             text += f"; its log ends: {tail}"
         return ExecutorLost(text + f" (full log: {self.log_path})")
@@ -262,9 +269,10 @@ class WorkerExecutor:
         if answer.get("ok"):
             return answer.get("result")
         if answer.get("user"):
-            raise EnvError(f"environment {self.spec.name}: {answer.get('message')}")
+            prefix = f"environment {self.spec.name}: " if self.spec.name else ""
+            raise EnvError(f"{prefix}{answer.get('message')}")
         raise WorkerBug(
-            f"a bug in dscbench inside the worker of environment {self.spec.name} "
+            f"a bug in dscbench inside {self.label()} "
             f"({op}): {answer.get('type')}: {answer.get('message')}\n"
             f"--- the worker's traceback ---\n{answer.get('traceback')}"
         )
@@ -280,7 +288,14 @@ class WorkerExecutor:
             proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._lost(f"receiving {op}") from None
-        return json.loads(self._read_line(proc.stdout, timeout, op))
+        while True:
+            line = self._read_line(proc.stdout, timeout, op)
+            if line.startswith("{"):
+                return json.loads(line)
+            # Something printed to stdout before the worker took it over (a sitecustomize, an
+            # interpreter banner): not the protocol; keep it in the log.
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(f"(stdout) {line}")
 
     def _read_line(self, stream: IO[str], timeout: float | None, op: str) -> str:
         if timeout is not None:
@@ -386,18 +401,25 @@ class WorkerExecutor:
         return TurnReport.from_json(answer["result"]) if answer.get("ok") else None
 
 
-def start_workers(specs: list[EnvSpec], log_dir: Path) -> dict[str, WorkerExecutor]:
-    """Start every environment's worker and check its handshake; on any failure, stop the ones
-    already started and raise."""
-    workers: dict[str, WorkerExecutor] = {}
+def start_workers(
+    specs: list[EnvSpec], log_dir: Path, processes: int = 1, *, spin_defaults: bool = True
+) -> dict[str, list[WorkerExecutor]]:
+    """Start ``processes`` workers for every environment and check their handshakes; on any
+    failure, stop the ones already started and raise."""
+    workers: dict[str, list[WorkerExecutor]] = {}
+    started: list[WorkerExecutor] = []
     try:
         for spec in specs:  # all import torch at once
-            workers[spec.name] = WorkerExecutor(spec, log_dir)
-            workers[spec.name].spawn()
-        for worker in workers.values():
+            workers[spec.name] = []
+            for replica in range(processes):
+                worker = WorkerExecutor(spec, log_dir, replica, spin_defaults=spin_defaults)
+                worker.spawn()
+                started.append(worker)
+                workers[spec.name].append(worker)
+        for worker in started:
             worker.handshake()
     except BaseException:
-        for worker in workers.values():
+        for worker in started:
             worker.close()
         raise
     return workers

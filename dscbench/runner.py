@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,7 @@ class EnvState:
     traceback: str = ""
     visits: int = 0
     checked: bool = False  # parity and counts checked on a first build
+    warmed: set[int] = field(default_factory=set)  # processes that warmed this case up
     build_s: float = math.nan  # the first build of both variants, compilation included
     fresh: bool = True  # still rebuilt on every visit (see FRESH_BUILD_SHARE)
     series: dict[str, Series] = field(default_factory=dict)
@@ -273,7 +274,7 @@ def turns_of(sets: list[list[tuple[str, str]]]) -> list[tuple[str, list[tuple[st
 def run_sweep(
     cases: list[Case],
     settings: RunSettings,
-    executors: Mapping[str, Executor],
+    executors: Mapping[str, Executor | Sequence[Executor]],
     *,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
@@ -285,8 +286,13 @@ def run_sweep(
     max_time: float = math.inf,
     wall: Callable[[], float] = time.perf_counter,
 ) -> SweepState:
-    """Measure every case in every environment (``executors``: name -> executor) for
-    ``settings.rounds`` rounds, and more with ``precision``; return the final state.
+    """Measure every case in every environment for ``settings.rounds`` rounds, and more with
+    ``precision``; return the final state.
+
+    ``executors`` maps each environment to its executor, or to several: its *processes*.
+    Round ``r`` of an environment is measured by its process ``r mod K``, so what differs from
+    one process to another (where its code and buffers landed, which kernels it picked) shows
+    up between rounds, where the intervals see it, instead of biasing the whole run.
 
     ``skipped`` maps (case, environment) to why it cannot run there; those are recorded and
     never run. On the first build of a case in an environment, its outputs are checked against
@@ -296,7 +302,10 @@ def run_sweep(
     status ``interrupted`` and propagates.
     """
     harness = harness or HarnessOptions(warmup=settings.warmup)
-    envs = list(executors)
+    pools = {
+        env: list(ex) if isinstance(ex, (list, tuple)) else [ex] for env, ex in executors.items()
+    }
+    envs = list(pools)
     phases = Phases()
     started = wall()
     t0 = time.perf_counter()
@@ -323,9 +332,9 @@ def run_sweep(
     total = len(states) * settings.rounds
     done = 0
 
-    def lost(env: str, state: CaseState, exc: ExecutorLost) -> None:
+    def lost(env: str, replica: int, state: CaseState, exc: ExecutorLost) -> None:
         """A worker died while working on ``state``: that case fails in that environment; the
-        worker is restarted, or, after MAX_CRASHES in a row, its environment is given up on."""
+        worker is restarted, or, after MAX_CRASHES, its environment is given up on."""
         sweep.crashes[env] = sweep.crashes.get(env, 0) + 1
         state.envs[env].fail(WORKER_CRASHED, str(exc))
         if sweep.crashes[env] >= MAX_CRASHES:
@@ -333,14 +342,14 @@ def run_sweep(
                 if other.envs[env].healthy:
                     other.envs[env].fail(
                         WORKER_CRASHED,
-                        f"not measured: the worker of environment {env!r} died "
-                        f"{MAX_CRASHES} times in a row (last: {exc})",
+                        f"not measured: the workers of environment {env!r} died "
+                        f"{MAX_CRASHES} times (last: {exc})",
                     )
             return
         try:
-            executors[env].restart()
+            pools[env][replica].restart()
         except ExecutorLost as again:
-            lost(env, state, again)
+            lost(env, replica, state, again)
 
     def absorb(env_state: EnvState, report: PrepareReport) -> None:
         for name, seconds in report.phases.items():
@@ -361,10 +370,11 @@ def run_sweep(
         elif report.status != OK:
             env_state.fail(report.status, report.error, report.traceback)
 
-    def ready(state: CaseState, env: str) -> bool:
-        """Prepare (and on the first visit check and calibrate) the case in ``env``."""
+    def ready(state: CaseState, env: str, replica: int) -> bool:
+        """Prepare the case in ``env``'s process ``replica``: on the case's first build, check
+        it; on its first visit in that process, warm it up (and the first time, calibrate)."""
         env_state = state.envs[env]
-        executor = executors[env]
+        executor = pools[env][replica]
         spec = state.case.spec
         checks = not env_state.checked
         fresh = settings.fresh and env_state.fresh and env_state.checked
@@ -380,7 +390,7 @@ def run_sweep(
                 fresh,
             )
         except ExecutorLost as exc:
-            lost(env, state, exc)
+            lost(env, replica, state, exc)
             return False
         phases.ipc += max(0.0, time.perf_counter() - t0 - sum(report.phases.values()))
         absorb(env_state, report)
@@ -390,21 +400,23 @@ def run_sweep(
         env_state.checked = True
         if not env_state.healthy:
             return False
-        if not env_state.calibrated:
+        if replica not in env_state.warmed:
             t0 = time.perf_counter()
             try:
                 cal = executor.calibrate(state.key, harness.to_json())
             except ExecutorLost as exc:
-                lost(env, state, exc)
+                lost(env, replica, state, exc)
                 return False
             phases.warmup += cal.untimed_s
             phases.ipc += max(0.0, time.perf_counter() - t0 - cal.untimed_s)
             if cal.status != OK:
                 env_state.fail(cal.status, cal.error, cal.traceback)
                 return False
-            env_state.series = {
-                v: Series(cal.iterations[v], cal.per_iteration_s[v]) for v in VARIANTS
-            }
+            env_state.warmed.add(replica)
+            if not env_state.calibrated:  # the first process sizes the blocks for all
+                env_state.series = {
+                    v: Series(cal.iterations[v], cal.per_iteration_s[v]) for v in VARIANTS
+                }
         return True
 
     def record(
@@ -417,7 +429,8 @@ def run_sweep(
         phases.warmup += report.untimed_s
 
     def visit(state: CaseState, round_index: int) -> None:
-        live = [env for env in envs if state.envs[env].healthy and ready(state, env)]
+        replica = {env: round_index % len(pools[env]) for env in envs}
+        live = [env for env in envs if state.envs[env].healthy and ready(state, env, replica[env])]
         if not live:
             return
         sets = plan_visit(
@@ -433,9 +446,9 @@ def run_sweep(
             warmed.add(env)
             t0 = time.perf_counter()
             try:
-                report = executors[env].turn(state.key, asked, rewarm, settle)
+                report = pools[env][replica[env]].turn(state.key, asked, rewarm, settle)
             except ExecutorLost as exc:
-                lost(env, state, exc)
+                lost(env, replica[env], state, exc)
                 continue
             except KeyboardInterrupt as exc:
                 partial = getattr(exc, "partial", None)

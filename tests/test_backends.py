@@ -462,7 +462,7 @@ def test_bfloat16_on_a_gpu_without_it_is_refused_or_skipped(monkeypatch, tmp_pat
     cases = [Case(bf16, "torch-cuda"), Case(fp16, "torch-cuda")]
 
     def plan() -> Plan:
-        return Plan(cases, [""], {"": LocalExecutor({"torch-cuda": gpu})})
+        return Plan(cases, [""], {"": [LocalExecutor({"torch-cuda": gpu})]})
 
     with pytest.raises(SpecError) as err:
         setup_backends(Sweep([]), RunOptions(tmp_path), plan())

@@ -230,6 +230,7 @@ def test_an_interpreter_without_dscbench_is_told_how_to_install_it(tmp_path):
 
 
 CRASH_HOOK = """
+print("a sitecustomize that talks at start-up")
 import os, signal
 import dscbench.executor as ex
 real = ex.LocalExecutor.turn
@@ -267,7 +268,8 @@ def test_real_workers_interleave_and_a_crashing_one_fails_only_its_rows(tmp_path
     assert rs.meta["worker_crashes"] == {"head": 1}
     assert set(rs.meta["environments"]) == {"base", "head"}
     assert rs.meta["environments"]["head"]["variables"]["CRASH_ON"] == crash_on
-    assert (out / "workers" / "head.log").exists()
+    log = "".join(p.read_text() for p in (out / "workers").glob("head-*.log"))
+    assert "(stdout) a sitecustomize that talks at start-up" in log  # kept out of the protocol
     assert rs.meta["environment"].get("torch") is None  # the coordinator never imported torch
     comparison = compare.compare_envs(rs)
     verdicts = {c.config_id: c.verdict for c in comparison.changes}

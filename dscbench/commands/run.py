@@ -66,6 +66,7 @@ class RunOptions:
     max_time: float | None = None
     canary: bool = True
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
+    processes: int = 2  # worker processes per environment, rounds taken in turn
 
 
 @dataclass
@@ -75,8 +76,9 @@ class Plan:
 
     cases: list[Case]
     envs: list[str]
-    executors: dict[str, Executor]
+    executors: dict[str, list[Executor]]  # per environment, its processes
     skips: dict[tuple[Case, str], str] = field(default_factory=dict)
+    measured_environment: dict[str, Any] = field(default_factory=dict)  # a worker's facts
     env_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)  # first env's facts
     devices: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -84,8 +86,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
     def close(self) -> None:
-        for executor in self.executors.values():
-            executor.close()
+        for pool in self.executors.values():
+            for executor in pool:
+                executor.close()
 
 
 def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_started: float) -> int:
@@ -98,7 +101,7 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
         console.print(plan_table(sweep, cases, dry_run_notes(cases, options)))
         return EXIT_OK
     existed = Path(options.output).exists()
-    if env_specs:  # the workers' logs go into the run directory from the start
+    if env_specs or options.processes > 1:  # workers' logs go into the run directory
         out_dir = results.prepare_output_dir(options.output, options.force)
         try:
             plan = start(sweep, options, env_specs, out_dir)
@@ -166,45 +169,54 @@ def dry_run_notes(cases: list[Case], options: RunOptions) -> dict[Case, str]:
 
 
 def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> Plan:
-    """Validate the sweep, start its executors (workers for --env), and let every backend in
-    every environment say what it cannot run. Bad input raises a DscbenchError (exit 2)."""
+    """Validate the sweep, start its executors (worker processes, unless a plain run asked for
+    one process), and let every backend in every environment say what it cannot run. Bad
+    input raises a DscbenchError (exit 2)."""
     from dscbench import envs as environments
 
-    if not env_specs:
+    processes = max(1, min(options.processes, sweep.settings.rounds))
+    if not env_specs and processes == 1:  # measured in this process, as before --processes
         cases = expand_cases(sweep, None)
         skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
-        executors: dict[str, Executor] = {"": LocalExecutor()}
-        plan = Plan(cases, [""], executors, {(c, ""): r for c, r in skips.items()})
+        plan = Plan(cases, [""], {"": [LocalExecutor()]}, {(c, ""): r for c, r in skips.items()})
         plan.env_meta[""] = {}
     else:
+        interleaved = len(env_specs) > 1
         plan_notes: list[str] = []
-        sweep.options.ort_threadpool = _interleaved_threadpool(sweep, plan_notes)
-        workers = environments.start_workers(env_specs, out_dir / "workers")
-        executors = dict(workers)
+        if interleaved:
+            sweep.options.ort_threadpool = _interleaved_threadpool(sweep, plan_notes)
+        specs = env_specs or [environments.EnvSpec("", sys.executable)]
+        workers = environments.start_workers(
+            specs, out_dir / "workers", processes, spin_defaults=interleaved
+        )
         names = list(workers)
-        first = workers[names[0]].info
+        everyone = [w for pool in workers.values() for w in pool]
+        first = everyone[0].info
         try:
             available = None
             if ALL_BACKENDS in sweep.requested_backends():  # backends every environment has
-                each = [set(w.available()) for w in workers.values()]
+                each = [set(pool[0].available()) for pool in workers.values()]
                 available = [name for name in registry.REGISTRY if all(name in a for a in each)]
             cases = expand_cases(sweep, int(first.get("default_threads") or 1), available)
             skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
         except BaseException:
-            for worker in workers.values():
+            for worker in everyone:
                 worker.close()
             raise
-        plan = Plan(cases, names, executors)
+        plan = Plan(cases, names, dict(workers))
         plan.skips = {(c, env): r for c, r in skips.items() for env in names}
         plan.notes += plan_notes
-        for spec in env_specs:
-            info = workers[spec.name].info
+        plan.measured_environment = first.get("environment", {})
+        for spec in specs:
+            pool = workers[spec.name]
+            info = pool[0].info
             plan.env_meta[spec.name] = {
                 **spec.to_json(),
                 "dscbench": info.get("dscbench"),
                 "python_version": info.get("python"),
                 "environment": info.get("environment", {}),
-                "start_s": workers[spec.name].start_s,
+                "processes": len(pool),
+                "start_s": max(w.start_s for w in pool),
             }
     try:
         setup_backends(sweep, options, plan)
@@ -231,12 +243,14 @@ def setup_backends(sweep: Sweep, options: RunOptions, plan: Plan) -> None:
     backend is exit 2 (or its cases are skipped there with --skip-unavailable); each backend
     names the configurations it cannot run."""
     problems = []
-    for env, executor in plan.executors.items():
+    for env, pool in plan.executors.items():
         mine = [c for c in plan.cases if (c, env) not in plan.skips]
         specs: dict[str, list[dict[str, Any]]] = {}
         for case in mine:
             specs.setdefault(case.backend, []).append(asdict(case.spec))
-        reports = executor.setup(vars(sweep.options).copy(), specs)
+        reports = pool[0].setup(vars(sweep.options).copy(), specs)
+        for other in pool[1:]:  # every process builds the same backends
+            other.setup(vars(sweep.options).copy(), specs)
         where = f"environment {env}: " if env else ""
         facts: dict[str, dict[str, Any]] = {}
         for name, report in reports.items():
@@ -288,6 +302,7 @@ def json_key(spec: dict[str, Any]) -> tuple:
 def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
     """run.json's facts known before measuring (timings and status are added as it goes)."""
     interleaved = plan.envs != [""]
+    workers = plan.measured_environment != {}
     harness = harness_for(sweep, plan, options.interleave)
     meta: dict[str, Any] = {
         "tool": "dscbench",
@@ -297,8 +312,9 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         "backend_options": vars(sweep.options).copy(),
         "n_configurations": len(plan.cases),
         "started_at": utc_now(),
-        # An interleaved coordinator never imports torch: the workers' facts are per env.
-        "environment": collect_environment(with_torch=not interleaved),
+        # A coordinator with workers never imports torch: the facts of the process that
+        # measured (per environment when there are several) are the workers'.
+        "environment": collect_environment(with_torch=not workers),
         "backends": plan.backends,
         "skipped": {
             c.spec.config_id + " " + c.backend + (f" {{{env}}}" if env else ""): reason
@@ -307,6 +323,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         "notes": plan.notes,
         "harness": {
             **harness.to_json(),
+            "processes": len(next(iter(plan.executors.values()))),
             "fresh_build_share": runner.FRESH_BUILD_SHARE,
             "interval": "t interval over rounds (trimmed mean from 10 rounds)",
             "confidence": CONFIDENCE,
@@ -318,6 +335,9 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
     if interleaved:
         meta["environments"] = plan.env_meta
         meta["environment"]["spin_defaults"] = _spin_defaults()
+    elif workers:  # one environment in worker processes: its facts are the run's
+        load = meta["environment"].get("load_average")
+        meta["environment"] = dict(plan.measured_environment, load_average=load)
     return meta
 
 
@@ -371,7 +391,10 @@ class Recorder:
                 "counting_s": p.counting,
                 "canary_s": p.canary,
                 "ipc_s": p.ipc,
-                "worker_start_s": sum(m.get("start_s", 0.0) for m in self.plan.env_meta.values()),
+                # Workers start in parallel: the slowest one is what the run waited for.
+                "worker_start_s": max(
+                    (m.get("start_s", 0.0) for m in self.plan.env_meta.values()), default=0.0
+                ),
                 "write_s": self.write_s,
                 "timer_overhead_s": self.plan.overheads,
             },
