@@ -23,6 +23,9 @@ results/bench-gate/, git-ignored; DSCBENCH_BENCH_STORE points at another store):
   isa          interleaved A/B: default vs ONEDNN_MAX_CPU_ISA=SSE41; every row an independent
                timer (torch.utils.benchmark, the two settings in alternating processes) finds
                more than 5% slower must be `slower`, with exit 1
+  spin         two processes taking turns with a 2-thread conv: the slowdown right after the
+               other process's turn, at libgomp's default spinning and at GOMP_SPINCOUNT=10000
+  fresh        interleaved A/A with buffers kept for the whole run vs rebuilt every visit
   overhead     wall time outside timed blocks: the interleaved A/A runs (target <= 10%), and a
                plain quick run measured in-process (--processes 1) next to the default (two
                worker processes), back to back
@@ -49,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_run import dscbench, run_parts
 
 STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-gate"))
+# Extra flags for every run the `runs` and `interleaved` parts make (e.g. "--processes 1").
+EXTRA = os.environ.get("DSCBENCH_BENCH_RUN_ARGS", "").split()
 SEQ_RUNS = 11
 INT_RUNS = 5
 TRIALS = int(os.environ.get("DSCBENCH_BENCH_TRIALS", "200"))
@@ -83,10 +88,10 @@ def _commit() -> str:
 
 def runs() -> list[str]:
     (STORE / "seq").mkdir(parents=True, exist_ok=True)
-    args = ["--preset", "quick", "--threads", "1", "--force", "-o"]
+    args = ["--preset", "quick", "--threads", "1", *EXTRA, "--force", "-o"]
     walls = [dscbench(*args, str(STORE / "seq" / f"run-{i:02d}")) for i in range(SEQ_RUNS)]
     lines = [
-        f"## runs: {SEQ_RUNS} back-to-back `dscbench run --preset quick --threads 1` "
+        f"## runs: {SEQ_RUNS} back-to-back `dscbench run {' '.join(args[:-2])}` "
         f"({sum(walls):.0f} s, commit {_commit()})"
     ]
     for d, rs in zip(_dirs("seq"), _load("seq"), strict=True):
@@ -97,15 +102,12 @@ def runs() -> list[str]:
 def interleaved() -> list[str]:
     (STORE / "int").mkdir(parents=True, exist_ok=True)
     walls = []
+    args = ["--preset", "quick", "--env", "base=", "--env", "head=", *EXTRA]
     for i in range(INT_RUNS):
         out = STORE / "int" / f"run-{i:02d}"
-        walls.append(
-            dscbench(
-                "--preset", "quick", "--env", "base=", "--env", "head=", "-o", str(out), "--force"
-            )
-        )
+        walls.append(dscbench(*args, "-o", str(out), "--force"))
     lines = [
-        f"## interleaved: {INT_RUNS} `dscbench run --preset quick --env base= --env head=` "
+        f"## interleaved: {INT_RUNS} `dscbench run {' '.join(args)}` "
         f"({sum(walls):.0f} s, commit {_commit()})"
     ]
     for d, rs in zip(_dirs("int"), _load("int"), strict=True):
@@ -163,6 +165,7 @@ def calibration() -> list[str]:
             before_hits += old_a[1] <= old_b[0] <= old_a[2]
             before_half.append((old_a[2] - old_a[1]) / 2 / old_a[0])
             diffs.append(abs(np.log(rb.speedup / ra.speedup)))
+    modes = _process_modes(sets)
     return [
         f"## calibration: {len(sets) - 1} consecutive pairs of the {len(sets)} runs, {rows} rows",
         f"- round-level t interval (now): contains the next run's speedup in {now_hits} of "
@@ -172,6 +175,31 @@ def calibration() -> list[str]:
         f"**{before_hits / rows:.0%}**; median half-width {np.median(before_half):.1%}",
         f"- consecutive runs' speedups differed by a median {np.median(diffs):.1%} "
         f"(90th percentile {np.percentile(diffs, 90):.1%})",
+        *modes,
+    ]
+
+
+def _process_modes(sets) -> list[str]:
+    """Per-process modes: a variant whose median latency in one process (the rounds that process
+    measured) sits more than 15% above its median over every process of every run."""
+    processes = int(sets[0].meta["harness"].get("processes", 1))
+    cells = []
+    for i, rs in enumerate(sets):
+        s = rs.samples.assign(process=rs.samples["round"] % processes)
+        per = s.groupby(["config_id", "variant", "process"]).time_s.median()
+        cells.append(per.rename(i))
+    table = pd.concat(cells, axis=1).stack()  # (config, variant, process, run) -> seconds
+    typical = table.groupby(level=["config_id", "variant"]).transform("median")
+    slow = table[table > 1.15 * typical]
+    ratio = table / typical
+    listed = "; ".join(
+        f"{c[:24]} {v} run {run} process {p}: x{ratio[(c, v, p, run)]:.2f}"
+        for (c, v, p, run) in slow.index
+    )
+    return [
+        f"- per-process modes (a variant > 15% slower than usual for a whole process): "
+        f"{len(slow)} of {len(table)} process x variant cells ({processes} process(es) per run)"
+        + (f": {listed}" if listed else "")
     ]
 
 
@@ -519,6 +547,90 @@ def overhead() -> list[str]:
     return lines
 
 
+SPIN_CHILD = r"""
+import sys, time, torch
+torch.set_num_threads(2)
+m = torch.nn.Conv2d(32, 32, 3, padding=1).eval()
+x = torch.randn(1, 32, 56, 56)
+with torch.inference_mode():
+    for _ in range(50):
+        m(x)
+    for line in sys.stdin:
+        n = int(line)
+        t = time.perf_counter()
+        for _ in range(n):
+            m(x)
+        print(time.perf_counter() - t, flush=True)
+"""
+
+
+def spin() -> list[str]:
+    """Two processes taking turns with a 2-thread conv: how much a turn slows when the other
+    process has just finished one (its OpenMP threads still spinning), at libgomp's default
+    spin and at the GOMP_SPINCOUNT workers get."""
+    lines = [
+        "## spin: a 32->32 @56 k3 conv (2 threads) in process A, alone and right after process "
+        "B's turn of the same (15 calls a turn, medians of 200 turns each)"
+    ]
+    settings = (("libgomp default", {}), ("GOMP_SPINCOUNT=10000", {"GOMP_SPINCOUNT": "10000"}))
+    for label, extra in settings:
+        env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"} | extra
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", SPIN_CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(2)
+        ]
+
+        def turn(p) -> float:
+            p.stdin.write("15\n")
+            p.stdin.flush()
+            return float(p.stdout.readline()) / 15
+
+        alone, after = [], []
+        for _ in range(200):  # alternate the two conditions so drift hits both
+            alone.append(turn(procs[0]))
+            turn(procs[1])
+            after.append(turn(procs[0]))
+            time.sleep(0.02)  # let B's threads stop spinning before the next "alone" turn
+        for p in procs:
+            p.kill()
+        a, b = np.median(alone), np.median(after)
+        lines.append(
+            f"- {label}: alone {a * 1e6:.0f} us, right after the other process {b * 1e6:.0f} us "
+            f"(x{b / a:.2f})"
+        )
+    return lines
+
+
+def fresh() -> list[str]:
+    """Interleaved A/A with variants kept for the whole run (--no-fresh) and rebuilt every visit
+    (the default), back to back: how far apart two identical workers land."""
+    from dscbench import compare, results
+
+    lines = [
+        "## fresh: interleaved A/A quick runs, buffers kept (`--no-fresh`) vs rebuilt every "
+        "visit, one process per environment so that only the buffers differ"
+    ]
+    for label, args in (("kept (--no-fresh)", ["--no-fresh"]), ("rebuilt (default)", [])):
+        out = STORE / "fresh" / args[0].strip("-") if args else STORE / "fresh" / "fresh"
+        dscbench("--preset", "quick", "--env", "base=", "--env", "head=", "--processes", "1",
+                 *args, "-o", str(out), "--force")  # fmt: skip
+        rs = results.load_results(out)
+        c = compare.compare_envs(rs)
+        log_ratios = np.log([ch.ratio for ch in c.changes])
+        lines.append(
+            f"- {label}: exit {c.exit_code()}; {_verdicts(c)}; rows' A/A log-ratios sd "
+            f"{log_ratios.std():.1%}, largest |ratio - 1| "
+            f"{np.expm1(np.abs(log_ratios)).max():.1%}; {busy(rs.meta)}"
+        )
+    return lines
+
+
 PARTS = {
     "runs": runs,
     "interleaved": interleaved,
@@ -529,6 +641,8 @@ PARTS = {
     "power": power,
     "isa": isa,
     "overhead": overhead,
+    "spin": spin,
+    "fresh": fresh,
 }
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from dscbench import __version__
 from dscbench.errors import DscbenchError, SpecError
@@ -161,6 +161,7 @@ class WorkerExecutor:
         self.starts = 0
         self.start_s = 0.0  # seconds from spawning to a checked handshake, all starts
         self._spawned_at = 0.0
+        self._pending = b""  # bytes read from the worker, not yet a whole line
 
     # -- process ---------------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ class WorkerExecutor:
     def spawn(self) -> None:
         """Start the worker process (it imports dscbench and torch while we go on)."""
         self._spawned_at = time.perf_counter()
+        self._pending = b""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child keeps it
         log.write(f"--- worker start {self.starts + 1}: {self.spec.python} -m dscbench.worker\n")
@@ -182,8 +184,7 @@ class WorkerExecutor:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                text=True,
-                bufsize=1,
+                bufsize=0,  # raw pipes: select() must see every byte not yet read
                 env=worker_environment(self.spec, self.spin_defaults),
                 cwd=self.log_path.parent,  # not the caller's directory: no stray dscbench import
                 start_new_session=True,  # Ctrl-C is for the coordinator, which stops workers
@@ -195,9 +196,21 @@ class WorkerExecutor:
         self.starts += 1
 
     def handshake(self) -> dict[str, Any]:
-        """Wait for the spawned worker's hello and check it (protocol, dscbench version)."""
+        """Ask the spawned worker for its hello, wait for it and check it (protocol, dscbench
+        version)."""
+        self.ask_hello()
+        return self.check_hello()
+
+    def ask_hello(self) -> None:
+        """Send the hello request (start_workers asks every worker before reading any answer,
+        so they start up in parallel)."""
+        with contextlib.suppress(OSError):  # it already died: reading its answer says why
+            self._send({"op": "hello", "args": {}})
+
+    def check_hello(self) -> dict[str, Any]:
+        """Read and check the answer to ``ask_hello``."""
         try:
-            info = self._call("hello", {}, timeout=START_TIMEOUT_S)
+            info = self._answer("hello", self._read_answer("hello", START_TIMEOUT_S))
         except ExecutorLost:
             raise self._start_failure() from None
         self._check_handshake(info)
@@ -265,7 +278,9 @@ class WorkerExecutor:
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         """Send one request and interpret the answer: a result, a user error (EnvError, exit
         2) or a bug in the worker (WorkerBug, with the worker's traceback)."""
-        answer = self._exchange(op, args, timeout)
+        return self._answer(op, self._exchange(op, args, timeout))
+
+    def _answer(self, op: str, answer: dict[str, Any]) -> Any:
         if answer.get("ok"):
             return answer.get("result")
         if answer.get("user"):
@@ -284,12 +299,16 @@ class WorkerExecutor:
             raise self._lost(f"starting {op}") if proc is not None else ExecutorLost("not started")
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(json.dumps({"op": op, "args": args}) + "\n")
-            proc.stdin.flush()
+            self._send({"op": op, "args": args})
         except (BrokenPipeError, OSError):
             raise self._lost(f"receiving {op}") from None
+        return self._read_answer(op, timeout)
+
+    def _read_answer(self, op: str, timeout: float | None) -> dict[str, Any]:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
         while True:
-            line = self._read_line(proc.stdout, timeout, op)
+            line = self._read_line(timeout, op)
             if line.startswith("{"):
                 return json.loads(line)
             # Something printed to stdout before the worker took it over (a sitecustomize, an
@@ -297,17 +316,33 @@ class WorkerExecutor:
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(f"(stdout) {line}")
 
-    def _read_line(self, stream: IO[str], timeout: float | None, op: str) -> str:
-        if timeout is not None:
-            ready, _, _ = select.select([stream], [], [], timeout)
+    def _send(self, message: dict[str, Any]) -> None:
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            data = data[proc.stdin.write(data) :]
+
+    def _read_line(self, timeout: float | None, op: str) -> str:
+        """The next line from the worker, waiting at most ``timeout`` seconds for it (a worker
+        that says nothing that long is killed). Lines are split here, not by a buffered reader,
+        so select() never waits on bytes a buffer already holds."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], left)
             if not ready:
-                assert self.proc is not None
-                self.proc.kill()
+                proc.kill()
                 raise self._lost(f"{op} (no answer within {timeout:.0f} s, so it was killed)")
-        line = stream.readline()
-        if not line:
-            raise self._lost(f"running {op}")
-        return line
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise self._lost(f"running {op}")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode("utf-8", errors="replace") + "\n"
 
     def restart(self) -> None:
         """Stop what is left of the worker and start a fresh one (same backends)."""
@@ -324,7 +359,7 @@ class WorkerExecutor:
         if proc.poll() is None:
             try:
                 assert proc.stdin is not None
-                proc.stdin.write(json.dumps({"op": "bye"}) + "\n")
+                proc.stdin.write(b'{"op": "bye"}\n')
                 proc.stdin.close()
                 proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired, ValueError):
@@ -388,15 +423,11 @@ class WorkerExecutor:
         return TurnReport.from_json(answer)
 
     def _late_answer(self) -> TurnReport | None:
-        proc = self.proc
-        if proc is None or proc.stdout is None:
+        if self.proc is None:
             return None
         try:
-            ready, _, _ = select.select([proc.stdout], [], [], 2.0)
-            if not ready:
-                return None
-            answer = json.loads(proc.stdout.readline() or "{}")
-        except (OSError, ValueError, KeyboardInterrupt):
+            answer = json.loads(self._read_line(2.0, "turn"))
+        except (ExecutorLost, OSError, ValueError, KeyboardInterrupt):
             return None
         return TurnReport.from_json(answer["result"]) if answer.get("ok") else None
 
@@ -417,7 +448,9 @@ def start_workers(
                 started.append(worker)
                 workers[spec.name].append(worker)
         for worker in started:
-            worker.handshake()
+            worker.ask_hello()
+        for worker in started:
+            worker.check_hello()
     except BaseException:
         for worker in started:
             worker.close()

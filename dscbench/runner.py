@@ -372,7 +372,7 @@ def run_sweep(
 
     def ready(state: CaseState, env: str, replica: int) -> bool:
         """Prepare the case in ``env``'s process ``replica``: on the case's first build, check
-        it; on its first visit in that process, warm it up (and the first time, calibrate)."""
+        it, and on its first visit, warm it up and calibrate its blocks."""
         env_state = state.envs[env]
         executor = pools[env][replica]
         spec = state.case.spec
@@ -400,7 +400,7 @@ def run_sweep(
         env_state.checked = True
         if not env_state.healthy:
             return False
-        if replica not in env_state.warmed:
+        if not env_state.calibrated:  # the first process to see the case sizes its blocks
             t0 = time.perf_counter()
             try:
                 cal = executor.calibrate(state.key, harness.to_json())
@@ -412,11 +412,12 @@ def run_sweep(
             if cal.status != OK:
                 env_state.fail(cal.status, cal.error, cal.traceback)
                 return False
-            env_state.warmed.add(replica)
-            if not env_state.calibrated:  # the first process sizes the blocks for all
-                env_state.series = {
-                    v: Series(cal.iterations[v], cal.per_iteration_s[v]) for v in VARIANTS
-                }
+            env_state.series = {
+                v: Series(cal.iterations[v], cal.per_iteration_s[v]) for v in VARIANTS
+            }
+        # Other processes start with the turn's untimed call of each variant, as every visit
+        # does with its freshly built tensors.
+        env_state.warmed.add(replica)
         return True
 
     def record(

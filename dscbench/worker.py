@@ -15,6 +15,7 @@ worker runs in its own session and ends when its stdin closes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -80,6 +81,10 @@ def main() -> None:
     protocol_out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # stray prints from libraries land in the log, not in the protocol
     sys.stdout = sys.stderr
+    # Import torch now, while the coordinator starts the other workers, not at "hello" (a
+    # missing torch is reported when a backend is created).
+    with contextlib.suppress(ImportError):
+        import torch  # noqa: F401
     serve(sys.stdin, protocol_out)
 
 

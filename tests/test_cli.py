@@ -186,6 +186,11 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert sep.speedup.notna().all() and (sep.speedup_ci_low <= sep.speedup).all()
     assert loaded.meta["status"] == "complete" and loaded.meta["rounds_done"] == 2
     assert loaded.meta["settings"]["min_time"] == 0.02
+    # Measured in two worker processes, one round each; their logs are kept.
+    assert loaded.meta["harness"]["processes"] == 2
+    assert sorted(p.name for p in (out / "workers").iterdir()) == ["run-0.log", "run-1.log"]
+    assert loaded.meta["canary"]["describe"]["implementation"]["version"] == 2
+    assert len(loaded.meta["canary"]["samples"]) == 4  # after each of 2 visits x 2 rounds
     assert loaded.meta["environment"]["torch"]["version"]
     assert loaded.meta["timings"]["timed_s"] > 0
     assert 0 <= loaded.meta["round_spread"] < 1  # how much the 2 rounds disagreed
