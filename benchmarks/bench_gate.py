@@ -27,7 +27,7 @@ results/bench-gate/, git-ignored; DSCBENCH_BENCH_STORE points at another store):
                other process's turn, at libgomp's default spinning and at GOMP_SPINCOUNT=10000
   fresh        interleaved A/A with buffers kept for the whole run vs rebuilt every visit
   overhead     wall time outside timed blocks: the interleaved A/A runs (target <= 10%), and a
-               plain quick run measured in-process (--processes 1) next to the default (two
+               plain quick run measured in-process (--processes 1) next to the default (three
                worker processes), back to back
 
 Every figure comes with how busy the machine was: the run's round spread (median over rows of
@@ -435,13 +435,14 @@ import json, sys, torch
 from torch.utils.benchmark import Timer
 from dscbench import ops
 from dscbench.spec import ConvSpec
-torch.set_num_threads(int(sys.argv[2]))
+threads = int(sys.argv[2])
 out = {}
 for row in json.loads(sys.argv[1]):
     spec = ConvSpec(**row["spec"])
     module, x = ops.instance(spec, row["variant"], 0)
     with torch.inference_mode():
-        m = Timer("m(x)", globals={"m": module, "x": x}).blocked_autorange(min_run_time=0.3)
+        timer = Timer("m(x)", globals={"m": module, "x": x}, num_threads=threads)
+        m = timer.blocked_autorange(min_run_time=0.3)
     out[row["config_id"] + " " + row["variant"]] = m.median
 print(json.dumps(out))
 """
@@ -532,7 +533,7 @@ def overhead() -> list[str]:
         )
     pair = {}
     for name, args in (("in-process (--processes 1)", ["--processes", "1"]),
-                       ("default (two worker processes)", [])):  # fmt: skip
+                       ("default (three worker processes)", [])):  # fmt: skip
         out = STORE / "overhead" / name.split()[0]
         if out.exists():
             shutil.rmtree(out)

@@ -247,7 +247,7 @@ def run(
             "differs between processes shows in the intervals. 1 measures a plain run in this "
             "process.",
         ),
-    ] = 2,
+    ] = 3,
     interleave: Annotated[
         Interleave,
         typer.Option(

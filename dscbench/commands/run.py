@@ -66,7 +66,7 @@ class RunOptions:
     max_time: float | None = None
     canary: bool = True
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
-    processes: int = 2  # worker processes per environment, rounds taken in turn
+    processes: int = 3  # worker processes per environment, rounds taken in turn
 
 
 @dataclass
