@@ -23,8 +23,9 @@ results/bench-gate/, git-ignored; DSCBENCH_BENCH_STORE points at another store):
   isa          interleaved A/B: default vs ONEDNN_MAX_CPU_ISA=SSE41; every row an independent
                timer (torch.utils.benchmark, the two settings in alternating processes) finds
                more than 5% slower must be `slower`, with exit 1
-  spin         two processes taking turns with a 2-thread conv: the slowdown right after the
-               other process's turn, at libgomp's default spinning and at GOMP_SPINCOUNT=10000
+  spin         two processes taking turns with a 2-thread conv: a turn right after the other
+               process's turn against one right after its own, at libgomp's default spinning
+               and at GOMP_SPINCOUNT=10000
   fresh        interleaved A/A with buffers kept for the whole run vs rebuilt every visit
   overhead     wall time outside timed blocks: the interleaved A/A runs (target <= 10%), and a
                plain quick run measured in-process (--processes 1) next to the default (three
@@ -566,12 +567,13 @@ with torch.inference_mode():
 
 
 def spin() -> list[str]:
-    """Two processes taking turns with a 2-thread conv: how much a turn slows when the other
-    process has just finished one (its OpenMP threads still spinning), at libgomp's default
-    spin and at the GOMP_SPINCOUNT workers get."""
+    """Two processes taking turns with a 2-thread conv: process A's turn right after its own
+    previous turn, against right after process B's turn (B's OpenMP threads may still be
+    spinning), at libgomp's default spinning and at the GOMP_SPINCOUNT interleaved workers get.
+    The two orders alternate, so the machine's drift hits both alike."""
     lines = [
-        "## spin: a 32->32 @56 k3 conv (2 threads) in process A, alone and right after process "
-        "B's turn of the same (15 calls a turn, medians of 200 turns each)"
+        "## spin: a 32->32 @56 k3 conv (2 threads) in process A, right after A's own previous "
+        "turn vs right after process B's turn (15 calls a turn, medians of 300 turns each)"
     ]
     settings = (("libgomp default", {}), ("GOMP_SPINCOUNT=10000", {"GOMP_SPINCOUNT": "10000"}))
     for label, extra in settings:
@@ -592,18 +594,18 @@ def spin() -> list[str]:
             p.stdin.flush()
             return float(p.stdout.readline()) / 15
 
-        alone, after = [], []
-        for _ in range(200):  # alternate the two conditions so drift hits both
-            alone.append(turn(procs[0]))
+        own, other = [], []
+        for _ in range(300):
+            turn(procs[0])
+            own.append(turn(procs[0]))  # right after A's own turn
             turn(procs[1])
-            after.append(turn(procs[0]))
-            time.sleep(0.02)  # let B's threads stop spinning before the next "alone" turn
+            other.append(turn(procs[0]))  # right after B's turn
         for p in procs:
             p.kill()
-        a, b = np.median(alone), np.median(after)
+        a, b = np.median(own), np.median(other)
         lines.append(
-            f"- {label}: alone {a * 1e6:.0f} us, right after the other process {b * 1e6:.0f} us "
-            f"(x{b / a:.2f})"
+            f"- {label}: after its own turn {a * 1e6:.0f} us, right after the other process's "
+            f"turn {b * 1e6:.0f} us (x{b / a:.2f})"
         )
     return lines
 

@@ -67,9 +67,10 @@ SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shif
 # disturbed: on the development VM steady runs measured 0.7-2.2%, disturbed ones 5-9%.
 DISTURBED_ROUND_SPREAD = 0.03
 # How far a run's conv rows and its canary can drift apart while the machine alone changes
-# speed (standard deviation of their log-ratio difference between runs). Measured on the
-# development VM with `nox -s bench -- gate` (benchmarks/REPORT-gate.md): back-to-back quick runs.
-CANARY_TRACKING_SD = 0.02
+# speed: the standard deviation, between back-to-back runs, of (rows' whole-run shift - canary
+# shift). `nox -s bench -- gate` (benchmarks/REPORT-gate.md) measured 1.5%, 1.8% and 2.8% in
+# three sets of 11 quick runs on the development VM; this allows for the largest.
+CANARY_TRACKING_SD = 0.03
 KEY = ["config_id", "backend", "env", "variant"]
 
 

@@ -124,6 +124,12 @@ def test_dry_run_lists_configs_with_counts():
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--spec", "missing.toml"], "--spec missing.toml: cannot read"),
         (["--spec", "x.toml", "--preset", "quick"], "give either --spec or --preset, not both"),
+        (["--precision", "abc"], "--precision 'abc': not a number like 0.05 or 5%"),
+        (["--precision", "150%"], "--precision '150%': must be between 0 and 100%"),
+        (["--max-time", "60"], "--max-time limits --precision; give --precision too"),
+        (["--precision", "1%", "--max-time", "-1"], "--max-time '-1': must be a positive"),
+        (["--env", "nameonly"], "--env 'nameonly': expected NAME=PYTHON[:VAR=VALUE,...]"),
+        (["--env", "a=", "--env", "a=:X=1"], "--env: environment name(s) given twice: a"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -293,6 +299,8 @@ def test_a_signal_in_a_real_run_keeps_results(tmp_path, signum):
         (["run", "--nope"], "error: No such option: --nope"),
         (["frobnicate"], "error: No such command 'frobnicate'."),
         (["run", "--bias=3"], "error: Option '--bias' does not take a value."),
+        (["run", "--processes", "0"], "error: Invalid value for '--processes': 0 is not in"),
+        (["run", "--interleave", "random"], "error: Invalid value for '--interleave': 'random'"),
     ],
 )
 def test_usage_errors_from_the_console_script_are_one_line(args, message):
