@@ -11,10 +11,11 @@ Two facts of shared CPUs shape how workers run:
 - **Spinning threads.** OpenMP threads (libgomp, which CPU builds of torch use) spin for a few
   milliseconds after every parallel region before they sleep. A worker that just finished a
   turn would then steal cores from the next worker's timed blocks: on the 2-core development
-  VM, a 32-channel conv measured 172 us alone and 264 us right after another worker's turn.
-  Workers therefore start with ``GOMP_SPINCOUNT=10000`` (about 0.3 ms of spinning instead of
-  7 ms, measured; no change to a conv's own speed), unless the environment or its ``--env``
-  variables set it, and each turn begins with ``switch_settle`` seconds of untimed calls.
+  VM, a 2-thread 32-channel conv ran 1.45x slower right after another process's turn than after
+  its own (benchmarks/REPORT-gate.md, `spin`). Workers of interleaved environments therefore
+  start with ``GOMP_SPINCOUNT=10000`` (about 0.3 ms of spinning: 1.08x there, and the conv's
+  own speed unchanged, 175 vs 174 us), unless the environment or its ``--env`` variables set
+  it, and each turn begins with ``switch_settle`` seconds of untimed calls.
 - **onnxruntime's thread pools** spin after a run too; interleaved runs use per-session pools
   that stop spinning when a run returns (see backends/ort.py).
 """

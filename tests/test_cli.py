@@ -299,8 +299,8 @@ def test_a_signal_in_a_real_run_keeps_results(tmp_path, signum):
         (["run", "--nope"], "error: No such option: --nope"),
         (["frobnicate"], "error: No such command 'frobnicate'."),
         (["run", "--bias=3"], "error: Option '--bias' does not take a value."),
-        (["run", "--processes", "0"], "error: Invalid value for '--processes': 0 is not in"),
-        (["run", "--interleave", "random"], "error: Invalid value for '--interleave': 'random'"),
+        (["run", "--processes", "0"], "error: Invalid value for '--processes'"),
+        (["run", "--interleave", "random"], "error: Invalid value for '--interleave'"),
     ],
 )
 def test_usage_errors_from_the_console_script_are_one_line(args, message):
