@@ -177,3 +177,27 @@ def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
     assert loaded.compile_s.isna().all() and loaded.parity_max_rel_err.isna().all()
     same = [c for c in results.RESULT_COLUMNS if c not in results.ADDED_IN_V2]
     pd.testing.assert_frame_equal(loaded[same], table[same])
+
+
+def test_a_version_2_run_is_upgraded_and_compares_without_a_canary(sweep, tmp_path):
+    """Runs written by dscbench 0.2 (schema 2) have no env column in results or samples and no
+    canary: they read back as a plain run, and compare says it cannot tell a uniform regression
+    from the machine."""
+    from dscbench import compare
+
+    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    out = tmp_path / "v2"
+    out.mkdir()
+    table.drop(columns=["env"]).to_parquet(out / "results.parquet", index=False)
+    samples.drop(columns=["env"]).to_parquet(out / "samples.parquet", index=False)
+    meta = {"schema_version": 2, "environment": {"cpu_model": "X", "machine": "x86_64"}}
+    (out / "run.json").write_text(json.dumps(meta))
+    loaded = results.load_results(out)
+    assert list(loaded.results.columns) == results.RESULT_COLUMNS
+    assert list(loaded.samples.columns) == results.SAMPLE_COLUMNS
+    assert (loaded.results.env == "").all() and (loaded.samples.env == "").all()
+    pd.testing.assert_frame_equal(loaded.samples, samples)
+    comparison = compare.compare_sets(loaded, loaded)
+    assert not comparison.canary.available
+    assert comparison.canary.reason == "no machine canary in the baseline and candidate"
+    assert {c.verdict for c in comparison.changes} <= {"same", "failed"}
