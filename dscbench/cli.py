@@ -79,6 +79,13 @@ def root(
     """dscbench: depthwise-separable vs standard convolution, measured."""
 
 
+class Twin(str, Enum):
+    """Which way a user model's twin is derived (models/twins.py)."""
+
+    separable = "separable"
+    dense = "dense"
+
+
 class Interleave(str, Enum):
     """How a set orders its blocks when several environments are measured."""
 
@@ -135,8 +142,51 @@ def run(
         str | None, typer.Option(help="float32, float16, bfloat16, float64; comma-separated.")
     ] = None,
     mode: Annotated[
-        str | None, typer.Option(help="inference (training arrives with model twins).")
+        str | None,
+        typer.Option(
+            help="inference, training (forward, loss, backward, optimizer step); comma-separated."
+        ),
     ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="Training optimizer: sgd (momentum 0.9), adam; comma-separated."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Whole networks instead of single layers: mobilenet-v1, mobilenet-v2, "
+            "xception-middle, article, or package.module:callable (a model of your own, with "
+            "--input-shape); comma-separated. Each runs as itself and as its twin."
+        ),
+    ] = None,
+    width_mult: Annotated[
+        str | None, typer.Option(help="MobileNet width multipliers, e.g. 0.25,0.5,0.75,1.0.")
+    ] = None,
+    resolution: Annotated[
+        str | None, typer.Option(help="MobileNet input resolutions, e.g. 128,160,192,224.")
+    ] = None,
+    depth: Annotated[
+        str | None, typer.Option(help="Xception middle-flow blocks (default 8).")
+    ] = None,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(help="C,H,W of a model of your own (several: separate with ';')."),
+    ] = None,
+    twin: Annotated[
+        Twin,
+        typer.Option(
+            case_sensitive=False,
+            help="A model of your own is the standard variant and its twin gets depthwise-"
+            "separable convs (separable), or it is the separable one and its twin gets dense "
+            "convs (dense).",
+        ),
+    ] = Twin.separable,
+    breakdown: Annotated[
+        bool,
+        typer.Option(
+            "--breakdown", help="Print MACs and params per layer type of each model variant."
+        ),
+    ] = False,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -269,8 +319,21 @@ def run(
     command_started = time.perf_counter()
     if spec is not None and preset is not None:
         raise SpecError("give either --spec or --preset, not both")
-    sweep = specs.load_spec_file(spec) if spec is not None else specs.load_preset(preset or "quick")
+    if model is not None and (spec is not None or preset is not None):
+        raise SpecError("--model builds its own sweep; give it without --spec or --preset")
+    if model is not None:
+        sweep = specs.Sweep([{}], source="<flags>")
+    else:
+        sweep = (
+            specs.load_spec_file(spec) if spec is not None else specs.load_preset(preset or "quick")
+        )
     grid_flags = {
+        "model": model,
+        "width_mult": width_mult,
+        "resolution": resolution,
+        "depth": depth,
+        "input_shape": input_shape,
+        "optimizer": optimizer,
         "batch": batch,
         "in_channels": in_channels,
         "out_channels": out_channels,
@@ -290,6 +353,8 @@ def run(
         sweep.override("out_channels", [None])  # "equal to in-channels", not the preset's value
     if bias:
         sweep.override("bias", [True])
+    if twin is not Twin.separable:
+        sweep.override("twin", [twin.value])
     for name, value in (
         ("min_time", _float_setting("min-time", min_time)),
         ("rounds", _int_setting("rounds", rounds)),
@@ -336,6 +401,7 @@ def run(
         canary=canary,
         interleave=interleave.value,
         processes=processes,
+        breakdown=breakdown,
     )
     code = run_command.execute(sweep, options, console=console, command_started=command_started)
     raise typer.Exit(code)

@@ -123,6 +123,9 @@ def parse_envs(texts: list[str]) -> list[EnvSpec]:
     return specs
 
 
+CALLER_CWD_VARIABLE = "DSCBENCH_CALLER_CWD"
+
+
 def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, str]:
     """The process environment of ``spec``'s worker: ours, its variables, and (when
     ``spin_defaults``, for interleaved environments) SPIN_DEFAULTS where neither sets them."""
@@ -131,6 +134,9 @@ def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, s
         if var not in env and var not in spec.variables:
             env[var] = value
     env.update(spec.variables)
+    # Models of the user's own (--model pkg.mod:build) import from where dscbench was run,
+    # as they would in-process; the worker itself starts elsewhere (see start()).
+    env[CALLER_CWD_VARIABLE] = os.getcwd()
     return env
 
 
@@ -395,6 +401,7 @@ class WorkerExecutor:
         parity: bool = False,
         verify_counts: bool = False,
         fresh: bool = False,
+        first: bool = False,
     ) -> PrepareReport:
         args = dict(
             key=key,
@@ -404,6 +411,7 @@ class WorkerExecutor:
             parity=parity,
             verify_counts=verify_counts,
             fresh=fresh,
+            first=first,
         )
         return PrepareReport.from_json(self._call("prepare", args))
 

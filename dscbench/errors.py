@@ -20,3 +20,7 @@ class ResultsError(DscbenchError):
 
 class BackendUnavailable(DscbenchError):
     """A backend that was asked for but cannot run on this machine."""
+
+
+class ModelError(DscbenchError):
+    """A model of the user's own that cannot be imported, built or run on its input shape."""

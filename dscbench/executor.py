@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dscbench import counting
 from dscbench.measure import HarnessOptions, Workload, run_turn, warm_up_and_calibrate
-from dscbench.spec import VARIANTS, BackendOptions, ConvSpec
+from dscbench.spec import VARIANTS, BackendOptions, Spec, spec_from_json, spec_to_json
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Backend, Prepared
@@ -72,6 +72,7 @@ class BackendReport(Report):
     timer_overhead_s: float = math.nan
     cannot: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (spec, reason)
     notes: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)  # user models that do not load or build
 
 
 @dataclass
@@ -84,6 +85,10 @@ class PrepareReport(Report):
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> Parity fields
+    # On a first build: counts.Counts fields per variant (whole networks, whose counts need
+    # torch to trace), and their per-layer-type breakdown.
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     built: bool = False  # False when the variants came from the cache
     phases: dict[str, float] = field(default_factory=dict)  # prepare, compile, parity, counting
 
@@ -135,6 +140,7 @@ class Executor(Protocol):
         parity: bool,
         verify_counts: bool,
         fresh: bool,
+        first: bool,
     ) -> PrepareReport: ...
 
     def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport: ...
@@ -146,6 +152,54 @@ class Executor(Protocol):
     def restart(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def _held_bytes(prepared: Mapping[str, Prepared]) -> int:
+    """Bytes of the weights and inputs the variants hold (the cache budget's estimate)."""
+    from dscbench.memory import resident_bytes
+
+    held = []
+    for p in prepared.values():
+        if p.module is not None:
+            held += [*p.module.parameters(), p.example_input]
+    return resident_bytes(held)
+
+
+def user_model_problems(specs: list[Spec]) -> list[str]:
+    """Load and build every user model once (both variants, run once on its input shape on the
+    meta device), so one that does not import, build or fit its input is one line before
+    anything is measured."""
+    from dscbench.errors import ModelError
+    from dscbench.models import is_user_model
+
+    problems = []
+    seen = set()
+    for spec in specs:
+        if spec.kind != "model" or not is_user_model(spec.model):
+            continue
+        key = (spec.model, spec.twin, spec.input_shape)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            for v in VARIANTS:
+                module = ops_build(spec, v)
+                counting.layer_counts(module, spec.input_dims(), training=False)
+        except ModelError as exc:
+            problems.append(str(exc))
+        except Exception as exc:
+            c, h, w = spec.input_shape
+            problems.append(
+                f"--model {spec.model!r} ({v}) does not run on --input-shape {c},{h},{w}: "
+                f"{one_line(exc)}"
+            )
+    return problems
+
+
+def ops_build(spec: Spec, variant: str) -> Any:
+    from dscbench import ops
+
+    return ops.build(spec, variant)
 
 
 def failure_status(exc: BaseException) -> str:
@@ -195,9 +249,10 @@ class _PreparedCache:
 class _Entry:
     """What this executor knows about one case: its spec, backend and ready variants."""
 
-    spec: ConvSpec
+    spec: Spec
     backend: str
     workloads: dict[str, Workload] = field(default_factory=dict)
+    size: int = 0  # bytes its variants hold (the cache's budget)
 
 
 class LocalExecutor:
@@ -261,16 +316,18 @@ class LocalExecutor:
             if name not in self.backends:
                 self.backends[name] = registry.create(name, self.options)
             backend = self.backends[name]
-            specs_here = [ConvSpec(**s) for s in spec_dicts]
+            specs_here = [spec_from_json(s) for s in spec_dicts]
             cannot = backend.plan(specs_here)
+            invalid = user_model_problems(specs_here)
             reports[name] = BackendReport(
                 True,
                 device=backend.device,
                 device_name=backend.device_name(),
                 versions=backend.versions(),
                 timer_overhead_s=backend.timer().overhead(),
-                cannot=[(asdict(s), reason) for s, reason in cannot.items()],
+                cannot=[(spec_to_json(s), reason) for s, reason in cannot.items()],
                 notes=list(getattr(backend, "notes", [])),
+                invalid=invalid,
             )
         return reports
 
@@ -285,15 +342,17 @@ class LocalExecutor:
         parity: bool = False,
         verify_counts: bool = False,
         fresh: bool = False,
+        first: bool = False,
     ) -> PrepareReport:
         """Make the case's variants ready: from the cache, or built with ``seed`` (always built
         anew with ``fresh``: new tensors at new addresses, same values). On request, check their
-        outputs against the float64 reference and their counts against fvcore."""
+        outputs against the float64 reference and their counts against fvcore. On the ``first``
+        build of a case, measure each variant's peak memory and count a network's layers."""
         from dscbench.backends.base import CompileFailed
 
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = _Entry(ConvSpec(**spec), backend)
+            entry = self.entries[key] = _Entry(spec_from_json(spec), backend)
         report = PrepareReport(
             phases=dict.fromkeys(("prepare", "compile", "parity", "counting"), 0)
         )
@@ -314,7 +373,6 @@ class LocalExecutor:
                     report.phases["prepare"] += spent - compiled
                     report.prepare_s[v] = spent - compiled
                     report.compile_s[v] = p.compile_s
-                    report.peak_memory_bytes[v] = p.peak_memory_bytes
                     report.execution[v] = p.execution
                     prepared[v] = p
             except CompileFailed as exc:
@@ -326,9 +384,21 @@ class LocalExecutor:
                 report.traceback = traceback.format_exc()
                 return report
             report.built = True
-            size = sum(counting.closed_form(entry.spec, v).bytes for v in VARIANTS)
+            if entry.spec.kind == "conv":
+                size = sum(counting.closed_form(entry.spec, v).bytes for v in VARIANTS)
+            else:
+                size = entry.size or _held_bytes(prepared)
             self.cache.put(key, prepared, size)
         entry.workloads = {v: Workload(prepared[v].run, prepared[v].context) for v in VARIANTS}
+        if first:
+            t0 = time.perf_counter()
+            try:
+                self._first_build(entry, prepared, report)
+            except Exception as exc:  # the workload fails when run outside the timed loop
+                report.status, report.error = failure_status(exc), one_line(exc)
+                report.traceback = traceback.format_exc()
+                return report
+            report.phases["counting"] += time.perf_counter() - t0
         if verify_counts:
             t0 = time.perf_counter()
             self._verify_counts(entry.spec, prepared, report)
@@ -402,8 +472,27 @@ class LocalExecutor:
     # -- checks ----------------------------------------------------------------------------
 
     @staticmethod
+    def _first_build(
+        entry: _Entry, prepared: Mapping[str, Prepared], report: PrepareReport
+    ) -> None:
+        """Peak memory of each variant, and a network's counts and breakdown (a conv layer's
+        counts are closed forms the coordinator computes itself)."""
+        for v in VARIANTS:
+            p = prepared[v]
+            if p.memory is not None:
+                report.peak_memory_bytes[v] = p.memory()
+            if entry.spec.kind == "model" and p.module is not None:
+                records = counting.layer_counts(
+                    p.module, entry.spec.input_dims(), entry.spec.mode == "training"
+                )
+                report.counts[v] = asdict(counting.model_counts(records))
+                report.breakdown[v] = counting.breakdown(records)
+        if report.counts:
+            entry.size = sum(c["bytes"] for c in report.counts.values())
+
+    @staticmethod
     def _check_parity(
-        spec: ConvSpec, prepared: Mapping[str, Prepared], seed: int, report: PrepareReport
+        spec: Spec, prepared: Mapping[str, Prepared], seed: int, report: PrepareReport
     ) -> None:
         from dscbench import parity
 
@@ -419,17 +508,19 @@ class LocalExecutor:
             report.status, report.error = PARITY_FAILED, "; ".join(problems)
 
     @staticmethod
-    def _verify_counts(
-        spec: ConvSpec, prepared: Mapping[str, Prepared], report: PrepareReport
-    ) -> None:
+    def _verify_counts(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareReport) -> None:
         problems = []
         for v in VARIANTS:
             p = prepared[v]
             if p.module is None:
                 continue  # a backend without a torch module (fakes, future exported graphs)
-            mismatch = counting.cross_check(
-                counting.closed_form(spec, v), p.module, p.example_input
-            )
+            if spec.kind == "model":
+                if v not in report.counts:
+                    continue
+                expected = counting.Counts(**report.counts[v])
+            else:
+                expected = counting.closed_form(spec, v)
+            mismatch = counting.cross_check(expected, p.module, p.example_input)
             if mismatch:
                 problems.append(f"{v}: {mismatch}")
         if problems and report.status == OK:

@@ -15,8 +15,37 @@ OPTIONAL_AXES = ("batch", "dtype", "threads", "memory_format", "backend", "env")
 DEFAULT_MEMORY_FORMAT = "contiguous"
 
 
+def _present(value: Any) -> bool:
+    """Not missing: None, NaN and pandas' NA are missing (model rows lack conv columns)."""
+    try:
+        return value is not None and value == value and str(value) != "<NA>"
+    except (TypeError, ValueError):  # pandas.NA refuses comparisons
+        return False
+
+
+def model_label(row: Mapping[str, Any]) -> str:
+    """'mobilenet-v1 0.5/160', 'xception-middle d8', 'my.models:build 3x32x32 twin dense'."""
+    name = str(row["model"])
+    shape = row.get("input_shape")
+    if isinstance(shape, (list, tuple)):
+        shape = "x".join(str(d) for d in shape)
+    if name.startswith("mobilenet"):
+        side = str(shape).split("x")[1] if shape else row.get("resolution")
+        mult = row.get("width_mult")
+        value = float(mult) if _present(mult) else 1.0
+        return f"{name} {value:.1f}/{side}" if value.is_integer() else f"{name} {value:g}/{side}"
+    if _present(row.get("depth")) and int(row["depth"]) > 0:
+        return f"{name} d{int(row['depth'])}"
+    if ":" in name:
+        twin = row.get("twin") or ""
+        return f"{name} {shape}" + (f" twin {twin}" if twin else "")
+    return name
+
+
 def shape_label(row: Mapping[str, Any]) -> str:
-    """'32->64 @56 k3s1' (or '@56x48' for a non-square input)."""
+    """'32->64 @56 k3s1' (or '@56x48' for a non-square input); a model's name and knobs."""
+    if row.get("model"):
+        return model_label(row)
     h, w = row["height"], row["width"]
     size = f"{h}" if h == w else f"{h}x{w}"
     return f"{row['in_channels']}->{row['out_channels']} @{size} k{row['kernel']}s{row['stride']}"
@@ -35,6 +64,9 @@ def row_label(
     if "batch" not in omit:
         parts.append(f"n{row['batch']}")
     parts.append(shape_label(row))
+    if "mode" not in omit and row.get("mode") == "training":
+        optimizer = row.get("optimizer") or ""
+        parts.append(f"train-{optimizer}" if optimizer else "train")
     if "dtype" not in omit:
         parts.append(str(row["dtype"]))
     if "threads" not in omit:

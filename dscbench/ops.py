@@ -1,4 +1,5 @@
-"""Build the two variants of one ConvSpec as torch modules, with seeded weights and input."""
+"""Build the two variants of one spec (a conv layer or a model twin) as torch modules, with
+seeded weights and input."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from dscbench.spec import ConvSpec
+    from dscbench.spec import ConvSpec, ModelSpec, Spec
 
 TORCH_DTYPES = {
     "float32": torch.float32,
@@ -19,48 +20,66 @@ TORCH_DTYPES = {
 }
 
 
-def build(spec: ConvSpec, variant: str, seed: int = 0) -> nn.Module:
+def build(spec: Spec, variant: str, seed: int = 0) -> nn.Module:
+    """The module of ``variant``, in the spec's dtype, in eval mode for inference and train mode
+    for training; ``seed`` fixes its weights, so a rerun builds the same module."""
+    if variant not in ("standard", "separable"):
+        raise ValueError(f"unknown variant {variant!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        is_model = spec.kind == "model"
+        module = build_model(spec, variant) if is_model else build_conv(spec, variant)  # type: ignore[arg-type]
+    module = module.to(TORCH_DTYPES[spec.dtype])
+    return module.train() if spec.mode == "training" else module.eval()
+
+
+def build_model(spec: ModelSpec, variant: str) -> nn.Module:
+    from dscbench.models import is_user_model
+
+    if is_user_model(spec.model):
+        from dscbench.models.twins import user_variant
+
+        return user_variant(spec.model, spec.twin, variant)
+    from dscbench.models.zoo import BUILDERS
+
+    return BUILDERS[spec.model](variant, spec)
+
+
+def build_conv(spec: ConvSpec, variant: str) -> nn.Module:
     """``standard``: Conv2d(C_in, C_out, K, stride). ``separable``: depthwise KxK (groups=C_in)
     then pointwise 1x1. Both use padding K//2, so their outputs have the same shape.
 
-    Weights come from torch's default initialisation under ``seed``, so a rerun builds the same
-    module; the module is in eval mode and in the spec's dtype.
+    Weights come from torch's default initialisation.
     """
     pad = spec.padding
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if variant == "standard":
-            module: nn.Module = nn.Conv2d(
-                spec.in_channels, spec.out_channels, spec.kernel, spec.stride, pad, bias=spec.bias
-            )
-        elif variant == "separable":
-            module = nn.Sequential(
-                OrderedDict(
-                    depthwise=nn.Conv2d(
-                        spec.in_channels,
-                        spec.in_channels,
-                        spec.kernel,
-                        spec.stride,
-                        pad,
-                        groups=spec.in_channels,
-                        bias=spec.bias,
-                    ),
-                    pointwise=nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=spec.bias),
-                )
-            )
-        else:
-            raise ValueError(f"unknown variant {variant!r}")
-    return module.to(TORCH_DTYPES[spec.dtype]).eval()
+    if variant == "standard":
+        return nn.Conv2d(
+            spec.in_channels, spec.out_channels, spec.kernel, spec.stride, pad, bias=spec.bias
+        )
+    return nn.Sequential(
+        OrderedDict(
+            depthwise=nn.Conv2d(
+                spec.in_channels,
+                spec.in_channels,
+                spec.kernel,
+                spec.stride,
+                pad,
+                groups=spec.in_channels,
+                bias=spec.bias,
+            ),
+            pointwise=nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=spec.bias),
+        )
+    )
 
 
-def make_input(spec: ConvSpec, seed: int = 0) -> torch.Tensor:
+def make_input(spec: Spec, seed: int = 0) -> torch.Tensor:
     """A seeded standard-normal input of shape (batch, C_in, H, W) in the spec's dtype."""
     gen = torch.Generator().manual_seed(seed)
-    shape = (spec.batch, spec.in_channels, spec.height, spec.width)
+    shape = spec.input_dims()
     return torch.randn(shape, generator=gen, dtype=torch.float32).to(TORCH_DTYPES[spec.dtype])
 
 
-def instance(spec: ConvSpec, variant: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+def instance(spec: Spec, variant: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
     """The module and input every backend starts from for (spec, variant, seed), on the CPU and
     in the spec's dtype: backends and the parity reference all derive theirs from these."""
     return build(spec, variant, seed), make_input(spec, seed + 1)

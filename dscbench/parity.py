@@ -51,9 +51,10 @@ def reference_output(spec: ConvSpec, variant: str, seed: int) -> np.ndarray:
     import torch
 
     from dscbench import ops
+    from dscbench.training import no_dropout
 
     module, x = ops.instance(spec, variant, seed)
-    with torch.inference_mode():
+    with torch.inference_mode(), no_dropout(module):  # training rows: training.py's parity
         return module.to(torch.float64)(x.to(torch.float64)).numpy()
 
 

@@ -14,6 +14,10 @@ Schema history (bump SCHEMA_VERSION on any change a reader must know about, add 
      status worker_crashed; speedup intervals are t intervals over rounds (they were a
      bootstrap over pairs); ``pair`` numbers the set of blocks all environments and variants of
      a visit share; run.json gains environments, canary and precision
+  4  model twins and training: ``model``, ``width_mult``, ``resolution``, ``depth``,
+     ``input_shape``, ``twin``, ``optimizer``, ``other_flops``, ``step_flops``; the conv shape
+     columns are nullable (empty on model rows); ``peak_memory_bytes`` on CPU rows too;
+     breakdown.parquet beside model runs
 """
 
 from __future__ import annotations
@@ -37,11 +41,20 @@ from dscbench.spec import VARIANTS
 if TYPE_CHECKING:
     from dscbench.runner import CaseState, EnvState, SweepState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SHAPE_COLUMNS = ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride")
+MODEL_COLUMNS = ("model", "width_mult", "resolution", "depth", "input_shape", "twin")
 # What a human label of a row is made of (tables, comparisons).
-LABEL_COLUMNS = (*SHAPE_COLUMNS, "dtype", "threads", "memory_format")
+LABEL_COLUMNS = (
+    *SHAPE_COLUMNS,
+    *MODEL_COLUMNS,
+    "mode",
+    "optimizer",
+    "dtype",
+    "threads",
+    "memory_format",
+)
 CONFIG_COLUMNS = [
     "config_id",
     "variant",
@@ -49,16 +62,18 @@ CONFIG_COLUMNS = [
     "env",
     "device",
     "mode",
+    "optimizer",
     "dtype",
     "memory_format",
     "threads",
+    *MODEL_COLUMNS,
     *SHAPE_COLUMNS,
     "padding",
     "bias",
     "out_height",
     "out_width",
 ]
-COUNT_COLUMNS = ["params", "macs", "flops", "bytes", "intensity"]
+COUNT_COLUMNS = ["params", "macs", "flops", "other_flops", "step_flops", "bytes", "intensity"]
 LATENCY_COLUMNS = [
     "latency_median_s",
     "latency_mean_s",
@@ -103,6 +118,26 @@ ADDED_IN_V2 = {
     "parity_tolerance": math.nan,
 }
 ADDED_IN_V3 = {"env": ""}
+ADDED_IN_V4 = {
+    "optimizer": "",
+    "model": "",
+    "width_mult": math.nan,
+    "resolution": None,
+    "depth": None,
+    "input_shape": "",
+    "twin": "",
+    "other_flops": None,  # not recorded before; step_flops equals flops (inference only)
+}
+BREAKDOWN_COLUMNS = [
+    "config_id",
+    "variant",
+    "layer_type",
+    "layers",
+    "macs",
+    "params",
+    "macs_share",
+    "params_share",
+]
 SAMPLE_COLUMNS = [
     "config_id",
     "variant",
@@ -118,6 +153,7 @@ RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 SAMPLES_PARQUET = "samples.parquet"
 RUN_JSON = "run.json"
+BREAKDOWN_PARQUET = "breakdown.parquet"
 
 
 @dataclass
@@ -142,37 +178,57 @@ def _rows_for(
     timer_overhead: float | None,
 ) -> list[dict[str, Any]]:
     spec = state.case.spec
-    base = {
-        "config_id": spec.config_id,
-        "backend": state.case.backend,
-        "env": env,
-        "device": device[0],
-        "device_name": device[1],
-        "mode": spec.mode,
-        "dtype": spec.dtype,
-        "memory_format": spec.memory_format,
-        "threads": spec.threads,
-        "batch": spec.batch,
-        "in_channels": spec.in_channels,
-        "out_channels": spec.out_channels,
-        "height": spec.height,
-        "width": spec.width,
-        "kernel": spec.kernel,
-        "stride": spec.stride,
-        "padding": spec.padding,
-        "bias": spec.bias,
-        "out_height": spec.out_height,
-        "out_width": spec.out_width,
-    }
+    base = dict(
+        config_id=spec.config_id,
+        backend=state.case.backend,
+        env=env,
+        device=device[0],
+        device_name=device[1],
+        mode=spec.mode,
+        optimizer=spec.optimizer,
+        dtype=spec.dtype,
+        memory_format=spec.memory_format,
+        threads=spec.threads,
+        batch=spec.batch,
+        in_channels=spec.in_channels,
+        height=spec.height,
+        width=spec.width,
+    )
+    if spec.kind == "model":
+        base.update(
+            model=spec.model,
+            width_mult=spec.width_mult,
+            resolution=spec.resolution,
+            depth=spec.depth or None,
+            input_shape="x".join(str(d) for d in spec.input_shape),
+            twin=spec.twin,
+        )
+    else:
+        base.update(
+            out_channels=spec.out_channels,
+            kernel=spec.kernel,
+            stride=spec.stride,
+            padding=spec.padding,
+            bias=spec.bias,
+            out_height=spec.out_height,
+            out_width=spec.out_width,
+        )
     series = env_state.series
     measured = bool(series) and all(series[v].times for v in VARIANTS)
     rows = []
     for v in VARIANTS:
-        c = state.counts[v]
+        c = state.counts.get(v)
         row = dict(base, variant=v)
-        row.update(
-            params=c.params, macs=c.macs, flops=c.flops, bytes=c.bytes, intensity=c.intensity
-        )
+        if c is not None:
+            row.update(
+                params=c.params,
+                macs=c.macs,
+                flops=c.flops,
+                other_flops=c.other_flops,
+                step_flops=c.step_flops,
+                bytes=c.bytes,
+                intensity=c.intensity,
+            )
         row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS + PARITY_COLUMNS, math.nan))
         row.update(
             status=env_state.status,
@@ -211,8 +267,9 @@ def _rows_for(
             )
         rows.append(row)
     std, sep = rows
-    sep["mac_reduction"] = std["macs"] / sep["macs"]
-    sep["param_reduction"] = std["params"] / sep["params"]
+    if "macs" in sep:
+        sep["mac_reduction"] = std["macs"] / sep["macs"]
+        sep["param_reduction"] = std["params"] / sep["params"]
     speedup = env_state.speedup() if measured else None
     if speedup is not None:
         # Only complete sets (both variants measured) enter the speedup; an interrupt can
@@ -221,7 +278,7 @@ def _rows_for(
             speedup=speedup.value,
             speedup_ci_low=speedup.ci_low,
             speedup_ci_high=speedup.ci_high,
-            efficiency=speedup.value / sep["mac_reduction"],
+            efficiency=speedup.value / sep.get("mac_reduction", math.nan),
         )
         few = stats.check_rounds(speedup.rounds)
         if few:
@@ -275,6 +332,21 @@ def build_tables(
     return _typed(results), samples
 
 
+def breakdown_table(sweep: SweepState) -> pd.DataFrame:
+    """Per model configuration and variant, MACs and params by layer type (BREAKDOWN_COLUMNS);
+    empty for a sweep of single conv layers."""
+    rows = [
+        {"config_id": state.case.spec.config_id, "variant": v, **row}
+        for state in sweep.cases
+        for v, layer_rows in state.breakdown.items()
+        for row in layer_rows
+    ]
+    table = pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
+    return table.drop_duplicates(["config_id", "variant", "layer_type"]).astype(
+        {"layers": "int64", "macs": "int64", "params": "int64"}
+    )
+
+
 def empty_samples() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=_SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
 
@@ -289,9 +361,8 @@ _SAMPLE_DTYPES: dict[str, Any] = {
     "iterations": "int64",
     "time_s": "float64",
 }
-_INT_COLUMNS = [
-    "threads",
-    "batch",
+_INT_COLUMNS = ["threads", "batch", "rounds", "seed"]
+_NULLABLE_INT_COLUMNS = [
     "in_channels",
     "out_channels",
     "height",
@@ -301,14 +372,17 @@ _INT_COLUMNS = [
     "padding",
     "out_height",
     "out_width",
+    "resolution",
+    "depth",
     "params",
     "macs",
     "flops",
+    "other_flops",
+    "step_flops",
     "bytes",
-    "rounds",
-    "seed",
+    "n_samples",
+    "iterations_per_sample",
 ]
-_NULLABLE_INT_COLUMNS = ["n_samples", "iterations_per_sample"]
 _STR_COLUMNS = [
     "config_id",
     "variant",
@@ -318,6 +392,10 @@ _STR_COLUMNS = [
     "device_name",
     "execution",
     "mode",
+    "optimizer",
+    "model",
+    "input_shape",
+    "twin",
     "dtype",
     "memory_format",
     "warnings",
@@ -340,6 +418,7 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     types.update({c: "Int64" for c in _NULLABLE_INT_COLUMNS})
     types.update({c: "float64" for c in _FLOAT_COLUMNS})
     types.update({c: str for c in _STR_COLUMNS})
+    df["bias"] = df["bias"].astype(object).where(df["bias"].notna(), False)
     types["bias"] = bool
     return df.astype(types)[RESULT_COLUMNS].copy()
 
@@ -383,12 +462,19 @@ def prepare_output_dir(path: Path, force: bool) -> Path:
 
 
 def write_run(
-    directory: Path, results: pd.DataFrame, samples: pd.DataFrame, meta: dict[str, Any]
+    directory: Path,
+    results: pd.DataFrame,
+    samples: pd.DataFrame,
+    meta: dict[str, Any],
+    breakdown: pd.DataFrame | None = None,
 ) -> None:
-    """Write all four files atomically (each is complete or absent, never half-written)."""
+    """Write every file atomically (each is complete or absent, never half-written); the
+    breakdown only when there is one (model runs)."""
     directory = Path(directory)
     meta = dict(meta, schema_version=SCHEMA_VERSION)
     try:
+        if breakdown is not None and len(breakdown):
+            _atomic(directory / BREAKDOWN_PARQUET, lambda p: breakdown.to_parquet(p, index=False))
         _atomic(directory / RESULTS_PARQUET, lambda p: results.to_parquet(p, index=False))
         _atomic(directory / RESULTS_CSV, lambda p: results.to_csv(p, index=False))
         _atomic(directory / SAMPLES_PARQUET, lambda p: samples.to_parquet(p, index=False))
@@ -434,6 +520,10 @@ def _upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) ->
     if version < 3:
         for column, default in ADDED_IN_V3.items():
             results[column] = default
+    if version < 4:
+        for column, default in ADDED_IN_V4.items():
+            results[column] = default
+        results["step_flops"] = results["flops"]
     return results
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,7 +55,7 @@ from dscbench.executor import (
 )
 from dscbench.measure import HarnessOptions
 from dscbench.parity import Parity
-from dscbench.spec import VARIANTS, Case, RunSettings
+from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Backend
@@ -162,9 +162,10 @@ class EnvState:
 @dataclass
 class CaseState:
     case: Case
-    counts: dict[str, counting.Counts]
+    counts: dict[str, counting.Counts]  # per variant; a network's arrive with its first build
     envs: dict[str, EnvState]
     sets: int = 0  # sets measured so far (the next set's index)
+    breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -312,7 +313,9 @@ def run_sweep(
     states = [
         CaseState(
             case,
-            {v: counting.closed_form(case.spec, v) for v in VARIANTS},
+            {v: counting.closed_form(case.spec, v) for v in VARIANTS}
+            if case.spec.kind == "conv"
+            else {},
             {env: EnvState() for env in envs},
         )
         for case in cases
@@ -351,7 +354,11 @@ def run_sweep(
         except ExecutorLost as again:
             lost(env, replica, state, again)
 
-    def absorb(env_state: EnvState, report: PrepareReport) -> None:
+    def absorb(state: CaseState, env_state: EnvState, report: PrepareReport) -> None:
+        for v, fields_ in report.counts.items():
+            state.counts.setdefault(v, counting.Counts(**fields_))
+        for v, rows in report.breakdown.items():
+            state.breakdown.setdefault(v, rows)
         for name, seconds in report.phases.items():
             setattr(phases, name, getattr(phases, name) + seconds)
         for v, seconds in report.prepare_s.items():
@@ -382,18 +389,19 @@ def run_sweep(
         try:
             report = executor.prepare(
                 state.key,
-                asdict(spec),
+                spec_to_json(spec),
                 state.case.backend,
                 settings.seed,
                 settings.parity and checks,
                 verify_counts and checks,
                 fresh,
+                checks,
             )
         except ExecutorLost as exc:
             lost(env, replica, state, exc)
             return False
         phases.ipc += max(0.0, time.perf_counter() - t0 - sum(report.phases.values()))
-        absorb(env_state, report)
+        absorb(state, env_state, report)
         if not env_state.checked:
             env_state.build_s = report.phases["prepare"] + report.phases["compile"]
             env_state.fresh = env_state.build_s <= FRESH_BUILD_SHARE * 2 * share

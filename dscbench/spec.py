@@ -6,6 +6,7 @@ Pure Python on purpose (no torch import): ``dscbench --help``, ``presets`` and v
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,8 +34,9 @@ _DTYPE_LOOKUP = {alias: name for name, aliases in DTYPE_ALIASES.items() for alia
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 MODES = ("inference", "training")
-# Modes that can be measured today; "training" arrives with the models issue.
-SUPPORTED_MODES = ("inference",)
+# Training steps: forward, loss, backward, optimizer step (training.py says which settings).
+OPTIMIZERS = ("sgd", "adam")
+TWINS = ("separable", "dense")  # how a user model's twin is derived (models/twins.py)
 MEMORY_FORMATS = ("contiguous", "channels_last")
 _MEMORY_FORMAT_ALIASES = {
     "contiguous": "contiguous",
@@ -59,8 +61,18 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "threads": [None],
     "memory_format": ["contiguous"],
     "bias": [False],
+    "optimizer": ["sgd"],
+    # Model twins (a grid with ``model`` expands to ModelSpecs; the conv axes do not apply).
+    "model": None,
+    "width_mult": [1.0],
+    "resolution": [None],  # None: the model's own default (224 for the MobileNets)
+    "depth": [None],  # None: the model's own default (8 middle-flow blocks for Xception)
+    "input_shape": [None],  # C,H,W: required by user models, fixed for the built-in ones
+    "twin": ["separable"],
 }
 AXES = tuple(AXIS_DEFAULTS)
+CONV_AXES = ("in_channels", "out_channels", "size", "kernel", "stride", "bias")
+MODEL_AXES = ("model", "width_mult", "resolution", "depth", "input_shape", "twin")
 RUN_KEYS = ("min_time", "rounds", "warmup", "seed", "parity", "fresh")
 BOOL_RUN_KEYS = ("parity", "fresh")
 ALL_BACKENDS = "all"  # in the backend axis: every backend available on this machine
@@ -86,6 +98,12 @@ class ConvSpec:
     threads: int = 1
     memory_format: str = "contiguous"
     bias: bool = False
+    optimizer: str = ""  # training only: sgd or adam
+
+    kind = "conv"
+
+    def __post_init__(self) -> None:
+        _settle_optimizer(self)
 
     @property
     def padding(self) -> int:
@@ -108,7 +126,7 @@ class ConvSpec:
             f"{self.height}x{self.width}",
             f"k{self.kernel}s{self.stride}",
             self.dtype,
-            self.mode,
+            _mode_part(self.mode, self.optimizer),
             f"t{self.threads}",
         ]
         if self.memory_format != "contiguous":
@@ -119,18 +137,118 @@ class ConvSpec:
 
     def label(self) -> str:
         """A short human label (labels.row_label): 'n1 32->64 @56 k3s1 float32 t2'."""
-        from dataclasses import asdict
-
         from dscbench.labels import row_label
 
-        return row_label(asdict(self))
+        return row_label(spec_to_json(self))
+
+    def input_dims(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.in_channels, self.height, self.width)
+
+
+def _settle_optimizer(spec: Any) -> None:
+    """The optimizer belongs to training only: sgd unless told, and empty for inference."""
+    if spec.mode == "training" and not spec.optimizer:
+        object.__setattr__(spec, "optimizer", "sgd")
+    elif spec.mode != "training" and spec.optimizer:
+        object.__setattr__(spec, "optimizer", "")
+
+
+def _mode_part(mode: str, optimizer: str) -> str:
+    return f"{mode}-{optimizer}" if mode == "training" and optimizer else mode
+
+
+@dataclass(frozen=True, order=True)
+class ModelSpec:
+    """A whole network and its twin (models/): ``model`` is a built-in name (models.CATALOG) or
+    ``package.module:callable`` for a user model, whose twin is derived as ``twin`` says.
+    ``input_shape`` is (C, H, W); ``width_mult`` and ``depth`` are 1.0 and 0 where the model
+    has no such knob."""
+
+    batch: int
+    model: str
+    input_shape: tuple[int, int, int]
+    width_mult: float = 1.0
+    depth: int = 0
+    twin: str = ""  # user models: separable (given model is standard) or dense
+    dtype: str = "float32"
+    mode: str = "inference"
+    threads: int = 1
+    memory_format: str = "contiguous"
+    optimizer: str = ""
+
+    kind = "model"
+
+    def __post_init__(self) -> None:
+        _settle_optimizer(self)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.input_shape[2]
+
+    @property
+    def resolution(self) -> int | None:
+        """The input's side for a square input (the MobileNet papers' "resolution")."""
+        return self.height if self.height == self.width else None
+
+    @property
+    def config_id(self) -> str:
+        c, h, w = self.input_shape
+        parts = [f"n{self.batch}", self.model.replace(":", "."), f"{c}x{h}x{w}"]
+        if self.width_mult != 1.0:
+            parts.append(f"w{self.width_mult:g}")
+        if self.depth:
+            parts.append(f"d{self.depth}")
+        if self.twin:
+            parts.append(f"twin-{self.twin}")
+        parts += [self.dtype, _mode_part(self.mode, self.optimizer), f"t{self.threads}"]
+        if self.memory_format != "contiguous":
+            parts.append(self.memory_format)
+        return "_".join(parts)
+
+    def label(self) -> str:
+        from dscbench.labels import row_label
+
+        return row_label(spec_to_json(self))
+
+    def input_dims(self) -> tuple[int, int, int, int]:
+        return (self.batch, *self.input_shape)
+
+
+Spec = ConvSpec | ModelSpec
+
+
+def spec_to_json(spec: Spec) -> dict[str, Any]:
+    """A spec as plain data (the worker protocol, labels): its fields plus ``kind``."""
+    from dataclasses import asdict
+
+    data = asdict(spec)
+    data["kind"] = spec.kind
+    if isinstance(spec, ModelSpec):
+        data["input_shape"] = list(spec.input_shape)
+    return data
+
+
+def spec_from_json(data: Mapping[str, Any]) -> Spec:
+    fields_ = {k: v for k, v in data.items() if k != "kind"}
+    if data.get("kind") == "model":
+        fields_["input_shape"] = tuple(fields_["input_shape"])
+        return ModelSpec(**fields_)
+    return ConvSpec(**fields_)
 
 
 @dataclass(frozen=True)
 class Case:
     """A ConvSpec on one backend: the unit the sweep schedules (both variants are measured)."""
 
-    spec: ConvSpec
+    spec: Spec
     backend: str
 
 
@@ -306,6 +424,48 @@ def _threads(value: Any, what: str) -> int | None:
     return _int(value, what)
 
 
+def _float(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise SpecError(f"{what} {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{what} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise SpecError(f"{what} {value!r} is not a finite number")
+    return number
+
+
+def _optional_int(value: Any, what: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "default"):
+        return None
+    return _int(value, what)
+
+
+def parse_input_shape(value: Any, what: str = "input-shape") -> tuple[int, int, int] | None:
+    """``"3,224,224"``, ``"3x224x224"`` or ``[3, 224, 224]`` -> (C, H, W)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [p for p in str(value).replace("x", ",").split(",")]
+    if len(items) != 3:
+        raise SpecError(f"{what} {value!r} is not C,H,W (like 3,224,224)")
+    c, h, w = (_int(item, what) for item in items)
+    return (c, h, w)
+
+
+def _choice(known: tuple[str, ...]) -> Any:
+    def parse(value: Any, what: str) -> str:
+        text = str(value).strip().lower()
+        if text not in known:
+            raise SpecError(f"{what} {value!r}: not one of {', '.join(known)}")
+        return text
+
+    return parse
+
+
 _ITEM_PARSERS = {
     "batch": _int,
     "in_channels": _int,
@@ -319,6 +479,13 @@ _ITEM_PARSERS = {
     "backend": lambda v, _what: str(v).strip().lower(),
     "memory_format": lambda v, _what: parse_memory_format(v),
     "bias": _bool,
+    "optimizer": _choice(OPTIMIZERS),
+    "model": lambda v, _what: str(v).strip(),
+    "width_mult": _float,
+    "resolution": _optional_int,
+    "depth": _optional_int,
+    "input_shape": parse_input_shape,
+    "twin": _choice(TWINS),
 }
 
 
@@ -326,7 +493,13 @@ def parse_axis(axis: str, raw: Any, where: str) -> list[Any]:
     """Parse one axis from a flag (``"1,2,4"``) or a spec-file value (scalar or list).
 
     ``where`` names the source in error messages (``--batch`` or ``spec.toml [[grid]] 2``).
+    An input shape is one C,H,W value (commas belong to it); a list of them separates shapes
+    with ``;`` on a flag.
     """
+    if axis == "input_shape" and isinstance(raw, str):
+        raw = [item.strip() for item in raw.split(";")]
+    elif axis == "input_shape" and isinstance(raw, list) and raw and isinstance(raw[0], int):
+        raw = [raw]  # one shape written as a TOML list of three integers
     if isinstance(raw, str):
         items: list[Any] = [item.strip() for item in raw.split(",")]
         if any(item == "" for item in items):
@@ -414,9 +587,10 @@ def parse_spec_text(text: str, source: str) -> Sweep:
     for i, table in enumerate(tables, start=1):
         grid = dict(base)
         grid.update(_grid_from_table(table, f"{source} [[grid]] {i}"))
-        for required in ("in_channels", "size"):
-            if required not in grid:
-                raise SpecError(f"{source} [[grid]] {i}: missing {required!r}")
+        required = ("model",) if "model" in grid else ("in_channels", "size")
+        for key in required:
+            if key not in grid:
+                raise SpecError(f"{source} [[grid]] {i}: missing {key!r}")
         grids.append(grid)
     return Sweep(grids, settings, source, str(doc.get("description", "")), options)
 
@@ -450,6 +624,13 @@ def load_preset(name: str) -> Sweep:
 
 
 def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) -> Iterable[Case]:
+    if grid.get("model"):
+        yield from _expand_models(grid, default_threads, source)
+        return
+    stray = [a for a in MODEL_AXES if a in grid and grid[a] != AXIS_DEFAULTS[a]]
+    if stray:
+        flags = ", ".join(f"--{a.replace('_', '-')}" for a in stray)
+        raise SpecError(f"{source}: {flags}: model options, used only with --model")
     axes = {axis: grid.get(axis, AXIS_DEFAULTS[axis]) for axis in AXES}
     for axis in ("in_channels", "size"):
         if axes[axis] is None:
@@ -470,25 +651,133 @@ def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) ->
         axes["backend"],
     )
     for batch, cin, cout, (h, w), k, s, dtype, mode, threads, fmt, bias, backend in product:
-        spec = ConvSpec(
-            batch=batch,
-            in_channels=cin,
-            out_channels=cin if cout is None else cout,
-            height=h,
-            width=w,
-            kernel=k,
-            stride=s,
-            dtype=dtype,
-            mode=mode,
-            threads=default_threads if threads is None else threads,
-            memory_format=fmt,
-            bias=bias,
+        for optimizer in axes["optimizer"] if mode == "training" else [""]:
+            spec = ConvSpec(
+                batch=batch,
+                in_channels=cin,
+                out_channels=cin if cout is None else cout,
+                height=h,
+                width=w,
+                kernel=k,
+                stride=s,
+                dtype=dtype,
+                mode=mode,
+                threads=default_threads if threads is None else threads,
+                memory_format=fmt,
+                bias=bias,
+                optimizer=optimizer,
+            )
+            yield Case(spec, backend)
+
+
+def _expand_models(
+    grid: Mapping[str, list[Any]], default_threads: int, source: str
+) -> Iterable[Case]:
+    """Model cases: each model with the knobs that apply to it (models.CATALOG); a knob or
+    input shape that applies to none of the grid's models is an error, not ignored."""
+    from dscbench.models import CATALOG, KNOB_FLAGS, is_user_model
+
+    stray = [a for a in CONV_AXES if a in grid and grid[a] not in ([None], [False])]
+    if stray:
+        flags = ", ".join(f"--{a.replace('_', '-')}" for a in stray)
+        raise SpecError(f"{source}: {flags}: single-layer options, not used by --model runs")
+    axes = {axis: grid.get(axis, AXIS_DEFAULTS[axis]) for axis in AXES}
+    models = axes["model"]
+    for name in models:
+        if not is_user_model(name) and name not in CATALOG:
+            raise SpecError(
+                f"{source}: unknown model {name!r} (built-in: {', '.join(CATALOG)}; a model "
+                "of your own is package.module:callable)"
+            )
+    infos = {m: CATALOG.get(m) for m in models}
+    for knob, flag in KNOB_FLAGS.items():
+        given = [v for v in axes[knob] if v not in (None, 1.0)]
+        if given and not any(i is not None and knob in i.knobs for i in infos.values()):
+            takers = [i.name for i in CATALOG.values() if knob in i.knobs]
+            raise SpecError(
+                f"{source}: {flag} applies to {', '.join(takers)}, not to {', '.join(models)}"
+            )
+    users = [m for m, info in infos.items() if info is None]
+    if axes["input_shape"] != [None] and not users:
+        raise SpecError(
+            f"{source}: --input-shape applies to models of your own; the built-in models "
+            "have their own (use --resolution for the MobileNets)"
         )
-        yield Case(spec, backend)
+    if users and None in axes["input_shape"]:
+        raise SpecError(f"{source}: model {users[0]!r} needs --input-shape C,H,W")
+    product = itertools.product(
+        axes["batch"],
+        models,
+        axes["width_mult"],
+        axes["resolution"],
+        axes["depth"],
+        axes["input_shape"],
+        axes["twin"],
+        axes["dtype"],
+        axes["mode"],
+        axes["threads"],
+        axes["memory_format"],
+        axes["backend"],
+    )
+    for batch, name, mult, res, depth, shape, twin, dtype, mode, threads, fmt, backend in product:
+        info = infos[name]
+        if info is None:
+            fields_: dict[str, Any] = dict(input_shape=shape, twin=twin)
+        else:
+            fields_ = dict(
+                input_shape=info.input_shape(res),
+                width_mult=mult if "width_mult" in info.knobs else 1.0,
+                depth=(depth or info.default_depth) if "depth" in info.knobs else 0,
+            )
+        for optimizer in axes["optimizer"] if mode == "training" else [""]:
+            spec = ModelSpec(
+                batch=batch,
+                model=name,
+                dtype=dtype,
+                mode=mode,
+                threads=default_threads if threads is None else threads,
+                memory_format=fmt,
+                optimizer=optimizer,
+                **fields_,
+            )
+            yield Case(spec, backend)
 
 
-def spec_problems(spec: ConvSpec) -> list[str]:
+def _common_problems(spec: Spec) -> list[str]:
+    problems = []
+    if spec.dtype not in DTYPE_BYTES:
+        problems.append(f"unknown dtype {spec.dtype!r}")
+    if spec.mode not in MODES:
+        problems.append(f"unknown mode {spec.mode!r} (known: {', '.join(MODES)})")
+    if spec.memory_format not in MEMORY_FORMATS:
+        problems.append(f"unknown memory format {spec.memory_format!r}")
+    if spec.mode == "training" and spec.optimizer not in OPTIMIZERS:
+        problems.append(f"unknown optimizer {spec.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+    return problems
+
+
+def model_problems(spec: ModelSpec) -> list[str]:
+    """Everything wrong with one model spec that shows without building it."""
+    problems = []
+    for name, value in (("batch", spec.batch), ("threads", spec.threads)):
+        if value <= 0:
+            problems.append(f"{name} {value} must be positive")
+    if any(d <= 0 for d in spec.input_shape):
+        c, h, w = spec.input_shape
+        problems.append(f"input shape {c},{h},{w} must be positive")
+    if not spec.width_mult > 0:
+        problems.append(f"width-mult {spec.width_mult:g} must be positive")
+    if spec.model in ("mobilenet-v1", "mobilenet-v2") and min(spec.input_shape[1:]) < 32:
+        problems.append(f"resolution {spec.height} is below 32 (the MobileNets downsample 32x)")
+    if spec.depth < 0:
+        problems.append(f"depth {spec.depth} must be positive")
+    return problems + _common_problems(spec)
+
+
+def spec_problems(spec: Spec) -> list[str]:
     """Everything wrong with one spec, each naming the offending value. Empty when valid."""
+    if isinstance(spec, ModelSpec):
+        return model_problems(spec)
     problems = []
     for name in ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride"):
         value = getattr(spec, name)
@@ -512,18 +801,7 @@ def spec_problems(spec: ConvSpec) -> list[str]:
             f"kernel {spec.kernel} is larger than the {spec.height}x{spec.width} input "
             "(the window would be mostly padding)"
         )
-    if spec.dtype not in DTYPE_BYTES:
-        problems.append(f"unknown dtype {spec.dtype!r}")
-    if spec.mode not in MODES:
-        problems.append(f"unknown mode {spec.mode!r} (known: {', '.join(MODES)})")
-    elif spec.mode not in SUPPORTED_MODES:
-        problems.append(
-            f"mode {spec.mode!r} is not supported yet (it arrives with the models issue); "
-            f"use {', '.join(SUPPORTED_MODES)}"
-        )
-    if spec.memory_format not in MEMORY_FORMATS:
-        problems.append(f"unknown memory format {spec.memory_format!r}")
-    return problems
+    return problems + _common_problems(spec)
 
 
 def validate_cases(cases: list[Case], *, skip_unsupported: bool = False) -> dict[Case, str]:

@@ -85,6 +85,11 @@ def main() -> None:
     # missing torch is reported when a backend is created).
     with contextlib.suppress(ImportError):
         import torch  # noqa: F401
+    # dscbench is imported by now, so the caller's directory cannot shadow it: append it for
+    # user models (envs.worker_environment).
+    caller = os.environ.get("DSCBENCH_CALLER_CWD")
+    if caller and caller not in sys.path:
+        sys.path.append(caller)
     serve(sys.stdin, protocol_out)
 
 

@@ -115,7 +115,22 @@ def test_dry_run_lists_configs_with_counts():
         (["--size", "0x5"], "height 0 must be positive"),
         (["--dtype", "int8"], "--dtype: unknown dtype 'int8'"),
         (["--backend", "tpu"], "unknown backend 'tpu' (known: torch-cpu, torch-cuda,"),
-        (["--mode", "training"], "mode 'training' is not supported yet"),
+        (
+            ["--mode", "training", "--backend", "onnxruntime-cpu"],
+            "mode 'training' is not supported by onnxruntime-cpu",
+        ),
+        (["--optimizer", "rmsprop"], "--optimizer: optimizer 'rmsprop': not one of sgd, adam"),
+        (["--model", "resnet50"], "unknown model 'resnet50' (built-in: mobilenet-v1,"),
+        (["--model", "mobilenet-v1", "--depth", "4"], "--depth applies to xception-middle"),
+        (["--model", "article", "--in-channels", "8"], "--in-channels: single-layer options"),
+        (["--width-mult", "0.5"], "--width-mult: model options, used only with --model"),
+        (["--model", "my_mod:build"], "model 'my_mod:build' needs --input-shape C,H,W"),
+        (
+            ["--model", "no_such_module_xyz:build", "--input-shape", "3,8,8"],
+            "--model 'no_such_module_xyz:build': cannot import 'no_such_module_xyz'",
+        ),
+        (["--model", "mobilenet-v1", "--resolution", "16"], "resolution 16 is below 32"),
+        (["--model", "article", "--preset", "quick"], "--model builds its own sweep"),
         (["--threads", "0"], "threads 0 must be positive"),
         (["--min-time", "abc"], "--min-time 'abc' is not a number of seconds"),
         (["--min-time", "0"], "--min-time 0.0: must be a positive number of seconds"),
@@ -431,3 +446,109 @@ def test_a_run_whose_rounds_disagree_says_so(tmp_path, monkeypatch):
         res.output.replace("\n", " ")
     )
     assert results.load_results(tmp_path / "r").meta["round_spread"] == 0.071
+
+
+FAST = ["--min-time", "0.02", "--rounds", "2", "--warmup", "0", "--threads", "1"]
+
+
+def test_a_user_model_runs_in_workers_with_its_twin_and_breakdown(tmp_path):
+    """Through worker processes (they import the user's module themselves), inference and
+    training, with the breakdown printed and written."""
+    out = tmp_path / "run"
+    res = cli.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "tests.user_models:small_cnn",
+            "--input-shape",
+            "3,16,16",
+            "--mode",
+            "inference,training",
+            "--breakdown",
+            *FAST,
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    loaded = results.load_results(out)
+    table = loaded.results
+    assert (table.status == "ok").all() and len(table) == 4
+    assert set(table.model) == {"tests.user_models:small_cnn"}
+    assert set(table.input_shape) == {"3x16x16"} and set(table.twin) == {"separable"}
+    assert table.in_channels.eq(3).all() and table.kernel.isna().all()
+    assert (table.peak_memory_bytes > 0).all() and table.step_flops.gt(0).all()
+    assert "train-sgd" in res.output and "twin separable" in res.output
+    assert "MACs and params by layer type" in res.output and "depthwise conv" in res.output
+    breakdown = pd.read_parquet(out / results.BREAKDOWN_PARQUET)
+    assert list(breakdown.columns) == results.BREAKDOWN_COLUMNS
+    sep = breakdown[(breakdown.variant == "separable") & breakdown.config_id.str.contains("inf")]
+    assert sep.macs_share.sum() == pytest.approx(1.0)
+    assert set(sep.layer_type) == {"conv1x1", "depthwise", "fc", "norm"}
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tests.user_models:raises", "calling it raised RuntimeError: weights file not found"),
+        ("tests.user_models:not_a_module", "returned dict, not a torch.nn.Module"),
+    ],
+)
+def test_a_user_model_that_cannot_build_is_one_line(tmp_path, target, message):
+    res = cli.invoke(
+        app,
+        ["run", "--model", target, "--input-shape", "3,8,8", *FAST, "-o", str(tmp_path / "r")],
+    )
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_user_model_that_does_not_fit_its_input_is_one_line(tmp_path):
+    res = cli.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "tests.user_models:small_cnn",
+            "--input-shape",
+            "5,16,16",
+            "--processes",
+            "1",
+            *FAST,
+            "-o",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "does not run on --input-shape 5,16,16" in res.output
+
+
+def test_training_on_onnxruntime_is_skipped_on_request(tmp_path):
+    out = tmp_path / "run"
+    res = cli.invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "article",
+            "--backend",
+            "torch-cpu,onnxruntime-cpu",
+            "--mode",
+            "inference,training",
+            "--skip-unavailable",
+            "--processes",
+            "1",
+            *FAST,
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    table = results.load_results(out).results.set_index(["backend", "mode", "variant"])
+    assert table.loc[("onnxruntime-cpu", "training", "standard"), "status"] == "skipped"
+    ort = table.loc[("onnxruntime-cpu", "inference", "separable")]
+    assert ort.status == "ok" and ort.parity_max_rel_err < 1e-4  # the exported network
+    assert ort.prepare_s > 0
+    assert table.loc[("torch-cpu", "training", "separable"), "status"] == "ok"

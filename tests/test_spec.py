@@ -76,7 +76,7 @@ def test_parse_size_forms():
         ({"kernel": 4}, "kernel 4 is even"),
         ({"kernel": 9, "height": 7, "width": 7}, "kernel 9 is larger than the 7x7 input"),
         ({"dtype": "int8"}, "unknown dtype 'int8'"),
-        ({"mode": "training"}, "mode 'training' is not supported yet"),
+        ({"mode": "training", "optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
         ({"mode": "eval"}, "unknown mode 'eval'"),
         ({"memory_format": "nhwc"}, "unknown memory format 'nhwc'"),
     ],

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from dscbench.counting import footprint_bytes
 from dscbench.errors import BackendUnavailable
-from dscbench.spec import MEMORY_FORMATS, SUPPORTED_MODES, VARIANTS, BackendOptions
+from dscbench.spec import MEMORY_FORMATS, MODES, VARIANTS, BackendOptions
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Availability, Backend
@@ -31,13 +31,16 @@ class BackendInfo:
     factory: str  # "module:callable" returning a Backend, called with BackendOptions
     requires: tuple[str, ...]  # importable packages it needs
     install: str  # what to install when a required package is missing
-    modes: tuple[str, ...] = SUPPORTED_MODES
+    modes: tuple[str, ...] = MODES
 
 
 _TORCH = "a torch build for this machine (pip install torch)"
 _ORT_CPU = "onnxruntime and onnx: pip install 'dscbench[ort]'"
 _ORT_GPU = "onnxruntime-gpu and onnx: pip install 'dscbench[gpu]'"
 _TORCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
+# onnxruntime's training API (onnxruntime-training) is another package with its own artifacts;
+# dscbench times inference sessions only.
+INFERENCE_ONLY = ("inference",)
 
 REGISTRY: dict[str, BackendInfo] = {
     info.name: info
@@ -86,6 +89,7 @@ REGISTRY: dict[str, BackendInfo] = {
             "dscbench.backends.ort:OrtCPU",
             ("onnx", "onnxruntime"),
             _ORT_CPU,
+            INFERENCE_ONLY,
         ),
         BackendInfo(
             "onnxruntime-cuda",
@@ -95,6 +99,7 @@ REGISTRY: dict[str, BackendInfo] = {
             "dscbench.backends.ort:OrtCUDA",
             ("onnx", "onnxruntime"),
             _ORT_GPU,
+            INFERENCE_ONLY,
         ),
         BackendInfo(
             "onnxruntime-tensorrt",
@@ -104,6 +109,7 @@ REGISTRY: dict[str, BackendInfo] = {
             "dscbench.backends.ort:OrtTensorRT",
             ("onnx", "onnxruntime"),
             _ORT_GPU,
+            INFERENCE_ONLY,
         ),
     )
 }
@@ -131,8 +137,12 @@ def unsupported(name: str, spec: ConvSpec) -> list[str]:
             f"(supported: {', '.join(info.memory_formats)})"
         )
     if spec.mode not in info.modes:
-        problems.append(f"mode {spec.mode!r} is not supported by {name}")
-    if info.device == "cpu":
+        trainers = [n for n, i in REGISTRY.items() if spec.mode in i.modes]
+        problems.append(
+            f"mode {spec.mode!r} is not supported by {name} (it runs "
+            f"{', '.join(info.modes)} only; {spec.mode} runs on {', '.join(trainers)})"
+        )
+    if info.device == "cpu" and spec.kind == "conv":  # a model's size is known once built
         need = max(footprint_bytes(spec, v) for v in VARIANTS)
         have = physical_memory_bytes()
         if have is not None and need > have:

@@ -1,8 +1,9 @@
 """The backend protocol: what the sweep needs from a runtime, and nothing more.
 
-A backend turns (ConvSpec, variant) into a ``Prepared`` callable that runs one forward pass on
-an input it owns, already on its device. Timing, statistics, parity checks and files stay
-outside the backend, so a new runtime is one module here and one entry in the registry.
+A backend turns (spec, variant) into a ``Prepared`` callable that runs one iteration (a forward
+pass, or a training step in training mode) on an input it owns, already on its device. Timing,
+statistics, parity checks and files stay outside the backend, so a new runtime is one module
+here and one entry in the registry.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dscbench.measure import Timer
-    from dscbench.spec import ConvSpec
+    from dscbench.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,11 @@ class Prepared:
     example_input: Any = None
     prepare_s: float = 0.0  # seconds building it, compile time excluded
     compile_s: float = math.nan  # seconds compiling (torch.compile, engine builds); NaN if none
-    peak_memory_bytes: float = math.nan  # device memory peak during one forward (CUDA only)
+    peak_memory_bytes: float = math.nan  # set by the executor from ``memory``
     execution: str = ""  # what actually ran: kernels library, execution providers, options
+    # Peak bytes of one iteration (memory.py), measured on request: it runs the workload
+    # (training: a step, weights restored after); None where the backend cannot see memory.
+    memory: Callable[[], float] | None = None
 
 
 class Backend(Protocol):
@@ -73,7 +77,7 @@ class Backend(Protocol):
     @classmethod
     def availability(cls) -> Availability: ...
 
-    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]: ...
+    def plan(self, specs: list[Spec]) -> dict[Spec, str]: ...
 
     def device_name(self) -> str: ...
 
@@ -83,4 +87,4 @@ class Backend(Protocol):
 
     def timer(self) -> Timer: ...
 
-    def prepare(self, spec: ConvSpec, variant: str, seed: int) -> Prepared: ...
+    def prepare(self, spec: Spec, variant: str, seed: int) -> Prepared: ...

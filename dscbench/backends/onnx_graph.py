@@ -1,8 +1,14 @@
-"""Build the ONNX graph of a variant directly from its torch module's weights.
+"""The ONNX graph of a variant.
 
-No exporter: torch.onnx's dynamo exporter takes seconds per conv, while these graphs are one or
-two Conv nodes whose attributes follow from the ConvSpec. Weights are copied bit for bit from
-the torch module (same dtype), so the ONNX model computes exactly the module's function.
+Single conv layers: built directly from the torch module's weights, with no exporter
+(torch.onnx's dynamo exporter takes seconds per conv, while these graphs are one or two Conv
+nodes whose attributes follow from the ConvSpec). Weights are copied bit for bit from the torch
+module (same dtype), so the ONNX model computes exactly the module's function.
+
+Whole networks: torch.onnx.export's TorchScript exporter (``dynamo=False``: the dynamo exporter
+needs onnxscript, which dscbench does not require), in eval mode with constant folding, which
+folds batch norm into the convs as deployment tools do. The parity check compares the result
+with the float64 reference like any other row.
 """
 
 from __future__ import annotations
@@ -49,6 +55,37 @@ def _conv_node(
         group=conv.groups,
     )
     return node, initializers
+
+
+def export_network(module: torch.nn.Module, x: torch.Tensor) -> onnx.ModelProto:
+    """A whole network through torch.onnx.export (module docstring)."""
+    import io
+    import warnings
+
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+        torch.onnx.export(
+            module,
+            (x,),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            do_constant_folding=True,
+            training=torch.onnx.TrainingMode.EVAL,
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    model.ir_version = min(model.ir_version, IR_VERSION)
+    return model
+
+
+def output_shape(model: onnx.ModelProto) -> list[int]:
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    return [int(d.dim_value) for d in dims]
 
 
 def build_model(spec: ConvSpec, variant: str, module: torch.nn.Module) -> onnx.ModelProto:

@@ -39,7 +39,7 @@ from dscbench.measure import Timer
 from dscbench.spec import BackendOptions
 
 if TYPE_CHECKING:
-    from dscbench.spec import ConvSpec
+    from dscbench.spec import Spec
 
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -150,7 +150,7 @@ class OrtCPU:
             return Availability(False, f"onnxruntime {ort.__version__} has no {CPU_EP}")
         return Availability(True)
 
-    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+    def plan(self, specs: list[Spec]) -> dict[Spec, str]:
         counts = {s.threads for s in specs}
         if not counts:
             return {}
@@ -183,7 +183,7 @@ class OrtCPU:
     def timer(self) -> Timer:
         return Timer()  # Run() returns when the EP has finished (it synchronises its stream)
 
-    def session_options(self, spec: ConvSpec) -> ort.SessionOptions:
+    def session_options(self, spec: Spec) -> ort.SessionOptions:
         so = ort.SessionOptions()
         so.graph_optimization_level = OPT_LEVELS[self.options.ort_opt_level]
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -201,10 +201,10 @@ class OrtCPU:
             so.add_session_config_entry("session.force_spinning_stop", "1")
         return so
 
-    def providers(self, spec: ConvSpec) -> list[Any]:
+    def providers(self, spec: Spec) -> list[Any]:
         return [CPU_EP]
 
-    def execution(self, session: ort.InferenceSession, spec: ConvSpec) -> str:
+    def execution(self, session: ort.InferenceSession, spec: Spec) -> str:
         pool = (
             f"global pool {_global_pool_threads}"
             if self.threadpool == "global"
@@ -220,10 +220,15 @@ class OrtCPU:
         run()
         return math.nan
 
-    def prepare(self, spec: ConvSpec, variant: str, seed: int) -> Prepared:
+    def prepare(self, spec: Spec, variant: str, seed: int) -> Prepared:
         start = time.perf_counter()
         module, x = ops.instance(spec, variant, seed)
-        model = onnx_graph.build_model(spec, variant, module)
+        if spec.kind == "model":
+            model = onnx_graph.export_network(module, x)
+            out_shape = onnx_graph.output_shape(model)
+        else:
+            model = onnx_graph.build_model(spec, variant, module)
+            out_shape = [spec.batch, spec.out_channels, spec.out_height, spec.out_width]
         session = ort.InferenceSession(
             model.SerializeToString(),
             self.session_options(spec),
@@ -238,7 +243,7 @@ class OrtCPU:
         binding = session.io_binding()
         x_value = ort.OrtValue.ortvalue_from_numpy(x.numpy(), self.ort_device, 0)
         y_value = ort.OrtValue.ortvalue_from_shape_and_type(
-            [spec.batch, spec.out_channels, spec.out_height, spec.out_width],
+            out_shape,
             onnx_graph.NUMPY_DTYPES[spec.dtype],
             self.ort_device,
             0,
@@ -286,7 +291,7 @@ class OrtCUDA(OrtCPU):
     def availability(cls) -> Availability:
         return _ep_availability(cls.provider)
 
-    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+    def plan(self, specs: list[Spec]) -> dict[Spec, str]:
         return {}
 
     def timer(self) -> Timer:
@@ -305,20 +310,20 @@ class OrtCUDA(OrtCPU):
         except Exception:
             return "CUDA device 0"
 
-    def session_options(self, spec: ConvSpec) -> ort.SessionOptions:
+    def session_options(self, spec: Spec) -> ort.SessionOptions:
         so = ort.SessionOptions()
         so.graph_optimization_level = OPT_LEVELS[self.options.ort_opt_level]
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         return so
 
-    def providers(self, spec: ConvSpec) -> list[Any]:
+    def providers(self, spec: Spec) -> list[Any]:
         options = {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}
         if spec.memory_format == "channels_last":
             options["prefer_nhwc"] = "1"
         return [(CUDA_EP, options), CPU_EP]
 
-    def execution(self, session: ort.InferenceSession, spec: ConvSpec) -> str:
+    def execution(self, session: ort.InferenceSession, spec: Spec) -> str:
         layout = ", prefer_nhwc" if spec.memory_format == "channels_last" else ""
         return (
             f"onnxruntime {ort.__version__} [{', '.join(session.get_providers())}], "
@@ -333,11 +338,11 @@ class OrtTensorRT(OrtCUDA):
     name = "onnxruntime-tensorrt"
     provider = TENSORRT_EP
 
-    def providers(self, spec: ConvSpec) -> list[Any]:
+    def providers(self, spec: Spec) -> list[Any]:
         options = {"device_id": "0", "trt_fp16_enable": str(spec.dtype == "float16")}
         return [(TENSORRT_EP, options), *super().providers(spec)]
 
-    def execution(self, session: ort.InferenceSession, spec: ConvSpec) -> str:
+    def execution(self, session: ort.InferenceSession, spec: Spec) -> str:
         return (
             f"onnxruntime {ort.__version__} [{', '.join(session.get_providers())}], "
             f"opt={self.options.ort_opt_level}, TensorRT engine"

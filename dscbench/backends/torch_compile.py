@@ -27,7 +27,7 @@ from dscbench.backends.base import Availability, CompileFailed, Prepared
 from dscbench.backends.torch_eager import TorchCPU, TorchCUDA
 
 if TYPE_CHECKING:
-    from dscbench.spec import ConvSpec
+    from dscbench.spec import Spec
 
 _names = itertools.count()
 
@@ -79,7 +79,7 @@ class CompileCPU(TorchCPU):
     def engine(self) -> str:
         return f"torch.compile inductor mode={self.options.compile_mode}"
 
-    def forward(self, module: torch.nn.Module, spec: ConvSpec) -> Any:
+    def forward(self, module: torch.nn.Module, spec: Spec) -> Any:
         mode = None if self.options.compile_mode == "default" else self.options.compile_mode
         return torch.compile(own_code(module), fullgraph=True, dynamic=False, mode=mode)
 

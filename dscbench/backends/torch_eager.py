@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -15,9 +18,10 @@ from dscbench.backends.base import Availability, Prepared
 from dscbench.env import cpu_model
 from dscbench.measure import Timer
 from dscbench.spec import BackendOptions
+from dscbench.training import Trainer
 
 if TYPE_CHECKING:
-    from dscbench.spec import ConvSpec
+    from dscbench.spec import Spec
 
 
 class Placed(NamedTuple):
@@ -44,7 +48,7 @@ class TorchCPU:
     def availability(cls) -> Availability:
         return Availability(True)
 
-    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+    def plan(self, specs: list[Spec]) -> dict[Spec, str]:
         return {}
 
     def device_name(self) -> str:
@@ -60,14 +64,14 @@ class TorchCPU:
     def timer(self) -> Timer:
         return Timer()
 
-    def execution(self, spec: ConvSpec) -> str:
+    def execution(self, spec: Spec) -> str:
         mkldnn = "on" if mkldnn_enabled() else "off"
         return f"torch {torch.__version__} {self.engine()}, mkldnn {mkldnn}, {spec.memory_format}"
 
     def engine(self) -> str:
         return "eager"
 
-    def place(self, spec: ConvSpec, variant: str, seed: int) -> Placed:
+    def place(self, spec: Spec, variant: str, seed: int) -> Placed:
         """The module and input on this backend's device, in the spec's memory format, plus the
         CPU originals (for counting)."""
         cpu_module, cpu_x = ops.instance(spec, variant, seed)
@@ -75,7 +79,7 @@ class TorchCPU:
         module, x = ops.to_memory_format(module, cpu_x.to(self.device), spec.memory_format)
         return Placed(module, x, cpu_module, cpu_x)
 
-    def forward(self, module: torch.nn.Module, spec: ConvSpec) -> Any:
+    def forward(self, module: torch.nn.Module, spec: Spec) -> Any:
         """The callable to time; subclasses compile it."""
         return module
 
@@ -87,35 +91,63 @@ class TorchCPU:
         """Seconds of compilation the first call costs; NaN where nothing compiles."""
         return math.nan
 
-    def memory_peak(self, prepared: Prepared) -> float:
-        """Device memory peak of one forward, bytes; NaN where not measured (the CPU)."""
-        return math.nan
+    def memory_peak(self, run_once: Callable[[], Any], resident: list[torch.Tensor]) -> float:
+        """Peak bytes of one iteration (memory.py): tensors alive before it plus the peak of
+        what the CPU allocator hands out during it."""
+        from dscbench.memory import cpu_peak_bytes
 
-    def prepare(self, spec: ConvSpec, variant: str, seed: int) -> Prepared:
+        return cpu_peak_bytes(run_once, resident)
+
+    def prepare(self, spec: Spec, variant: str, seed: int) -> Prepared:
         start = time.perf_counter()
         placed = self.place(spec, variant, seed)
         fn, x = self.forward(placed.module, spec), placed.x
+        trainer = None
+        if spec.mode == "training":
+            trainer = Trainer(placed.module, fn, x, spec.optimizer, seed)
+            run, output = trainer.step, trainer.output
+            context: Callable[[], Any] = contextlib.nullcontext
+        else:
 
-        def run() -> None:
-            fn(x)
+            def run() -> None:
+                fn(x)
 
-        def output() -> torch.Tensor:
-            with torch.inference_mode():
-                return fn(x)
+            def output() -> torch.Tensor:
+                with torch.inference_mode():
+                    return fn(x)
+
+            context = torch.inference_mode
 
         prepared = Prepared(
             run=run,
             output=output,
-            context=torch.inference_mode,
+            context=context,
             module=placed.cpu_module,
             example_input=placed.cpu_x,
             execution=self.execution(spec),
         )
         prepared.compile_s = self.first_call(prepared)
-        prepared.peak_memory_bytes = self.memory_peak(prepared)
+        if trainer is not None:
+            trainer.restore()  # compiling took a step; parity runs at the initial weights
+        prepared.memory = functools.partial(self._measure_memory, prepared, placed, trainer)
         compiling = prepared.compile_s if math.isfinite(prepared.compile_s) else 0.0
         prepared.prepare_s = time.perf_counter() - start - compiling
         return prepared
+
+    def _measure_memory(self, prepared: Prepared, placed: Placed, trainer: Trainer | None) -> float:
+        def once() -> None:
+            with prepared.context():
+                prepared.run()
+            self.synchronize()
+
+        if trainer is None:
+            resident = [*placed.module.parameters(), *placed.module.buffers(), placed.x]
+            return self.memory_peak(once, resident)
+        once()  # optimizer state exists from the first step on: measure a steady step
+        try:
+            return self.memory_peak(once, trainer.resident())
+        finally:
+            trainer.restore()
 
 
 class TorchCUDA(TorchCPU):
@@ -134,7 +166,7 @@ class TorchCUDA(TorchCPU):
     def availability(cls) -> Availability:
         return cuda.cuda_availability()
 
-    def plan(self, specs: list[ConvSpec]) -> dict[ConvSpec, str]:
+    def plan(self, specs: list[Spec]) -> dict[Spec, str]:
         if torch.cuda.is_bf16_supported():
             return {}
         reason = f"bfloat16 is not supported by {self.device_name()}"
@@ -155,7 +187,7 @@ class TorchCUDA(TorchCPU):
     def timer(self) -> Timer:
         return cuda.CudaEventTimer()
 
-    def execution(self, spec: ConvSpec) -> str:
+    def execution(self, spec: Spec) -> str:
         tf32 = " tf32" if spec.dtype == "float32" and torch.backends.cudnn.allow_tf32 else ""
         return (
             f"torch {torch.__version__} {self.engine()}, cudnn {torch.backends.cudnn.version()} "
@@ -165,6 +197,6 @@ class TorchCUDA(TorchCPU):
     def synchronize(self) -> None:
         torch.cuda.synchronize()
 
-    def memory_peak(self, prepared: Prepared) -> float:
-        with prepared.context():
-            return cuda.peak_memory_bytes(prepared.run)
+    def memory_peak(self, run_once: Callable[[], Any], resident: list[torch.Tensor]) -> float:
+        """The caching allocator's peak during one iteration (weights and input included)."""
+        return cuda.peak_memory_bytes(run_once)

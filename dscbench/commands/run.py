@@ -32,10 +32,15 @@ from dscbench.compare import DISTURBED_ROUND_SPREAD, run_round_spread
 from dscbench.env import collect_environment, utc_now
 from dscbench.errors import BackendUnavailable, SpecError
 from dscbench.executor import Executor, LocalExecutor
-from dscbench.export.table import results_table, summary_lines, warning_lines
+from dscbench.export.table import (
+    breakdown_tables,
+    results_table,
+    summary_lines,
+    warning_lines,
+)
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
-from dscbench.spec import ALL_BACKENDS, Case, Sweep, validate_cases
+from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json, validate_cases
 from dscbench.stats import CONFIDENCE
 
 MAX_WARNING_LINES = 15
@@ -67,6 +72,7 @@ class RunOptions:
     canary: bool = True
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = 3  # worker processes per environment, rounds taken in turn
+    breakdown: bool = False  # print each model variant's MACs and params per layer type
 
 
 @dataclass
@@ -99,6 +105,8 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
     if options.dry_run:
         cases = expand_cases(sweep, None)
         console.print(plan_table(sweep, cases, dry_run_notes(cases, options)))
+        if options.breakdown:
+            print_breakdown(dry_run_breakdown(cases), console)
         return EXIT_OK
     existed = Path(options.output).exists()
     if env_specs or options.processes > 1:  # workers' logs go into the run directory
@@ -247,12 +255,16 @@ def setup_backends(sweep: Sweep, options: RunOptions, plan: Plan) -> None:
         mine = [c for c in plan.cases if (c, env) not in plan.skips]
         specs: dict[str, list[dict[str, Any]]] = {}
         for case in mine:
-            specs.setdefault(case.backend, []).append(asdict(case.spec))
+            specs.setdefault(case.backend, []).append(spec_to_json(case.spec))
         reports = pool[0].setup(vars(sweep.options).copy(), specs)
         for other in pool[1:]:  # every process builds the same backends
             other.setup(vars(sweep.options).copy(), specs)
         where = f"environment {env}: " if env else ""
         facts: dict[str, dict[str, Any]] = {}
+        for report in reports.values():
+            for line in report.invalid:
+                if line not in problems:
+                    problems.append(line)
         for name, report in reports.items():
             if not report.available:
                 if not options.skip_unavailable:
@@ -275,7 +287,9 @@ def setup_backends(sweep: Sweep, options: RunOptions, plan: Plan) -> None:
             plan.notes += [f"{where}{note}" for note in report.notes if note not in plan.notes]
             cannot = {json_key(s): reason for s, reason in report.cannot}
             for case in mine:
-                reason = cannot.get(json_key(asdict(case.spec))) if case.backend == name else None
+                if case.backend != name:
+                    continue
+                reason = cannot.get(json_key(spec_to_json(case.spec)))
                 if reason is None:
                     continue
                 if options.skip_unavailable:
@@ -291,7 +305,7 @@ def setup_backends(sweep: Sweep, options: RunOptions, plan: Plan) -> None:
 
 
 def json_key(spec: dict[str, Any]) -> tuple:
-    return tuple(sorted(spec.items()))
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +383,7 @@ class Recorder:
         self.command_started = command_started
         self.write_s = 0.0
         self.table = None
+        self.breakdown = None
         self.canary_describe: dict[str, Any] | None = None
 
     def __call__(self, state: runner.SweepState) -> None:
@@ -419,7 +434,8 @@ class Recorder:
             if e.checked and not e.fresh
         ]
         self.meta["round_spread"] = run_round_spread(samples)
-        results.write_run(self.out_dir, table, samples, self.meta)
+        self.breakdown = results.breakdown_table(state)
+        results.write_run(self.out_dir, table, samples, self.meta, self.breakdown)
         self.write_s += time.perf_counter() - t0
         self.table = table
 
@@ -499,6 +515,8 @@ def render(
     meta = recorder.meta
     if not options.quiet:
         console.print(results_table(table))
+        if options.breakdown and recorder.breakdown is not None:
+            print_breakdown(recorder.breakdown, console)
         for line in _capped(warning_lines(table)):
             console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
     for line in summary_lines(table):
@@ -543,6 +561,28 @@ def render(
         f"blocks, {t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
         highlight=False,
     )
+
+
+def dry_run_breakdown(cases: list[Case]) -> Any:
+    """The breakdown table of every model configuration, counted on the meta device."""
+    import pandas as pd
+
+    rows = []
+    for case in dict.fromkeys(c for c in cases if c.spec.kind == "model"):
+        for v in ("standard", "separable"):
+            for row in counting.breakdown(counting.network_records(case.spec, v)):
+                rows.append({"config_id": case.spec.config_id, "variant": v, **row})
+    return pd.DataFrame(rows, columns=results.BREAKDOWN_COLUMNS).drop_duplicates(
+        ["config_id", "variant", "layer_type"]
+    )
+
+
+def print_breakdown(breakdown: Any, console: Console) -> None:
+    if breakdown is None or breakdown.empty:
+        console.print("--breakdown: no model configurations (it applies to --model runs).")
+        return
+    for table in breakdown_tables(breakdown, {}):
+        console.print(table)
 
 
 def precision_lines(state: runner.SweepState) -> list[str]:
@@ -597,8 +637,8 @@ def plan_table(sweep: Sweep, cases: list[Case], notes: dict[Case, str]) -> Table
     for col in ("config_id", "backend", "MACs std/sep", "params std/sep", "MAC red.", "note"):
         table.add_column(col)
     for case in cases:
-        std = counting.closed_form(case.spec, "standard")
-        sep = counting.closed_form(case.spec, "separable")
+        std = counting.counts_of(case.spec, "standard")
+        sep = counting.counts_of(case.spec, "separable")
         table.add_row(
             case.spec.config_id,
             case.backend,

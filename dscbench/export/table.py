@@ -8,7 +8,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from dscbench.export.units import format_count, format_ratio, format_seconds
+from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
 from dscbench.labels import constant_axes, describe_constant, table_label
 from dscbench.results import LABEL_COLUMNS, PAIR_COLUMNS
 from dscbench.stats import geometric_mean
@@ -65,7 +65,9 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     if title is None:
         title = f"standard vs separable conv: {describe_constant(constant)}"
     table = Table(title=title, header_style="bold", show_lines=False)
-    table.add_column("Cin->Cout @HxW k s")
+    models = bool(joined.model.astype(str).str.len().gt(0).any())
+    memory = bool(joined.peak_memory_bytes_sep.notna().any())
+    table.add_column("model" if models else "Cin->Cout @HxW k s")
     table.add_column("params std/sep", justify="right")
     table.add_column("MACs std/sep", justify="right")
     table.add_column("standard", justify="right")
@@ -73,6 +75,8 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     table.add_column("speedup [95% CI]", justify="right")
     table.add_column("MAC red.", justify="right")
     table.add_column("eff.", justify="right")
+    if memory:
+        table.add_column("peak mem std/sep", justify="right")
     for row in joined.itertuples(index=False):
         cells: list[str | Text] = [table_label(row._asdict(), constant)]
         cells += [
@@ -96,6 +100,10 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
                 format_ratio(row.mac_reduction),
                 "-",
             ]
+        if memory:
+            cells.append(
+                f"{format_bytes(row.peak_memory_bytes_std)}/{format_bytes(row.peak_memory_bytes_sep)}"
+            )
         table.add_row(*cells)
     return table
 
@@ -165,3 +173,45 @@ def warning_lines(results: pd.DataFrame) -> list[str]:
         if row.warnings:
             lines.append(f"{row.config_id} {row.variant} ({row.backend}): {row.warnings}")
     return lines
+
+
+LAYER_TYPE_NAMES = {
+    "conv1x1": "conv 1x1",
+    "depthwise": "depthwise conv",
+    "dense": "dense conv (KxK)",
+    "grouped": "grouped conv",
+    "fc": "fully connected",
+    "norm": "batch norm",
+    "other": "other",
+}
+
+
+def breakdown_tables(breakdown: pd.DataFrame, labels: dict[str, str]) -> list[Table]:
+    """One table per model configuration: MACs and params by layer type, standard next to
+    separable, with each type's share of its variant's total (MobileNetV1's Table 2)."""
+    tables = []
+    for config_id, rows in breakdown.groupby("config_id", sort=False):
+        table = Table(
+            title=f"MACs and params by layer type: {labels.get(str(config_id), config_id)}",
+            header_style="bold",
+        )
+        table.add_column("layer type")
+        for head in ("MACs std", "params std", "MACs sep", "params sep"):
+            table.add_column(head, justify="right")
+        by_variant = {v: r.set_index("layer_type") for v, r in rows.groupby("variant")}
+        types = [t for t in LAYER_TYPE_NAMES if any(t in r.index for r in by_variant.values())]
+        for layer_type in types:
+            cells = [LAYER_TYPE_NAMES[layer_type]]
+            for v in ("standard", "separable"):
+                r = by_variant.get(v)
+                if r is None or layer_type not in r.index:
+                    cells += ["-", "-"]
+                    continue
+                one = r.loc[layer_type]
+                cells += [
+                    f"{format_count(one.macs)} ({one.macs_share:.1%})",
+                    f"{format_count(one.params)} ({one.params_share:.1%})",
+                ]
+            table.add_row(*cells)
+        tables.append(table)
+    return tables

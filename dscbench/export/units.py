@@ -8,6 +8,24 @@ _TIME_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns"))
 _COUNT_UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
 
 
+def _missing(value: object) -> bool:
+    """None, NaN, infinities and pandas' NA (a nullable column's empty cell)."""
+    try:
+        return value is None or not math.isfinite(value)  # type: ignore[arg-type]
+    except TypeError:
+        return True
+
+
+def format_bytes(n: float) -> str:
+    """25_645_944 -> '24.5 MiB'; missing -> '-'."""
+    if _missing(n):
+        return "-"
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(n) >= scale:
+            return f"{_three_significant(n / scale)} {unit}"
+    return f"{int(n)} B"
+
+
 def _three_significant(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
@@ -18,7 +36,7 @@ def _three_significant(value: float) -> str:
 
 def format_seconds(seconds: float) -> str:
     """1.234e-3 -> '1.23 ms'; NaN -> '-'."""
-    if seconds is None or not math.isfinite(seconds):
+    if _missing(seconds):
         return "-"
     for scale, unit in _TIME_UNITS:
         if abs(seconds) >= scale:
@@ -28,7 +46,7 @@ def format_seconds(seconds: float) -> str:
 
 def format_count(n: float) -> str:
     """1_234_567 -> '1.23M'; small numbers stay exact."""
-    if n is None or not math.isfinite(n):
+    if _missing(n):
         return "-"
     for scale, unit in _COUNT_UNITS:
         if abs(n) >= scale:
@@ -37,6 +55,6 @@ def format_count(n: float) -> str:
 
 
 def format_ratio(x: float) -> str:
-    if x is None or not math.isfinite(x):
+    if _missing(x):
         return "-"
     return f"{x:.2f}x"
