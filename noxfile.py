@@ -36,7 +36,8 @@ def bench(session: nox.Session) -> None:
     `nox -s bench` runs all; `nox -s bench -- run [overhead agreement reproducibility]`,
     `nox -s bench -- backends [ort-prep all]`, `nox -s bench -- compare [runs real-aa simulate
     scale]` or `nox -s bench -- gate [runs interleaved calibration canary sequential aa power
-    isa overhead]` runs one script, or some of its parts.
+    isa overhead]` or `nox -s bench -- models [default table flops]` runs one script, or
+    some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort]")
     scripts = {
@@ -44,6 +45,7 @@ def bench(session: nox.Session) -> None:
         "backends": "benchmarks/bench_backends.py",
         "compare": "benchmarks/bench_compare.py",
         "gate": "benchmarks/bench_gate.py",
+        "models": "benchmarks/bench_models.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

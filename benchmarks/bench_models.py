@@ -1,0 +1,228 @@
+"""Benchmarks behind the targets of the model-twins issue (issue 9). Run with
+`nox -s bench -- models [default table flops]`; prints the markdown of REPORT-models.md.
+
+Parts (default all):
+  default  `dscbench run --model mobilenet-v1` as a user types it (1.0/224, batch 1, both
+           variants, inference, torch-cpu): wall time (target under 2 minutes on 2 cores).
+  table    one run of MobileNetV1 1.0/224, MobileNetV2 1.0/224 and the article's network, each
+           against its twin, inference and training: params, MACs, latency, peak memory, next to
+           the papers' published mult-adds and params.
+  flops    training FLOPs per step of single layers: dscbench's closed form, a brute-force count
+           (explicit loops, tests/test_training.py) and torch's FlopCounterMode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.test_training's brute-force counter
+
+
+def dscbench(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dscbench", "run", "-q", *args], check=True)
+    return time.perf_counter() - start
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def header() -> list[str]:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.strip()
+    import torch
+
+    return [
+        "# Benchmark report: model twins and training (issue 9)",
+        "",
+        f"Command: `python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`".rstrip()
+        + " (what `nox -s bench -- models` runs), one run at commit "
+        + f"{commit}{' (uncommitted changes)' if dirty else ''}, "
+        + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        + f"; torch {torch.__version__}, {load()} at the start.",
+    ]
+
+
+def default() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        before = load()
+        wall = dscbench("--model", "mobilenet-v1", "-o", str(out))
+        meta = json.loads((out / "run.json").read_text())
+        table = pd.read_parquet(out / "results.parquet")
+    t = meta["timings"]
+    sep = table[table.variant == "separable"].iloc[0]
+    return [
+        "## default: `dscbench run --model mobilenet-v1`",
+        f"- process wall time {wall:.1f} s (target: under 2 minutes on 2 cores); {before}",
+        f"- timed blocks {t['timed_s']:.1f} s, building {t['prepare_s']:.1f} s, parity "
+        f"{t['parity_s']:.1f} s, counting and memory {t['counting_s']:.1f} s, worker start "
+        f"{t['worker_start_s']:.1f} s",
+        f"- speedup {sep.speedup:.2f}x [{sep.speedup_ci_low:.2f}, {sep.speedup_ci_high:.2f}] "
+        f"against a MAC reduction of {sep.mac_reduction:.2f}x; round spread "
+        f"{meta['round_spread']:.1%}",
+    ]
+
+
+def _published(row: pd.Series) -> tuple[str, str]:
+    from dscbench.models import CATALOG
+
+    info = CATALOG.get(row.model)
+    if info is None:
+        return "-", "-"
+    side = int(row.input_shape.split("x")[1])
+    pub = info.published.get((row.variant, float(row.width_mult), side))
+    if pub is None:
+        return "-", "-"
+    return f"{pub.macs / 1e6:.0f}M", f"{pub.params / 1e6:.1f}M"
+
+
+def _latency(r: pd.Series) -> str:
+    from dscbench.export.units import format_seconds
+
+    return f"{format_seconds(r.latency_median_s)} ±{r.latency_iqr_s / r.latency_median_s:.0%}"
+
+
+def _speedup(r: pd.Series) -> str:
+    return f"{r.speedup:.2f}x [{r.speedup_ci_low:.2f}, {r.speedup_ci_high:.2f}]"
+
+
+TABLE_ARGS = [
+    "--model",
+    "mobilenet-v1,mobilenet-v2,article",
+    "--mode",
+    "inference,training",
+    "--min-time",
+    "3",
+]
+
+
+def table() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        before = load()
+        wall = dscbench(*TABLE_ARGS, "-o", str(out))
+        after = load()
+        meta = json.loads((out / "run.json").read_text())
+        rows = pd.read_parquet(out / "results.parquet")
+    lines = [
+        f"## table: `dscbench run {' '.join(TABLE_ARGS)}`",
+        f"{wall:.0f} s; {meta['n_configurations']} configurations x 2 variants, "
+        f"{rows.threads.iloc[0]} threads, torch-cpu, batch 1, float32; rounds disagreed by "
+        f"{meta['round_spread']:.1%} (median over rows); {before} before, {after} after.",
+        "",
+        "| model | variant | params | MACs | published params / MACs | inference | training "
+        "step (SGD) | peak memory inference / training | speedup inference / training |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    from dscbench.export.units import format_bytes, format_count
+
+    keyed = rows.set_index(["model", "mode", "variant"])
+    for model in dict.fromkeys(rows.model):
+        for variant in ("standard", "separable"):
+            inf = keyed.loc[(model, "inference", variant)]
+            tr = keyed.loc[(model, "training", variant)]
+            pub_macs, pub_params = _published(inf)
+            speeds = "" if variant == "standard" else f"{_speedup(inf)} / {_speedup(tr)}"
+            label = model if model == "article" else f"{model} 1.0/224"
+            lines.append(
+                f"| {label} | {variant} | {format_count(inf.params)} | {format_count(inf.macs)}"
+                f" | {pub_params} / {pub_macs} | {_latency(inf)} | {_latency(tr)} | "
+                f"{format_bytes(inf.peak_memory_bytes)} / {format_bytes(tr.peak_memory_bytes)} "
+                f"| {speeds} |"
+            )
+    sep = rows[rows.variant == "separable"]
+    lines += [
+        "",
+        "MAC reduction vs measured speedup (separable over standard):",
+        *[
+            f"- {r.model} {r['mode']}: MACs {r.mac_reduction:.2f}x fewer, latency "
+            f"{r.speedup:.2f}x lower (efficiency {r.efficiency:.0%}); training-step FLOPs "
+            f"{format_count(r.step_flops)}"
+            for _, r in sep.iterrows()
+        ],
+        f"- parity: {int(rows.parity_max_rel_err.notna().sum())} outputs checked against "
+        f"float64, worst relative error {rows.parity_max_rel_err.max():.1e}",
+    ]
+    return lines
+
+
+FLOP_LAYERS = [  # (label, C_in, C_out, groups, stride, input needs a gradient)
+    ("depthwise 3x3, 16 ch, 8x8, s1, input is data", 16, 16, 16, 1, False),
+    ("depthwise 3x3, 16 ch, 8x8, s1, input needs grad", 16, 16, 16, 1, True),
+    ("depthwise 3x3, 16 ch, 8x8, s2, input needs grad", 16, 16, 16, 2, True),
+    ("dense 3x3, 16->16, 8x8, s1, input needs grad", 16, 16, 1, 1, True),
+    ("pointwise 1x1, 16->32, 8x8, input needs grad", 16, 32, 1, 1, True),
+]
+
+
+def flops() -> list[str]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dscbench import counting
+    from tests.test_training import brute_force_conv
+
+    lines = [
+        "## flops: training FLOPs per step of one layer (forward + gradients)",
+        "",
+        "| layer | closed form | brute force | FlopCounterMode | FlopCounterMode / exact |",
+        "|---|---|---|---|---|",
+    ]
+    rng = np.random.default_rng(0)
+    for label, cin, cout, groups, stride, needs_grad in FLOP_LAYERS:
+        k = 1 if "1x1" in label else 3
+        pad, side = k // 2, 8
+        ho = (side + 2 * pad - k) // stride + 1
+        x = rng.standard_normal((1, cin, side, side))
+        w = rng.standard_normal((cout, cin // groups, k, k))
+        dy = rng.standard_normal((1, cout, ho, ho))
+        _, _, _, c = brute_force_conv(x, w, dy, stride, pad, groups)
+        brute = 2 * (c["forward"] + c["weight_grad"] + (c["input_grad"] if needs_grad else 0))
+        fwd = counting.conv_macs(1, cin, cout, k, ho, ho, groups)
+        closed = 2 * counting.training_macs(fwd, needs_grad)
+        xt = torch.tensor(x, dtype=torch.float32, requires_grad=needs_grad)
+        conv = torch.nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False)
+        with FlopCounterMode(display=False) as counter:
+            conv(xt).backward(torch.tensor(dy, dtype=torch.float32))
+        torch_flops = counter.get_total_flops()
+        lines.append(
+            f"| {label} | {closed:,} | {brute:,} | {torch_flops:,} | {torch_flops / closed:.2f} |"
+        )
+    lines.append(
+        "\nFLOPs = 2 x MACs. The brute-force count performs every multiply-accumulate of the "
+        "forward, the input gradient and the weight gradient in explicit loops (and matches "
+        "autograd's values, tests/test_training.py)."
+    )
+    return lines
+
+
+PARTS = {"default": default, "table": table, "flops": flops}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(PARTS)
+    unknown = [n for n in names if n not in PARTS]
+    if unknown:
+        sys.exit(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    print("\n".join(header()), end="\n\n", flush=True)
+    for name in names:
+        print("\n".join(PARTS[name]()), end="\n\n", flush=True)
