@@ -30,7 +30,11 @@ sys.path.insert(0, str(ROOT))  # tests.test_training's brute-force counter
 
 def dscbench(*args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dscbench", "run", "-q", *args], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "dscbench", "run", "-q", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -83,17 +87,21 @@ def default() -> list[str]:
     ]
 
 
-def _published(row: pd.Series) -> tuple[str, str]:
+def _published(model: str, row: pd.Series) -> tuple[str, str]:
     from dscbench.models import CATALOG
 
-    info = CATALOG.get(row.model)
+    info = CATALOG.get(model)
     if info is None:
         return "-", "-"
     side = int(row.input_shape.split("x")[1])
-    pub = info.published.get((row.variant, float(row.width_mult), side))
+    pub = info.published.get((variant_of(row), float(row.width_mult), side))
     if pub is None:
         return "-", "-"
     return f"{pub.macs / 1e6:.0f}M", f"{pub.params / 1e6:.1f}M"
+
+
+def variant_of(row: pd.Series) -> str:
+    return str(row.name[-1]) if isinstance(row.name, tuple) else str(row.variant)
 
 
 def _latency(r: pd.Series) -> str:
@@ -141,7 +149,7 @@ def table() -> list[str]:
         for variant in ("standard", "separable"):
             inf = keyed.loc[(model, "inference", variant)]
             tr = keyed.loc[(model, "training", variant)]
-            pub_macs, pub_params = _published(inf)
+            pub_macs, pub_params = _published(model, inf)
             speeds = "" if variant == "standard" else f"{_speedup(inf)} / {_speedup(tr)}"
             label = model if model == "article" else f"{model} 1.0/224"
             lines.append(

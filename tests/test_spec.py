@@ -261,3 +261,59 @@ def test_a_broken_spec_on_a_cpu_backend_reports_instead_of_crashing():
     assert (
         text == "config n0_c8-8_8x8_k3s1_int8_inference_t1 on torch-cpu: batch 0 must be positive"
     )
+
+
+MODEL_SPEC = """
+[[grid]]
+model = ["mobilenet-v1", "xception-middle"]
+width_mult = [0.5, 1.0]
+depth = 2
+mode = ["inference", "training"]
+optimizer = "adam"
+
+[[grid]]
+model = "pkg.mod:build"
+input_shape = "3,32,32"
+twin = "dense"
+"""
+
+
+def test_model_grids_in_spec_files_apply_each_knob_where_it_belongs():
+    from dscbench.spec import ModelSpec
+
+    cases = parse_spec_text(MODEL_SPEC, "m.toml").cases(default_threads=2)
+    specs = [c.spec for c in cases]
+    assert all(isinstance(s, ModelSpec) for s in specs)
+    v1 = [s for s in specs if s.model == "mobilenet-v1"]
+    xc = [s for s in specs if s.model == "xception-middle"]
+    # two widths x two modes; depth does not apply to MobileNetV1
+    assert sorted((s.width_mult, s.mode) for s in v1) == [
+        (0.5, "inference"), (0.5, "training"), (1.0, "inference"), (1.0, "training"),
+    ]  # fmt: skip
+    assert {s.depth for s in v1} == {0} and {s.input_shape for s in v1} == {(3, 224, 224)}
+    # the width multiplier does not apply to Xception: its two widths collapse into one case
+    assert len(xc) == 2 and {(s.depth, s.width_mult, s.input_shape) for s in xc} == {
+        (2, 1.0, (728, 19, 19))
+    }
+    assert {s.optimizer for s in specs if s.mode == "training"} == {"adam"}
+    assert {s.optimizer for s in specs if s.mode == "inference"} == {""}
+    user = [s for s in specs if s.model == "pkg.mod:build"]
+    assert [(s.input_shape, s.twin) for s in user] == [((3, 32, 32), "dense")]
+    assert user[0].config_id == "n1_pkg.mod.build_3x32x32_twin-dense_float32_inference_t2"
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ('model = "mobilenet-v1"\ninput_shape = "3,8,8"', "--input-shape applies to models"),
+        ('model = "article"\nwidth_mult = 0.5', "--width-mult applies to mobilenet-v1"),
+        ('model = "article"\nkernel = 5', "--kernel: single-layer options"),
+        ('in_channels = 8\nsize = 8\ndepth = 3', "--depth: model options"),
+        ('model = "x:y"\ninput_shape = "3,8"', "input-shape '3,8' is not C,H,W"),
+        ('model = "article"\ntwin = "sideways"', "twin 'sideways': not one of separable, dense"),
+    ],
+)
+def test_bad_model_grids_are_one_line(grid, message):
+    with pytest.raises(SpecError) as info:
+        parse_spec_text(f"[[grid]]\n{grid}\n", "m.toml").cases(default_threads=1)
+    assert message in str(info.value)
