@@ -187,6 +187,14 @@ def run(
             "--breakdown", help="Print MACs and params per layer type of each model variant."
         ),
     ] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Measure peak FLOP/s and memory bandwidth first (`dscbench calibrate`) for "
+            "the efficiency columns; without it a cached calibration is used if there is one.",
+        ),
+    ] = False,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -402,9 +410,139 @@ def run(
         interleave=interleave.value,
         processes=processes,
         breakdown=breakdown,
+        calibrate=calibrate,
     )
     code = run_command.execute(sweep, options, console=console, command_started=command_started)
     raise typer.Exit(code)
+
+
+class Variant(str, Enum):
+    standard = "standard"
+    separable = "separable"
+
+
+@app.command("show")
+@user_errors
+def show_run(
+    run: Annotated[Path, typer.Argument(help="A run directory, results file or JSON export.")],
+    *,
+    backend: Annotated[
+        str | None, typer.Option(help="Only these backends (comma-separated).")
+    ] = None,
+    variant: Annotated[
+        Variant | None,
+        typer.Option(case_sensitive=False, help="Only this variant: one line per row."),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            help="Only configurations where this holds, over the result columns, e.g. "
+            "\"in_channels >= 64 and kernel == 3\" (README 'Columns')."
+        ),
+    ] = None,
+    breakdown: Annotated[
+        bool, typer.Option("--breakdown", help="Also print each model's layer-type breakdown.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Summary lines only.")] = False,
+) -> None:
+    """Print a stored run's table and summary again, as `dscbench run` printed them."""
+    from dscbench.commands import show as command
+
+    backends = [b.strip() for b in backend.split(",")] if backend else None
+    code = command.execute(
+        run, backends, variant.value if variant else None, where, breakdown, quiet, console
+    )
+    raise typer.Exit(code)
+
+
+RunsArg = Annotated[
+    list[Path], typer.Argument(help="Run directories, results files or JSON exports.")
+]
+
+
+class PlotKind(str, Enum):
+    speedup = "speedup"
+    roofline = "roofline"
+    latency = "latency"
+    breakeven = "breakeven"
+
+
+@app.command("plot")
+@user_errors
+def plot_run(
+    runs: RunsArg,
+    *,
+    kind: Annotated[
+        PlotKind,
+        typer.Option(
+            case_sensitive=False,
+            help="speedup (vs MAC reduction), roofline (needs a calibration), latency (vs "
+            "channels), breakeven (where separable starts to win).",
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The image: FILE.png, FILE.svg or FILE.pdf.")
+    ],
+) -> None:
+    """Draw a stored run (needs matplotlib: pip install 'dscbench[plot]')."""
+    from dscbench.commands import report as command
+
+    raise typer.Exit(command.plot(runs, kind.value, output))
+
+
+class ReportFormat(str, Enum):
+    markdown = "markdown"
+    html = "html"
+    csv = "csv"
+    latex = "latex"
+
+
+@app.command("report")
+@user_errors
+def report_runs(
+    runs: RunsArg,
+    *,
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="markdown, html (one self-contained file with plots), csv (the table), latex.",
+        ),
+    ] = ReportFormat.markdown,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The file to write; - for stdout.")
+    ] = "-",
+) -> None:
+    """Render runs as a report: summary, wins and losses, break-even channel counts, the full
+    table and the environment."""
+    from dscbench.commands import report as command
+    from dscbench.export import write_output
+
+    write_output(output, command.report(runs, fmt.value))
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command("calibrate")
+@user_errors
+def calibrate_machine(
+    *,
+    device: Annotated[Device, typer.Option(case_sensitive=False, help="cpu or cuda.")] = Device.cpu,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Intra-op threads (the CPU; default: what torch uses)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
+) -> None:
+    """Measure peak FLOP/s (matrix products per dtype) and memory bandwidth (STREAM-like copy
+    and triad); cache them for the efficiency columns and the roofline."""
+    from dscbench.commands import calibrate as command  # imports torch
+
+    raise typer.Exit(command.execute(device.value, threads, as_json, console))
 
 
 @app.command()

@@ -17,7 +17,9 @@ Schema history (bump SCHEMA_VERSION on any change a reader must know about, add 
   4  model twins and training: ``model``, ``width_mult``, ``resolution``, ``depth``,
      ``input_shape``, ``twin``, ``optimizer``, ``other_flops``, ``step_flops``; the conv shape
      columns are nullable (empty on model rows); ``peak_memory_bytes`` on CPU rows too;
-     breakdown.parquet beside model runs
+     breakdown.parquet beside model runs; efficiency columns (``achieved_flops_per_s``,
+     ``achieved_bytes_per_s``, ``roofline_bound``, ``roofline_fraction``) and run.json's
+     ``calibration``
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,7 @@ import pandas as pd
 
 from dscbench import stats
 from dscbench.errors import ResultsError
+from dscbench.roofline import add_efficiency
 from dscbench.spec import VARIANTS
 
 if TYPE_CHECKING:
@@ -96,6 +99,13 @@ PAIR_COLUMNS = [
     "efficiency",
 ]
 PARITY_COLUMNS = ["parity_max_abs_err", "parity_max_rel_err", "parity_tolerance"]
+# roofline.py: filled where run.json holds a calibration for the row's device and threads
+EFFICIENCY_COLUMNS = [
+    "achieved_flops_per_s",
+    "achieved_bytes_per_s",
+    "roofline_bound",
+    "roofline_fraction",
+]
 COST_COLUMNS = ["prepare_s", "compile_s", "peak_memory_bytes"]
 META_COLUMNS = ["device_name", "execution", "warnings", "status", "error", "seed"]
 RESULT_COLUMNS = (
@@ -103,6 +113,7 @@ RESULT_COLUMNS = (
     + COUNT_COLUMNS
     + LATENCY_COLUMNS
     + PAIR_COLUMNS
+    + EFFICIENCY_COLUMNS
     + PARITY_COLUMNS
     + COST_COLUMNS
     + META_COLUMNS
@@ -127,6 +138,10 @@ ADDED_IN_V4 = {
     "input_shape": "",
     "twin": "",
     "other_flops": None,  # not recorded before; step_flops equals flops (inference only)
+    "achieved_flops_per_s": math.nan,
+    "achieved_bytes_per_s": math.nan,
+    "roofline_bound": "",
+    "roofline_fraction": math.nan,
 }
 BREAKDOWN_COLUMNS = [
     "config_id",
@@ -292,12 +307,14 @@ def build_tables(
     sweep: SweepState,
     devices: Mapping[str, tuple[str, str]],
     timer_overheads: Mapping[str, float] | None = None,
+    calibrations: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Result rows and raw samples of a sweep, in the documented column order: one row per
     case x environment x variant.
 
     ``devices`` maps backend names to (device kind, device name), e.g. ("cpu", "AMD EPYC");
-    ``timer_overheads`` maps them to the cost of an empty timed block, seconds.
+    ``timer_overheads`` maps them to the cost of an empty timed block, seconds;
+    ``calibrations`` (calibrate.Calibration JSONs) fill the efficiency columns.
     """
     rows: list[dict[str, Any]] = []
     sample_parts: list[pd.DataFrame] = []
@@ -325,6 +342,7 @@ def build_tables(
                         )
                     )
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    results = add_efficiency(results, calibrations)
     if sample_parts:
         samples = pd.concat(sample_parts, ignore_index=True)[SAMPLE_COLUMNS]
     else:
@@ -396,6 +414,7 @@ _STR_COLUMNS = [
     "model",
     "input_shape",
     "twin",
+    "roofline_bound",
     "dtype",
     "memory_format",
     "warnings",

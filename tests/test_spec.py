@@ -308,7 +308,7 @@ def test_model_grids_in_spec_files_apply_each_knob_where_it_belongs():
         ('model = "mobilenet-v1"\ninput_shape = "3,8,8"', "--input-shape applies to models"),
         ('model = "article"\nwidth_mult = 0.5', "--width-mult applies to mobilenet-v1"),
         ('model = "article"\nkernel = 5', "--kernel: single-layer options"),
-        ('in_channels = 8\nsize = 8\ndepth = 3', "--depth: model options"),
+        ("in_channels = 8\nsize = 8\ndepth = 3", "--depth: model options"),
         ('model = "x:y"\ninput_shape = "3,8"', "input-shape '3,8' is not C,H,W"),
         ('model = "article"\ntwin = "sideways"', "twin 'sideways': not one of separable, dense"),
     ],

@@ -28,22 +28,16 @@ from rich.text import Text
 
 from dscbench import backends as registry
 from dscbench import counting, results, runner
-from dscbench.compare import DISTURBED_ROUND_SPREAD, run_round_spread
+from dscbench.compare import run_round_spread
 from dscbench.env import collect_environment, utc_now
 from dscbench.errors import BackendUnavailable, SpecError
 from dscbench.executor import Executor, LocalExecutor
-from dscbench.export.table import (
-    breakdown_tables,
-    results_table,
-    summary_lines,
-    warning_lines,
-)
+from dscbench.export.console import print_breakdown, render_run
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
 from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json, validate_cases
 from dscbench.stats import CONFIDENCE
 
-MAX_WARNING_LINES = 15
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -73,6 +67,7 @@ class RunOptions:
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = 3  # worker processes per environment, rounds taken in turn
     breakdown: bool = False  # print each model variant's MACs and params per layer type
+    calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
 
 
 @dataclass
@@ -123,7 +118,9 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
     try:
         for note in plan.notes:
             console.print(Text(f"note: {note}", style="yellow"), highlight=False)
-        recorder = Recorder(out_dir, plan, run_meta(sweep, options, plan), command_started)
+        meta = run_meta(sweep, options, plan)
+        meta["calibration"] = calibrations_for(plan, options.calibrate, console)
+        recorder = Recorder(out_dir, plan, meta, command_started)
         state = measure(sweep, options, plan, recorder, console)
     finally:
         plan.close()
@@ -355,6 +352,33 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
     return meta
 
 
+def calibrations_for(plan: Plan, measure_now: bool, console: Console) -> list[dict[str, Any]]:
+    """The roofs for every (device, thread count) the sweep runs on: measured now with
+    ``--calibrate`` (and cached), otherwise whatever the cache holds for this machine."""
+    from dscbench import calibrate
+
+    wanted = dict.fromkeys(
+        (plan.devices[c.backend][0], c.spec.threads)
+        for c in plan.cases
+        if c.backend in plan.devices
+    )
+    found = []
+    for device, threads in wanted:
+        threads = 0 if device == "cuda" else threads
+        facts = calibrate.device_facts(device)
+        if measure_now:
+            console.print(
+                f"calibrating {device} at {threads or 'its'} thread(s)...", highlight=False
+            )
+            result = calibrate.calibrate(device, threads or None)
+            calibrate.save(result)
+        else:
+            result = calibrate.cached(device, threads, facts)
+        if result is not None:
+            found.append(result.to_json())
+    return found
+
+
 def _spin_defaults() -> dict[str, str]:
     from dscbench.envs import SPIN_DEFAULTS
 
@@ -388,7 +412,9 @@ class Recorder:
 
     def __call__(self, state: runner.SweepState) -> None:
         t0 = time.perf_counter()
-        table, samples = results.build_tables(state, self.plan.devices, self.plan.overheads)
+        table, samples = results.build_tables(
+            state, self.plan.devices, self.plan.overheads, self.meta.get("calibration") or ()
+        )
         p = state.phases
         now = utc_now()
         self.meta.update(
@@ -511,56 +537,8 @@ def measure(
 def render(
     recorder: Recorder, state: runner.SweepState, options: RunOptions, console: Console
 ) -> None:
-    table = recorder.table
-    meta = recorder.meta
-    if not options.quiet:
-        console.print(results_table(table))
-        if options.breakdown and recorder.breakdown is not None:
-            print_breakdown(recorder.breakdown, console)
-        for line in _capped(warning_lines(table)):
-            console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
-    for line in summary_lines(table):
-        console.print(line, highlight=False)
-    for line in precision_lines(state):
-        console.print(Text(line, style="yellow" if "did not" in line else ""), highlight=False)
-    spread = meta.get("round_spread", math.nan)
-    if spread > DISTURBED_ROUND_SPREAD and state.envs == [""]:
-        console.print(
-            Text(
-                f"warning: this run's rounds disagree by {spread:.1%} (median over rows; steady "
-                f"runs stay under {DISTURBED_ROUND_SPREAD:.0%}): the machine was busy while it "
-                "ran. Rerun before comparing it with another run.",
-                style="yellow",
-            ),
-            highlight=False,
-        )
-    if len(state.envs) > 1:
-        console.print(
-            f"Environments {', '.join(state.envs)} were measured interleaved; "
-            f"`dscbench compare {recorder.out_dir}` judges "
-            f"{state.envs[1]} against {state.envs[0]}"
-            + (" (--baseline-env/--candidate-env pick others)." if len(state.envs) > 2 else "."),
-            highlight=False,
-        )
-    crashed = sum(state.crashes.values())
-    if crashed:
-        console.print(
-            Text(
-                f"warning: worker processes died {crashed} time(s) "
-                f"({', '.join(f'{e}: {n}' for e, n in state.crashes.items())}); their rows are "
-                f"worker_crashed, logs in {recorder.out_dir / 'workers'}",
-                style="yellow",
-            ),
-            highlight=False,
-        )
-    t = meta["timings"]
-    compiled = f", {t['compile_s']:.1f} s compiling" if t["compile_s"] > 0 else ""
-    console.print(
-        f"Results in {recorder.out_dir}/ (results.parquet, results.csv, samples.parquet, "
-        f"run.json); wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed "
-        f"blocks, {t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
-        highlight=False,
-    )
+    breakdown = recorder.breakdown if options.breakdown else None
+    render_run(recorder.table, recorder.meta, recorder.out_dir, console, options.quiet, breakdown)
 
 
 def dry_run_breakdown(cases: list[Case]) -> Any:
@@ -575,33 +553,6 @@ def dry_run_breakdown(cases: list[Case]) -> Any:
     return pd.DataFrame(rows, columns=results.BREAKDOWN_COLUMNS).drop_duplicates(
         ["config_id", "variant", "layer_type"]
     )
-
-
-def print_breakdown(breakdown: Any, console: Console) -> None:
-    if breakdown is None or breakdown.empty:
-        console.print("--breakdown: no model configurations (it applies to --model runs).")
-        return
-    for table in breakdown_tables(breakdown, {}):
-        console.print(table)
-
-
-def precision_lines(state: runner.SweepState) -> list[str]:
-    p = state.precision
-    if p is None:
-        return []
-    line = (
-        f"--precision {p.target:.1%}: {p.extra_rounds} extra round(s) after "
-        f"{state.settings.rounds}; stopped because {p.stopped}."
-    )
-    if not p.unmet:
-        return [line]
-    widths = ", ".join(
-        f"{u['config_id']} {u['backend']}{' {' + u['env'] + '}' if u['env'] else ''} "
-        f"(±{u['relative_half_width']:.1%})"
-        for u in p.unmet[:5]
-    )
-    more = f" and {len(p.unmet) - 5} more" if len(p.unmet) > 5 else ""
-    return [line, f"{len(p.unmet)} row(s) did not reach ±{p.target:.1%}: {widths}{more}."]
 
 
 @contextlib.contextmanager
@@ -621,13 +572,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _capped(lines: list[str]) -> list[str]:
-    if len(lines) <= MAX_WARNING_LINES:
-        return lines
-    more = len(lines) - MAX_WARNING_LINES
-    return [*lines[:MAX_WARNING_LINES], f"... and {more} more (see the warnings column)"]
 
 
 def plan_table(sweep: Sweep, cases: list[Case], notes: dict[Case, str]) -> Table:

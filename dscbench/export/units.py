@@ -54,6 +54,15 @@ def format_count(n: float) -> str:
     return f"{int(n)}"
 
 
+def format_rate(value: float, unit: str) -> str:
+    """2.07e11, "FLOP/s" -> '207 GFLOP/s'; 4.2e10, "B/s" -> '42.0 GB/s' (decimal prefixes)."""
+    if _missing(value):
+        return "-"
+    text = format_count(value)
+    number, prefix = (text[:-1], text[-1]) if text[-1].isalpha() else (text, "")
+    return f"{number} {prefix}{unit}"
+
+
 def format_ratio(x: float) -> str:
     if _missing(x):
         return "-"

@@ -1,0 +1,296 @@
+"""Machine calibration: what this machine can sustain, the roofs of the roofline.
+
+- **Peak compute**, FLOP/s per dtype: the best of three kernels, each sized so one call takes
+  about 20 ms: a square matrix product (``torch.mm``, 2 N^3 FLOPs), a dense 3x3 conv (256
+  channels) and a 1x1 conv (1024 channels). Libraries differ: on an AMD CPU torch's matrix
+  product goes to MKL, which takes an AVX2 path, while its convs go to oneDNN, which uses
+  AVX-512 and runs twice as fast; a roof below what the convs reach would be no roof. float32
+  and float64 always; float16 and bfloat16 where the device runs them (a CPU without native
+  support emulates them slowly: that *is* what a float16 row can reach there).
+- **Memory bandwidth**, bytes/s, STREAM-like on arrays far larger than any cache (128 MiB each
+  on the CPU, 1 GiB on CUDA): ``copy`` (b = a: 2 arrays of traffic) and ``triad``
+  (a = b + s*c: 3 arrays), counted as STREAM counts them (no write-allocate traffic).
+
+Each kernel is warmed up, its block sized to last ``block_time`` seconds, and timed ``repeats``
+times; the roof is the best repeat (what the machine sustained at least once), and every repeat
+is kept so the spread shows how steady the machine was. Results are cached as JSON in the
+platform cache directory (platformdirs), keyed by device, device model, thread count and library
+versions, so a changed machine or library gets a fresh calibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dscbench.measure import HarnessOptions, Timer, Workload, warm_up_and_calibrate
+
+CALIBRATION_VERSION = 1
+REPEATS = 5
+BLOCK_TIME_S = 0.05
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+@dataclass
+class Rate:
+    """One kernel's rates over the repeats (FLOP/s or bytes/s); ``best`` is the roof."""
+
+    per_repeat: list[float]
+
+    @property
+    def best(self) -> float:
+        return max(self.per_repeat)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_repeat)
+
+    @property
+    def spread(self) -> float:
+        """(best - worst) / median: how much the repeats disagreed."""
+        return (max(self.per_repeat) - min(self.per_repeat)) / self.median
+
+
+@dataclass
+class Calibration:
+    device: str  # cpu or cuda
+    device_name: str
+    threads: int  # 0 on CUDA, where the host's threads do not matter
+    versions: dict[str, str]
+    compute: dict[str, Rate] = field(default_factory=dict)  # "kernel:dtype" -> FLOP/s
+    bandwidth: dict[str, Rate] = field(default_factory=dict)  # copy/triad -> bytes/s
+    created_at: str = ""
+    version: int = CALIBRATION_VERSION
+
+    @property
+    def key(self) -> str:
+        return calibration_key(self.device, self.device_name, self.threads, self.versions)
+
+    def peak_flops(self, dtype: str) -> float:
+        """The best rate of any compute kernel in ``dtype``; NaN if none ran."""
+        rates = [r.best for k, r in self.compute.items() if k.split(":")[1] == dtype]
+        return max(rates, default=math.nan)
+
+    @property
+    def dtypes(self) -> list[str]:
+        return list(dict.fromkeys(k.split(":")[1] for k in self.compute))
+
+    @property
+    def peak_bandwidth(self) -> float:
+        return max((r.best for r in self.bandwidth.values()), default=math.nan)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["key"] = self.key
+        data["peak_flops_per_s"] = {d: self.peak_flops(d) for d in self.dtypes}
+        data["peak_bytes_per_s"] = self.peak_bandwidth
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
+        return cls(
+            device=data["device"],
+            device_name=data["device_name"],
+            threads=int(data["threads"]),
+            versions=dict(data["versions"]),
+            compute={d: Rate(list(r["per_repeat"])) for d, r in data["compute"].items()},
+            bandwidth={k: Rate(list(r["per_repeat"])) for k, r in data["bandwidth"].items()},
+            created_at=data.get("created_at", ""),
+            version=int(data.get("version", CALIBRATION_VERSION)),
+        )
+
+
+def calibration_key(device: str, device_name: str, threads: int, versions: dict) -> str:
+    text = json.dumps([CALIBRATION_VERSION, device, device_name, threads, versions], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Kernel:
+    """A workload and how much work one call does (FLOPs or bytes)."""
+
+    fn: Callable[[], Any]
+    amount: float
+
+
+def measure_rate(kernel: Kernel, timer: Timer, repeats: int, block_time: float) -> Rate:
+    """Warm up, size a block to ``block_time``, then time ``repeats`` blocks: amount per
+    second of each."""
+    work = Workload(kernel.fn)
+    cal = warm_up_and_calibrate(work, timer, HarnessOptions(block_time=block_time, warmup=0.0))
+    rates = []
+    for _ in range(repeats):
+        seconds = work.block(timer, cal.iterations)
+        rates.append(kernel.amount * cal.iterations / seconds)
+    return Rate(rates)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real kernels (torch)
+# ---------------------------------------------------------------------------------------------
+
+
+def torch_kernels(device: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, Kernel]:
+    """``mm:<dtype>``, ``conv3x3:<dtype>`` and ``conv1x1:<dtype>`` for each dtype the device
+    runs, ``copy`` and ``triad``."""
+    import torch
+
+    from dscbench.ops import TORCH_DTYPES
+
+    largest = 4096 if device == "cuda" else 1024
+    elements = (1 << 28) if device == "cuda" else (1 << 25)
+    kernels: dict[str, Kernel] = {}
+    for name in dtypes:
+        dtype = TORCH_DTYPES[name]
+        try:
+            probe = _matmul(torch, device, dtype, PROBE_N)
+            seconds = _seconds_of(probe.fn, device)
+        except (RuntimeError, TypeError):  # the device has no matrix product in this dtype
+            continue
+        rate = probe.amount / max(seconds, 1e-9)
+        n = int((rate * TARGET_S / 2) ** (1 / 3)) // 64 * 64
+        kernels[f"mm:{name}"] = _matmul(torch, device, dtype, min(largest, max(PROBE_N, n)))
+        for label, channels, k in (("conv3x3", 256, 3), ("conv1x1", 1024, 1)):
+            per_pixel = 2.0 * channels * channels * k * k
+            side = int(math.sqrt(rate * TARGET_S / per_pixel))
+            side = min(4 * largest // 64, max(7, side))
+            kernels[f"{label}:{name}"] = _conv(torch, device, dtype, channels, k, side)
+    x = torch.ones(elements, device=device)
+    y = torch.empty_like(x)
+    z = torch.ones_like(x)
+    nbytes = x.element_size() * elements
+    kernels["copy"] = Kernel(lambda: y.copy_(x), 2.0 * nbytes)
+    kernels["triad"] = Kernel(lambda: torch.add(y, z, alpha=3.0, out=x), 3.0 * nbytes)
+    return kernels
+
+
+PROBE_N = 256
+TARGET_S = 0.02  # seconds one call of a compute kernel should take
+
+
+def _matmul(torch: Any, device: str, dtype: Any, n: int) -> Kernel:
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    return Kernel(lambda: torch.mm(a, b, out=out), 2.0 * n**3)
+
+
+def _conv(torch: Any, device: str, dtype: Any, channels: int, k: int, side: int) -> Kernel:
+    """A same-padded KxK conv, batch 1, as the rows run it (inference mode)."""
+    x = torch.randn(1, channels, side, side, device=device).to(dtype)
+    w = torch.randn(channels, channels, k, k, device=device).to(dtype)
+    conv = torch.nn.functional.conv2d
+
+    def run() -> None:
+        with torch.inference_mode():
+            conv(x, w, padding=k // 2)
+
+    return Kernel(run, 2.0 * channels * channels * k * k * side * side)
+
+
+def _seconds_of(fn: Callable[[], Any], device: str) -> float:
+    """Seconds of one call after a warm one (a rough probe, not a measurement)."""
+    timer = _device_timer(device)
+    fn()
+    return timer.time_block(fn, 1)
+
+
+def device_facts(device: str) -> tuple[str, dict[str, str]]:
+    """(device model, library versions): what a calibration's cache key is made of. The CPU's
+    needs no torch import (a run's coordinator looks its calibration up without one)."""
+    from importlib import metadata
+
+    from dscbench.env import cpu_model
+
+    try:
+        versions = {"torch": metadata.version("torch")}
+    except metadata.PackageNotFoundError:
+        versions = {"torch": "none"}
+    if device == "cuda":
+        import torch
+
+        versions["cuda"] = str(torch.version.cuda)
+        return torch.cuda.get_device_name(), versions
+    return cpu_model(), versions
+
+
+def calibrate(
+    device: str = "cpu",
+    threads: int | None = None,
+    *,
+    kernels: dict[str, Kernel] | None = None,
+    timer: Timer | None = None,
+    facts: tuple[str, dict[str, str]] | None = None,
+    repeats: int = REPEATS,
+    block_time: float = BLOCK_TIME_S,
+) -> Calibration:
+    """Measure the roofs of ``device`` at ``threads`` intra-op threads (the CPU; default: what
+    torch uses). Tests pass ``kernels``, ``timer`` and ``facts`` (a fake clock and workloads)."""
+    from dscbench.env import utc_now
+
+    if device == "cuda":
+        threads = 0
+    elif threads is None or kernels is None:
+        import torch
+
+        if threads is None:
+            threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    if timer is None:
+        timer = _device_timer(device)
+    name, versions = facts if facts is not None else device_facts(device)
+    kernels = kernels if kernels is not None else torch_kernels(device)
+    result = Calibration(device, name, int(threads), versions, created_at=utc_now())
+    for label, kernel in kernels.items():
+        rate = measure_rate(kernel, timer, repeats, block_time)
+        if ":" in label:
+            result.compute[label] = rate
+        else:
+            result.bandwidth[label] = rate
+    return result
+
+
+def _device_timer(device: str) -> Timer:
+    if device == "cuda":
+        from dscbench.backends.cuda import CudaEventTimer
+
+        return CudaEventTimer()
+    return Timer()
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache
+# ---------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dscbench")) / "calibration"
+
+
+def save(calibration: Calibration, directory: Path | None = None) -> Path:
+    directory = directory or cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{calibration.key}.json"
+    path.write_text(json.dumps(calibration.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def cached(
+    device: str, threads: int, facts: tuple[str, dict[str, str]], directory: Path | None = None
+) -> Calibration | None:
+    """The cached calibration for this device, thread count and library versions, if any (an
+    unreadable or foreign file counts as none)."""
+    key = calibration_key(device, facts[0], 0 if device == "cuda" else threads, facts[1])
+    path = (directory or cache_dir()) / f"{key}.json"
+    try:
+        return Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,68 @@
+"""`dscbench plot` and `dscbench report`: result files in, figures and documents out. Reads
+result files only (no torch import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dscbench import results
+from dscbench.errors import SpecError
+
+
+def load_runs(runs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]], list[Any]]:
+    """The result rows of every run (one table), their calibrations and their ResultSets."""
+    loaded = [results.load_results(run) for run in runs]
+    if not loaded:
+        raise SpecError("give at least one run")
+    table = pd.concat([r.results for r in loaded], ignore_index=True)
+    calibrations: list[dict[str, Any]] = []
+    for r in loaded:
+        for c in r.meta.get("calibration") or []:
+            if all(c.get("key") != seen.get("key") for seen in calibrations):
+                calibrations.append(c)
+    return table, calibrations, loaded
+
+
+def plot(runs: list[Path], kind: str, output: Path) -> int:
+    from dscbench import plot as plots
+
+    table, calibrations, _ = load_runs(runs)
+    fmt = output.suffix.lstrip(".").lower()
+    if fmt not in plots.FORMATS:
+        raise SpecError(f"-o {output}: the file must end in .png, .svg or .pdf")
+    plots.save(plots.figure(kind, table, calibrations), output)
+    return 0
+
+
+def report(runs: list[Path], fmt: str) -> str:
+    """The report of ``runs`` in ``fmt`` (export/report.py); HTML embeds every plot that these
+    results can draw."""
+    from dscbench.export import report as reports
+
+    if fmt not in reports.FORMATS:
+        raise SpecError(f"--format {fmt!r}: not one of {', '.join(reports.FORMATS)}")
+    table, calibrations, loaded = load_runs(runs)
+    names = [Path(r).name or str(r) for r in runs]
+    document = reports.build(loaded, names)
+    if fmt == "html":
+        document.figures = svg_figures(table, calibrations)
+    return reports.render(document, fmt)
+
+
+def svg_figures(table: pd.DataFrame, calibrations: list[dict[str, Any]]) -> dict[str, str]:
+    """Every plot kind these results can draw, as inline SVG (an XML-less <svg> element)."""
+    from dscbench import plot as plots
+
+    plots.matplotlib_pyplot()  # one clear line when matplotlib is missing
+    figures = {}
+    for kind in plots.KINDS:
+        try:
+            fig = plots.figure(kind, table, calibrations)
+        except plots.PlotError:
+            continue  # e.g. no calibration for the roofline, no layer rows for break-even
+        svg = plots.to_bytes(fig, "svg").decode("utf-8")
+        figures[kind] = svg[svg.index("<svg") :]
+    return figures

@@ -1,0 +1,105 @@
+"""`dscbench show RUN`: a stored run's table and summary again, as `dscbench run` printed them,
+optionally filtered. Reads result files only (no torch import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dscbench import results
+from dscbench.errors import SpecError
+from dscbench.export.console import render_run
+from dscbench.export.units import format_bytes, format_count, format_rate, format_seconds
+from dscbench.labels import constant_axes, describe_constant, table_label
+
+
+def select(
+    table: pd.DataFrame,
+    backends: list[str] | None = None,
+    variant: str | None = None,
+    where: str | None = None,
+) -> pd.DataFrame:
+    """Rows of ``table`` on ``backends``, of ``variant``, and of the configurations where
+    ``where`` (a pandas query over the result columns, e.g. ``in_channels >= 64``) holds for
+    either variant (so a pair stays a pair). Bad filters are SpecErrors naming the value."""
+    if backends:
+        unknown = [b for b in backends if b not in set(table.backend)]
+        if unknown:
+            raise SpecError(
+                f"--backend {','.join(unknown)}: not in this run "
+                f"(it has {', '.join(dict.fromkeys(table.backend))})"
+            )
+        table = table[table.backend.isin(backends)]
+    if where:
+        try:
+            hits = table.query(where, engine="python")
+        except Exception as exc:  # pandas raises many kinds for a bad expression
+            raise SpecError(
+                f"--where {where!r}: not a filter over the result columns "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        keys = set(zip(hits.config_id, hits.backend, hits.env, strict=True))
+        keep = [k in keys for k in zip(table.config_id, table.backend, table.env, strict=True)]
+        table = table[keep]
+    if variant:
+        table = table[table.variant == variant]
+    return table
+
+
+def rows_table(table: pd.DataFrame) -> Table:
+    """One line per row (one variant): latency, counts, efficiency, memory, status."""
+    constant = constant_axes(table.to_dict("records"))
+    out = Table(title=f"{describe_constant(constant)}", header_style="bold")
+    for column in ("configuration", "variant", "latency", "params", "MACs", "achieved",
+                   "roofline", "peak mem", "status"):  # fmt: skip
+        out.add_column(
+            column, justify="left" if column in ("configuration", "variant") else "right"
+        )
+    for row in table.to_dict("records"):
+        iqr = row["latency_iqr_s"] / row["latency_median_s"] if row["latency_median_s"] else 0
+        bound = row["roofline_bound"]
+        fraction = row["roofline_fraction"]
+        out.add_row(
+            table_label(row, constant),
+            row["variant"],
+            f"{format_seconds(row['latency_median_s'])} ±{iqr:.0%}"
+            if pd.notna(row["latency_median_s"])
+            else "-",
+            format_count(row["params"]),
+            format_count(row["macs"]),
+            format_rate(row["achieved_flops_per_s"], "FLOP/s"),
+            f"{fraction:.0%} of {bound}" if bound and pd.notna(fraction) else "-",
+            format_bytes(row["peak_memory_bytes"]),
+            Text(row["status"], style="" if row["status"] == "ok" else "red"),
+        )
+    return out
+
+
+def execute(
+    run: Path,
+    backends: list[str] | None,
+    variant: str | None,
+    where: str | None,
+    breakdown: bool,
+    quiet: bool,
+    console: Console,
+) -> int:
+    loaded = results.load_results(run)
+    table = select(loaded.results, backends, variant, where)
+    if table.empty:
+        raise SpecError(f"{run}: no rows match the filters")
+    if variant:
+        console.print(rows_table(table))
+        return 0
+    parts = None
+    if breakdown:
+        path = Path(run) / results.BREAKDOWN_PARQUET
+        parts = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        parts = parts[parts.config_id.isin(set(table.config_id))] if len(parts) else parts
+    directory = Path(run) if Path(run).is_dir() else Path(run).parent
+    render_run(table, loaded.meta, directory, console, quiet, parts)
+    return 0

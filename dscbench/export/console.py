@@ -1,0 +1,115 @@
+"""What `dscbench run` prints after measuring, from a result table and run.json alone, so
+`dscbench show` prints a stored run exactly as `run` did."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.text import Text
+
+from dscbench.compare import DISTURBED_ROUND_SPREAD
+from dscbench.export.table import breakdown_tables, results_table, summary_lines, warning_lines
+
+MAX_WARNING_LINES = 15
+
+
+def render_run(
+    table: pd.DataFrame,
+    meta: dict[str, Any],
+    out_dir: Path,
+    console: Console,
+    quiet: bool = False,
+    breakdown: pd.DataFrame | None = None,
+) -> None:
+    """The run's table (unless ``quiet``), breakdown (when given), warnings and summary."""
+    envs = list(dict.fromkeys(table.env)) or [""]
+    if not quiet:
+        console.print(results_table(table))
+        if breakdown is not None:
+            print_breakdown(breakdown, console)
+        for line in _capped(warning_lines(table)):
+            console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
+    for line in summary_lines(table):
+        console.print(line, highlight=False)
+    for line in precision_lines(meta):
+        console.print(Text(line, style="yellow" if "did not" in line else ""), highlight=False)
+    spread = meta.get("round_spread")
+    spread = math.nan if spread is None else float(spread)
+    if spread > DISTURBED_ROUND_SPREAD and envs == [""]:
+        console.print(
+            Text(
+                f"warning: this run's rounds disagree by {spread:.1%} (median over rows; steady "
+                f"runs stay under {DISTURBED_ROUND_SPREAD:.0%}): the machine was busy while it "
+                "ran. Rerun before comparing it with another run.",
+                style="yellow",
+            ),
+            highlight=False,
+        )
+    if len(envs) > 1:
+        console.print(
+            f"Environments {', '.join(envs)} were measured interleaved; "
+            f"`dscbench compare {out_dir}` judges {envs[1]} against {envs[0]}"
+            + (" (--baseline-env/--candidate-env pick others)." if len(envs) > 2 else "."),
+            highlight=False,
+        )
+    crashes = meta.get("worker_crashes") or {}
+    if crashes:
+        console.print(
+            Text(
+                f"warning: worker processes died {sum(crashes.values())} time(s) "
+                f"({', '.join(f'{e}: {n}' for e, n in crashes.items())}); their rows are "
+                f"worker_crashed, logs in {Path(out_dir) / 'workers'}",
+                style="yellow",
+            ),
+            highlight=False,
+        )
+    t = meta.get("timings") or {}
+    if t.get("wall_s"):
+        compiled = f", {t['compile_s']:.1f} s compiling" if t.get("compile_s", 0) > 0 else ""
+        console.print(
+            f"Results in {out_dir}/ (results.parquet, results.csv, samples.parquet, "
+            f"run.json); wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed "
+            f"blocks, {t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
+            highlight=False,
+        )
+
+
+def precision_lines(meta: dict[str, Any]) -> list[str]:
+    """What ``--precision`` did (run.json's ``precision`` after the run)."""
+    p = meta.get("precision")
+    if not p or "extra_rounds" not in p:
+        return []
+    rounds = (meta.get("settings") or {}).get("rounds", "?")
+    line = (
+        f"--precision {p['target']:.1%}: {p['extra_rounds']} extra round(s) after "
+        f"{rounds}; stopped because {p['stopped']}."
+    )
+    unmet = p.get("unmet") or []
+    if not unmet:
+        return [line]
+    widths = ", ".join(
+        f"{u['config_id']} {u['backend']}{' {' + u['env'] + '}' if u['env'] else ''} "
+        f"(±{u['relative_half_width']:.1%})"
+        for u in unmet[:5]
+    )
+    more = f" and {len(unmet) - 5} more" if len(unmet) > 5 else ""
+    return [line, f"{len(unmet)} row(s) did not reach ±{p['target']:.1%}: {widths}{more}."]
+
+
+def print_breakdown(breakdown: pd.DataFrame | None, console: Console) -> None:
+    if breakdown is None or breakdown.empty:
+        console.print("--breakdown: no model configurations (it applies to --model runs).")
+        return
+    for table in breakdown_tables(breakdown, {}):
+        console.print(table)
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_WARNING_LINES:
+        return lines
+    more = len(lines) - MAX_WARNING_LINES
+    return [*lines[:MAX_WARNING_LINES], f"... and {more} more (see the warnings column)"]

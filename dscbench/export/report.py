@@ -1,0 +1,464 @@
+"""`dscbench report`: one or several runs as a document (markdown, HTML, CSV or LaTeX).
+
+Every format holds the same content, built once by ``build``: the summary (geometric-mean
+speedup against MAC reduction per backend), where separable wins and where it loses, the
+break-even channel counts, the full table (one line per configuration, backend and
+environment) and each run's environment. CSV holds the full table only, as numbers in SI units
+(seconds, counts, bytes; one header, one line per configuration), for spreadsheets. The HTML
+report is one self-contained file: inline CSS, the plots as inline SVG, and a table that sorts
+when a header is clicked.
+
+Output depends only on the result files (no clock, no absolute paths), so it is reproducible
+and the tests compare it with golden files.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from dscbench.analysis import BreakEven, backend_summaries, break_even, wins_and_losses
+from dscbench.export.table import pairs
+from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
+from dscbench.labels import constant_axes, describe_constant, row_label
+
+FORMATS = ("markdown", "html", "csv", "latex")
+TOP = 5  # wins and losses listed
+COLUMNS = (
+    "configuration",
+    "backend",
+    "params std/sep",
+    "MACs std/sep",
+    "standard",
+    "separable",
+    "speedup [95% CI]",
+    "MAC red.",
+    "eff.",
+    "roofline std/sep",
+    "peak mem std/sep",
+    "status",
+)
+
+
+@dataclass
+class RunInfo:
+    name: str
+    command: str
+    started_at: str
+    status: str
+    environment: list[tuple[str, str]]
+
+
+@dataclass
+class Report:
+    title: str
+    runs: list[RunInfo]
+    summary: list[str]
+    wins: list[str]
+    losses: list[str]
+    break_even: list[BreakEven]
+    header: tuple[str, ...] = COLUMNS
+    rows: list[list[str]] = field(default_factory=list)
+    sort_keys: list[list[float | str]] = field(default_factory=list)  # HTML sorting
+    figures: dict[str, str] = field(default_factory=dict)  # kind -> inline SVG (HTML only)
+    numbers: pd.DataFrame | None = None  # the table in SI units (CSV)
+
+
+def _latency(median: float, iqr: float) -> str:
+    if pd.isna(median) or median <= 0:
+        return "-"
+    return f"{format_seconds(median)} ±{iqr / median:.0%}"
+
+
+def _roofline(fraction: Any, bound: Any) -> str:
+    if pd.isna(fraction) or not bound:
+        return "-"
+    return f"{fraction:.0%} {bound[:3]}"
+
+
+def _speedup(row: Any) -> str:
+    if pd.isna(row.speedup):
+        return "-"
+    if pd.isna(row.speedup_ci_low):
+        return f"{row.speedup:.2f}x [no interval]"
+    return f"{row.speedup:.2f}x [{row.speedup_ci_low:.2f}, {row.speedup_ci_high:.2f}]"
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if not pd.isna(value) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _environment(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    env = meta.get("environment") or {}
+    torch_info = env.get("torch") or {}
+    items = [
+        ("dscbench", str(env.get("dscbench", ""))),
+        ("python", str(env.get("python", ""))),
+        ("platform", str(env.get("platform", ""))),
+        ("cpu", str(env.get("cpu_model", ""))),
+        ("cores", str(env.get("cpu_count", ""))),
+        ("torch", str(torch_info.get("version", ""))),
+        ("git", str(env.get("git_sha") or "")),
+    ]
+    for name, info in (meta.get("backends") or {}).items():
+        versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
+        items.append((f"backend {name}", f"{info.get('device_name', '')}; {versions}"))
+    for c in meta.get("calibration") or []:
+        peaks = ", ".join(
+            f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in (c.get("peak_flops_per_s") or {}).items()
+        )
+        where = f"{c['threads']} thread(s)" if c.get("device") == "cpu" else "GPU"
+        items.append(
+            (
+                f"calibration {c.get('device')}, {where}",
+                f"{peaks}; memory {c.get('peak_bytes_per_s', math.nan) / 1e9:.1f} GB/s",
+            )
+        )
+    settings = meta.get("settings") or {}
+    items.append(
+        (
+            "settings",
+            f"min_time {settings.get('min_time')} s, rounds {settings.get('rounds')}, "
+            f"round spread {_percent(meta.get('round_spread'))}",
+        )
+    )
+    return [(k, v) for k, v in items if v]
+
+
+def _percent(value: Any) -> str:
+    number = _number(value)
+    return "-" if math.isnan(number) else f"{number:.1%}"
+
+
+def build(results_sets: list[Any], names: list[str]) -> Report:
+    """The report of ``results_sets`` (results.ResultSet, one per run) named ``names``."""
+    table = pd.concat([r.results for r in results_sets], ignore_index=True)
+    runs = [
+        RunInfo(
+            name,
+            " ".join(str(a) for a in (r.meta.get("command") or [])),
+            str(r.meta.get("started_at", "")),
+            str(r.meta.get("status", "")),
+            _environment(r.meta),
+        )
+        for r, name in zip(results_sets, names, strict=True)
+    ]
+    joined = pairs(table)
+    constant = constant_axes(joined.to_dict("records"))
+    described = describe_constant(constant)
+    report = Report(
+        title="dscbench report: standard vs depthwise-separable convolution"
+        + (f" ({described})" if described else ""),
+        runs=runs,
+        summary=[],
+        wins=[],
+        losses=[],
+        break_even=break_even(table),
+    )
+    for s in backend_summaries(table):
+        name = f"{s.backend} {{{s.env}}}" if s.env else s.backend
+        report.summary.append(
+            f"{name}: geometric-mean speedup {s.speedup:.2f}x against a MAC reduction of "
+            f"{s.mac_reduction:.2f}x (efficiency {s.efficiency:.0%}) over {s.configurations} "
+            f"configurations; separable faster in {s.faster}, slower in {s.slower}, within "
+            f"noise in {s.unclear}"
+        )
+    wins, losses = wins_and_losses(table)
+    for target, rows in ((report.wins, wins), (report.losses, losses)):
+        for row in rows.head(TOP).itertuples(index=False):
+            target.append(
+                f"{row_label(row._asdict(), {**constant, 'backend': 1, 'env': 1})} on "
+                f"{row.backend}{f' {{{row.env}}}' if row.env else ''}: {_speedup(row)} "
+                f"(MACs {format_ratio(row.mac_reduction)} fewer)"
+            )
+        if len(rows) > TOP:
+            target.append(f"... and {len(rows) - TOP} more")
+    report.numbers = _numbers(joined, constant)
+    for row in joined.itertuples(index=False):
+        report.rows.append(
+            [
+                row_label(row._asdict(), {**constant, "backend": row.backend}),
+                row.backend + (f" {{{row.env}}}" if row.env else ""),
+                f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
+                f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
+                _latency(row.latency_median_s_std, row.latency_iqr_s_std),
+                _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
+                _speedup(row),
+                format_ratio(row.mac_reduction),
+                "-" if pd.isna(row.efficiency) else f"{row.efficiency:.0%}",
+                f"{_roofline(row.roofline_fraction_std, row.roofline_bound_std)}/"
+                f"{_roofline(row.roofline_fraction_sep, row.roofline_bound_sep)}",
+                f"{format_bytes(row.peak_memory_bytes_std)}/"
+                f"{format_bytes(row.peak_memory_bytes_sep)}",
+                row.status if row.status == "ok" else f"{row.status}: {row.error}",
+            ]
+        )
+        report.sort_keys.append(
+            [
+                row_label(row._asdict(), {**constant, "backend": row.backend}),
+                row.backend,
+                _number(row.params_std),
+                _number(row.macs_std),
+                _number(row.latency_median_s_std),
+                _number(row.latency_median_s_sep),
+                _number(row.speedup),
+                _number(row.mac_reduction),
+                _number(row.efficiency),
+                _number(row.roofline_fraction_sep),
+                _number(row.peak_memory_bytes_sep),
+                row.status,
+            ]
+        )
+    return report
+
+
+NUMBER_COLUMNS = {  # CSV column -> pairs() column
+    "config_id": "config_id",
+    "backend": "backend",
+    "env": "env",
+    "params_standard": "params_std",
+    "params_separable": "params_sep",
+    "macs_standard": "macs_std",
+    "macs_separable": "macs_sep",
+    "latency_standard_s": "latency_median_s_std",
+    "latency_separable_s": "latency_median_s_sep",
+    "speedup": "speedup",
+    "speedup_ci_low": "speedup_ci_low",
+    "speedup_ci_high": "speedup_ci_high",
+    "mac_reduction": "mac_reduction",
+    "efficiency": "efficiency",
+    "roofline_fraction_standard": "roofline_fraction_std",
+    "roofline_fraction_separable": "roofline_fraction_sep",
+    "roofline_bound_standard": "roofline_bound_std",
+    "roofline_bound_separable": "roofline_bound_sep",
+    "peak_memory_standard_bytes": "peak_memory_bytes_std",
+    "peak_memory_separable_bytes": "peak_memory_bytes_sep",
+    "status": "status",
+}
+
+
+def _numbers(joined: pd.DataFrame, constant: dict[str, Any]) -> pd.DataFrame:
+    out = pd.DataFrame({name: joined[source] for name, source in NUMBER_COLUMNS.items()})
+    labels = [row_label(r, {**constant, "backend": 1}) for r in joined.to_dict("records")]
+    out.insert(1, "configuration", labels)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Renderers
+# ---------------------------------------------------------------------------------------------
+
+
+def _break_even_rows(report: Report) -> list[list[str]]:
+    return [
+        [b.backend + (f" {{{b.env}}}" if b.env else ""), f"{b.kernel}x{b.kernel}", b.describe()]
+        for b in report.break_even
+    ]
+
+
+def to_markdown(report: Report) -> str:
+    def table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return out
+
+    lines = [f"# {report.title}", ""]
+    for run in report.runs:
+        lines.append(f"- run `{run.name}`: {run.status}, started {run.started_at}")
+    lines += ["", "## Summary", ""]
+    lines += [f"- {s}" for s in report.summary] or ["- no configuration was measured"]
+    lines += ["", "## Where separable wins", ""]
+    lines += [f"- {w}" for w in report.wins] or ["- nowhere (no interval above 1)"]
+    lines += ["", "## Where separable loses", ""]
+    lines += [f"- {w}" for w in report.losses] or ["- nowhere (no interval below 1)"]
+    if report.break_even:
+        lines += ["", "## Break-even channel counts", ""]
+        lines += table(["backend", "kernel", "separable wins"], _break_even_rows(report))
+    lines += ["", "## Results", ""]
+    lines += table(report.header, report.rows)
+    lines += ["", "## Environment", ""]
+    for run in report.runs:
+        lines += [f"### {run.name}", "", f"- command: `{run.command}`"]
+        lines += [f"- {k}: {v}" for k, v in run.environment]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def to_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    assert report.numbers is not None
+    report.numbers.to_csv(buffer, index=False, lineterminator="\n", float_format="%.10g")
+    return buffer.getvalue()
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "→": r"$\rightarrow$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text).replace("->", r"$\to$")
+
+
+def to_latex(report: Report) -> str:
+    """A LaTeX fragment (booktabs tables, itemize lists) to \\input into a document."""
+    e = latex_escape
+    lines = [f"% {e(report.title)}", r"\section*{" + e(report.title) + "}"]
+    lines += [r"\subsection*{Summary}", r"\begin{itemize}"]
+    lines += [rf"  \item {e(s)}" for s in report.summary] or [r"  \item nothing measured"]
+    lines += [r"\end{itemize}", r"\subsection*{Where separable wins}", r"\begin{itemize}"]
+    lines += [rf"  \item {e(s)}" for s in report.wins] or [r"  \item nowhere"]
+    lines += [r"\end{itemize}", r"\subsection*{Where separable loses}", r"\begin{itemize}"]
+    lines += [rf"  \item {e(s)}" for s in report.losses] or [r"  \item nowhere"]
+    lines.append(r"\end{itemize}")
+    if report.break_even:
+        lines += [r"\subsection*{Break-even channel counts}", r"\begin{tabular}{lll}", r"\toprule"]
+        lines.append(r"backend & kernel & separable wins \\ \midrule")
+        lines += [" & ".join(e(c) for c in row) + r" \\" for row in _break_even_rows(report)]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [
+        r"\subsection*{Results}",
+        r"\begin{tabular}{" + "l" * 2 + "r" * (len(report.header) - 2) + "}",
+        r"\toprule",
+        " & ".join(e(h) for h in report.header) + r" \\ \midrule",
+    ]
+    lines += [" & ".join(e(c) for c in row) + r" \\" for row in report.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\subsection*{Environment}"]
+    for run in report.runs:
+        lines += [r"\paragraph{" + e(run.name) + "}", r"\begin{itemize}"]
+        lines.append(rf"  \item command: \texttt{{{e(run.command)}}}")
+        lines += [rf"  \item {e(k)}: {e(v)}" for k, v in run.environment]
+        lines.append(r"\end{itemize}")
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+table { border-collapse: collapse; font-size: 0.85rem; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
+th { background: #f3f3f3; cursor: pointer; user-select: none; position: sticky; top: 0; }
+td:first-child, th:first-child, td:nth-child(2), th:nth-child(2) { text-align: left; }
+th.sorted-asc::after { content: " \\25B2"; } th.sorted-desc::after { content: " \\25BC"; }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; }
+.figures figure { margin: 0; max-width: 100%; } .figures svg { max-width: 100%; height: auto; }
+code { background: #f3f3f3; padding: 0 0.2rem; }
+"""
+
+# Click a header to sort by it (numbers by value, text alphabetically; click again to reverse).
+_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var headers = table.querySelectorAll("th");
+  headers.forEach(function (th, column) {
+    th.addEventListener("click", function () {
+      var ascending = !th.classList.contains("sorted-asc");
+      headers.forEach(function (h) { h.classList.remove("sorted-asc", "sorted-desc"); });
+      th.classList.add(ascending ? "sorted-asc" : "sorted-desc");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[column].dataset.sort, y = b.cells[column].dataset.sort;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        return ascending ? order : -order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+  table.dataset.sortable = "ready";
+});
+"""
+
+
+def to_html(report: Report) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(report.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(report.title)}</h1>",
+        "<ul>"
+        + "".join(
+            f"<li>run <code>{e(r.name)}</code>: {e(r.status)}, started {e(r.started_at)}</li>"
+            for r in report.runs
+        )
+        + "</ul>",
+        "<h2>Summary</h2><ul>"
+        + "".join(f"<li>{e(s)}</li>" for s in report.summary or ["no configuration measured"])
+        + "</ul>",
+    ]
+    if report.figures:
+        parts.append('<h2>Plots</h2><div class="figures">')
+        for kind, svg in report.figures.items():
+            parts.append(f'<figure id="plot-{e(kind)}">{svg}</figure>')
+        parts.append("</div>")
+    for heading, items, empty in (
+        ("Where separable wins", report.wins, "nowhere (no interval above 1)"),
+        ("Where separable loses", report.losses, "nowhere (no interval below 1)"),
+    ):
+        parts.append(
+            f"<h2>{heading}</h2><ul>"
+            + "".join(f"<li>{e(i)}</li>" for i in items or [empty])
+            + "</ul>"
+        )
+    if report.break_even:
+        parts.append(
+            "<h2>Break-even channel counts</h2><table><thead><tr><th>backend</th>"
+            "<th>kernel</th><th>separable wins</th></tr></thead><tbody>"
+            + "".join(
+                "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
+                for row in _break_even_rows(report)
+            )
+            + "</tbody></table>"
+        )
+    parts.append(
+        '<h2>Results</h2><p>Click a column to sort.</p><table class="sortable" id="results">'
+        "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in report.header) + "</tr></thead>"
+        "<tbody>"
+    )
+    for row, keys in zip(report.rows, report.sort_keys, strict=True):
+        cells = "".join(
+            f'<td data-sort="{e(_sort_value(k))}">{e(c)}</td>'
+            for c, k in zip(row, keys, strict=True)
+        )
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</tbody></table><h2>Environment</h2>")
+    for run in report.runs:
+        parts.append(
+            f"<h3>{e(run.name)}</h3><ul><li>command: <code>{e(run.command)}</code></li>"
+            + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in run.environment)
+            + "</ul>"
+        )
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _sort_value(key: float | str) -> str:
+    if isinstance(key, float):
+        return "" if math.isnan(key) else repr(key)
+    return str(key)
+
+
+def render(report: Report, fmt: str) -> str:
+    return {"markdown": to_markdown, "html": to_html, "csv": to_csv, "latex": to_latex}[fmt](report)
