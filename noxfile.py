@@ -36,16 +36,17 @@ def bench(session: nox.Session) -> None:
     `nox -s bench` runs all; `nox -s bench -- run [overhead agreement reproducibility]`,
     `nox -s bench -- backends [ort-prep all]`, `nox -s bench -- compare [runs real-aa simulate
     scale]` or `nox -s bench -- gate [runs interleaved calibration canary sequential aa power
-    isa overhead]` or `nox -s bench -- models [default table flops]` runs one script, or
-    some of its parts.
+    isa overhead]`, `nox -s bench -- models [default table flops]` or `nox -s bench -- reports
+    [calibration roofline speed]` runs one script, or some of its parts.
     """
-    session.install(*CONSTRAINTS, "-e", ".[ort]")
+    session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
     scripts = {
         "run": "benchmarks/bench_run.py",
         "backends": "benchmarks/bench_backends.py",
         "compare": "benchmarks/bench_compare.py",
         "gate": "benchmarks/bench_gate.py",
         "models": "benchmarks/bench_models.py",
+        "reports": "benchmarks/bench_reports.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

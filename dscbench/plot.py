@@ -165,23 +165,7 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
             x_lo, x_lo * bandwidth / 1e9, f" DRAM {bandwidth / 1e9:.0f} GB/s", fontsize=7,
             rotation=0, va="bottom",
         )  # fmt: skip
-        for key, pair in mine.groupby(["config_id", "backend", "env"], sort=False):
-            color = color_of(str(key[1]), str(key[2]))
-            points = {}
-            for row, x, y in zip(
-                pair.itertuples(index=False), intensity[pair.index], achieved[pair.index],
-                strict=True,
-            ):  # fmt: skip
-                points[row.variant] = (x, y)
-                ax.scatter(
-                    x, y, marker=VARIANT_MARKERS[row.variant], s=30, zorder=3,
-                    facecolors=color if row.variant == "standard" else "none", edgecolors=color,
-                )  # fmt: skip
-            if len(points) == 2:
-                ax.annotate(
-                    "", xy=points["separable"], xytext=points["standard"],
-                    arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.5, "lw": 0.8},
-                )  # fmt: skip
+        _roofline_points(ax, mine.assign(intensity=intensity, achieved=achieved))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
@@ -194,6 +178,47 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
     fig.suptitle(_title(results, "Roofline: standard (filled) to separable (open)"), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+ARROWS_UP_TO = 300  # pairs drawn with arrowheads; beyond, plain segments (fast)
+
+
+def _roofline_points(ax: Any, rows: pd.DataFrame) -> None:
+    """Standard (filled) and separable (open) points per backend, joined standard -> separable:
+    arrows for a readable number of pairs, one line collection beyond that."""
+    from matplotlib.collections import LineCollection
+
+    key = ["config_id", "backend", "env"]
+    std = rows[rows.variant == "standard"].set_index(key)[["intensity", "achieved"]]
+    sep = rows[rows.variant == "separable"].set_index(key)[["intensity", "achieved"]]
+    joined = std.merge(
+        sep, left_index=True, right_index=True, how="inner", suffixes=("_std", "_sep")
+    )
+    for (backend, env), group in rows.groupby(["backend", "env"], sort=False):
+        color = color_of(str(backend), str(env))
+        for variant in ("standard", "separable"):
+            mine = group[group.variant == variant]
+            ax.scatter(
+                mine.intensity, mine.achieved, marker=VARIANT_MARKERS[variant], s=30, zorder=3,
+                facecolors=color if variant == "standard" else "none", edgecolors=color,
+            )  # fmt: skip
+        pairs_ = (
+            joined.xs((backend, env), level=(1, 2), drop_level=False) if len(joined) else joined
+        )
+        segments = [
+            [(a, b), (c, d)]
+            for a, b, c, d in pairs_[
+                ["intensity_std", "achieved_std", "intensity_sep", "achieved_sep"]
+            ].itertuples(index=False)
+        ]
+        if len(joined) <= ARROWS_UP_TO:
+            for start, end in segments:
+                ax.annotate(
+                    "", xy=end, xytext=start,
+                    arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.5, "lw": 0.8},
+                )  # fmt: skip
+        else:
+            ax.add_collection(LineCollection(segments, colors=color, alpha=0.3, linewidths=0.5))
 
 
 def plain_axes(ax: Any) -> None:

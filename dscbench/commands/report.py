@@ -52,8 +52,14 @@ def report(runs: list[Path], fmt: str) -> str:
     return reports.render(document, fmt)
 
 
+SVG_UP_TO_ROWS = 2000  # beyond, plots are embedded as PNG: thousands of SVG markers weigh MBs
+
+
 def svg_figures(table: pd.DataFrame, calibrations: list[dict[str, Any]]) -> dict[str, str]:
-    """Every plot kind these results can draw, as inline SVG (an XML-less <svg> element)."""
+    """Every plot kind these results can draw, as inline SVG (an XML-less <svg> element), or
+    for large result sets as a base64 PNG <img>."""
+    import base64
+
     from dscbench import plot as plots
 
     plots.matplotlib_pyplot()  # one clear line when matplotlib is missing
@@ -63,6 +69,10 @@ def svg_figures(table: pd.DataFrame, calibrations: list[dict[str, Any]]) -> dict
             fig = plots.figure(kind, table, calibrations)
         except plots.PlotError:
             continue  # e.g. no calibration for the roofline, no layer rows for break-even
-        svg = plots.to_bytes(fig, "svg").decode("utf-8")
-        figures[kind] = svg[svg.index("<svg") :]
+        if len(table) <= SVG_UP_TO_ROWS:
+            svg = plots.to_bytes(fig, "svg").decode("utf-8")
+            figures[kind] = svg[svg.index("<svg") :]
+        else:
+            png = base64.b64encode(plots.to_bytes(fig, "png")).decode("ascii")
+            figures[kind] = f'<img alt="{kind} plot" src="data:image/png;base64,{png}">'
     return figures

@@ -152,7 +152,10 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
         for r, name in zip(results_sets, names, strict=True)
     ]
     joined = pairs(table)
-    constant = constant_axes(joined.to_dict("records"))
+    records = joined.to_dict("records")
+    constant = constant_axes(records)
+    omit = {**constant, "backend": 1, "env": 1}
+    labels = [row_label(r, omit) for r in records]
     described = describe_constant(constant)
     report = Report(
         title="dscbench report: standard vs depthwise-separable convolution"
@@ -181,11 +184,11 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
             )
         if len(rows) > TOP:
             target.append(f"... and {len(rows) - TOP} more")
-    report.numbers = _numbers(joined, constant)
-    for row in joined.itertuples(index=False):
+    report.numbers = _numbers(joined, labels)
+    for row, label in zip(joined.itertuples(index=False), labels, strict=True):
         report.rows.append(
             [
-                row_label(row._asdict(), {**constant, "backend": row.backend}),
+                label,
                 row.backend + (f" {{{row.env}}}" if row.env else ""),
                 f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
                 f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
@@ -203,7 +206,7 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
         )
         report.sort_keys.append(
             [
-                row_label(row._asdict(), {**constant, "backend": row.backend}),
+                label,
                 row.backend,
                 _number(row.params_std),
                 _number(row.macs_std),
@@ -245,9 +248,8 @@ NUMBER_COLUMNS = {  # CSV column -> pairs() column
 }
 
 
-def _numbers(joined: pd.DataFrame, constant: dict[str, Any]) -> pd.DataFrame:
+def _numbers(joined: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({name: joined[source] for name, source in NUMBER_COLUMNS.items()})
-    labels = [row_label(r, {**constant, "backend": 1}) for r in joined.to_dict("records")]
     out.insert(1, "configuration", labels)
     return out
 
