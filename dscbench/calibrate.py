@@ -8,8 +8,9 @@
   and float64 always; float16 and bfloat16 where the device runs them (a CPU without native
   support emulates them slowly: that *is* what a float16 row can reach there).
 - **Memory bandwidth**, bytes/s, STREAM-like on arrays far larger than any cache (512 MiB each
-  on the CPU, since server CPUs carry up to 1 GiB of L3; 1 GiB on CUDA): ``copy`` (b = a: 2 arrays of traffic) and ``triad``
-  (a = b + s*c: 3 arrays), counted as STREAM counts them (no write-allocate traffic).
+  on the CPU, since server CPUs carry up to 1 GiB of L3; 1 GiB on CUDA): ``copy`` (b = a: 2
+  arrays of traffic) and ``triad`` (a = b + s*c: 3 arrays), counted as STREAM counts them (no
+  write-allocate traffic).
 
 The bandwidth depends on the pages the process gets: on the development VM a copy ran at 45-50
 GB/s on 4 KiB pages and at 75-87 GB/s when the kernel handed out transparent huge pages
