@@ -1,8 +1,8 @@
 """Machine calibration: what this machine can sustain, the roofs of the roofline.
 
-- **Peak compute**, FLOP/s per dtype: the best of three kernels, each sized so one call takes
-  about 20 ms: a square matrix product (``torch.mm``, 2 N^3 FLOPs), a dense 3x3 conv (256
-  channels) and a 1x1 conv (1024 channels). Libraries differ: on an AMD CPU torch's matrix
+- **Peak compute**, FLOP/s per dtype: the best of four kernels, each sized so one call takes
+  about 20 ms: a square matrix product (``torch.mm``, 2 N^3 FLOPs), dense 3x3 (256 channels),
+  1x1 (1024 channels) and 7x7 (64 channels) convs. Libraries differ: on an AMD CPU torch's matrix
   product goes to MKL, which takes an AVX2 path, while its convs go to oneDNN, which uses
   AVX-512 and runs twice as fast; a roof below what the convs reach would be no roof. float32
   and float64 always; float16 and bfloat16 where the device runs them (a CPU without native
@@ -143,8 +143,8 @@ def measure_rate(kernel: Kernel, timer: Timer, repeats: int, block_time: float) 
 
 
 def torch_kernels(device: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, Kernel]:
-    """``mm:<dtype>``, ``conv3x3:<dtype>`` and ``conv1x1:<dtype>`` for each dtype the device
-    runs, ``copy`` and ``triad``."""
+    """``mm:<dtype>``, ``conv3x3:<dtype>``, ``conv1x1:<dtype>`` and ``conv7x7:<dtype>`` for each
+    dtype the device runs, ``copy`` and ``triad``."""
     import torch
 
     from dscbench.ops import TORCH_DTYPES
@@ -162,7 +162,7 @@ def torch_kernels(device: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, Ke
         rate = probe.amount / max(seconds, 1e-9)
         n = int((rate * TARGET_S / 2) ** (1 / 3)) // 64 * 64
         kernels[f"mm:{name}"] = _matmul(torch, device, dtype, min(largest, max(PROBE_N, n)))
-        for label, channels, k in (("conv3x3", 256, 3), ("conv1x1", 1024, 1)):
+        for label, channels, k in (("conv3x3", 256, 3), ("conv1x1", 1024, 1), ("conv7x7", 64, 7)):
             per_pixel = 2.0 * channels * channels * k * k
             side = int(math.sqrt(rate * TARGET_S / per_pixel))
             side = min(4 * largest // 64, max(7, side))

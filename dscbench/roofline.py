@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Slack before a row is said to beat the compute peak: the calibration's best repeat and the
-# row's median are both estimates.
-ABOVE_ROOF_SLACK = 1.05
+# Slack before a row is said to beat the compute peak: the calibration's kernels are not the
+# fastest code the machine can run (a 7x7 conv beat a 3x3 one by 6% here), and its best repeat
+# and the row's median are both estimates. A counting or timing bug is off by far more.
+ABOVE_ROOF_SLACK = 1.10
 
 
 def roofs(calibrations: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:

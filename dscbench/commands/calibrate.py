@@ -29,7 +29,12 @@ def execute(device: str, threads: int | None, as_json: bool, console: Console) -
     return 0
 
 
-KERNEL_NAMES = {"mm": "matrix product", "conv3x3": "3x3 conv", "conv1x1": "1x1 conv"}
+KERNEL_NAMES = {
+    "mm": "matrix product",
+    "conv3x3": "3x3 conv",
+    "conv1x1": "1x1 conv",
+    "conv7x7": "7x7 conv",
+}
 
 
 def calibration_table(result: calibrate.Calibration) -> Table:
