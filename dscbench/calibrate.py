@@ -12,10 +12,9 @@
   arrays of traffic) and ``triad`` (a = b + s*c: 3 arrays), counted as STREAM counts them (no
   write-allocate traffic).
 
-The bandwidth depends on the pages the process gets: on the development VM a copy ran at 45-50
-GB/s on 4 KiB pages and at 75-87 GB/s when the kernel handed out transparent huge pages
-(``THP_MEM_ALLOC_ENABLE=1`` asks torch for them), a per-process draw; run ``dscbench calibrate``
-twice to see which this machine does.
+The bandwidth can depend on the process: on the development VM it came out at 45-50 or at 75-78
+GB/s, a draw per process (benchmarks/REPORT-reports.md; transparent huge pages are the likely
+cause); run ``dscbench calibrate`` twice to see what this machine does.
 
 Each kernel is warmed up, its block sized to last ``block_time`` seconds, and timed ``repeats``
 times; the roof is the best repeat (what the machine sustained at least once), and every repeat
