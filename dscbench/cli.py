@@ -519,7 +519,7 @@ def report_runs(
     from dscbench.commands import report as command
     from dscbench.export import write_output
 
-    write_output(output, command.report(runs, fmt.value))
+    write_output(output, command.report(runs, fmt.value), inputs=runs)
 
 
 class Device(str, Enum):
@@ -646,7 +646,14 @@ def export_run(
     from dscbench import results
     from dscbench.export import write_output
 
-    write_output(output, json.dumps(results.to_json(results.load_results(run_path))) + "\n")
+    loaded = results.load_results(run_path)
+    if loaded.samples.empty and loaded.results.n_samples.fillna(0).sum() > 0:
+        raise DscbenchError(
+            f"{run_path}: its samples.parquet is missing, so an export could not be compared "
+            "(compare recomputes its statistics from the samples)"
+        )
+    document = results.to_json(loaded)
+    write_output(output, json.dumps(document, allow_nan=False) + "\n", inputs=[run_path])
 
 
 @app.command("backends")

@@ -162,6 +162,11 @@ class Comparison:
         the candidate (a configuration that stops working is the worst regression)."""
         return [c for c in self.changes if c.verdict == "slower" or c.newly_failing]
 
+    @property
+    def comparable(self) -> int:
+        """Rows both sides measured (judged slower, faster, same or inconclusive)."""
+        return sum(c.verdict in VERDICTS[:4] for c in self.changes)
+
     def geometric_mean_ratio(self) -> float:
         ratios = [c.ratio for c in self.changes if c.verdict in VERDICTS[:4]]
         if not ratios:
@@ -176,6 +181,69 @@ class Comparison:
         if fail_on_inconclusive and self.count("inconclusive"):
             return 3
         return 0
+
+
+# Axes whose values, when the two sides share none, explain why no row matched: (column, how to
+# say it, the flag that sets it).
+MATCH_AXES = (
+    ("threads", "thread counts", "--threads"),
+    ("dtype", "dtypes", "--dtype"),
+    ("batch", "batch sizes", "--batch"),
+    ("mode", "modes", "--mode"),
+    ("memory_format", "memory formats", "--memory-format"),
+    ("backend", "backends", "--backend"),
+    ("model", "models", "--model"),
+    ("in_channels", "channel counts", "--in-channels"),
+)
+
+
+def why_nothing_comparable(base: pd.DataFrame, cand: pd.DataFrame, sides: tuple[str, str]) -> str:
+    """One line on why two sides have no row in common that both measured: the axes on which
+    they share no value, or that the shared configurations failed or were not measured."""
+    keys_b = set(zip(base.config_id, base.backend, base.variant, strict=True))
+    keys_c = set(zip(cand.config_id, cand.backend, cand.variant, strict=True))
+    if not keys_b & keys_c:
+        differ = []
+        for column, what, flag in MATCH_AXES:
+            vb = sorted({str(v) for v in base[column].dropna()})
+            vc = sorted({str(v) for v in cand[column].dropna()})
+            if vb and vc and not set(vb) & set(vc):
+                differ.append(
+                    f"{what} differ ({sides[0]} {', '.join(vb)}, {sides[1]} {', '.join(vc)}): "
+                    f"rerun one side with {flag} {','.join(vb)}"
+                )
+        reason = "; ".join(differ) or "their configurations differ"
+        return f"nothing to compare: the two sides share no configuration; {reason}"
+    shared = keys_b & keys_c
+    ok_b = {k for k, s in zip(zip(base.config_id, base.backend, base.variant, strict=True),
+                              base.status, strict=True) if s == "ok"}  # fmt: skip
+    ok_c = {k for k, s in zip(zip(cand.config_id, cand.backend, cand.variant, strict=True),
+                              cand.status, strict=True) if s == "ok"}  # fmt: skip
+    return (
+        f"nothing to compare: of the {len(shared)} rows both sides have, {sides[0]} measured "
+        f"{len(shared & ok_b)} and {sides[1]} {len(shared & ok_c)}, and none was measured by "
+        "both (see their status column)"
+    )
+
+
+NOT_MEASURED = "not_measured"
+COMPLETE = "complete"
+
+
+def incomplete_notes(sides: dict[str, Any]) -> list[str]:
+    """A note for each side whose run did not finish (interrupted, crashed, still running):
+    its unreached rows are left out, not counted as failures."""
+    notes = []
+    for name, rs in sides.items():
+        status = rs.meta.get("status", COMPLETE)
+        if status != COMPLETE:
+            missing = int((rs.results.status == NOT_MEASURED).sum())
+            notes.append(
+                f"{name} is incomplete (status {status}, {rs.meta.get('rounds_done', '?')} "
+                f"round(s) done): {missing} row(s) it never measured are left out, and only "
+                "what both sides measured is judged"
+            )
+    return notes
 
 
 def _check_settings(metric: str, threshold: float, confidence: float) -> None:
@@ -288,6 +356,9 @@ ROW_FIELDS = ["status", "error", *LABEL_COLUMNS, "backend", "env"]
 def _rows(results: pd.DataFrame, metric: str) -> dict[tuple, dict[str, Any]]:
     """key -> the fields of the result row the metric compares (status, error, label)."""
     columns = ["config_id", "variant", *[f for f in ROW_FIELDS if f != "variant"]]
+    # A row an interrupted run never reached is absent, not failing: only what both sides
+    # measured is judged (incomplete_notes says a side was cut short).
+    results = results[results.status != NOT_MEASURED]
     if metric == "latency":
         rows = results[columns]
     else:
@@ -830,7 +901,8 @@ def compare_sets(
         lambda key: "" if key in sides.stats_c.index else "candidate has no samples",
     )
     spreads = {"baseline": stats.spread(sides.stats_b), "candidate": stats.spread(sides.stats_c)}
-    notes = _disturbed_notes(spreads, "that run")
+    notes = incomplete_notes({"baseline": base, "candidate": cand})
+    notes += _disturbed_notes(spreads, "that run")
     check, canary = canary_check(base.meta, cand.meta) if metric == "latency" else (None, None)
     if check is not None and not check.available:
         notes.append(

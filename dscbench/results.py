@@ -295,7 +295,7 @@ def _rows_for(
             speedup_ci_high=speedup.ci_high,
             efficiency=speedup.value / sep.get("mac_reduction", math.nan),
         )
-        few = stats.check_rounds(speedup.rounds)
+        few = stats.check_rounds(speedup.rounds, math.isfinite(speedup.ci_low))
         if few:
             sep["warnings"] = "; ".join(
                 [w for w in [sep["warnings"]] if w] + [f"{w.code}: {w.message}" for w in few]
@@ -500,7 +500,8 @@ def write_run(
         _atomic(
             directory / RUN_JSON,
             lambda p: p.write_text(
-                json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8"
+                json.dumps(json_safe(meta), indent=2, default=str, allow_nan=False) + "\n",
+                encoding="utf-8",
             ),
         )
     except OSError as exc:  # disk full, directory removed, permissions
@@ -510,6 +511,20 @@ def write_run(
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null, recursively: strict JSON parsers reject bare
+    NaN/Infinity (run.json after one round, for instance, has no round spread)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _migrate(meta: dict[str, Any], source: Path) -> dict[str, Any]:
@@ -565,7 +580,7 @@ def to_json(result_set: ResultSet) -> dict[str, Any]:
         for row in result_set.results.astype(object).to_dict("records")
     ]
     samples = {c: [clean(v) for v in result_set.samples[c].tolist()] for c in SAMPLE_COLUMNS}
-    meta = dict(result_set.meta, schema_version=SCHEMA_VERSION)
+    meta = json_safe(dict(result_set.meta, schema_version=SCHEMA_VERSION))
     return {"format": EXPORT_FORMAT, "meta": meta, "results": rows, "samples": samples}
 
 
@@ -653,4 +668,38 @@ def _finish(
         samples = samples[SAMPLE_COLUMNS].astype(_SAMPLE_DTYPES)
     except (ValueError, TypeError) as exc:
         raise ResultsError(f"{source}: samples have values of the wrong type ({exc})") from None
+    _check_values(results, samples, source)
     return ResultSet(meta, results, samples)
+
+
+def _show(value: Any) -> str:
+    return f"{float(value):g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _check_values(results: pd.DataFrame, samples: pd.DataFrame, source: Path) -> None:
+    """Refuse values no measurement produces: a sample that is not a positive, finite number
+    of seconds, a block of fewer than one iteration, a negative round, a latency or count that
+    is zero or negative. (A compare over such files would print nonsense with exit 0.)"""
+    problems = []
+    for what, bad in (
+        ("time_s", ~(np.isfinite(samples.time_s) & (samples.time_s > 0))),
+        ("iterations", samples.iterations < 1),
+        ("round", samples["round"] < 0),
+    ):
+        if bad.any():
+            first = samples[bad].iloc[0]
+            problems.append(
+                f"{int(bad.sum())} sample(s) with {what} {_show(first[what])} in the samples "
+                f"(first: {first.config_id} {first.variant})"
+            )
+    for column in ("latency_median_s", "latency_min_s", "speedup"):
+        values = results[column]
+        bad = values.notna() & ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            first = results[bad].iloc[0]
+            problems.append(
+                f"{int(bad.sum())} row(s) with {column} {_show(first[column])} "
+                f"(first: {first.config_id} {first.variant})"
+            )
+    if problems:
+        raise ResultsError(f"{source}: corrupt values: {'; '.join(problems)}")

@@ -268,12 +268,16 @@ class RunSettings:
 
     def validate(self) -> list[str]:
         errors = []
-        if not self.min_time > 0:
-            errors.append(f"--min-time {self.min_time}: must be a positive number of seconds")
+        if not (math.isfinite(self.min_time) and self.min_time > 0):
+            errors.append(
+                f"--min-time {self.min_time}: must be a positive, finite number of seconds"
+            )
         if self.rounds < 1:
             errors.append(f"--rounds {self.rounds}: must be at least 1")
-        if self.warmup < 0:
-            errors.append(f"--warmup {self.warmup}: must be zero or a positive number of seconds")
+        if not (math.isfinite(self.warmup) and self.warmup >= 0):
+            errors.append(
+                f"--warmup {self.warmup}: must be zero or a positive, finite number of seconds"
+            )
         return errors
 
 
@@ -383,15 +387,22 @@ def parse_memory_format(text: Any) -> str:
     return name
 
 
-def parse_fraction(flag: str, text: str) -> float:
-    """'5%' or '0.05' -> 0.05; anything else is a one-line error naming the flag."""
+def parse_fraction(flag: str, text: str, example: float = 0.05) -> float:
+    """'5%' or '0.05' -> 0.05; anything else is a one-line error naming the flag, with an
+    ``example`` of a good value for that flag."""
     raw = text.strip()
+    good = f"{example:g}", f"{example:.0%}"
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise SpecError(f"{flag} {text!r}: not a number like 0.05 or 5%") from None
+        raise SpecError(f"{flag} {text!r}: not a number like {good[0]} or {good[1]}") from None
+    if not math.isfinite(value):
+        raise SpecError(f"{flag} {text!r}: not a finite number")
     if not raw.endswith("%") and value >= 1:
-        raise SpecError(f"{flag} {text!r}: give a fraction (0.05) or a percentage (5%)")
+        raise SpecError(
+            f"{flag} {text!r}: give a fraction ({good[0]}) or a percentage ({good[1]}), "
+            "below 1 (100%)"
+        )
     return value
 
 

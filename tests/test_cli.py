@@ -133,7 +133,7 @@ def test_dry_run_lists_configs_with_counts():
         (["--model", "article", "--preset", "quick"], "--model builds its own sweep"),
         (["--threads", "0"], "threads 0 must be positive"),
         (["--min-time", "abc"], "--min-time 'abc' is not a number of seconds"),
-        (["--min-time", "0"], "--min-time 0.0: must be a positive number of seconds"),
+        (["--min-time", "0"], "--min-time 0.0: must be a positive, finite number of seconds"),
         (["--rounds", "0"], "--rounds 0: must be at least 1"),
         (["--rounds", "1.5"], "--rounds '1.5' is not an integer"),
         (["--preset", "nope"], "unknown preset 'nope'"),

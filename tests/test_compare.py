@@ -402,7 +402,10 @@ def test_every_input_form_gives_the_same_comparison(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--threshold", "5"], "--threshold '5': give a fraction (0.05) or a percentage (5%)"),
+        (
+            ["--threshold", "5"],
+            "--threshold '5': give a fraction (0.05) or a percentage (5%), below 1 (100%)",
+        ),
         (["--threshold", "abc"], "--threshold 'abc': not a number like 0.05 or 5%"),
         (["--metric", "flops"], "--metric 'flops': not one of latency, speedup"),
         (["--format", "xml"], "--format 'xml': not one of table, markdown, json, github-benchmark"),

@@ -39,19 +39,27 @@ def execute(
     settings = dict(
         metric=metric,
         threshold=parse_fraction("--threshold", threshold),
-        confidence=parse_fraction("--confidence", confidence),
+        confidence=parse_fraction("--confidence", confidence, example=0.95),
         baseline_env=baseline_env,
         candidate_env=candidate_env,
     )
     base = results.load_results(baseline)
     if candidate is None:
         comparison = compare.compare_envs(base, **settings)
+        a, b = comparison.envs
+        sides = (base.results[base.results.env == a], base.results[base.results.env == b])
+        names = (f"environment {a}", f"environment {b}")
     else:
         cand = results.load_results(candidate)
         comparison = compare.compare_sets(
             base, cand, allow_different_hardware=allow_different_hardware, **settings
         )
-    show(comparison, fmt, output, fail_on_inconclusive, console)
+        sides, names = (base.results, cand.results), ("baseline", "candidate")
+    if not comparison.comparable and not comparison.regressions:
+        # Nothing measured on both sides is not a pass (a gate that cannot judge must say so).
+        raise compare.CompareError(compare.why_nothing_comparable(*sides, names))
+    inputs = [baseline] if candidate is None else [baseline, candidate]
+    show(comparison, fmt, output, fail_on_inconclusive, console, inputs)
     return comparison.exit_code(fail_on_inconclusive)
 
 
@@ -61,16 +69,17 @@ def show(
     output: str,
     fail_on_inconclusive: bool,
     console: Console,
+    inputs: list[Path] | None = None,
 ) -> None:
     """The chosen format to ``output`` (- is stdout); a file gets the format and the log the
-    terminal table."""
+    terminal table. ``output`` may not overwrite the ``inputs``."""
     if fmt == "table":
         if output == "-":
             console.print(render.rich_table(comparison, fail_on_inconclusive))
         else:
-            write_output(output, table_text(comparison, fail_on_inconclusive))
+            write_output(output, table_text(comparison, fail_on_inconclusive), inputs or ())
         return
-    write_output(output, render.FORMATS[fmt](comparison, fail_on_inconclusive))
+    write_output(output, render.FORMATS[fmt](comparison, fail_on_inconclusive), inputs or ())
     if output != "-":
         console.print(render.rich_table(comparison, fail_on_inconclusive))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import signal
 import sys
@@ -228,7 +229,31 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
     except BaseException:
         plan.close()
         raise
+    plan.notes += oversubscription_notes(plan.cases)
     return plan
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (its affinity mask; os.cpu_count() where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def oversubscription_notes(cases: list[Case]) -> list[str]:
+    """A warning when CPU configurations ask for more threads than there are cores: threads then
+    take turns on a core and latency grows with the ratio, which measures the scheduler."""
+    cores = available_cores()
+    threads = sorted({c.spec.threads for c in cases if c.backend.endswith("cpu")})
+    over = [t for t in threads if t > cores]
+    if not over:
+        return []
+    return [
+        f"--threads {','.join(map(str, over))} exceeds the {cores} core(s) this process may "
+        f"use: threads will time-share cores and latency grows about {max(over) / cores:.0f}x; "
+        f"use --threads {cores} or fewer"
+    ]
 
 
 def _interleaved_threadpool(sweep: Sweep, notes: list[str]) -> str:

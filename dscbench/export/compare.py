@@ -14,7 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dscbench.compare import Change, Comparison
+from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison
 from dscbench.export.units import format_seconds
 
 ORDER = ("slower", "newly failing", "inconclusive", "faster", "same", "added", "removed", "failed")
@@ -31,6 +31,11 @@ STYLES = {
 
 
 COUNTED = ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
+
+
+def percent(fraction: float) -> str:
+    """0.95 -> '95%', 0.999999 -> '99.9999%', 0.025 -> '2.5%': never rounded to 100%."""
+    return f"{fraction * 100:.6g}%"
 
 
 def shown_verdict(change: Change) -> str:
@@ -95,7 +100,7 @@ def _row_name(comparison: Comparison, change: Change, several: bool) -> str:
 def title(comparison: Comparison) -> str:
     text = (
         f"dscbench compare: {comparison.metric}, threshold {comparison.threshold:.0%}, "
-        f"{comparison.confidence:.0%} intervals"
+        f"{percent(comparison.confidence)} intervals"
     )
     if comparison.design == "interleaved":
         base, cand = comparison.envs
@@ -157,9 +162,14 @@ def shift_lines(comparison: Comparison) -> list[str]:
     lines = []
     canary = _canary_text(comparison)
     for s in comparison.shifts:
+        interval = (
+            f"[{s.ci_low:.3f}, {s.ci_high:.3f}]"
+            if s.rows >= MIN_ROWS_FOR_SPREAD
+            else f"[interval n/a: {s.rows} rows are too few to estimate one]"
+        )
         text = (
-            f"{s.backend}: all {s.rows} rows together moved x{s.ratio:.3f} "
-            f"[{s.ci_low:.3f}, {s.ci_high:.3f}] (median ratio over rows)"
+            f"{s.backend}: all {s.rows} rows together moved x{s.ratio:.3f} {interval} "
+            "(median ratio over rows)"
         )
         if s.detected:
             reading = "machine-blind" if s.cause == "machine" and not canary else s.cause
@@ -238,7 +248,8 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
         heading,
         "",
         f"**{decision(comparison, fail_on_inconclusive)}** {summary(comparison)} "
-        f"Threshold {comparison.threshold:.0%}, {comparison.confidence:.0%} intervals.",
+        f"Threshold {percent(comparison.threshold)}, {percent(comparison.confidence)} "
+        "intervals.",
         "",
         "| verdict | configuration | baseline | candidate | ratio [CI] | note |",
         "|---|---|---:|---:|---:|---|",
@@ -297,8 +308,8 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
             {
                 "backend": s.backend,
                 "ratio": s.ratio,
-                "ci_low": s.ci_low,
-                "ci_high": s.ci_high,
+                "ci_low": s.ci_low if s.rows >= MIN_ROWS_FOR_SPREAD else None,
+                "ci_high": s.ci_high if s.rows >= MIN_ROWS_FOR_SPREAD else None,
                 "rows": s.rows,
                 "detected": s.detected,
                 "cause": s.cause,

@@ -120,7 +120,7 @@ def _speedup_summary(ok: pd.DataFrame) -> str:
         f"slower in {slower}, within noise in {len(ok) - faster - slower - no_interval}"
     )
     if no_interval:
-        text += f", no interval (one round) in {no_interval}"
+        text += f", no interval (one round, or no spread) in {no_interval}"
     return text + " (95% intervals over rounds)."
 
 

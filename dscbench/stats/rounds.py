@@ -140,6 +140,8 @@ def round_speedup(
         raise ValueError("paired samples must be non-empty and of equal length")
     est = estimate(per_round_log_median(a / b, np.asarray(rounds)))
     half = est.half_width(confidence)
+    if half == 0:  # every round gave exactly the same ratio: no spread to estimate from
+        half = math.nan
     return Speedup(
         value=math.exp(est.mean),
         ci_low=math.exp(est.mean - half),
@@ -149,13 +151,22 @@ def round_speedup(
     )
 
 
-def check_rounds(rounds: int) -> list[StatWarning]:
-    """A ``few_rounds`` warning when an interval over rounds cannot be formed (one round)."""
-    if rounds >= 2:
-        return []
-    return [
-        StatWarning("few_rounds", f"{rounds} round(s) give no interval; use --rounds 3 or more")
-    ]
+def check_rounds(rounds: int, interval: bool = True) -> list[StatWarning]:
+    """Why a speedup has no interval: ``few_rounds`` (one round) or ``zero_spread`` (every
+    round gave exactly the same ratio, so there is nothing to estimate its spread from; a
+    coarse clock or identical copies of a result do that)."""
+    if rounds < 2:
+        return [
+            StatWarning("few_rounds", f"{rounds} round(s) give no interval; use --rounds 3 or more")
+        ]
+    if not interval:
+        return [
+            StatWarning(
+                "zero_spread",
+                f"all {rounds} rounds gave the same ratio; no interval can be estimated",
+            )
+        ]
+    return []
 
 
 def row_estimates(values: pd.DataFrame, key: list[str]) -> pd.DataFrame:

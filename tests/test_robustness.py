@@ -1,0 +1,215 @@
+"""Hostile input, table-driven (issue 11's defects): every case is one line on stderr, no
+traceback, and the documented exit code; and the files a command writes are strict JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dscbench import results, stats
+from dscbench.cli import app
+from dscbench.export.compare import percent
+
+BASE = Path(__file__).parent / "data" / "compare" / "baseline"
+CAND = Path(__file__).parent / "data" / "compare" / "candidate"
+cli = CliRunner()
+TINY = ["--in-channels", "4", "--size", "8", "--min-time", "0.02", "--warmup", "0",
+        "--processes", "1", "--threads", "1"]  # fmt: skip
+
+
+def copy_run(tmp_path: Path, source: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(source, target)
+    return target
+
+
+def with_samples(run: Path, change) -> Path:
+    samples = pd.read_parquet(run / "samples.parquet")
+    change(samples)
+    samples.to_parquet(run / "samples.parquet", index=False)
+    return run
+
+
+def with_rows(run: Path, change) -> Path:
+    rows = pd.read_parquet(run / "results.parquet")
+    rows = change(rows)
+    rows.to_parquet(run / "results.parquet", index=False)
+    return run
+
+
+def _set(column, value, index=0):
+    def change(frame):
+        frame.loc[index, column] = value
+
+    return change
+
+
+CASES = {
+    # 2: nothing comparable is not a pass
+    "threads differ": (
+        lambda t: ["compare", str(BASE), str(with_rows(copy_run(t, CAND, "c"), _threads(7)))],
+        "thread counts differ (baseline 1, candidate 7): rerun one side with --threads 1",
+    ),
+    "every row not measured": (
+        lambda t: [
+            "compare",
+            str(BASE),
+            str(with_rows(copy_run(t, CAND, "c"), _unmeasured)),
+            "--fail-on-inconclusive",
+        ],
+        "none was measured by both",
+    ),
+    # 3: corrupt samples
+    "negative sample": (
+        lambda t: [
+            "compare",
+            str(BASE),
+            str(with_samples(copy_run(t, CAND, "c"), _set("time_s", -1.0))),
+        ],
+        "1 sample(s) with time_s -1 in the samples",
+    ),
+    "zero sample": (
+        lambda t: [
+            "compare",
+            str(BASE),
+            str(with_samples(copy_run(t, CAND, "c"), _set("time_s", 0.0))),
+        ],
+        "sample(s) with time_s 0 in the samples",
+    ),
+    "NaN sample": (
+        lambda t: [
+            "compare",
+            str(with_samples(copy_run(t, BASE, "b"), _set("time_s", np.nan))),
+            str(CAND),
+        ],
+        "sample(s) with time_s nan in the samples",
+    ),
+    "zero iterations": (
+        lambda t: [
+            "compare",
+            str(BASE),
+            str(with_samples(copy_run(t, CAND, "c"), _set("iterations", 0))),
+        ],
+        "sample(s) with iterations 0",
+    ),
+    # 5: non-finite settings
+    "min-time inf": (lambda t: ["run", "--min-time", "inf"], "--min-time inf: must be a positive"),
+    "warmup inf": (lambda t: ["run", "--warmup", "inf"], "--warmup inf: must be zero or a"),
+    "warmup nan": (lambda t: ["run", "--warmup", "nan"], "--warmup nan: must be zero or a"),
+    # 9: outputs that would overwrite an input run
+    "compare -o into the run": (
+        lambda t: [
+            "compare",
+            str(copy_run(t, BASE, "b")),
+            str(CAND),
+            "-o",
+            str(t / "b" / "run.json"),
+        ],
+        "would overwrite files of the input run",
+    ),
+    "export -o into the run": (
+        lambda t: ["export", str(copy_run(t, BASE, "b")), "-o", str(t / "b" / "results.csv")],
+        "would overwrite files of the input run",
+    ),
+    "report -o into the run": (
+        lambda t: ["report", str(copy_run(t, BASE, "b")), "-o", str(t / "b" / "samples.parquet")],
+        "would overwrite files of the input run",
+    ),
+    # 12: small ones
+    "confidence 1": (
+        lambda t: ["compare", str(BASE), str(CAND), "--confidence", "1"],
+        "--confidence '1': give a fraction (0.95) or a percentage (95%), below 1",
+    ),
+    "confidence inf": (
+        lambda t: ["compare", str(BASE), str(CAND), "--confidence", "inf"],
+        "--confidence 'inf': not a finite number",
+    ),
+    "export without samples": (
+        lambda t: ["export", str(_without_samples(copy_run(t, BASE, "b")))],
+        "its samples.parquet is missing, so an export could not be compared",
+    ),
+}
+
+
+def _threads(n):
+    def change(rows):
+        rows["threads"] = n
+        rows["config_id"] = rows.config_id.str.replace("_t1", f"_t{n}")
+        return rows
+
+    return change
+
+
+def _unmeasured(rows):
+    rows["status"] = "not_measured"
+    for column in ("latency_median_s", "speedup", "latency_min_s"):
+        rows[column] = np.nan
+    return rows
+
+
+def _without_samples(run: Path) -> Path:
+    (run / "samples.parquet").unlink()
+    return run
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
+    make_args, message = CASES[case]
+    res = cli.invoke(app, make_args(tmp_path))
+    assert res.exit_code == 2, res.output
+    assert message in res.output, res.output
+    assert "Traceback" not in res.output
+    assert len([line for line in res.output.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_inputs_survive_a_refused_output(tmp_path):
+    run = copy_run(tmp_path, BASE, "b")
+    before = (run / "run.json").read_bytes()
+    cli.invoke(app, ["compare", str(run), str(CAND), "-o", str(run / "run.json")])
+    assert (run / "run.json").read_bytes() == before
+
+
+def test_one_round_writes_strict_json_and_a_no_interval_warning(tmp_path):
+    out = tmp_path / "run"
+    res = cli.invoke(app, ["run", *TINY, "--rounds", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+
+    meta = strict((out / "run.json").read_text())
+    assert meta["round_spread"] is None  # one round: no spread, written as null
+    exported = cli.invoke(app, ["export", str(out)])
+    assert exported.exit_code == 0
+    strict(exported.output)
+    sep = results.load_results(out).results.query("variant == 'separable'").iloc[0]
+    assert np.isnan(sep.speedup_ci_low) and "few_rounds" in sep.warnings
+
+
+def test_an_interval_without_spread_is_not_shown_as_certain():
+    same = stats.round_speedup([2.0] * 4, [1.0] * 4, [0, 1, 2, 3])
+    assert same.value == 2.0 and np.isnan(same.ci_low) and np.isnan(same.ci_high)
+    assert [w.code for w in stats.check_rounds(4, interval=False)] == ["zero_spread"]
+    varied = stats.round_speedup([2.0, 2.1, 1.9, 2.0], [1.0] * 4, [0, 1, 2, 3])
+    assert varied.ci_low < varied.value < varied.ci_high
+
+
+def test_confidence_is_never_rounded_to_100_percent():
+    assert percent(0.999999) == "99.9999%" and percent(0.95) == "95%" and percent(0.025) == "2.5%"
+
+
+def test_more_threads_than_cores_is_a_warning(tmp_path, monkeypatch):
+    from dscbench.commands import run as run_command
+
+    monkeypatch.setattr(run_command, "available_cores", lambda: 2)
+    res = cli.invoke(
+        app, ["run", *TINY[:-1], "3", "--rounds", "2", "-q", "-o", str(tmp_path / "r")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "--threads 3 exceeds the 2 core(s) this process may use" in res.output
