@@ -213,3 +213,23 @@ def test_more_threads_than_cores_is_a_warning(tmp_path, monkeypatch):
     )
     assert res.exit_code == 0, res.output
     assert "--threads 3 exceeds the 2 core(s) this process may use" in res.output
+
+
+def test_a_closed_pipe_stops_printing_but_not_the_sweep(tmp_path):
+    """`dscbench run ... | head -1`: the reader goes away; the run finishes, keeps its files
+    and exits 0 with nothing on stderr (defect 10)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dscbench", "run", *TINY, "--rounds", "2", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    loaded = results.load_results(out)
+    assert loaded.meta["status"] == "complete" and (loaded.results.status == "ok").all()
