@@ -643,7 +643,10 @@ def decide_rows(
     half = q * np.sqrt(np.where(few, np.nan, v + extra))
     verdict = classify(d - half, d + half, bound)
     notes = np.full(len(d), "", dtype=object)
-    notes[few] = "fewer than 2 rounds on a side: rerun with --rounds 3 or more"
+    notes[few] = (
+        f"fewer than 2 rounds on a side, so no interval: only a change beyond x{HUGE_CHANGE:g} "
+        "is judged; rerun with --rounds 3 or more"
+    )
     verdict[few] = "inconclusive"
     shifts: list[Shift] = []
     for backend in dict.fromkeys(model.backends):
@@ -696,7 +699,29 @@ def decide_rows(
         shifts.append(
             Shift(str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause)
         )
+    judge_huge_changes(model, verdict, notes)
     return Decision(verdict, half, list(notes), shifts)
+
+
+# A change this large is beyond any drift a machine showed between runs (the busiest development
+# VM moved 5-65%), so rows too short for an interval are still judged when every estimate says
+# it; a CI gate must not wave through a configuration that became 170x slower.
+HUGE_CHANGE = 2.0
+SHORT_ROUNDS = 3  # fewer rounds on a side: the interval is missing or hardly informative
+
+
+def judge_huge_changes(model: RowModel, verdict: np.ndarray, notes: np.ndarray) -> None:
+    """Rows with fewer than SHORT_ROUNDS rounds on a side whose change is beyond HUGE_CHANGE
+    become slower/faster (instead of inconclusive), with a note that says on what basis."""
+    short = np.array([min(r) < SHORT_ROUNDS for r in model.rounds], dtype=bool)
+    huge = short & (np.abs(model.d) >= math.log(HUGE_CHANGE)) & (verdict == "inconclusive")
+    for j in np.flatnonzero(huge):
+        verdict[j] = "slower" if model.d[j] > 0 else "faster"
+        notes[j] = (
+            f"{min(model.rounds[j])} round(s) on a side: no usable interval, but a change of "
+            f"x{math.exp(abs(model.d[j])):.1f} is beyond x{HUGE_CHANGE:g}, more than machine "
+            "drift; rerun with --rounds 3 or more for an interval"
+        )
 
 
 def between_run_variance(model: RowModel) -> tuple[np.ndarray, list[str]]:

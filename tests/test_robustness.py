@@ -233,3 +233,29 @@ def test_a_closed_pipe_stops_printing_but_not_the_sweep(tmp_path):
     assert b"Traceback" not in err and b"BrokenPipe" not in err
     loaded = results.load_results(out)
     assert loaded.meta["status"] == "complete" and (loaded.results.status == "ok").all()
+
+
+@pytest.mark.parametrize("rounds", ["1", "2"])
+def test_a_huge_slowdown_is_judged_even_with_few_rounds(tmp_path, rounds):
+    """Defect 4: with 1 or 2 rounds there is no usable interval, but a row 200x slower must not
+    pass the gate; a row that did not change stays inconclusive (its note says why)."""
+    base = tmp_path / "base"
+    res = cli.invoke(app, ["run", *TINY, "--out-channels", "4,8", "--rounds", rounds,
+                           "-o", str(base)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cand = copy_run(tmp_path, base, "cand")
+
+    def slow_down(samples):
+        pick = samples.config_id.str.contains("c4-8") & (samples.variant == "standard")
+        samples.loc[pick, "time_s"] *= 200
+
+    with_samples(cand, slow_down)
+    out = cli.invoke(app, ["compare", str(base), str(cand), "--format", "json"])
+    assert out.exit_code == 1, out.output
+    changes = {(c["config_id"][:10], c["variant"]): c for c in json.loads(out.output)["changes"]}
+    slow = changes[("n1_c4-8_8x", "standard")]
+    assert slow["verdict"] == "slower"
+    if rounds == "1":  # no interval at all: judged by the size of the change, and it says so
+        assert "beyond x2" in slow["note"]
+    same = changes[("n1_c4-4_8x", "standard")]
+    assert same["verdict"] in ("inconclusive", "same")
