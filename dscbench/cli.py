@@ -233,6 +233,16 @@ def run(
             "--breakdown", help="Print MACs and params per layer type of each model variant."
         ),
     ] = False,
+    max_configs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Refuse sweeps of more configurations than this (a typo can ask for millions).",
+        ),
+    ] = 2000,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Run a sweep of any size (no --max-configs limit).")
+    ] = False,
     calibrate: Annotated[
         bool,
         typer.Option(
@@ -457,6 +467,7 @@ def run(
         processes=processes,
         breakdown=breakdown,
         calibrate=calibrate,
+        max_configs=sys.maxsize if yes else max_configs,
     )
     code = run_command.execute(sweep, options, console=console, command_started=command_started)
     raise typer.Exit(code)

@@ -340,6 +340,28 @@ class Sweep:
                         expanded.setdefault(n, None)
                 grid["backend"] = list(expanded)
 
+    def size(self) -> int:
+        """How many cases the grids expand to at most (before duplicates are dropped), counted
+        without expanding them: a 10^6-configuration typo is refused in microseconds."""
+        total = 0
+        for grid in self.grids:
+            n = 1
+            for axis in AXES:
+                values = grid.get(axis, AXIS_DEFAULTS[axis])
+                n *= len(values) if values else 1
+            total += n
+        return total
+
+    def count_up_to(self, stop: int) -> int:
+        """Distinct cases, counted lazily up to ``stop`` (what a size limit needs)."""
+        seen: set[Case] = set()
+        for grid in self.grids:
+            for case in _expand(grid, 1, self.source):
+                seen.add(case)
+                if len(seen) >= stop:
+                    return len(seen)
+        return len(seen)
+
     def cases(self, default_threads: int) -> list[Case]:
         """Expand every grid into cases, dropping duplicates but keeping first-seen order."""
         seen: dict[Case, None] = {}

@@ -259,3 +259,34 @@ def test_a_huge_slowdown_is_judged_even_with_few_rounds(tmp_path, rounds):
         assert "beyond x2" in slow["note"]
     same = changes[("n1_c4-4_8x", "standard")]
     assert same["verdict"] in ("inconclusive", "same")
+
+
+def test_a_huge_sweep_is_refused_before_it_is_expanded():
+    """Defect 6: 10^6 configurations are one line in well under a second (not minutes of
+    silence); --max-configs raises the limit, --yes lifts it."""
+    import time
+
+    channels = ",".join(str(i) for i in range(1, 1001))
+    sizes = ",".join(str(i) for i in range(8, 1008))
+    start = time.perf_counter()
+    res = cli.invoke(app, ["run", "--in-channels", channels, "--size", sizes, "--dry-run"])
+    assert res.exit_code == 2
+    assert "more than 2,000 configurations" in res.output
+    assert time.perf_counter() - start < 30  # generous: a CI machine can be slow
+    few = ",".join(str(i) for i in range(1, 301))
+    big = ["run", "--in-channels", few, "--size", "8,9,10", "--kernel", "3", "--stride", "1",
+           "--dry-run"]  # fmt: skip
+    assert cli.invoke(app, [*big, "--max-configs", "500"]).exit_code == 2
+    listed = cli.invoke(app, [*big, "--max-configs", "900"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.startswith("900 configurations")
+    assert cli.invoke(app, [*big, "--yes"]).exit_code == 0
+
+
+def test_a_run_says_how_long_it_will_take(tmp_path):
+    res = cli.invoke(app, ["run", *TINY, "--rounds", "2", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    # 4 configurations (the quick preset's grids at 4 channels) x 2 variants x 0.02 s
+    assert "4 configuration(s) x 1 environment(s): about 0.2 s (0.2 s of timed blocks" in (
+        res.output
+    )

@@ -68,6 +68,7 @@ class RunOptions:
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = 3  # worker processes per environment, rounds taken in turn
     breakdown: bool = False  # print each model variant's MACs and params per layer type
+    max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
     calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
 
 
@@ -98,9 +99,14 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
     from dscbench import envs as environments
 
     env_specs = environments.parse_envs(options.envs)
+    check_size(sweep, options.max_configs)
     if options.dry_run:
         cases = expand_cases(sweep, None)
-        console.print(plan_table(sweep, cases, dry_run_notes(cases, options)))
+        notes = dry_run_notes(cases, options)
+        if len(cases) > DRY_RUN_TABLE_ROWS:
+            print_plan_lines(cases, notes, console)
+        else:
+            console.print(plan_table(sweep, cases, notes))
         if options.breakdown:
             print_breakdown(dry_run_breakdown(cases), console)
         return EXIT_OK
@@ -119,6 +125,9 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
     try:
         for note in plan.notes:
             console.print(Text(f"note: {note}", style="yellow"), highlight=False)
+        if not options.quiet:
+            for line in estimate_lines(sweep, plan):
+                console.print(line, highlight=False)
         meta = run_meta(sweep, options, plan)
         meta["calibration"] = calibrations_for(plan, options.calibrate, console)
         recorder = Recorder(out_dir, plan, meta, command_started)
@@ -159,6 +168,58 @@ def expand_cases(sweep: Sweep, default_threads: int | None, available: list[str]
         )
     threads = default_threads if default_threads is not None else torch_default_threads()
     return sweep.cases(threads)
+
+
+def check_size(sweep: Sweep, limit: int) -> None:
+    """Refuse a sweep larger than ``limit`` configurations before expanding it (a typo in a
+    spec file can ask for millions); --max-configs N or --yes raises the limit."""
+    if sweep.size() <= limit:
+        return
+    unique = sweep.count_up_to(limit + 1)  # exact, but stops early: memory stays bounded
+    if unique > limit:
+        raise SpecError(
+            f"the sweep has more than {limit:,} configurations (its grids multiply out to "
+            f"{sweep.size():,}); give --max-configs N or --yes if that is what you meant"
+        )
+
+
+DRY_RUN_TABLE_ROWS = 200  # beyond, --dry-run prints plain lines (a rich table of 10,000 rows
+# takes 15 s to lay out)
+
+
+def print_plan_lines(cases: list[Case], notes: dict[Case, str], console: Console) -> None:
+    """The dry-run listing as plain lines: configuration, backend, MACs and params of both
+    variants, MAC reduction, and why a configuration would not run."""
+    lines = [
+        f"{len(cases)} configurations (config_id backend MACs std/sep params std/sep MAC red.)"
+    ]
+    for case in cases:
+        std = counting.counts_of(case.spec, "standard")
+        sep = counting.counts_of(case.spec, "separable")
+        note = f"  {notes[case]}" if case in notes else ""
+        lines.append(
+            f"{case.spec.config_id} {case.backend} "
+            f"{format_count(std.macs)}/{format_count(sep.macs)} "
+            f"{format_count(std.params)}/{format_count(sep.params)} "
+            f"{format_ratio(std.macs / sep.macs)}{note}"
+        )
+    console.file.write("\n".join(lines) + "\n")
+
+
+def estimate_lines(sweep: Sweep, plan: Plan) -> list[str]:
+    """What the run will take: configurations, and seconds of timed blocks (both variants in
+    every environment) plus about 10% for warm-up and set-up (REPORT-run.md)."""
+    measured = [c for c in plan.cases if all((c, e) not in plan.skips for e in plan.envs)]
+    timed = sweep.settings.min_time * 2 * len(plan.envs) * len(measured)
+
+    def seconds(x: float) -> str:
+        return f"{x:.1f} s" if x < 10 else f"{x:.0f} s"
+
+    return [
+        f"{len(plan.cases)} configuration(s) x {len(plan.envs)} environment(s): about "
+        f"{seconds(timed * 1.1)} ({seconds(timed)} of timed blocks at --min-time "
+        f"{sweep.settings.min_time:g}), more for compilation and large models"
+    ]
 
 
 def dry_run_notes(cases: list[Case], options: RunOptions) -> dict[Case, str]:
