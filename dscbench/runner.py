@@ -84,6 +84,9 @@ MAX_CRASHES = 3  # a worker that dies this many times in a row is given up on
 # included) took more than this share of the visit's timed budget in that environment.
 FRESH_BUILD_SHARE = 0.05
 MAX_EXTRA_ROUNDS = 100  # --precision never adds more rounds than this
+# Besides every round, results are written after a visit when this many seconds have passed
+# since the last write, so a kill in a long round loses at most this much.
+CHECKPOINT_INTERVAL_S = 10.0
 RECENT_SAMPLES = 20  # how many recent samples estimate a block's length for planning
 
 
@@ -329,6 +332,19 @@ def run_sweep(
     sweep = SweepState(states, settings, envs=envs, phases=phases)
     if precision is not None:
         sweep.precision = Precision(precision, max_time)
+    last_write = [time.perf_counter()]
+
+    def save(force: bool = True) -> None:
+        """Checkpoint now, or (``force`` False) if CHECKPOINT_INTERVAL_S have passed."""
+        if checkpoint is None:
+            return
+        if force or time.perf_counter() - last_write[0] >= CHECKPOINT_INTERVAL_S:
+            checkpoint(sweep)
+            last_write[0] = time.perf_counter()
+
+    # Before anything is measured: a kill during the first round leaves a readable run whose
+    # rows are all not_measured, not an empty directory.
+    save()
     rng = np.random.default_rng(settings.seed)
     share = settings.min_time / settings.rounds
     settle = harness.switch_settle if len(envs) > 1 else 0.0
@@ -491,6 +507,7 @@ def run_sweep(
                 progress(done, total, state.case.spec.label())
             if state.healthy:
                 visit(state, round_index)
+                save(force=False)
             done += 1
         if progress is not None:
             progress(done, total, "")
@@ -530,8 +547,7 @@ def run_sweep(
             one_round(round_index, [todo[i] for i in rng.permutation(len(todo))], timed_out)
             p.extra_rounds += 1
             sweep.rounds_done = round_index + 1
-            if checkpoint is not None:
-                checkpoint(sweep)
+            save()
         p.unmet = [
             {
                 "config_id": s.case.spec.config_id,
@@ -547,8 +563,8 @@ def run_sweep(
         for round_index in range(settings.rounds):
             one_round(round_index, [states[i] for i in rng.permutation(len(states))], lambda: False)
             sweep.rounds_done = round_index + 1
-            if checkpoint is not None and (round_index + 1 < settings.rounds or precision):
-                checkpoint(sweep)
+            if round_index + 1 < settings.rounds or precision:
+                save()
         if sweep.precision is not None:
             refine(sweep.precision)
     except KeyboardInterrupt:

@@ -295,9 +295,16 @@ def test_a_signal_in_a_real_run_keeps_results(tmp_path, signum):
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not (out / "run.json").exists() and time.monotonic() < deadline:
+
+    def rounds_done() -> int:  # run.json is written before measuring, then every round
+        try:
+            return json.loads((out / "run.json").read_text())["rounds_done"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    while rounds_done() < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert (out / "run.json").exists(), "no checkpoint after the first round"
+    assert rounds_done() >= 1, "no checkpoint after the first round"
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr

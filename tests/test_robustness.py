@@ -290,3 +290,58 @@ def test_a_run_says_how_long_it_will_take(tmp_path):
     assert "4 configuration(s) x 1 environment(s): about 0.2 s (0.2 s of timed blocks" in (
         res.output
     )
+
+
+LONG = ["--in-channels", "4,8", "--size", "8", "--kernel", "3", "--stride", "1",
+        "--min-time", "30", "--rounds", "60", "--threads", "1", "--processes", "1"]  # fmt: skip
+
+
+def _start_and_wait(out: Path):
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dscbench", "run", *LONG, "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (out / "run.json").exists(), "nothing written before measuring"
+    return proc
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_never_loses_what_the_first_saved(tmp_path):
+    """Defect 1: two SIGINTs 50 ms apart, in the first round: the interrupt-time write
+    completes, the files say interrupted, and they are readable."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = _start_and_wait(out)
+    time.sleep(1.0)  # inside the first round (a round here lasts about 1 s per configuration)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    loaded = results.load_results(out)
+    assert loaded.meta["status"] == "interrupted"
+    assert len(loaded.results) == 4  # every row there, measured or not_measured
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written file
+
+
+@pytest.mark.slow
+def test_kill_9_before_the_first_round_ends_leaves_a_readable_run(tmp_path):
+    """Defect 12: results are written before measuring and then every few seconds."""
+    out = tmp_path / "run"
+    proc = _start_and_wait(out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    loaded = results.load_results(out)
+    assert loaded.meta["status"] == "running"
+    assert set(loaded.results.status) <= {"not_measured", "ok"} and len(loaded.results) == 4

@@ -133,7 +133,8 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
         recorder = Recorder(out_dir, plan, meta, command_started)
         state = measure(sweep, options, plan, recorder, console)
     finally:
-        plan.close()
+        with sigint_ignored():  # stopping the workers after a Ctrl-C is not to be cut short
+            plan.close()
     if state is None:
         return EXIT_INTERRUPTED
     render(recorder, state, options, console)
@@ -497,6 +498,12 @@ class Recorder:
         self.canary_describe: dict[str, Any] | None = None
 
     def __call__(self, state: runner.SweepState) -> None:
+        """Write the run directory; Ctrl-C or SIGTERM arriving meanwhile waits until the files
+        are complete (a second Ctrl-C during the interrupt-time write must not lose them)."""
+        with signals_deferred():
+            self._write(state)
+
+    def _write(self, state: runner.SweepState) -> None:
         t0 = time.perf_counter()
         table, samples = results.build_tables(
             state, self.plan.devices, self.plan.overheads, self.meta.get("calibration") or ()
@@ -602,13 +609,16 @@ def measure(
                         max_time=options.max_time if options.max_time is not None else math.inf,
                     )
             except KeyboardInterrupt:
-                progress.stop()
-                console.print(
-                    Text(
-                        f"interrupted: what was measured so far is in {recorder.out_dir}",
-                        style="yellow",
+                # What was measured is written; a further Ctrl-C must not turn a clean exit
+                # 130 into a death by signal while the message is printed.
+                with sigint_ignored():
+                    progress.stop()
+                    console.print(
+                        Text(
+                            f"interrupted: what was measured so far is in {recorder.out_dir}",
+                            style="yellow",
+                        )
                     )
-                )
                 return None
     finally:
         if canary is not None:
@@ -639,6 +649,43 @@ def dry_run_breakdown(cases: list[Case]) -> Any:
     return pd.DataFrame(rows, columns=results.BREAKDOWN_COLUMNS).drop_duplicates(
         ["config_id", "variant", "layer_type"]
     )
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C for the duration, then put the previous handler back."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the duration; raise KeyboardInterrupt afterwards if one came
+    (so writing result files is never cut in half)."""
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
