@@ -652,17 +652,24 @@ def dry_run_breakdown(cases: list[Case]) -> Any:
 
 
 @contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C for the duration, then put the previous handler back."""
+def signal_handlers(handlers: dict[int, Any]) -> Iterator[None]:
+    """Install ``handlers`` (signal -> handler) for the duration, then put the previous ones
+    back; outside the main thread (embedded use) signals are left alone."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def sigint_ignored() -> contextlib.AbstractContextManager[None]:
+    """Ignore Ctrl-C for the duration."""
+    return signal_handlers({signal.SIGINT: signal.SIG_IGN})
 
 
 @contextlib.contextmanager
@@ -674,37 +681,20 @@ def signals_deferred() -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    try:
-        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread (embedded use): leave signals alone
+    with signal_handlers({signal.SIGINT: hold, signal.SIGTERM: hold}):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if pending:
         raise KeyboardInterrupt
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def _terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
     """SIGTERM (a batch scheduler's pre-emption, `kill`) stops the sweep like Ctrl-C does, so the
     results measured so far are written before the process ends."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return signal_handlers({signal.SIGTERM: interrupt})
 
 
 def plan_table(sweep: Sweep, cases: list[Case], notes: dict[Case, str]) -> Table:
