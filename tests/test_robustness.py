@@ -345,3 +345,20 @@ def test_kill_9_before_the_first_round_ends_leaves_a_readable_run(tmp_path):
     loaded = results.load_results(out)
     assert loaded.meta["status"] == "running"
     assert set(loaded.results.status) <= {"not_measured", "ok"} and len(loaded.results) == 4
+
+
+def test_failures_are_counted_by_kind():
+    from dscbench.export.console import failure_line
+
+    table = pd.DataFrame(
+        {
+            "config_id": ["a", "a", "b", "b", "c", "c", "d", "d"],
+            "backend": ["x"] * 8,
+            "env": [""] * 8,
+            "status": ["ok"] * 2 + ["build_error"] * 2 + ["parity_failed"] * 2 + ["skipped"] * 2,
+        }
+    )
+    assert failure_line(table) == (
+        "2 configuration(s) failed or were not measured: build_error 1, parity_failed 1 (exit 1)."
+    )
+    assert failure_line(table.iloc[:2]) == ""

@@ -35,6 +35,9 @@ def render_run(
             console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
     for line in summary_lines(table):
         console.print(line, highlight=False)
+    failed = failure_line(table)
+    if failed:
+        console.print(Text(failed, style="red"), highlight=False)
     for line in precision_lines(meta):
         console.print(Text(line, style="yellow" if "did not" in line else ""), highlight=False)
     spread = meta.get("round_spread")
@@ -76,6 +79,16 @@ def render_run(
             f"blocks, {t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
             highlight=False,
         )
+
+
+def failure_line(table: pd.DataFrame) -> str:
+    """'3 configuration(s) failed: build_error 2, parity_failed 1 (exit 1)'; '' if none."""
+    per_config = table.drop_duplicates(["config_id", "backend", "env"])
+    bad = per_config[~per_config.status.isin(("ok", "skipped"))]
+    if bad.empty:
+        return ""
+    kinds = ", ".join(f"{kind} {n}" for kind, n in bad.status.value_counts().items())
+    return f"{len(bad)} configuration(s) failed or were not measured: {kinds} (exit 1)."
 
 
 def precision_lines(meta: dict[str, Any]) -> list[str]:
