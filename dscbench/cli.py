@@ -148,6 +148,14 @@ def _default_output() -> Path:
     return Path("results") / f"{stamp}-{socket.gethostname()}"
 
 
+def shard_of_run(text: str | None, count: int | None) -> Any:
+    import os
+
+    from dscbench import shards as sharding
+
+    return sharding.parse(text, os.environ, count)
+
+
 DEFAULT_MAX_TIME_S = 600.0  # how long --precision may keep adding rounds, unless --max-time
 
 
@@ -243,6 +251,17 @@ def run(
     yes: Annotated[
         bool, typer.Option("--yes", help="Run a sweep of any size (no --max-configs limit).")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: run only shard K of N (a stable hash of each configuration), or auto "
+            "(Slurm job arrays; Kubernetes Indexed Jobs with --shards N).",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=1, help="N for --shard auto where the scheduler does not say it."),
+    ] = None,
     calibrate: Annotated[
         bool,
         typer.Option(
@@ -468,6 +487,7 @@ def run(
         breakdown=breakdown,
         calibrate=calibrate,
         max_configs=sys.maxsize if yes else max_configs,
+        shard=shard_of_run(shard, shards),
     )
     code = run_command.execute(sweep, options, console=console, command_started=command_started)
     raise typer.Exit(code)

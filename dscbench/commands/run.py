@@ -69,6 +69,7 @@ class RunOptions:
     processes: int = 3  # worker processes per environment, rounds taken in turn
     breakdown: bool = False  # print each model variant's MACs and params per layer type
     max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
+    shard: Any = None  # shards.Shard: run only the configurations this shard owns
     calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
 
 
@@ -101,7 +102,7 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
     env_specs = environments.parse_envs(options.envs)
     check_size(sweep, options.max_configs)
     if options.dry_run:
-        cases = expand_cases(sweep, None)
+        cases = expand_cases(sweep, None, shard=options.shard)
         notes = dry_run_notes(cases, options)
         if len(cases) > DRY_RUN_TABLE_ROWS:
             print_plan_lines(cases, notes, console)
@@ -161,14 +162,27 @@ def torch_default_threads() -> int:
     return torch.get_num_threads()
 
 
-def expand_cases(sweep: Sweep, default_threads: int | None, available: list[str] | None = None):
-    """The sweep's cases (``all`` expanded to ``available``, or to this machine's backends)."""
+def expand_cases(
+    sweep: Sweep,
+    default_threads: int | None,
+    available: list[str] | None = None,
+    shard: Any = None,
+):
+    """The sweep's cases (``all`` expanded to ``available``, or to this machine's backends),
+    only those ``shard`` owns when there is one."""
+    from dscbench import shards
+
     if ALL_BACKENDS in sweep.requested_backends():
         sweep.expand_all_backends(
             available if available is not None else registry.available_names()
         )
     threads = default_threads if default_threads is not None else torch_default_threads()
-    return sweep.cases(threads)
+    return shards.select(sweep.cases(threads), case_key, shard)
+
+
+def case_key(case: Case) -> str:
+    """What a shard is chosen by: the configuration and its backend."""
+    return f"{case.spec.config_id}@{case.backend}"
 
 
 def check_size(sweep: Sweep, limit: int) -> None:
@@ -244,7 +258,7 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
 
     processes = max(1, min(options.processes, sweep.settings.rounds))
     if not env_specs and processes == 1:  # measured in this process, as before --processes
-        cases = expand_cases(sweep, None)
+        cases = expand_cases(sweep, None, shard=options.shard)
         skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
         plan = Plan(cases, [""], {"": [LocalExecutor()]}, {(c, ""): r for c, r in skips.items()})
         plan.env_meta[""] = {}
@@ -265,7 +279,9 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
             if ALL_BACKENDS in sweep.requested_backends():  # backends every environment has
                 each = [set(pool[0].available()) for pool in workers.values()]
                 available = [name for name in registry.REGISTRY if all(name in a for a in each)]
-            cases = expand_cases(sweep, int(first.get("default_threads") or 1), available)
+            cases = expand_cases(
+                sweep, int(first.get("default_threads") or 1), available, options.shard
+            )
             skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
         except BaseException:
             for worker in everyone:
@@ -409,6 +425,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         "settings": vars(sweep.settings).copy(),
         "backend_options": vars(sweep.options).copy(),
         "n_configurations": len(plan.cases),
+        "shard": options.shard.to_json() if options.shard is not None else None,
         "started_at": utc_now(),
         # A coordinator with workers never imports torch: the facts of the process that
         # measured (per environment when there are several) are the workers'.

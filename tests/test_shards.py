@@ -1,0 +1,102 @@
+"""Shards: a stable partition of the configurations, from flags or a scheduler's environment."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from dscbench import results, shards
+from dscbench.cli import app
+from dscbench.errors import SpecError
+
+cli = CliRunner()
+KEYS = st.lists(st.text(min_size=1, max_size=40), min_size=0, max_size=60, unique=True)
+
+
+@given(keys=KEYS, count=st.integers(1, 12))
+def test_shards_partition_the_configurations(keys, count):
+    parts = [shards.select(keys, str, shards.Shard(k, count)) for k in range(1, count + 1)]
+    assert sorted(k for part in parts for k in part) == sorted(keys)  # complete, and ...
+    assert sum(len(p) for p in parts) == len(keys)  # ... disjoint
+    for part in parts:  # each keeps the sweep's order
+        assert part == [k for k in keys if k in set(part)]
+
+
+@given(keys=KEYS, count=st.integers(1, 12))
+def test_a_shard_depends_on_the_configuration_alone(keys, count):
+    """Not on list position: shuffling or extending the sweep never moves a configuration."""
+    owner = {k: shards.shard_of(k, count) for k in keys}
+    assert {k: shards.shard_of(k, count) for k in reversed(keys)} == owner
+    extended = [*keys, "another-configuration"]
+    assert all(shards.shard_of(k, count) == owner[k] for k in extended[:-1])
+
+
+def test_shards_are_stable_across_machines_and_versions():
+    """SHA-256 of the key: these values must never change (other machines rely on them)."""
+    key = "n1_c32-64_56x56_k3s1_float32_inference_t2@torch-cpu"
+    assert [shards.shard_of(key, n) for n in (1, 2, 3, 8, 100)] == [1, 2, 2, 4, 32]
+
+
+@pytest.mark.parametrize(
+    ("env", "count", "expected"),
+    [
+        ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "4",
+          "SLURM_ARRAY_TASK_COUNT": "3"}, None, (1, 3, "slurm")),
+        ({"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "4",
+          "SLURM_ARRAY_TASK_COUNT": "3"}, None, (3, 3, "slurm")),
+        ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0",
+          "SLURM_ARRAY_TASK_COUNT": "8"}, None, (1, 8, "slurm")),
+        ({"JOB_COMPLETION_INDEX": "0"}, 4, (1, 4, "kubernetes")),
+        ({"JOB_COMPLETION_INDEX": "3"}, 4, (4, 4, "kubernetes")),
+    ],
+)  # fmt: skip
+def test_auto_reads_slurm_arrays_and_kubernetes_indexed_jobs(env, count, expected):
+    shard = shards.parse("auto", env, count)
+    assert (shard.index, shard.count, shard.source) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "count", "message"),
+    [
+        ("auto", {}, None, "no scheduler found"),
+        ("auto", {"JOB_COMPLETION_INDEX": "1"}, None, "needs --shards N"),
+        ("auto", {"JOB_COMPLETION_INDEX": "4"}, 4, "gives shard 5 of 4"),
+        ("auto", {"SLURM_ARRAY_TASK_ID": "1"}, None, "without SLURM_ARRAY_TASK_COUNT"),
+        ("auto", {"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_MIN": "0",
+                  "SLURM_ARRAY_TASK_COUNT": "2"}, None, "SLURM_ARRAY_TASK_ID='x' is not"),
+        ("3/2", {}, None, "K/N needs 1 <= K <= N"),
+        ("0/2", {}, None, "K/N needs 1 <= K <= N"),
+        ("two", {}, None, "expected K/N (like 2/8) or auto"),
+        (None, {}, 3, "--shards N goes with --shard auto"),
+    ],
+)  # fmt: skip
+def test_bad_shards_are_one_line(text, env, count, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        shards.parse(text, env, count)
+
+
+def _dry_run_configs(*args: str) -> set[str]:
+    res = cli.invoke(app, ["run", "--in-channels", "4,8,16,32,64", "--size", "8,16", "--dry-run",
+                           "--backend", "torch-cpu", *args])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return {line.split()[1] for line in res.output.splitlines() if "_float32_" in line}
+
+
+def test_the_shards_of_a_sweep_add_up_to_the_sweep():
+    whole = _dry_run_configs()
+    parts = [_dry_run_configs("--shard", f"{k}/3") for k in (1, 2, 3)]
+    assert set().union(*parts) == whole and sum(map(len, parts)) == len(whole)
+
+
+def test_a_sharded_run_records_its_shard(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--in-channels", "4,8", "--size", "8", "--kernel", "3", "--stride", "1",
+            "--min-time", "0.02", "--rounds", "2", "--processes", "1", "--shard", "auto",
+            "-o", str(out)]  # fmt: skip
+    env = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "2"}
+    res = cli.invoke(app, args, env=env)
+    assert res.exit_code == 0, res.output
+    meta = results.load_results(out).meta
+    assert meta["shard"] == {"index": 2, "count": 2, "source": "slurm"}
