@@ -19,7 +19,7 @@ Schema history (bump SCHEMA_VERSION on any change a reader must know about, add 
      columns are nullable (empty on model rows); ``peak_memory_bytes`` on CPU rows too;
      breakdown.parquet beside model runs; efficiency columns (``achieved_flops_per_s``,
      ``achieved_bytes_per_s``, ``roofline_bound``, ``roofline_fraction``) and run.json's
-     ``calibration``
+     ``calibration``; ``host`` and ``shard`` columns (--shard, dscbench merge)
 """
 
 from __future__ import annotations
@@ -107,7 +107,16 @@ EFFICIENCY_COLUMNS = [
     "roofline_fraction",
 ]
 COST_COLUMNS = ["prepare_s", "compile_s", "peak_memory_bytes"]
-META_COLUMNS = ["device_name", "execution", "warnings", "status", "error", "seed"]
+META_COLUMNS = [
+    "device_name",
+    "execution",
+    "warnings",
+    "status",
+    "error",
+    "seed",
+    "host",
+    "shard",
+]
 RESULT_COLUMNS = (
     CONFIG_COLUMNS
     + COUNT_COLUMNS
@@ -142,6 +151,8 @@ ADDED_IN_V4 = {
     "achieved_bytes_per_s": math.nan,
     "roofline_bound": "",
     "roofline_fraction": math.nan,
+    "host": "",
+    "shard": None,
 }
 BREAKDOWN_COLUMNS = [
     "config_id",
@@ -308,13 +319,16 @@ def build_tables(
     devices: Mapping[str, tuple[str, str]],
     timer_overheads: Mapping[str, float] | None = None,
     calibrations: Iterable[Mapping[str, Any]] = (),
+    host: str = "",
+    shard: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Result rows and raw samples of a sweep, in the documented column order: one row per
     case x environment x variant.
 
     ``devices`` maps backend names to (device kind, device name), e.g. ("cpu", "AMD EPYC");
     ``timer_overheads`` maps them to the cost of an empty timed block, seconds;
-    ``calibrations`` (calibrate.Calibration JSONs) fill the efficiency columns.
+    ``calibrations`` (calibrate.Calibration JSONs) fill the efficiency columns; ``host`` and
+    ``shard`` tag every row with the machine and shard (--shard) that measured it.
     """
     rows: list[dict[str, Any]] = []
     sample_parts: list[pd.DataFrame] = []
@@ -324,6 +338,8 @@ def build_tables(
         for env, env_state in state.envs.items():
             for row in _rows_for(state, env, env_state, device, overhead):
                 row["seed"] = sweep.settings.seed
+                row["host"] = host
+                row["shard"] = shard
                 rows.append(row)
             for v, t in env_state.series.items():
                 if t.times:
@@ -392,6 +408,7 @@ _NULLABLE_INT_COLUMNS = [
     "out_width",
     "resolution",
     "depth",
+    "shard",
     "params",
     "macs",
     "flops",
@@ -415,6 +432,7 @@ _STR_COLUMNS = [
     "input_shape",
     "twin",
     "roofline_bound",
+    "host",
     "dtype",
     "memory_format",
     "warnings",

@@ -100,3 +100,83 @@ def test_a_sharded_run_records_its_shard(tmp_path):
     assert res.exit_code == 0, res.output
     meta = results.load_results(out).meta
     assert meta["shard"] == {"index": 2, "count": 2, "source": "slurm"}
+
+
+SHARD_RUN = ["run", "--in-channels", "4,8,16,32", "--size", "8", "--kernel", "3", "--stride",
+             "1", "--min-time", "0.02", "--rounds", "2", "--processes", "1", "--threads", "1",
+             "-q"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shard_runs(tmp_path_factory):
+    """Shards 1/3, 2/3 and 3/3 of one small sweep, and shard 1/3 again at another min-time."""
+    base = tmp_path_factory.mktemp("shards")
+    for k in (1, 2, 3):
+        res = cli.invoke(app, [*SHARD_RUN, "--shard", f"{k}/3", "-o", str(base / f"s{k}")])
+        assert res.exit_code == 0, res.output
+    other = ["0.03" if a == "0.02" else a for a in SHARD_RUN]
+    res = cli.invoke(app, [*other, "--shard", "1/3", "-o", str(base / "other")])
+    assert res.exit_code == 0, res.output
+    return base
+
+
+def test_a_merge_of_shards_is_the_unsharded_sweep(shard_runs, tmp_path):
+    out = tmp_path / "merged"
+    res = cli.invoke(
+        app, ["merge", *(str(shard_runs / f"s{k}") for k in (1, 2, 3)), "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    merged = results.load_results(out)
+    whole = _dry_run_configs_of(SHARD_RUN)
+    assert set(merged.results.config_id) == whole and len(merged.results) == 2 * len(whole)
+    assert merged.meta["status"] == "complete" and len(merged.meta["merged_from"]) == 3
+    assert set(merged.results.shard) == {1, 2, 3} and (merged.results.host != "").all()
+    assert set(merged.samples.config_id) == whole
+    assert cli.invoke(app, ["compare", str(out), str(out)]).exit_code == 0
+
+
+def _dry_run_configs_of(args: list[str]) -> set[str]:
+    dry = [a for a in args[1:] if a != "-q"]
+    res = cli.invoke(app, ["run", *dry, "--dry-run"])
+    return {line.split()[1] for line in res.output.splitlines() if "_float32_" in line}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "flags", "message"),
+    [
+        (["s1", "s1"], [], "overlapping shards"),
+        (["s1", "other"], [], "its settings differ"),
+        (["s1", "s2"], [], "incomplete: shard(s) 3 of 3 missing"),
+        (["s1"], [], "merge needs two or more shard runs"),
+    ],
+)
+def test_merges_that_cannot_be_trusted_are_refused(shard_runs, tmp_path, inputs, flags, message):
+    res = cli.invoke(app, ["merge", *(str(shard_runs / i) for i in inputs), *flags,
+                           "-o", str(tmp_path / "m")])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_partial_and_mixed_hardware_merges_on_request(shard_runs, tmp_path):
+    import json
+    import shutil
+
+    partial = tmp_path / "partial"
+    res = cli.invoke(app, ["merge", str(shard_runs / "s1"), str(shard_runs / "s2"),
+                           "--allow-partial", "-o", str(partial)])  # fmt: skip
+    assert res.exit_code == 0 and results.load_results(partial).meta["status"] == "partial"
+    elsewhere = tmp_path / "s3-elsewhere"
+    shutil.copytree(shard_runs / "s3", elsewhere)
+    meta = json.loads((elsewhere / "run.json").read_text())
+    meta["environment"]["cpu_model"] = "Another CPU"
+    (elsewhere / "run.json").write_text(json.dumps(meta))
+    inputs = [str(shard_runs / "s1"), str(shard_runs / "s2"), str(elsewhere)]
+    refused = cli.invoke(app, ["merge", *inputs, "-o", str(tmp_path / "m")])
+    assert refused.exit_code == 2 and "different hardware" in refused.output
+    mixed = tmp_path / "mixed"
+    ok = cli.invoke(app, ["merge", *inputs, "--allow-different-hardware", "-o", str(mixed)])
+    assert ok.exit_code == 0 and results.load_results(mixed).meta["mixed_hardware"] is True
+    judged = cli.invoke(app, ["compare", str(mixed), str(mixed)])
+    assert judged.exit_code == 2 and "merges shards measured on different hardware" in (
+        judged.output
+    )

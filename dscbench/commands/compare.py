@@ -51,6 +51,12 @@ def execute(
         names = (f"environment {a}", f"environment {b}")
     else:
         cand = results.load_results(candidate)
+        for path, rs in ((baseline, base), (candidate, cand)):
+            if rs.meta.get("mixed_hardware") and not allow_different_hardware:
+                raise compare.CompareError(
+                    f"{path} merges shards measured on different hardware; compare it with "
+                    "--allow-different-hardware"
+                )
         comparison = compare.compare_sets(
             base, cand, allow_different_hardware=allow_different_hardware, **settings
         )

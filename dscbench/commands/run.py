@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -522,8 +523,14 @@ class Recorder:
 
     def _write(self, state: runner.SweepState) -> None:
         t0 = time.perf_counter()
+        shard = self.meta.get("shard") or {}
         table, samples = results.build_tables(
-            state, self.plan.devices, self.plan.overheads, self.meta.get("calibration") or ()
+            state,
+            self.plan.devices,
+            self.plan.overheads,
+            self.meta.get("calibration") or (),
+            host=str(self.meta["environment"].get("hostname") or socket.gethostname()),
+            shard=shard.get("index"),
         )
         p = state.phases
         now = utc_now()
