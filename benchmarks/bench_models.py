@@ -14,63 +14,22 @@ Parts (default all):
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from reporting import ROOT, dscbench, load, main
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.test_training's brute-force counter
-
-
-def dscbench(*args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "dscbench", "run", "-q", *args],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - start
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
-
-
-def header() -> list[str]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout.strip()
-    import torch
-
-    return [
-        "# Benchmark report: model twins and training (issue 9)",
-        "",
-        f"Command: `python benchmarks/bench_models.py {' '.join(sys.argv[1:])}`".rstrip()
-        + " (what `nox -s bench -- models` runs), one run at commit "
-        + f"{commit}{' (uncommitted changes)' if dirty else ''}, "
-        + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        + f"; torch {torch.__version__}, {load()} at the start.",
-    ]
 
 
 def default() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         before = load()
-        wall = dscbench("--model", "mobilenet-v1", "-o", str(out))
+        wall = dscbench("run", "-q", "--model", "mobilenet-v1", "-o", str(out))
         meta = json.loads((out / "run.json").read_text())
         table = pd.read_parquet(out / "results.parquet")
     t = meta["timings"]
@@ -128,7 +87,7 @@ def table() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         before = load()
-        wall = dscbench(*TABLE_ARGS, "-o", str(out))
+        wall = dscbench("run", "-q", *TABLE_ARGS, "-o", str(out))
         after = load()
         meta = json.loads((out / "run.json").read_text())
         rows = pd.read_parquet(out / "results.parquet")
@@ -226,11 +185,7 @@ def flops() -> list[str]:
 
 PARTS = {"default": default, "table": table, "flops": flops}
 
+TITLE = "Benchmark report: model twins and training (issue 9)"
+
 if __name__ == "__main__":
-    names = sys.argv[1:] or list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
-    if unknown:
-        sys.exit(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    print("\n".join(header()), end="\n\n", flush=True)
-    for name in names:
-        print("\n".join(PARTS[name]()), end="\n\n", flush=True)
+    main(TITLE, "bench_models.py", "models", PARTS)

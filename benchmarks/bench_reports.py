@@ -15,53 +15,17 @@ Parts (default all):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from reporting import ROOT, dscbench, load, main
 
-ROOT = Path(__file__).resolve().parent.parent
 PLOTS_RUN = ROOT / "results" / "readme-plots"
 IMAGES = ROOT / "docs" / "img"
 README_PLOTS = ("speedup", "roofline", "breakeven")
-
-
-def dscbench(*args: str, quiet_stdout: bool = True) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "dscbench", *args],
-        check=True,
-        stdout=subprocess.DEVNULL if quiet_stdout else None,
-        cwd=ROOT,
-    )
-    return time.perf_counter() - start
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
-
-
-def header() -> list[str]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    import torch
-
-    return [
-        "# Benchmark report: calibration, roofline, reports and plots (issue 10)",
-        "",
-        f"Command: `python benchmarks/bench_reports.py {' '.join(sys.argv[1:])}`".rstrip()
-        + f" (what `nox -s bench -- reports` runs), one run at commit {commit}, "
-        + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        + f"; torch {torch.__version__}; {load()} at the start.",
-    ]
 
 
 def calibration() -> list[str]:
@@ -202,10 +166,9 @@ def speed() -> list[str]:
 PARTS = {"calibration": calibration, "roofline": roofline, "speed": speed}
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or list(PARTS)
-    unknown = [n for n in names if n not in PARTS]
-    if unknown:
-        sys.exit(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    print("\n".join(header()), end="\n\n", flush=True)
-    for name in names:
-        print("\n".join(PARTS[name]()), end="\n\n", flush=True)
+    main(
+        "Benchmark report: calibration, roofline, reports and plots (issue 10)",
+        "bench_reports.py",
+        "reports",
+        PARTS,
+    )
