@@ -309,6 +309,15 @@ def run(
     force: Annotated[
         bool, typer.Option(help="Write into an existing, non-empty --output.")
     ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Finish the interrupted or killed run in this directory: give the command it "
+            "was started with, plus --resume DIR instead of -o. Measures only the rounds and "
+            "configurations that are missing; refuses a different sweep, settings, dscbench "
+            "version or hardware.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(help="Validate and list the configurations with their counts; no timing."),
@@ -469,10 +478,16 @@ def run(
     if limit is not None and target is None:
         raise SpecError("--max-time limits --precision; give --precision too")
 
+    if resume is not None and output is not None and Path(output) != Path(resume):
+        raise SpecError(f"--resume {resume} writes into that run; leave out -o {output}")
+    if resume is not None and dry_run:
+        raise SpecError("--resume measures; it cannot be combined with --dry-run")
+
     from dscbench.commands import run as run_command  # imports torch
 
     options = run_command.RunOptions(
-        output=output if output is not None else _default_output(),
+        output=resume or (output if output is not None else _default_output()),
+        resume=resume is not None,
         force=force,
         dry_run=dry_run,
         verify_counts=verify_counts,

@@ -29,9 +29,9 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,10 +39,7 @@ import pandas as pd
 from dscbench import stats
 from dscbench.errors import ResultsError
 from dscbench.roofline import add_efficiency
-from dscbench.spec import VARIANTS
-
-if TYPE_CHECKING:
-    from dscbench.runner import CaseState, EnvState, SweepState
+from dscbench.spec import VARIANTS, Spec, spec_from_json
 
 SCHEMA_VERSION = 4
 
@@ -192,22 +189,89 @@ class ResultSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# State -> tables
+# Records -> tables
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class CaseRecord:
+    """What the runner knows of one case in one environment, as plain data: the runner hands
+    these (and the raw samples) to this module, which turns them into rows; the journal stores
+    them, and ``--resume`` restores the runner from them. Per-variant fields are dicts keyed
+    by variant; seconds and bytes as everywhere."""
+
+    spec: dict[str, Any]  # spec.spec_to_json
+    backend: str
+    env: str = ""
+    status: str = "not_measured"
+    error: str = ""
+    traceback: str = ""
+    visits: int = 0  # rounds that measured it
+    sets: int = 0  # sets of blocks measured so far (the next set's index)
+    checked: bool = False  # parity and counts checked on a first build
+    build_s: float = math.nan  # the first build of both variants, compilation included
+    fresh: bool = True  # rebuilt on every visit
+    iterations: dict[str, int] = field(default_factory=dict)  # per timed block
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # counting.Counts fields
+    prepare_s: dict[str, float] = field(default_factory=dict)
+    compile_s: dict[str, float] = field(default_factory=dict)
+    peak_memory_bytes: dict[str, float] = field(default_factory=dict)
+    execution: dict[str, str] = field(default_factory=dict)
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # parity.Parity fields
+    breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(config_id, backend, env): what a row and its samples are found by."""
+        return (self.spec_object.config_id, self.backend, self.env)
+
+    @property
+    def spec_object(self) -> Spec:
+        cached = self.__dict__.get("_spec")
+        if cached is None:
+            cached = self.__dict__["_spec"] = spec_from_json(self.spec)
+        return cached
+
+    def to_json(self) -> dict[str, Any]:
+        return json_safe({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CaseRecord:
+        known = {f.name for f in fields(cls)}
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        # JSON has no NaN: json_safe wrote null for every missing number
+        record.build_s = math.nan if record.build_s is None else float(record.build_s)
+        for attr in ("prepare_s", "compile_s", "peak_memory_bytes"):
+            values = getattr(record, attr)
+            setattr(record, attr, {v: math.nan if x is None else x for v, x in values.items()})
+        return record
+
+
+def _counts_columns(c: Mapping[str, int]) -> dict[str, Any]:
+    flops = 2 * c["macs"]
+    return dict(
+        params=c["params"],
+        macs=c["macs"],
+        flops=flops,
+        other_flops=c.get("other_flops", 0),
+        step_flops=2 * c.get("step_macs", 0),
+        bytes=c["bytes"],
+        intensity=flops / c["bytes"],
+    )
+
+
 def _rows_for(
-    state: CaseState,
-    env: str,
-    env_state: EnvState,
+    record: CaseRecord,
+    series: Mapping[str, pd.DataFrame],
     device: tuple[str, str],
     timer_overhead: float | None,
 ) -> list[dict[str, Any]]:
-    spec = state.case.spec
+    """Both variants' rows of one record; ``series`` holds each variant's samples."""
+    spec = record.spec_object
     base = dict(
         config_id=spec.config_id,
-        backend=state.case.backend,
-        env=env,
+        backend=record.backend,
+        env=record.env,
         device=device[0],
         device_name=device[1],
         mode=spec.mode,
@@ -239,45 +303,36 @@ def _rows_for(
             out_height=spec.out_height,
             out_width=spec.out_width,
         )
-    series = env_state.series
-    measured = bool(series) and all(series[v].times for v in VARIANTS)
+    measured = all(v in series and len(series[v]) for v in VARIANTS)
     rows = []
     for v in VARIANTS:
-        c = state.counts.get(v)
         row = dict(base, variant=v)
+        c = record.counts.get(v)
         if c is not None:
-            row.update(
-                params=c.params,
-                macs=c.macs,
-                flops=c.flops,
-                other_flops=c.other_flops,
-                step_flops=c.step_flops,
-                bytes=c.bytes,
-                intensity=c.intensity,
-            )
+            row.update(_counts_columns(c))
         row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS + PARITY_COLUMNS, math.nan))
         row.update(
-            status=env_state.status,
-            error=env_state.error,
+            status=record.status,
+            error=record.error,
             warnings="",
-            prepare_s=env_state.prepare_s.get(v, math.nan),
-            compile_s=env_state.compile_s.get(v, math.nan),
-            peak_memory_bytes=env_state.peak_memory_bytes.get(v, math.nan),
-            execution=env_state.execution.get(v, ""),
-            rounds=env_state.visits,
+            prepare_s=record.prepare_s.get(v, math.nan),
+            compile_s=record.compile_s.get(v, math.nan),
+            peak_memory_bytes=record.peak_memory_bytes.get(v, math.nan),
+            execution=record.execution.get(v, ""),
+            rounds=record.visits,
         )
-        check = env_state.parity.get(v)
+        check = record.parity.get(v)
         if check is not None:
             row.update(
-                parity_max_abs_err=check.max_abs_err,
-                parity_max_rel_err=check.max_rel_err,
-                parity_tolerance=check.tolerance,
+                parity_max_abs_err=check["max_abs_err"],
+                parity_max_rel_err=check["max_rel_err"],
+                parity_tolerance=check["tolerance"],
             )
         if measured:
-            t = series[v]
-            s = stats.summarize(t.times)
-            block_s = s.median * t.iterations
-            warns = stats.check_samples(t.times, block_s, timer_overhead)
+            times = series[v].time_s.to_numpy()
+            iterations = int(series[v].iterations.iloc[-1])
+            s = stats.summarize(times)
+            warns = stats.check_samples(times, s.median * iterations, timer_overhead)
             row.update(
                 latency_median_s=s.median,
                 latency_mean_s=s.mean,
@@ -288,7 +343,7 @@ def _rows_for(
                 latency_p90_s=s.p90,
                 latency_cv=s.cv,
                 n_samples=s.n,
-                iterations_per_sample=t.iterations,
+                iterations_per_sample=iterations,
                 warnings="; ".join(f"{w.code}: {w.message}" for w in warns),
             )
         rows.append(row)
@@ -296,10 +351,21 @@ def _rows_for(
     if "macs" in sep:
         sep["mac_reduction"] = std["macs"] / sep["macs"]
         sep["param_reduction"] = std["params"] / sep["params"]
-    speedup = env_state.speedup() if measured else None
-    if speedup is not None:
+    a, b, r = (
+        stats.pair_blocks(
+            series["standard"]["pair"].tolist(),
+            series["standard"].time_s.tolist(),
+            series["standard"]["round"].tolist(),
+            series["separable"]["pair"].tolist(),
+            series["separable"].time_s.tolist(),
+        )
+        if measured
+        else (np.empty(0),) * 3
+    )
+    if a.size:
         # Only complete sets (both variants measured) enter the speedup; an interrupt can
         # leave a lone block, which stays in the samples and latency statistics.
+        speedup = stats.round_speedup(a, b, r)
         sep.update(
             speedup=speedup.value,
             speedup_ci_low=speedup.ci_low,
@@ -314,71 +380,87 @@ def _rows_for(
     return rows
 
 
-def build_tables(
-    sweep: SweepState,
-    devices: Mapping[str, tuple[str, str]],
-    timer_overheads: Mapping[str, float] | None = None,
-    calibrations: Iterable[Mapping[str, Any]] = (),
-    host: str = "",
-    shard: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Result rows and raw samples of a sweep, in the documented column order: one row per
-    case x environment x variant.
+def devices_of(meta: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Backend name -> (device kind, device name), from run.json's backend facts (the first
+    environment's, then any other environment's)."""
+    devices: dict[str, tuple[str, str]] = {}
+    facts = [meta.get("backends") or {}] + [
+        (e or {}).get("backends") or {} for e in (meta.get("environments") or {}).values()
+    ]
+    for one in facts:
+        for name, info in one.items():
+            if isinstance(info, dict):
+                devices.setdefault(name, (info.get("device", ""), info.get("device_name", "")))
+    return devices
 
-    ``devices`` maps backend names to (device kind, device name), e.g. ("cpu", "AMD EPYC");
-    ``timer_overheads`` maps them to the cost of an empty timed block, seconds;
-    ``calibrations`` (calibrate.Calibration JSONs) fill the efficiency columns; ``host`` and
-    ``shard`` tag every row with the machine and shard (--shard) that measured it.
-    """
+
+def build_tables(
+    records: Iterable[CaseRecord],
+    samples: pd.DataFrame | None,
+    meta: Mapping[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Result rows (one per record x variant, in the documented column order) and the raw
+    samples sorted as measured, from the runner's records and ``meta`` (run.json: the backends'
+    devices, timer overheads, calibrations, host, shard and seed)."""
+    records = list(records)
+    samples = empty_samples() if samples is None or not len(samples) else samples
+    samples = samples[SAMPLE_COLUMNS].astype(_SAMPLE_DTYPES).reset_index(drop=True)
+    devices = devices_of(meta)
+    overheads = ((meta.get("timings") or {}).get("timer_overhead_s")) or {}
+    settings = meta.get("settings") or {}
+    host = str(meta.get("host") or (meta.get("environment") or {}).get("hostname") or "")
+    shard = (meta.get("shard") or {}).get("index")
+    groups = {
+        key: frame
+        for key, frame in samples.groupby(["config_id", "backend", "env", "variant"], sort=False)
+    }
     rows: list[dict[str, Any]] = []
-    sample_parts: list[pd.DataFrame] = []
-    for state in sweep.cases:
-        device = devices.get(state.case.backend, ("", ""))
-        overhead = (timer_overheads or {}).get(state.case.backend)
-        for env, env_state in state.envs.items():
-            for row in _rows_for(state, env, env_state, device, overhead):
-                row["seed"] = sweep.settings.seed
-                row["host"] = host
-                row["shard"] = shard
-                rows.append(row)
-            for v, t in env_state.series.items():
-                if t.times:
-                    sample_parts.append(
-                        pd.DataFrame(
-                            {
-                                "config_id": state.case.spec.config_id,
-                                "variant": v,
-                                "backend": state.case.backend,
-                                "env": env,
-                                "round": np.asarray(t.rounds, dtype="int32"),
-                                "pair": np.asarray(t.pairs, dtype="int32"),
-                                "iterations": t.iterations,
-                                "time_s": np.asarray(t.times, dtype="float64"),
-                            }
-                        )
-                    )
+    for record in records:
+        cid, backend, env = record.key
+        series = {
+            v: groups[(cid, backend, env, v)] for v in VARIANTS if (cid, backend, env, v) in groups
+        }
+        for row in _rows_for(
+            record, series, devices.get(backend, ("", "")), overheads.get(backend)
+        ):
+            row["seed"] = settings.get("seed", 0)
+            row["host"] = host
+            row["shard"] = shard
+            rows.append(row)
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    results = add_efficiency(results, calibrations)
-    if sample_parts:
-        samples = pd.concat(sample_parts, ignore_index=True)[SAMPLE_COLUMNS]
-    else:
-        samples = empty_samples()
+    results = add_efficiency(results, meta.get("calibration") or ())
     return _typed(results), samples
 
 
-def breakdown_table(sweep: SweepState) -> pd.DataFrame:
+def breakdown_table(records: Iterable[CaseRecord]) -> pd.DataFrame:
     """Per model configuration and variant, MACs and params by layer type (BREAKDOWN_COLUMNS);
     empty for a sweep of single conv layers."""
     rows = [
-        {"config_id": state.case.spec.config_id, "variant": v, **row}
-        for state in sweep.cases
-        for v, layer_rows in state.breakdown.items()
+        {"config_id": record.key[0], "variant": v, **row}
+        for record in records
+        for v, layer_rows in record.breakdown.items()
         for row in layer_rows
     ]
     table = pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
     return table.drop_duplicates(["config_id", "variant", "layer_type"]).astype(
         {"layers": "int64", "macs": "int64", "params": "int64"}
     )
+
+
+def derived_meta(records: list[CaseRecord], samples: pd.DataFrame) -> dict[str, Any]:
+    """run.json's fields that follow from the records and samples: the tracebacks of failures,
+    the builds kept across visits, and the rounds' spread."""
+    from dscbench.compare import run_round_spread
+
+    def where(r: CaseRecord) -> str:
+        return f"{r.key[0]} {r.backend}" + (f" {{{r.env}}}" if r.env else "")
+
+    return {
+        "failures": {where(r): r.traceback for r in records if r.traceback},
+        # not rebuilt each visit: building costs too much
+        "kept_builds": [where(r) for r in records if r.checked and not r.fresh],
+        "round_spread": run_round_spread(samples),
+    }
 
 
 def empty_samples() -> pd.DataFrame:
@@ -498,6 +580,30 @@ def prepare_output_dir(path: Path, force: bool) -> Path:
     return path
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a crash right after it could otherwise undo it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, doc: Mapping[str, Any], indent: int | None = 2) -> None:
+    def write(p: Path) -> None:
+        with open(p, "w", encoding="utf-8") as f:
+            f.write(json.dumps(json_safe(doc), indent=indent, default=str, allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    _atomic(path, write)
+
+
 def write_run(
     directory: Path,
     results: pd.DataFrame,
@@ -515,15 +621,222 @@ def write_run(
         _atomic(directory / RESULTS_PARQUET, lambda p: results.to_parquet(p, index=False))
         _atomic(directory / RESULTS_CSV, lambda p: results.to_csv(p, index=False))
         _atomic(directory / SAMPLES_PARQUET, lambda p: samples.to_parquet(p, index=False))
-        _atomic(
-            directory / RUN_JSON,
-            lambda p: p.write_text(
-                json.dumps(json_safe(meta), indent=2, default=str, allow_nan=False) + "\n",
-                encoding="utf-8",
-            ),
-        )
+        _write_json(directory / RUN_JSON, meta)
     except OSError as exc:  # disk full, directory removed, permissions
         raise ResultsError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The journal: crash-consistent checkpoints of a run in progress
+# ---------------------------------------------------------------------------------------------
+
+JOURNAL = "journal.jsonl"
+CONSOLIDATED = (RESULTS_PARQUET, RESULTS_CSV, SAMPLES_PARQUET, BREAKDOWN_PARQUET)
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "dscbench-manifest"
+# run.json fields that change while a run goes on: the manifest carries their current values
+DYNAMIC_META = (
+    "status",
+    "rounds_done",
+    "updated_at",
+    "finished_at",
+    "timings",
+    "precision",
+    "worker_crashes",
+)
+
+
+class Journal:
+    """A run directory written while it is measured, consistent at every instant.
+
+    - ``run.json`` holds what is known before measuring; it is written once at the start.
+    - ``journal.jsonl`` is append-only: each checkpoint appends one line with the records of
+      the cases touched since the previous one, their new samples and new canary samples,
+      then fsyncs. A checkpoint costs what it adds, never a rewrite of what is there.
+    - ``manifest.json`` (a few hundred bytes, replaced atomically: temp file, fsync, rename)
+      names how many bytes of the journal are committed, and the run's status and timings.
+      Readers trust only the committed bytes: a kill -9 halfway through an append or a rename
+      leaves the previous checkpoint readable.
+    - At the end (complete, interrupted, crashed) the tables are consolidated into
+      results.parquet, results.csv, samples.parquet (and breakdown.parquet), run.json is
+      rewritten with everything, and the manifest then says ``consolidated``. Until it does,
+      readers rebuild the tables from the journal (``load_results`` does this).
+    """
+
+    def __init__(self, directory: Path, committed: int = 0, generation: int = 0) -> None:
+        self.directory = Path(directory)
+        self.committed = committed
+        self.generation = generation
+
+    @classmethod
+    def create(cls, directory: Path, meta: Mapping[str, Any]) -> Journal:
+        """Start a run's journal: run.json, an empty journal, generation 0 of the manifest."""
+        journal = cls(directory)
+        try:
+            for name in CONSOLIDATED:  # an earlier run's (--force): not this one's
+                (journal.directory / name).unlink(missing_ok=True)
+            _write_json(journal.directory / RUN_JSON, dict(meta, schema_version=SCHEMA_VERSION))
+            with open(journal.directory / JOURNAL, "wb") as f:
+                os.fsync(f.fileno())
+            journal._commit(meta, consolidated=False)
+        except OSError as exc:
+            raise ResultsError(
+                f"cannot write results to {directory}: {exc.strerror or exc}"
+            ) from None
+        return journal
+
+    @classmethod
+    def reopen(cls, directory: Path) -> Journal:
+        """Continue a run's journal (``--resume``): drop any bytes past the committed ones (an
+        append a kill cut short) and mark the run as being measured again."""
+        manifest = read_manifest(Path(directory))
+        if manifest is None:
+            raise ResultsError(f"{directory}: no {MANIFEST}: not a run this dscbench can resume")
+        journal = cls(directory, manifest["journal_bytes"], manifest["generation"])
+        with open(journal.directory / JOURNAL, "r+b") as f:
+            f.truncate(journal.committed)
+            os.fsync(f.fileno())
+        return journal
+
+    def append(self, batch: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        """Append one checkpoint and commit it, with ``meta``'s current dynamic fields."""
+        line = (json.dumps(json_safe(batch), allow_nan=False, default=str) + "\n").encode()
+        try:
+            with open(self.directory / JOURNAL, "r+b") as f:
+                f.seek(self.committed)
+                f.write(line)
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
+            self.committed += len(line)
+            self._commit(meta, consolidated=False)
+        except OSError as exc:
+            raise ResultsError(
+                f"cannot write results to {self.directory}: {exc.strerror or exc}"
+            ) from None
+
+    def consolidate(
+        self,
+        results: pd.DataFrame,
+        samples: pd.DataFrame,
+        meta: dict[str, Any],
+        breakdown: pd.DataFrame | None = None,
+    ) -> None:
+        """Write the final tables and run.json, then switch the manifest to them."""
+        write_run(self.directory, results, samples, meta, breakdown)
+        try:
+            self._commit(meta, consolidated=True)
+        except OSError as exc:
+            raise ResultsError(
+                f"cannot write results to {self.directory}: {exc.strerror or exc}"
+            ) from None
+
+    def unconsolidate(self, meta: Mapping[str, Any]) -> None:
+        """Going on with a run (``--resume``): the journal is the truth again, and the old
+        tables go (readers would otherwise take them for the current ones)."""
+        self._commit(meta, consolidated=False)
+        for name in CONSOLIDATED:
+            (self.directory / name).unlink(missing_ok=True)
+
+    def _commit(self, meta: Mapping[str, Any], consolidated: bool) -> None:
+        self.generation += 1
+        doc = {
+            "format": MANIFEST_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "generation": self.generation,
+            "journal_bytes": self.committed,
+            "consolidated": consolidated,
+            **{k: meta.get(k) for k in DYNAMIC_META},
+        }
+        _write_json(self.directory / MANIFEST, doc, indent=None)
+        _fsync_dir(self.directory)
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The manifest of a run directory, None when there is none (a run written before the
+    journal existed, a merge, an export)."""
+    path = Path(directory) / MANIFEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable ({exc})") from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != MANIFEST_FORMAT
+        or not isinstance(doc.get("journal_bytes"), int)
+        or not isinstance(doc.get("generation"), int)
+    ):
+        raise ResultsError(f"{path}: not a dscbench manifest")
+    return doc
+
+
+@dataclass
+class JournalContents:
+    """What the committed part of a journal holds: the latest record of every case in every
+    environment, every sample, every canary sample."""
+
+    records: list[CaseRecord]
+    samples: pd.DataFrame
+    canary: list[dict[str, float]]
+
+
+def read_journal(directory: Path, committed: int) -> JournalContents:
+    """The first ``committed`` bytes of a run's journal, assembled."""
+    path = Path(directory) / JOURNAL
+    try:
+        with open(path, "rb") as f:
+            data = f.read(committed)
+    except OSError as exc:
+        raise ResultsError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if len(data) < committed:
+        raise ResultsError(
+            f"{path}: shorter than its manifest says ({len(data)} < {committed} bytes)"
+        )
+    records: dict[tuple[str, str, str], CaseRecord] = {}
+    columns: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+    canary: list[dict[str, float]] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            batch = json.loads(line)
+            if "resume_from" in batch:  # --resume redoes the interrupted round: drop its samples
+                keep = [i for i, r in enumerate(columns["round"]) if r < batch["resume_from"]]
+                columns = {c: [values[i] for i in keep] for c, values in columns.items()}
+                canary = [c for c in canary if c.get("round", 0) < batch["resume_from"]]
+            for doc in batch.get("records", ()):
+                record = CaseRecord.from_json(doc)
+                records[record.key] = record
+            for c in SAMPLE_COLUMNS:
+                columns[c] += batch.get("samples", {}).get(c, [])
+            canary += batch.get("canary", [])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ResultsError(
+                f"{path}: line {number} is corrupt ({type(exc).__name__}: {exc})"
+            ) from None
+    samples = pd.DataFrame(columns) if columns["time_s"] else empty_samples()
+    if len(samples):  # the order a run's own tables have: by case, environment, variant, time
+        order = {key: i for i, key in enumerate(records)}
+        rank = [
+            order.get((c, b, e), len(order)) * len(VARIANTS) + VARIANTS.index(v)
+            for c, b, e, v in zip(
+                samples.config_id, samples.backend, samples.env, samples.variant, strict=True
+            )
+        ]
+        samples = samples.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
+    return JournalContents(list(records.values()), samples, canary)
+
+
+def meta_from_journal(
+    meta: dict[str, Any], manifest: Mapping[str, Any], contents: JournalContents
+) -> dict[str, Any]:
+    """run.json as it stands at the manifest's checkpoint."""
+    meta = dict(meta)
+    meta.update({k: manifest.get(k) for k in DYNAMIC_META if k in manifest})
+    meta.update(derived_meta(contents.records, contents.samples))
+    if contents.canary and isinstance(meta.get("canary"), dict):
+        meta["canary"] = dict(meta["canary"], samples=contents.canary)
+    return meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,6 +955,13 @@ def load_results(path: Path) -> ResultSet:
     if not isinstance(meta, dict):
         raise ResultsError(f"{meta_path}: not a JSON object")
     meta = _migrate(meta, meta_path)
+    manifest = read_manifest(directory)
+    if manifest is not None and not manifest.get("consolidated"):
+        # A run being measured, or one killed: its journal is the truth (Journal's doc).
+        contents = read_journal(directory, manifest["journal_bytes"])
+        meta = meta_from_journal(meta, manifest, contents)
+        results, samples = build_tables(contents.records, contents.samples, meta)
+        return _finish(results, samples, meta, directory / JOURNAL)
     table = path if path.is_file() else directory / RESULTS_PARQUET
     try:
         if table.suffix == ".csv":

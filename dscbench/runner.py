@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +55,7 @@ from dscbench.executor import (
 )
 from dscbench.measure import HarnessOptions
 from dscbench.parity import Parity
+from dscbench.results import SAMPLE_COLUMNS, CaseRecord
 from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
 
 if TYPE_CHECKING:
@@ -84,9 +85,10 @@ MAX_CRASHES = 3  # a worker that dies this many times in a row is given up on
 # included) took more than this share of the visit's timed budget in that environment.
 FRESH_BUILD_SHARE = 0.05
 MAX_EXTRA_ROUNDS = 100  # --precision never adds more rounds than this
-# Besides every round, results are written after a visit when this many seconds have passed
-# since the last write, so a kill in a long round loses at most this much.
-CHECKPOINT_INTERVAL_S = 10.0
+# Besides every round, a checkpoint follows a visit when this many seconds have passed since
+# the last one, so a kill loses at most this much (plus the visit in progress); checkpoints
+# append to a journal, so their cost does not grow with the run (results.Journal).
+CHECKPOINT_INTERVAL_S = 2.0
 RECENT_SAMPLES = 20  # how many recent samples estimate a block's length for planning
 
 
@@ -100,6 +102,7 @@ class Series:
     rounds: list[int] = field(default_factory=list)
     pairs: list[int] = field(default_factory=list)  # set index within the case
     measured_s: float = 0.0  # sum of timed block durations
+    flushed: int = 0  # samples already handed to a checkpoint (SweepState.take_delta)
 
     def add(self, block_s: float, round_index: int, set_index: int) -> None:
         self.times.append(block_s / self.iterations)
@@ -150,12 +153,7 @@ class EnvState:
         std, sep = self.series.get("standard"), self.series.get("separable")
         if std is None or sep is None:
             return np.empty(0), np.empty(0), np.empty(0, dtype=int)
-        other = dict(zip(sep.pairs, sep.times, strict=True))
-        keep = [i for i, p in enumerate(std.pairs) if p in other]
-        a = np.array([std.times[i] for i in keep])
-        b = np.array([other[std.pairs[i]] for i in keep])
-        r = np.array([std.rounds[i] for i in keep], dtype=int)
-        return a, b, r
+        return stats.pair_blocks(std.pairs, std.times, std.rounds, sep.pairs, sep.times)
 
     def speedup(self) -> stats.Speedup | None:
         a, b, r = self.paired()
@@ -169,6 +167,32 @@ class CaseState:
     envs: dict[str, EnvState]
     sets: int = 0  # sets measured so far (the next set's index)
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dirty: bool = True  # changed since the last checkpoint
+
+    def record(self, env: str) -> CaseRecord:
+        """This case in ``env`` as plain data, for result files and the journal."""
+        e = self.envs[env]
+        return CaseRecord(
+            spec=spec_to_json(self.case.spec),
+            backend=self.case.backend,
+            env=env,
+            status=e.status,
+            error=e.error,
+            traceback=e.traceback,
+            visits=e.visits,
+            sets=self.sets,
+            checked=e.checked,
+            build_s=e.build_s,
+            fresh=e.fresh,
+            iterations={v: t.iterations for v, t in e.series.items()},
+            counts={v: asdict(c) for v, c in self.counts.items()},
+            prepare_s=dict(e.prepare_s),
+            compile_s=dict(e.compile_s),
+            peak_memory_bytes=dict(e.peak_memory_bytes),
+            execution=dict(e.execution),
+            parity={v: asdict(p) for v, p in e.parity.items()},
+            breakdown=dict(self.breakdown),
+        )
 
     @property
     def key(self) -> str:
@@ -223,6 +247,117 @@ class SweepState:
     canary: list[dict[str, float]] = field(default_factory=list)  # {"round": r, part: seconds}
     precision: Precision | None = None
     crashes: dict[str, int] = field(default_factory=dict)  # env -> worker deaths
+    canary_flushed: int = 0
+
+    def records(self) -> list[CaseRecord]:
+        return [state.record(env) for state in self.cases for env in state.envs]
+
+    def samples(self, only_new: bool = False) -> dict[str, list[Any]]:
+        """Every sample (or those not yet handed to a checkpoint), as columns of
+        results.SAMPLE_COLUMNS."""
+        columns: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+        for state in self.cases:
+            if only_new and not state.dirty:
+                continue
+            cid, backend = state.case.spec.config_id, state.case.backend
+            for env, e in state.envs.items():
+                for v, t in e.series.items():
+                    start = t.flushed if only_new else 0
+                    n = len(t.times) - start
+                    if n <= 0:
+                        continue
+                    columns["config_id"] += [cid] * n
+                    columns["variant"] += [v] * n
+                    columns["backend"] += [backend] * n
+                    columns["env"] += [env] * n
+                    columns["round"] += t.rounds[start:]
+                    columns["pair"] += t.pairs[start:]
+                    columns["iterations"] += [t.iterations] * n
+                    columns["time_s"] += t.times[start:]
+        return columns
+
+    def take_delta(self) -> dict[str, Any]:
+        """What changed since the last call: the records of the cases touched, their new
+        samples (columns) and the new canary samples; marks them handed over."""
+        batch = {
+            "records": [
+                state.record(env).to_json()
+                for state in self.cases
+                if state.dirty
+                for env in state.envs
+            ],
+            "samples": self.samples(only_new=True),
+            "canary": self.canary[self.canary_flushed :],
+            "rounds_done": self.rounds_done,
+        }
+        for state in self.cases:
+            if state.dirty:
+                for e in state.envs.values():
+                    for t in e.series.values():
+                        t.flushed = len(t.times)
+                state.dirty = False
+        self.canary_flushed = len(self.canary)
+        return batch
+
+
+@dataclass
+class ResumePoint:
+    """Where an interrupted run stopped (``--resume``): the journal's records and samples, and
+    how many rounds were complete. Samples of later rounds (the interrupted one) are dropped:
+    that round is redone, not half counted."""
+
+    records: list[CaseRecord]
+    samples: Mapping[str, Sequence[Any]]  # columns of results.SAMPLE_COLUMNS
+    canary: list[dict[str, float]]
+    rounds_done: int
+
+
+def restore(states: list[CaseState], point: ResumePoint) -> None:
+    """Put the measured part of a run back into fresh case states (matched by configuration,
+    backend and environment; the caller checked that the sweep is the same)."""
+    by_key = {(r.key[0], r.backend, r.env): r for r in point.records}
+    kept: dict[tuple[str, str, str, str], list[tuple[int, int, float]]] = {}
+    cols = point.samples
+    for cid, v, backend, env, round_, pair, time_s in zip(
+        cols["config_id"], cols["variant"], cols["backend"], cols["env"], cols["round"],
+        cols["pair"], cols["time_s"], strict=True,
+    ):  # fmt: skip
+        if round_ < point.rounds_done:
+            kept.setdefault((cid, backend, env, v), []).append((round_, pair, time_s))
+    for state in states:
+        cid, backend = state.case.spec.config_id, state.case.backend
+        for env, e in state.envs.items():
+            r = by_key.get((cid, backend, env))
+            if r is None or e.status == SKIPPED:
+                continue
+            state.sets = max(state.sets, r.sets)
+            state.counts.update(
+                {v: counting.Counts(**c) for v, c in r.counts.items() if v not in state.counts}
+            )
+            state.breakdown.update(r.breakdown)
+            e.status, e.error, e.traceback = r.status, r.error, r.traceback
+            e.checked, e.build_s, e.fresh = r.checked, r.build_s, r.fresh
+            e.prepare_s, e.compile_s = dict(r.prepare_s), dict(r.compile_s)
+            e.peak_memory_bytes, e.execution = dict(r.peak_memory_bytes), dict(r.execution)
+            e.parity = {v: Parity(**p) for v, p in r.parity.items()}
+            rounds_seen: set[int] = set()
+            for v, n in r.iterations.items():
+                t = Series(n)
+                for round_, pair, time_s in kept.get((cid, backend, env, v), []):
+                    t.times.append(time_s)
+                    t.rounds.append(round_)
+                    t.pairs.append(pair)
+                    t.measured_s += time_s * n
+                    rounds_seen.add(round_)
+                t.flushed = len(t.times)  # already in the journal
+                if t.times:
+                    t.per_iteration_s = float(np.median(t.times[-RECENT_SAMPLES:]))
+                e.series[v] = t
+            e.visits = len(rounds_seen)
+            if e.status == OK and not e.visits:  # measured only in the round being redone
+                e.status = PENDING
+            if e.series and not all(t.times for t in e.series.values()):
+                e.series = {}  # calibrated in the redone round only: calibrate again
 
 
 Checkpoint = Callable[[SweepState], None]
@@ -289,6 +424,7 @@ def run_sweep(
     precision: float | None = None,
     max_time: float = math.inf,
     wall: Callable[[], float] = time.perf_counter,
+    resume: ResumePoint | None = None,
 ) -> SweepState:
     """Measure every case in every environment for ``settings.rounds`` rounds, and more with
     ``precision``; return the final state.
@@ -304,6 +440,9 @@ def run_sweep(
     a case that fails parity is not timed there. A failure of one case in one environment
     (including its worker dying) marks only that; KeyboardInterrupt checkpoints the state with
     status ``interrupted`` and propagates.
+
+    ``resume`` continues an interrupted run: what it measured in its complete rounds is kept,
+    and rounds go on from there.
     """
     harness = harness or HarnessOptions(warmup=settings.warmup)
     pools = {
@@ -330,8 +469,15 @@ def run_sweep(
             if reason is not None:
                 env_state.fail(SKIPPED, reason)
     sweep = SweepState(states, settings, envs=envs, phases=phases)
+    first_round = 0
+    if resume is not None:
+        restore(states, resume)
+        first_round = sweep.rounds_done = resume.rounds_done
+        sweep.canary = [c for c in resume.canary if c.get("round", 0) < first_round]
+        sweep.canary_flushed = len(sweep.canary)
     if precision is not None:
         sweep.precision = Precision(precision, max_time)
+        sweep.precision.extra_rounds = max(0, first_round - settings.rounds)
     last_write = [time.perf_counter()]
 
     def save(force: bool = True) -> None:
@@ -345,11 +491,13 @@ def run_sweep(
     # Before anything is measured: a kill during the first round leaves a readable run whose
     # rows are all not_measured, not an empty directory.
     save()
-    rng = np.random.default_rng(settings.seed)
+    # A resumed run's later rounds get their own stream (the interrupted process's generator
+    # state is gone), still determined by the seed.
+    rng = np.random.default_rng([settings.seed, first_round] if first_round else settings.seed)
     share = settings.min_time / settings.rounds
     settle = harness.switch_settle if len(envs) > 1 else 0.0
     total = len(states) * settings.rounds
-    done = 0
+    done = len(states) * min(first_round, settings.rounds)
 
     def lost(env: str, replica: int, state: CaseState, exc: ExecutorLost) -> None:
         """A worker died while working on ``state``: that case fails in that environment; the
@@ -359,6 +507,7 @@ def run_sweep(
         if sweep.crashes[env] >= MAX_CRASHES:
             for other in states:
                 if other.envs[env].healthy:
+                    other.dirty = True
                     other.envs[env].fail(
                         WORKER_CRASHED,
                         f"not measured: the workers of environment {env!r} died "
@@ -454,6 +603,7 @@ def run_sweep(
         phases.warmup += report.untimed_s
 
     def visit(state: CaseState, round_index: int) -> None:
+        state.dirty = True
         replica = {env: round_index % len(pools[env]) for env in envs}
         live = [env for env in envs if state.envs[env].healthy and ready(state, env, replica[env])]
         if not live:
@@ -560,7 +710,7 @@ def run_sweep(
         ]
 
     try:
-        for round_index in range(settings.rounds):
+        for round_index in range(first_round, settings.rounds):
             one_round(round_index, [states[i] for i in rng.permutation(len(states))], lambda: False)
             sweep.rounds_done = round_index + 1
             if round_index + 1 < settings.rounds or precision:

@@ -22,6 +22,7 @@ import numpy as np
 from dscbench import results, runner
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
+from tests.tables import tables_of
 
 from .conftest import FakeBackend, FakeCanary, FakeClock, spec
 
@@ -80,7 +81,7 @@ def make_run(role: str) -> results.ResultSet:
         verify_counts=False,
         canary=canary,
     )
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "Test CPU")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
     meta = _meta("2.13.0" if candidate else "2.12.0", "2" if candidate else "1")
     meta["canary"] = {"describe": canary.describe(), "samples": sweep.canary}
     return results.ResultSet(dict(meta, schema_version=results.SCHEMA_VERSION), table, samples)

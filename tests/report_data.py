@@ -18,6 +18,7 @@ import numpy as np
 from dscbench import calibrate, results, runner
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
+from tests.tables import tables_of
 
 from .conftest import FakeBackend, FakeClock, spec
 
@@ -82,7 +83,7 @@ def make_run() -> results.ResultSet:
     )
     calibration = [fake_calibration()]
     devices = {b: ("cpu", "Test CPU") for b in backends}
-    table, samples = results.build_tables(sweep, devices, calibrations=calibration)
+    table, samples = tables_of(sweep, devices, calibrations=calibration)
     meta = {
         "tool": "dscbench",
         "command": ["dscbench", "run", "--spec", "report.toml"],

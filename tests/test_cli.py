@@ -296,9 +296,9 @@ def test_a_signal_in_a_real_run_keeps_results(tmp_path, signum):
     )
     deadline = time.monotonic() + 120
 
-    def rounds_done() -> int:  # run.json is written before measuring, then every round
+    def rounds_done() -> int:  # the manifest is written before measuring, then as it goes
         try:
-            return json.loads((out / "run.json").read_text())["rounds_done"]
+            return json.loads((out / "manifest.json").read_text())["rounds_done"]
         except (OSError, ValueError, KeyError):
             return 0
 
@@ -444,9 +444,9 @@ def test_bad_backend_options_are_one_line(flag, value, message):
 
 
 def test_a_run_whose_rounds_disagree_says_so(tmp_path, monkeypatch):
-    from dscbench.commands import run as run_command
+    from dscbench import compare
 
-    monkeypatch.setattr(run_command, "run_round_spread", lambda samples: 0.071)
+    monkeypatch.setattr(compare, "run_round_spread", lambda samples: 0.071)
     res = cli.invoke(app, ["run", *TINY, "--threads", "1", "-o", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert "warning: this run's rounds disagree by 7.1% (median over rows; steady runs stay " in (

@@ -19,6 +19,7 @@ from dscbench.cli import app
 from dscbench.export import compare as render
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
+from tests.tables import tables_of
 
 from . import compare_data
 from .conftest import FakeBackend, FakeCanary, FakeClock, spec
@@ -64,7 +65,7 @@ def synthetic(
         verify_counts=False,
         canary=fake_canary,
     )
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", cpu)})
+    table, samples = tables_of(sweep, {"fake": ("cpu", cpu)})
     meta = {
         "environment": {"cpu_model": cpu, "machine": "x86_64"},
         "schema_version": results.SCHEMA_VERSION,
@@ -106,7 +107,7 @@ def interleaved(
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
         verify_counts=False,
     )
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "Test CPU")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
     env = {"cpu_model": "Test CPU", "machine": "x86_64"}
     meta = {
         "environment": env,

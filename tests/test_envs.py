@@ -19,6 +19,7 @@ from dscbench.errors import SpecError
 from dscbench.executor import PROTOCOL_VERSION, LocalExecutor
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
+from tests.tables import tables_of
 
 from .conftest import FakeBackend, FakeClock, spec
 
@@ -135,7 +136,7 @@ def test_the_protocol_carries_a_sweep_of_two_environments(tmp_path):
         verify_counts=False,
     )
     assert set(executors["head"].requests) == {"setup", "prepare", "calibrate", "turn"}
-    table, samples = results.build_tables(state, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(state, {"fake": ("cpu", "fake cpu")})
     assert set(table.env) == {"base", "head"} and (table.status == "ok").all()
     head = table[(table.env == "head") & (table.variant == "standard")]
     assert head.latency_median_s.iloc[0] == pytest.approx(2.5e-4)

@@ -11,9 +11,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dscbench import backends, ops, parity, results, runner
+from dscbench import backends, ops, parity, runner
 from dscbench.export.table import results_table, summary_lines
 from dscbench.spec import Case, ConvSpec, RunSettings
+from tests.tables import tables_of
 
 from .conftest import FakeBackend, conv_specs, spec
 
@@ -115,7 +116,7 @@ def test_a_wrong_backend_is_caught_not_timed_and_left_out_of_summaries(clock):
         assert not state.series  # never timed
         assert state.parity["standard"].passed and not state.parity["separable"].passed
     assert states[(4, "honest")].status == runner.OK
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", ""), "honest": ("cpu", "")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", ""), "honest": ("cpu", "")})
     assert set(samples.backend) == {"honest"}
     failed = table[table.status == "parity_failed"]
     assert len(failed) == 4 and failed.latency_median_s.isna().all()

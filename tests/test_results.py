@@ -11,6 +11,7 @@ from dscbench import results, runner
 from dscbench.errors import ResultsError
 from dscbench.measure import HarnessOptions
 from dscbench.spec import RunSettings
+from tests.tables import tables_of
 
 from .conftest import FakeBackend, fake_cases
 
@@ -31,7 +32,7 @@ def sweep(clock):
 
 
 def test_tables_have_the_documented_columns_and_values(sweep):
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")}, {"fake": 1e-7})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")}, {"fake": 1e-7})
     assert list(table.columns) == results.RESULT_COLUMNS
     assert list(samples.columns) == results.SAMPLE_COLUMNS
     assert len(table) == 6
@@ -62,7 +63,7 @@ def test_tables_have_the_documented_columns_and_values(sweep):
 
 
 def test_files_round_trip(sweep, tmp_path):
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     out = results.prepare_output_dir(tmp_path / "run", force=False)
     results.write_run(out, table, samples, {"status": "complete"})
     assert sorted(p.name for p in out.iterdir()) == [
@@ -91,7 +92,7 @@ def test_output_dir_is_never_overwritten_without_force(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     results.write_run(tmp_path, table, samples, {})
 
     class Boom(Exception):
@@ -116,7 +117,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
     ],
 )
 def test_bad_metadata_is_refused(tmp_path, sweep, meta, message):
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     results.write_run(tmp_path, table, samples, {})
     (tmp_path / "run.json").write_text(json.dumps(meta))
     with pytest.raises(ResultsError, match=message):
@@ -126,7 +127,7 @@ def test_bad_metadata_is_refused(tmp_path, sweep, meta, message):
 def test_corrupt_and_missing_inputs(tmp_path, sweep):
     with pytest.raises(ResultsError, match="no such file or directory"):
         results.load_results(tmp_path / "nope")
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     results.write_run(tmp_path, table, samples, {})
     (tmp_path / "results.parquet").write_bytes(b"not parquet")
     with pytest.raises(ResultsError, match=r"results\.parquet: unreadable"):
@@ -145,7 +146,7 @@ def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
     std.times.append(1.0)  # the interrupt landed before its partner block
     std.rounds.append(1)
     std.pairs.append(10_000)
-    table, _ = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, _ = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     rows = table[table.config_id == case.case.spec.config_id].set_index("variant")
     assert rows.loc["standard", "n_samples"] == rows.loc["separable", "n_samples"] + 1
     assert rows.loc["standard", "latency_max_s"] == 1.0
@@ -153,7 +154,7 @@ def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
 
 
 def test_an_unwritable_directory_is_a_one_line_error(tmp_path, sweep):
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     with pytest.raises(ResultsError, match=r"cannot write results to .*gone"):
         results.write_run(tmp_path / "gone", table, samples, {})
 
@@ -162,7 +163,7 @@ def test_an_unwritable_directory_is_a_one_line_error(tmp_path, sweep):
 def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
     """Runs written by dscbench 0.1.0 (schema 1) lack the backend columns; they read back with
     empty values, and device_name from run.json's backends section."""
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     old = table.drop(columns=list(results.ADDED_IN_V2))
     out = tmp_path / "v1"
     out.mkdir()
@@ -189,7 +190,7 @@ def test_a_version_2_run_is_upgraded_and_compares_without_a_canary(sweep, tmp_pa
     from the machine."""
     from dscbench import compare
 
-    table, samples = results.build_tables(sweep, {"fake": ("cpu", "fake cpu")})
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     out = tmp_path / "v2"
     out.mkdir()
     table.drop(columns=["env"]).to_parquet(out / "results.parquet", index=False)

@@ -16,6 +16,7 @@ from dscbench.backends.torch_eager import TorchCPU
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, ModelSpec, RunSettings
 from dscbench.training import Trainer, no_dropout
+from tests.tables import tables_of
 
 from .conftest import spec
 
@@ -167,9 +168,8 @@ def test_training_runs_end_to_end_with_memory_and_step_flops():
         runner.local({"torch-cpu": TorchCPU()}),
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
     )
-    from dscbench import results
 
-    table, _ = results.build_tables(state, {"torch-cpu": ("cpu", "test cpu")})
+    table, _ = tables_of(state, {"torch-cpu": ("cpu", "test cpu")})
     assert (table.status == "ok").all(), table.error.tolist()
     assert (table.peak_memory_bytes > 0).all()
     assert (table.parity_max_rel_err <= table.parity_tolerance).all()

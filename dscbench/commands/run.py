@@ -30,9 +30,8 @@ from rich.text import Text
 
 from dscbench import backends as registry
 from dscbench import counting, results, runner
-from dscbench.compare import run_round_spread
 from dscbench.env import collect_environment, utc_now
-from dscbench.errors import BackendUnavailable, SpecError
+from dscbench.errors import BackendUnavailable, ResultsError, SpecError
 from dscbench.executor import Executor, LocalExecutor
 from dscbench.export.console import print_breakdown, render_run
 from dscbench.export.units import format_count, format_ratio
@@ -72,6 +71,7 @@ class RunOptions:
     max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
     shard: Any = None  # shards.Shard: run only the configurations this shard owns
     calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
+    resume: bool = False  # finish the interrupted run in ``output`` (--resume DIR)
 
 
 @dataclass
@@ -112,9 +112,11 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
         if options.breakdown:
             print_breakdown(dry_run_breakdown(cases), console)
         return EXIT_OK
+    previous = resume_point(Path(options.output)) if options.resume else None
     existed = Path(options.output).exists()
+    force = options.force or previous is not None
     if env_specs or options.processes > 1:  # workers' logs go into the run directory
-        out_dir = results.prepare_output_dir(options.output, options.force)
+        out_dir = results.prepare_output_dir(options.output, force)
         try:
             plan = start(sweep, options, env_specs, out_dir)
         except BaseException:
@@ -123,17 +125,20 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
             raise
     else:
         plan = start(sweep, options, env_specs, Path(options.output))
-        out_dir = results.prepare_output_dir(options.output, options.force)
+        out_dir = results.prepare_output_dir(options.output, force)
     try:
+        meta = run_meta(sweep, options, plan)
+        if previous is not None:
+            meta = resumed_meta(previous, meta)
         for note in plan.notes:
             console.print(Text(f"note: {note}", style="yellow"), highlight=False)
         if not options.quiet:
-            for line in estimate_lines(sweep, plan):
+            for line in estimate_lines(sweep, plan, previous):
                 console.print(line, highlight=False)
-        meta = run_meta(sweep, options, plan)
-        meta["calibration"] = calibrations_for(plan, options.calibrate, console)
-        recorder = Recorder(out_dir, plan, meta, command_started)
-        state = measure(sweep, options, plan, recorder, console)
+        if previous is None:
+            meta["calibration"] = calibrations_for(plan, options.calibrate, console)
+        recorder = Recorder(out_dir, plan, meta, command_started, previous)
+        state = measure(sweep, options, plan, recorder, console, previous)
     finally:
         with sigint_ignored():  # stopping the workers after a Ctrl-C is not to be cut short
             plan.close()
@@ -222,19 +227,30 @@ def print_plan_lines(cases: list[Case], notes: dict[Case, str], console: Console
     console.file.write("\n".join(lines) + "\n")
 
 
-def estimate_lines(sweep: Sweep, plan: Plan) -> list[str]:
+def estimate_lines(sweep: Sweep, plan: Plan, previous: Previous | None = None) -> list[str]:
     """What the run will take: configurations, and seconds of timed blocks (both variants in
-    every environment) plus about 10% for warm-up and set-up (REPORT-run.md)."""
+    every environment) plus about 10% for warm-up and set-up (REPORT-run.md); a resumed run
+    only has its remaining rounds to go."""
     measured = [c for c in plan.cases if all((c, e) not in plan.skips for e in plan.envs)]
     timed = sweep.settings.min_time * 2 * len(plan.envs) * len(measured)
+    rounds = sweep.settings.rounds
+    done = min(previous.point.rounds_done, rounds) if previous is not None else 0
+    timed *= (rounds - done) / rounds
 
     def seconds(x: float) -> str:
         return f"{x:.1f} s" if x < 10 else f"{x:.0f} s"
 
+    lines = []
+    if previous is not None:
+        lines.append(
+            f"resuming {previous.directory}: {done} of {rounds} round(s) done, measuring "
+            f"round {done + 1} on"
+        )
     return [
+        *lines,
         f"{len(plan.cases)} configuration(s) x {len(plan.envs)} environment(s): about "
         f"{seconds(timed * 1.1)} ({seconds(timed)} of timed blocks at --min-time "
-        f"{sweep.settings.min_time:g}), more for compilation and large models"
+        f"{sweep.settings.min_time:g}), more for compilation and large models",
     ]
 
 
@@ -426,6 +442,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         "settings": vars(sweep.settings).copy(),
         "backend_options": vars(sweep.options).copy(),
         "n_configurations": len(plan.cases),
+        "configurations_sha256": configurations_digest(plan.cases),
         "shard": options.shard.to_json() if options.shard is not None else None,
         "started_at": utc_now(),
         # A coordinator with workers never imports torch: the facts of the process that
@@ -502,10 +519,18 @@ def harness_for(sweep: Sweep, plan: Plan, order: str = "env") -> HarnessOptions:
 
 
 class Recorder:
-    """Writes the run directory at every checkpoint (results, samples, run.json) and keeps the
-    latest result table for rendering."""
+    """Checkpoints the run (results.Journal): appends what changed at every checkpoint while
+    it runs, and consolidates the result tables when it ends; keeps the final table for
+    rendering."""
 
-    def __init__(self, out_dir: Path, plan: Plan, meta: dict[str, Any], command_started: float):
+    def __init__(
+        self,
+        out_dir: Path,
+        plan: Plan,
+        meta: dict[str, Any],
+        command_started: float,
+        previous: Previous | None = None,
+    ):
         self.out_dir = out_dir
         self.plan = plan
         self.meta = meta
@@ -514,24 +539,39 @@ class Recorder:
         self.table = None
         self.breakdown = None
         self.canary_describe: dict[str, Any] | None = None
+        self.previous = previous
+        self.journal: results.Journal | None = None
 
     def __call__(self, state: runner.SweepState) -> None:
-        """Write the run directory; Ctrl-C or SIGTERM arriving meanwhile waits until the files
-        are complete (a second Ctrl-C during the interrupt-time write must not lose them)."""
+        """Checkpoint; Ctrl-C or SIGTERM arriving meanwhile waits until the files are
+        consistent (a second Ctrl-C during the interrupt-time write must not lose them)."""
         with signals_deferred():
             self._write(state)
 
+    def _open(self) -> results.Journal:
+        self.meta["host"] = str(self.meta["environment"].get("hostname") or socket.gethostname())
+        if self.canary_describe is not None:
+            self.meta["canary"] = {"describe": self.canary_describe, "samples": []}
+        if self.previous is None:
+            return results.Journal.create(self.out_dir, self.meta)
+        journal = results.Journal.reopen(self.out_dir)
+        journal.unconsolidate(self.meta)
+        return journal
+
     def _write(self, state: runner.SweepState) -> None:
         t0 = time.perf_counter()
-        shard = self.meta.get("shard") or {}
-        table, samples = results.build_tables(
-            state,
-            self.plan.devices,
-            self.plan.overheads,
-            self.meta.get("calibration") or (),
-            host=str(self.meta["environment"].get("hostname") or socket.gethostname()),
-            shard=shard.get("index"),
-        )
+        if self.journal is None:
+            self.journal = self._open()
+            first = {"resume_from": state.rounds_done} if self.previous is not None else {}
+        else:
+            first = {}
+        self._update_meta(state)
+        self.journal.append({**first, **state.take_delta()}, self.meta)
+        if state.status != "running":
+            self._consolidate(state)
+        self.write_s += time.perf_counter() - t0
+
+    def _update_meta(self, state: runner.SweepState) -> None:
         p = state.phases
         now = utc_now()
         self.meta.update(
@@ -557,34 +597,175 @@ class Recorder:
                 "timer_overhead_s": self.plan.overheads,
             },
         )
-        if self.canary_describe is not None:
-            self.meta["canary"] = {"describe": self.canary_describe, "samples": state.canary}
         if state.precision is not None:
             self.meta["precision"] = asdict(state.precision)
         if state.crashes:
             self.meta["worker_crashes"] = dict(state.crashes)
-        self.meta["failures"] = {
-            f"{s.case.spec.config_id} {s.case.backend}"
-            + (f" {{{env}}}" if env else ""): e.traceback
-            for s in state.cases
-            for env, e in s.envs.items()
-            if e.traceback
-        }
-        self.meta["kept_builds"] = [  # not rebuilt each visit: building costs too much
-            f"{s.case.spec.config_id} {s.case.backend}" + (f" {{{env}}}" if env else "")
-            for s in state.cases
-            for env, e in s.envs.items()
-            if e.checked and not e.fresh
-        ]
-        self.meta["round_spread"] = run_round_spread(samples)
-        self.breakdown = results.breakdown_table(state)
-        results.write_run(self.out_dir, table, samples, self.meta, self.breakdown)
-        self.write_s += time.perf_counter() - t0
+
+    def _consolidate(self, state: runner.SweepState) -> None:
+        """The final tables and run.json, from the state in memory (the same function reads
+        a journal back, so both give the same rows)."""
+        import pandas as pd
+
+        records = state.records()
+        table, samples = results.build_tables(records, pd.DataFrame(state.samples()), self.meta)
+        self.meta.update(results.derived_meta(records, samples))
+        if self.canary_describe is not None:
+            self.meta["canary"] = {"describe": self.canary_describe, "samples": state.canary}
+        self.breakdown = results.breakdown_table(records)
+        assert self.journal is not None
+        self.journal.consolidate(table, samples, self.meta, self.breakdown)
         self.table = table
 
 
+# ---------------------------------------------------------------------------------------------
+# Resuming
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Previous:
+    """An interrupted run to finish (--resume): its directory, run.json, and journal."""
+
+    directory: Path
+    meta: dict[str, Any]
+    point: runner.ResumePoint
+
+
+def resume_point(directory: Path) -> Previous:
+    """Read the run ``--resume`` names; refuse (exit 2) one that is complete, or was not
+    written by a dscbench that keeps a journal."""
+    directory = Path(directory)
+    where = f"--resume {directory}"
+    if not (directory / results.RUN_JSON).is_file():
+        raise ResultsError(f"{where}: no {results.RUN_JSON}: not a dscbench run directory")
+    try:
+        manifest = results.read_manifest(directory)
+    except ResultsError as exc:
+        raise ResultsError(f"{where}: {exc}") from None
+    if manifest is None or not (directory / results.JOURNAL).is_file():
+        raise ResultsError(
+            f"{where}: no {results.MANIFEST} and {results.JOURNAL} (a merged run, or one "
+            "written by a dscbench before 0.6): it cannot be resumed"
+        )
+    if manifest.get("status") == "complete":
+        raise ResultsError(f"{where}: the run is complete; there is nothing to resume")
+    meta = results.load_results(directory).meta  # checks it the way every reader does
+    contents = results.read_journal(directory, manifest["journal_bytes"])
+    point = runner.ResumePoint(
+        contents.records,
+        {c: contents.samples[c].tolist() for c in results.SAMPLE_COLUMNS},
+        contents.canary,
+        int(manifest.get("rounds_done") or 0),
+    )
+    return Previous(directory, meta, point)
+
+
+# What must be equal for a run to go on where it stopped: (run.json path, what it is called)
+RESUME_KEYS = (
+    (("configurations_sha256",), "the configurations"),
+    (("settings",), "the settings"),
+    (("backend_options",), "the backend options"),
+    (("shard",), "the shard"),
+    (("environment", "dscbench"), "the dscbench version"),
+    (("environment", "machine"), "the hardware (machine)"),
+    (("environment", "cpu_model"), "the hardware (CPU model)"),
+    (("environment", "cpu_count"), "the hardware (CPU count)"),
+)
+
+
+def _at(meta: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        meta = meta.get(key) if isinstance(meta, dict) else None
+    return meta
+
+
+def resume_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between the run to resume and the one asked for now, one phrase each."""
+    found = []
+    for path, what in RESUME_KEYS:
+        a, b = _at(old, path), _at(new, path)
+        a = results.json_safe(a)
+        b = results.json_safe(b)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            detail = ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys)
+            found.append(f"{what} differ ({detail})")
+        elif path == ("configurations_sha256",):
+            found.append(
+                f"{what} differ ({old.get('n_configurations')} in the run, "
+                f"{new.get('n_configurations')} now)"
+            )
+        else:
+            found.append(f"{what} differs ({a!r} -> {b!r})")
+    devices = {
+        (name, info.get("device_name"))
+        for name, info in (old.get("backends") or {}).items()
+        if isinstance(info, dict)
+    }
+    for name, info in (new.get("backends") or {}).items():
+        was = dict(devices).get(name)
+        if was is not None and was != info.get("device_name"):
+            found.append(f"the hardware ({name}: {was!r} -> {info.get('device_name')!r})")
+    return found
+
+
+def resume_command(argv: list[str], directory: Path) -> str:
+    """The command a run was started with, as ``dscbench run ... --resume DIR``."""
+    import shlex
+
+    args, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg in ("-o", "--output", "--resume"):
+            skip = True
+        elif not (arg == "--force" or arg.startswith(("--output=", "--resume=", "-o="))):
+            args.append(arg)
+    return shlex.join(["dscbench", *args, "--resume", str(directory)])
+
+
+def resumed_meta(previous: Previous, now: dict[str, Any]) -> dict[str, Any]:
+    """run.json of a resumed run: the original, plus when and how it was resumed; refuses
+    (exit 2) when the sweep, the settings, the dscbench version or the hardware differ."""
+    differences = resume_differences(previous.meta, now)
+    if differences:
+        command = resume_command(previous.meta.get("command") or [], previous.directory)
+        raise SpecError(
+            f"--resume {previous.directory}: {'; '.join(differences)}; resume it with the "
+            f"command it was started with: {command}"
+        )
+    meta = dict(previous.meta)
+    meta["resumed"] = [
+        *(meta.get("resumed") or []),
+        {"at": utc_now(), "command": sys.argv, "rounds_done": previous.point.rounds_done},
+    ]
+    for key in ("environment", "backends", "notes"):  # this session's facts
+        meta[key] = now.get(key, meta.get(key))
+    return meta
+
+
+def configurations_digest(cases: list[Case]) -> str:
+    """SHA-256 of the sweep's configurations (spec and backend of each, in a stable order):
+    what --resume checks to know it goes on with the same sweep."""
+    import hashlib
+    import json
+
+    keys = sorted(
+        json.dumps([spec_to_json(c.spec), c.backend], sort_keys=True, default=str) for c in cases
+    )
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
 def measure(
-    sweep: Sweep, options: RunOptions, plan: Plan, recorder: Recorder, console: Console
+    sweep: Sweep,
+    options: RunOptions,
+    plan: Plan,
+    recorder: Recorder,
+    console: Console,
+    previous: Previous | None = None,
 ) -> runner.SweepState | None:
     """The sweep with a progress bar; None when interrupted (what was measured is written)."""
     from dscbench import canary as canaries
@@ -631,6 +812,7 @@ def measure(
                         canary=canary,
                         precision=options.precision,
                         max_time=options.max_time if options.max_time is not None else math.inf,
+                        resume=previous.point if previous is not None else None,
                     )
             except KeyboardInterrupt:
                 # What was measured is written; a further Ctrl-C must not turn a clean exit

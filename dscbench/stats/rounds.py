@@ -18,6 +18,7 @@ Pure functions over numpy arrays and pandas frames; scipy is imported where a qu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,23 @@ class Speedup:
         if not (math.isfinite(self.ci_low) and math.isfinite(self.ci_high)):
             return math.nan
         return (self.ci_high - self.ci_low) / 2 / self.value
+
+
+def pair_blocks(
+    standard_pairs: Sequence[int],
+    standard_times: Sequence[float],
+    standard_rounds: Sequence[int],
+    separable_pairs: Sequence[int],
+    separable_times: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(standard, separable, round) of the sets where both variants were measured, matched by
+    set index (an interrupt can leave a set half done)."""
+    other = dict(zip(separable_pairs, separable_times, strict=True))
+    keep = [i for i, p in enumerate(standard_pairs) if p in other]
+    a = np.array([standard_times[i] for i in keep], dtype=float)
+    b = np.array([other[standard_pairs[i]] for i in keep], dtype=float)
+    r = np.array([standard_rounds[i] for i in keep], dtype=int)
+    return a, b, r
 
 
 def round_speedup(
