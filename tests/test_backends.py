@@ -61,9 +61,20 @@ def test_registry_lists_every_backend_with_its_device():
 
 def test_registry_metadata_imports_no_runtime():
     code = (
-        "import sys; from dscbench import backends; from dscbench.spec import Case, ConvSpec, "
-        "validate_cases; validate_cases([Case(ConvSpec(1, 8, 8, 8, 8, 3), 'onnxruntime-cpu')]); "
+        "import sys; from dscbench import backends; from dscbench.spec import Case, ConvSpec; "
+        "from dscbench.plan import validate_cases; "
+        "validate_cases([Case(ConvSpec(1, 8, 8, 8, 8, 3), 'onnxruntime-cpu')]); "
         "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))"
+    )
+    assert python_output(code) == "[]"
+
+
+def test_spec_does_not_ask_the_backend_registry():
+    """Data flows one way, spec -> plan -> backends: reading and checking a sweep imports no
+    backend module (the spec <-> backends import cycle is gone)."""
+    code = (
+        "import sys; from dscbench import spec; spec.load_preset('quick').cases(1); "
+        "print(sorted(m for m in sys.modules if m.startswith('dscbench.backends')))"
     )
     assert python_output(code) == "[]"
 

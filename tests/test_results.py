@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -206,3 +207,29 @@ def test_a_version_2_run_is_upgraded_and_compares_without_a_canary(sweep, tmp_pa
     assert not comparison.canary.available
     assert comparison.canary.reason == "no machine canary in the baseline and candidate"
     assert {c.verdict for c in comparison.changes} <= {"same", "failed"}
+
+
+def test_one_schema_describes_the_columns_the_files_and_the_readme(sweep, tmp_path):
+    """RESULT_SCHEMA is the single source of truth: the parquet files carry it (types, units,
+    meanings), and the README's Columns table documents exactly its columns."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
+    results.write_run(tmp_path, table, samples, {})
+    written = pq.read_schema(tmp_path / results.RESULTS_PARQUET)
+    assert written.names == results.RESULT_COLUMNS
+    for name in ("latency_median_s", "macs", "shard", "bias"):
+        assert written.field(name).type == results.RESULT_SCHEMA.field(name).type
+    assert written.field("latency_median_s").metadata[b"unit"] == b"s"
+    assert pq.read_schema(tmp_path / results.SAMPLES_PARQUET).field("round").type == "int32"
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Columns", 1)[1].split("\n## ", 1)[0]
+    documented = [
+        name
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([a-z_0-9]+)`", line.split(" | ")[0])
+    ]
+    assert sorted(documented) == sorted(results.RESULT_COLUMNS)

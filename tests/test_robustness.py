@@ -362,3 +362,63 @@ def test_failures_are_counted_by_kind():
         "2 configuration(s) failed or were not measured: build_error 1, parity_failed 1 (exit 1)."
     )
     assert failure_line(table.iloc[:2]) == ""
+
+
+FAULTY_BACKEND = """
+import os, signal
+import dscbench.backends.torch_eager as te
+import dscbench.executor as ex
+real_prepare = te.TorchCPU.prepare
+def prepare(self, spec, variant, seed):
+    prepared = real_prepare(self, spec, variant, seed)
+    if spec.config_id.startswith(os.environ["RAISE_ON"]) and variant == "separable":
+        def run():
+            raise RuntimeError("the backend broke")
+        return prepared._replace(run=run) if hasattr(prepared, "_replace") else type(prepared)(
+            **{**vars(prepared), "run": run})
+    return prepared
+te.TorchCPU.prepare = prepare
+real_turn = ex.LocalExecutor.turn
+def turn(self, key, *args, **kwargs):
+    if key.startswith(os.environ["CRASH_ON"]):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return real_turn(self, key, *args, **kwargs)
+ex.LocalExecutor.turn = turn
+"""
+
+
+@pytest.mark.slow
+def test_a_backend_that_raises_and_one_that_segfaults_in_a_worker(tmp_path):
+    """One configuration's backend raises mid-run, another's worker dies of SIGSEGV: both
+    fail only their rows, with their kind and cause, the rest is measured, and exit is 1."""
+    import os
+    import subprocess
+    import sys
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAULTY_BACKEND)
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(hook), RAISE_ON="n1_c8-8_8x8", CRASH_ON="n1_c12-12_8x8")
+    args = ["--in-channels", "4,8,12", "--size", "8", "--kernel", "3", "--stride", "1",
+            "--min-time", "0.06", "--rounds", "2", "--warmup", "0", "--threads", "1",
+            "--processes", "2", "--no-canary"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "dscbench", "run", *args, "-o", str(out)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    rs = results.load_results(out)
+    status = rs.results.groupby("config_id").status.first()
+    assert status.to_dict() == {
+        "n1_c12-12_8x8_k3s1_float32_inference_t1": "worker_crashed",
+        "n1_c4-4_8x8_k3s1_float32_inference_t1": "ok",
+        "n1_c8-8_8x8_k3s1_float32_inference_t1": "runtime_error",
+    }
+    error = rs.results.set_index("config_id").error
+    assert "the backend broke" in error["n1_c8-8_8x8_k3s1_float32_inference_t1"].iloc[0]
+    assert "SIGSEGV" in error["n1_c12-12_8x8_k3s1_float32_inference_t1"].iloc[0]
+    (traceback,) = [t for k, t in rs.meta["failures"].items() if k.startswith("n1_c8-8")]
+    assert "RuntimeError: the backend broke" in traceback  # the cause keeps its traceback
+    assert "runtime_error 1" in done.stdout and "worker_crashed 1" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dscbench.errors import SpecError
+from dscbench.plan import validate_cases
 from dscbench.spec import (
     Case,
     ConvSpec,
@@ -14,7 +15,6 @@ from dscbench.spec import (
     parse_spec_text,
     preset_names,
     spec_problems,
-    validate_cases,
 )
 
 from .conftest import spec

@@ -36,7 +36,8 @@ from dscbench.executor import Executor, LocalExecutor
 from dscbench.export.console import print_breakdown, render_run
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
-from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json, validate_cases
+from dscbench.plan import validate_cases
+from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json
 from dscbench.stats import CONFIDENCE
 
 EXIT_OK = 0
