@@ -1,9 +1,14 @@
 """Result files: one row per configuration x variant x backend, raw samples, run metadata.
 
-Layout of a run directory (all rewritten atomically after every round):
-  results.parquet / results.csv   RESULT_COLUMNS, one row per config x variant x backend
-  samples.parquet                 SAMPLE_COLUMNS, one row per timed block
+Layout of a run directory:
   run.json                        schema_version, environment, settings, timings, status
+  journal.jsonl, manifest.json    while it runs: append-only checkpoints, and the small file
+                                  that names the committed part (see Journal)
+  results.parquet / results.csv   RESULT_SCHEMA, one row per config x variant x backend
+  samples.parquet                 SAMPLE_SCHEMA, one row per timed block
+  breakdown.parquet               BREAKDOWN_SCHEMA (network runs)
+The tables are written (atomically) when the run ends; until then readers build them from
+the journal. ``merge`` and older runs have no journal: their tables are all there is.
 
 Schema history (bump SCHEMA_VERSION on any change a reader must know about, add a migration):
   1  first version (dscbench 0.1.0)
