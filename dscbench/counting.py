@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from dscbench.spec import ConvSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Counts:
     params: int
     macs: int

@@ -302,11 +302,12 @@ def _counts_columns(c: Mapping[str, int]) -> dict[str, Any]:
 
 def _rows_for(
     record: CaseRecord,
-    series: Mapping[str, pd.DataFrame],
+    series: Mapping[str, Mapping[str, np.ndarray]],
     device: tuple[str, str],
     timer_overhead: float | None,
 ) -> list[dict[str, Any]]:
-    """Both variants' rows of one record; ``series`` holds each variant's samples."""
+    """Both variants' rows of one record; ``series`` holds each variant's samples (arrays of
+    SAMPLE_COLUMNS, in the order measured)."""
     spec = record.spec_object
     base = dict(
         config_id=spec.config_id,
@@ -369,8 +370,8 @@ def _rows_for(
                 parity_tolerance=check["tolerance"],
             )
         if measured:
-            times = series[v].time_s.to_numpy()
-            iterations = int(series[v].iterations.iloc[-1])
+            times = series[v]["time_s"]
+            iterations = int(series[v]["iterations"][-1])
             s = stats.summarize(times)
             warns = stats.check_samples(times, s.median * iterations, timer_overhead)
             row.update(
@@ -394,10 +395,10 @@ def _rows_for(
     a, b, r = (
         stats.pair_blocks(
             series["standard"]["pair"].tolist(),
-            series["standard"].time_s.tolist(),
+            series["standard"]["time_s"].tolist(),
             series["standard"]["round"].tolist(),
             series["separable"]["pair"].tolist(),
-            series["separable"].time_s.tolist(),
+            series["separable"]["time_s"].tolist(),
         )
         if measured
         else (np.empty(0),) * 3
@@ -442,7 +443,6 @@ def build_tables(
     """Result rows (one per record x variant, in the documented column order) and the raw
     samples sorted as measured, from the runner's records and ``meta`` (run.json: the backends'
     devices, timer overheads, calibrations, host, shard and seed)."""
-    records = list(records)
     samples = empty_samples() if samples is None or not len(samples) else samples
     samples = samples[SAMPLE_COLUMNS].astype(_SAMPLE_DTYPES).reset_index(drop=True)
     devices = devices_of(meta)
@@ -450,15 +450,22 @@ def build_tables(
     settings = meta.get("settings") or {}
     host = str(meta.get("host") or (meta.get("environment") or {}).get("hostname") or "")
     shard = (meta.get("shard") or {}).get("index")
-    groups = {
-        key: frame
-        for key, frame in samples.groupby(["config_id", "backend", "env", "variant"], sort=False)
-    }
+    # Arrays and group indices, not a DataFrame slice per row: 10,000 rows take a second,
+    # not a minute (benchmarks/REPORT-robust.md).
+    columns = {c: samples[c].to_numpy() for c in ("round", "pair", "iterations", "time_s")}
+    groups = (
+        samples.groupby(["config_id", "backend", "env", "variant"], sort=False).indices
+        if len(samples)
+        else {}
+    )
+    parts: list[pd.DataFrame] = []
     rows: list[dict[str, Any]] = []
     for record in records:
         cid, backend, env = record.key
         series = {
-            v: groups[(cid, backend, env, v)] for v in VARIANTS if (cid, backend, env, v) in groups
+            v: {c: values[groups[(cid, backend, env, v)]] for c, values in columns.items()}
+            for v in VARIANTS
+            if (cid, backend, env, v) in groups
         }
         for row in _rows_for(
             record, series, devices.get(backend, ("", "")), overheads.get(backend)
@@ -467,9 +474,20 @@ def build_tables(
             row["host"] = host
             row["shard"] = shard
             rows.append(row)
-    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        if len(rows) >= ROWS_PER_PART:
+            # A dict per row weighs ~5 KB: frames of a few hundred rows at a time keep a
+            # 5,000-configuration table from costing 50 MB on the way.
+            parts.append(pd.DataFrame(rows, columns=RESULT_COLUMNS))
+            rows = []
+    if rows or not parts:
+        parts.append(pd.DataFrame(rows, columns=RESULT_COLUMNS))
+    results = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    del parts
     results = add_efficiency(results, meta.get("calibration") or ())
     return _typed(results), samples
+
+
+ROWS_PER_PART = 500
 
 
 def breakdown_table(records: Iterable[CaseRecord]) -> pd.DataFrame:
@@ -487,18 +505,23 @@ def breakdown_table(records: Iterable[CaseRecord]) -> pd.DataFrame:
     )
 
 
-def derived_meta(records: list[CaseRecord], samples: pd.DataFrame) -> dict[str, Any]:
+def derived_meta(records: Iterable[CaseRecord], samples: pd.DataFrame) -> dict[str, Any]:
     """run.json's fields that follow from the records and samples: the tracebacks of failures,
-    the builds kept across visits, and the rounds' spread."""
+    the builds kept across visits (rebuilding them each visit costs too much), and the rounds'
+    spread."""
     from dscbench.compare import run_round_spread
 
-    def where(r: CaseRecord) -> str:
-        return f"{r.key[0]} {r.backend}" + (f" {{{r.env}}}" if r.env else "")
-
+    failures: dict[str, str] = {}
+    kept: list[str] = []
+    for r in records:
+        where = f"{r.key[0]} {r.backend}" + (f" {{{r.env}}}" if r.env else "")
+        if r.traceback:
+            failures[where] = r.traceback
+        if r.checked and not r.fresh:
+            kept.append(where)
     return {
-        "failures": {where(r): r.traceback for r in records if r.traceback},
-        # not rebuilt each visit: building costs too much
-        "kept_builds": [where(r) for r in records if r.checked and not r.fresh],
+        "failures": failures,
+        "kept_builds": kept,
         "round_spread": run_round_spread(samples),
     }
 
@@ -700,17 +723,20 @@ class Journal:
             os.fsync(f.fileno())
         return journal
 
-    def append(self, batch: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-        """Append one checkpoint and commit it, with ``meta``'s current dynamic fields."""
-        line = (json.dumps(json_safe(batch), allow_nan=False, default=str) + "\n").encode()
+    def append(self, parts: Iterable[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
+        """Append one checkpoint (a line per part) and commit it, with ``meta``'s current
+        dynamic fields: readers see all of its lines or none."""
         try:
             with open(self.directory / JOURNAL, "r+b") as f:
                 f.seek(self.committed)
-                f.write(line)
                 f.truncate()
+                written = 0
+                for part in parts:
+                    line = json.dumps(json_safe(part), allow_nan=False, default=str) + "\n"
+                    written += f.write(line.encode())
                 f.flush()
                 os.fsync(f.fileno())
-            self.committed += len(line)
+            self.committed += written
             self._commit(meta, consolidated=False)
         except OSError as exc:
             raise ResultsError(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,9 +90,10 @@ MAX_EXTRA_ROUNDS = 100  # --precision never adds more rounds than this
 # append to a journal, so their cost does not grow with the run (results.Journal).
 CHECKPOINT_INTERVAL_S = 2.0
 RECENT_SAMPLES = 20  # how many recent samples estimate a block's length for planning
+DELTA_CASES = 200  # cases per journal line (a checkpoint of 10,000 is written 200 at a time)
 
 
-@dataclass
+@dataclass(slots=True)  # thousands of these: no per-instance __dict__
 class Series:
     """The raw samples of one variant of one case in one environment."""
 
@@ -117,7 +118,7 @@ class Series:
         return self.iterations * self.per_iteration_s
 
 
-@dataclass
+@dataclass(slots=True)
 class EnvState:
     """One case in one environment: status, per-variant samples and what preparing found."""
 
@@ -160,7 +161,7 @@ class EnvState:
         return stats.round_speedup(a, b, r) if a.size else None
 
 
-@dataclass
+@dataclass(slots=True)
 class CaseState:
     case: Case
     counts: dict[str, counting.Counts]  # per variant; a network's arrive with its first build
@@ -249,16 +250,20 @@ class SweepState:
     crashes: dict[str, int] = field(default_factory=dict)  # env -> worker deaths
     canary_flushed: int = 0
 
-    def records(self) -> list[CaseRecord]:
-        return [state.record(env) for state in self.cases for env in state.envs]
-
-    def samples(self, only_new: bool = False) -> dict[str, list[Any]]:
-        """Every sample (or those not yet handed to a checkpoint), as columns of
-        results.SAMPLE_COLUMNS."""
-        columns: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+    def records(self) -> Iterator[CaseRecord]:
+        """Every case in every environment as a record, made one at a time (a sweep of
+        thousands of configurations never holds them all)."""
         for state in self.cases:
-            if only_new and not state.dirty:
-                continue
+            for env in state.envs:
+                yield state.record(env)
+
+    def samples(
+        self, only_new: bool = False, cases: Iterable[CaseState] | None = None
+    ) -> dict[str, list[Any]]:
+        """Every sample (or those not yet handed to a checkpoint) of ``cases`` (default all),
+        as columns of results.SAMPLE_COLUMNS."""
+        columns: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
+        for state in self.cases if cases is None else cases:
             cid, backend = state.case.spec.config_id, state.case.backend
             for env, e in state.envs.items():
                 for v, t in e.series.items():
@@ -276,28 +281,26 @@ class SweepState:
                     columns["time_s"] += t.times[start:]
         return columns
 
-    def take_delta(self) -> dict[str, Any]:
-        """What changed since the last call: the records of the cases touched, their new
-        samples (columns) and the new canary samples; marks them handed over."""
-        batch = {
-            "records": [
-                state.record(env).to_json()
-                for state in self.cases
-                if state.dirty
-                for env in state.envs
-            ],
-            "samples": self.samples(only_new=True),
-            "canary": self.canary[self.canary_flushed :],
-            "rounds_done": self.rounds_done,
-        }
-        for state in self.cases:
-            if state.dirty:
+    def take_delta(self) -> Iterator[dict[str, Any]]:
+        """What changed since the last call, in parts of at most DELTA_CASES cases: the
+        records of the cases touched and their new samples (columns); the last part also
+        carries the new canary samples. Marks each part's cases handed over as it goes."""
+        dirty = [state for state in self.cases if state.dirty]
+        for start in range(0, max(len(dirty), 1), DELTA_CASES):
+            chunk = dirty[start : start + DELTA_CASES]
+            part: dict[str, Any] = {
+                "records": [state.record(env).to_json() for state in chunk for env in state.envs],
+                "samples": self.samples(only_new=True, cases=chunk),
+            }
+            for state in chunk:
                 for e in state.envs.values():
                     for t in e.series.values():
                         t.flushed = len(t.times)
                 state.dirty = False
-        self.canary_flushed = len(self.canary)
-        return batch
+            if start + DELTA_CASES >= len(dirty):
+                part["canary"] = self.canary[self.canary_flushed :]
+                self.canary_flushed = len(self.canary)
+            yield part
 
 
 @dataclass

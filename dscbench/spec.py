@@ -362,6 +362,11 @@ class Sweep:
                     return len(seen)
         return len(seen)
 
+    def needs_default_threads(self) -> bool:
+        """Whether some grid leaves the thread count to the backend's default (which takes
+        importing torch to know)."""
+        return any(None in grid.get("threads", AXIS_DEFAULTS["threads"]) for grid in self.grids)
+
     def cases(self, default_threads: int) -> list[Case]:
         """Expand every grid into cases, dropping duplicates but keeping first-seen order."""
         seen: dict[Case, None] = {}

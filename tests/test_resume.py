@@ -144,7 +144,7 @@ def test_the_journal_is_read_while_a_run_is_going(clock, tmp_path):
 def journal_with(tmp_path: Path, batches: list[dict]) -> results.Journal:
     journal = results.Journal.create(tmp_path, {"schema_version": 4, "status": "running"})
     for batch in batches:
-        journal.append(batch, {"status": "running"})
+        journal.append([batch], {"status": "running"})
     return journal
 
 
@@ -166,7 +166,7 @@ def test_readers_trust_only_committed_bytes(tmp_path):
     assert contents.samples.time_s.tolist() == [1.0, 2.0]
     reopened = results.Journal.reopen(tmp_path)  # --resume drops the torn tail
     assert (tmp_path / results.JOURNAL).stat().st_size == committed
-    reopened.append({"resume_from": 0, "samples": samples_of([5.0], 0)}, {"status": "running"})
+    reopened.append([{"resume_from": 0}, {"samples": samples_of([5.0], 0)}], {"status": "running"})
     contents = results.read_journal(tmp_path, reopened.committed)
     assert contents.samples.time_s.tolist() == [5.0]  # the redone round replaced round 0
 
@@ -201,10 +201,10 @@ journal = results.Journal.create(d, {"schema_version": 4, "status": "running"})
 i = 0
 while True:
     n = 1 + i % 50
-    journal.append({"samples": {
+    journal.append([{"samples": {
         "config_id": ["c"] * n, "variant": ["standard"] * n, "backend": ["fake"] * n,
         "env": [""] * n, "round": [i] * n, "pair": list(range(n)),
-        "iterations": [1] * n, "time_s": [float(i + 1)] * n}}, {"status": "running"})
+        "iterations": [1] * n, "time_s": [float(i + 1)] * n}}], {"status": "running"})
     i += 1
 """
 

@@ -422,3 +422,23 @@ def test_a_backend_that_raises_and_one_that_segfaults_in_a_worker(tmp_path):
     (traceback,) = [t for k, t in rs.meta["failures"].items() if k.startswith("n1_c8-8")]
     assert "RuntimeError: the backend broke" in traceback  # the cause keeps its traceback
     assert "runtime_error 1" in done.stdout and "worker_crashed 1" in done.stdout
+
+
+def test_a_dry_run_with_explicit_threads_never_imports_torch():
+    """Planning 10,000 configurations takes well under a second when torch's import (a
+    second by itself) is not needed: with --threads given, nothing asks torch anything."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dscbench.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, 'torch' in sys.modules, file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "run", "--in-channels", "4,8", "--size", "8",
+         "--threads", "1", "--dry-run"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.stderr.strip().splitlines()[-1] == "0 False", done.stderr
+    assert "n1_c8-8_8x8_k3s2_float32_inference_t1" in done.stdout

@@ -32,6 +32,9 @@ class BackendInfo:
     requires: tuple[str, ...]  # importable packages it needs
     install: str  # what to install when a required package is missing
     modes: tuple[str, ...] = MODES
+    # Nothing to check beyond an installed package (no device, no compiler): a plan (--dry-run)
+    # need not import it, which for torch takes a second.
+    installed_is_enough: bool = False
 
 
 _TORCH = "a torch build for this machine (pip install torch)"
@@ -53,6 +56,7 @@ REGISTRY: dict[str, BackendInfo] = {
             "dscbench.backends.torch_eager:TorchCPU",
             ("torch",),
             _TORCH,
+            installed_is_enough=True,
         ),
         BackendInfo(
             "torch-cuda",
@@ -158,8 +162,9 @@ def _factory(info: BackendInfo) -> type[Backend]:
     return getattr(importlib.import_module(module), attr)
 
 
-def availability(name: str) -> Availability:
-    """Whether backend ``name`` can run here, and if not, why (one line)."""
+def availability(name: str, *, quick: bool = False) -> Availability:
+    """Whether backend ``name`` can run here, and if not, why (one line). ``quick`` (a plan,
+    not a measurement) skips importing the runtime of a backend that needs nothing else."""
     from dscbench.backends.base import Availability
 
     info = REGISTRY[name]
@@ -168,6 +173,8 @@ def availability(name: str) -> Availability:
             return Availability(
                 False, f"python package {package!r} is not installed; install {info.install}"
             )
+    if quick and info.installed_is_enough:
+        return Availability(True)
     try:
         return _factory(info).availability()
     except ImportError as exc:  # a broken install (missing shared library, ABI mismatch)

@@ -4,6 +4,7 @@ every round, render, and return the exit code."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import shutil
@@ -11,7 +12,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,9 @@ def expand_cases(
         sweep.expand_all_backends(
             available if available is not None else registry.available_names()
         )
-    threads = default_threads if default_threads is not None else torch_default_threads()
+    threads = default_threads
+    if threads is None:  # importing torch takes a second: only when a grid needs it
+        threads = torch_default_threads() if sweep.needs_default_threads() else 1
     return shards.select(sweep.cases(threads), case_key, shard)
 
 
@@ -260,7 +263,7 @@ def dry_run_notes(cases: list[Case], options: RunOptions) -> dict[Case, str]:
     --skip-unavailable, as in a real run), or is missing."""
     notes = dict(validate_cases(cases, skip_unsupported=options.skip_unavailable))
     for name in dict.fromkeys(c.backend for c in cases):
-        status = registry.availability(name)
+        status = registry.availability(name, quick=True)
         if not status.available:
             for case in cases:
                 if case.backend == name:
@@ -561,13 +564,13 @@ class Recorder:
 
     def _write(self, state: runner.SweepState) -> None:
         t0 = time.perf_counter()
+        parts: Iterable[dict[str, Any]] = state.take_delta()
         if self.journal is None:
             self.journal = self._open()
-            first = {"resume_from": state.rounds_done} if self.previous is not None else {}
-        else:
-            first = {}
+            if self.previous is not None:  # readers drop the samples of the round redone
+                parts = itertools.chain([{"resume_from": state.rounds_done}], parts)
         self._update_meta(state)
-        self.journal.append({**first, **state.take_delta()}, self.meta)
+        self.journal.append(parts, self.meta)
         if state.status != "running":
             self._consolidate(state)
         self.write_s += time.perf_counter() - t0
@@ -608,12 +611,13 @@ class Recorder:
         a journal back, so both give the same rows)."""
         import pandas as pd
 
-        records = state.records()
-        table, samples = results.build_tables(records, pd.DataFrame(state.samples()), self.meta)
-        self.meta.update(results.derived_meta(records, samples))
+        table, samples = results.build_tables(
+            state.records(), pd.DataFrame(state.samples()), self.meta
+        )
+        self.meta.update(results.derived_meta(state.records(), samples))
         if self.canary_describe is not None:
             self.meta["canary"] = {"describe": self.canary_describe, "samples": state.canary}
-        self.breakdown = results.breakdown_table(records)
+        self.breakdown = results.breakdown_table(state.records())
         assert self.journal is not None
         self.journal.consolidate(table, samples, self.meta, self.breakdown)
         self.table = table
