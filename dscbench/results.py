@@ -991,6 +991,10 @@ def load_results(path: Path) -> ResultSet:
         results, samples = build_tables(contents.records, contents.samples, meta)
         return _finish(results, samples, meta, directory / JOURNAL)
     table = path if path.is_file() else directory / RESULTS_PARQUET
+    if manifest is None and not table.exists() and (directory / JOURNAL).exists():
+        raise ResultsError(
+            f"{directory}: the run stopped before its first checkpoint; nothing was measured"
+        )
     try:
         if table.suffix == ".csv":
             results = pd.read_csv(

@@ -24,6 +24,9 @@ from dscbench.measure import HarnessOptions
 from dscbench.spec import RunSettings
 
 from .conftest import FakeBackend, fake_cases
+from .journal_writer import expected_times
+
+WRITER = Path(__file__).with_name("journal_writer.py")
 
 cli = CliRunner()
 SETTINGS = dict(min_time=0.008, rounds=4, warmup=0.0, parity=False, seed=3)
@@ -193,27 +196,11 @@ def test_a_damaged_journal_is_one_error_line(tmp_path, damage, message):
         results.load_results(tmp_path)
 
 
-WRITER = """
-import sys
-from dscbench import results
-d = sys.argv[1]
-journal = results.Journal.create(d, {"schema_version": 4, "status": "running"})
-i = 0
-while True:
-    n = 1 + i % 50
-    journal.append([{"samples": {
-        "config_id": ["c"] * n, "variant": ["standard"] * n, "backend": ["fake"] * n,
-        "env": [""] * n, "round": [i] * n, "pair": list(range(n)),
-        "iterations": [1] * n, "time_s": [float(i + 1)] * n}}], {"status": "running"})
-    i += 1
-"""
-
-
 def kill_and_check(directory: Path, delay: float) -> int:
     """Start a process that appends to a journal as fast as it can, kill -9 it after
     ``delay`` seconds, and check that the last committed state reads back whole."""
     directory.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(directory)])
+    proc = subprocess.Popen([sys.executable, str(WRITER), str(directory)])
     deadline = time.monotonic() + 60
     while not (directory / results.MANIFEST).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -222,10 +209,8 @@ def kill_and_check(directory: Path, delay: float) -> int:
     proc.wait()
     manifest = results.read_manifest(directory)
     contents = results.read_journal(directory, manifest["journal_bytes"])
-    batches = manifest["generation"] - 1  # generation 1 is the empty journal
-    expected = [float(i + 1) for i in range(batches) for _ in range(1 + i % 50)]
-    assert contents.samples.time_s.tolist() == expected
-    return batches
+    assert contents.samples.time_s.tolist() == expected_times(manifest["generation"])
+    return manifest["generation"] - 1
 
 
 @pytest.mark.slow
@@ -365,3 +350,11 @@ def test_the_command_to_resume_with_is_the_one_the_run_was_started_with():
     assert run_command.resume_command(argv, Path("r1")) == (
         "dscbench run --preset full --threads 2 --resume r1"
     )
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_so(tmp_path):
+    """Between run.json and the first manifest there is nothing to read: one clear line."""
+    results.Journal.create(tmp_path, {"schema_version": 4, "status": "running"})
+    (tmp_path / results.MANIFEST).unlink()
+    with pytest.raises(ResultsError, match="stopped before its first checkpoint"):
+        results.load_results(tmp_path)
