@@ -402,6 +402,7 @@ class WorkerExecutor:
         verify_counts: bool = False,
         fresh: bool = False,
         first: bool = False,
+        keep_s: float = 0.0,
     ) -> PrepareReport:
         args = dict(
             key=key,
@@ -412,6 +413,7 @@ class WorkerExecutor:
             verify_counts=verify_counts,
             fresh=fresh,
             first=first,
+            keep_s=keep_s,
         )
         return PrepareReport.from_json(self._call("prepare", args))
 

@@ -29,7 +29,7 @@ from dscbench.spec import VARIANTS, BackendOptions, Spec, spec_from_json, spec_t
 if TYPE_CHECKING:
     from dscbench.backends.base import Backend, Prepared
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: prepare takes keep_s
 
 # Statuses a (configuration, environment) can end in ("kind of failure" otherwise).
 OK = "ok"
@@ -141,6 +141,7 @@ class Executor(Protocol):
         verify_counts: bool,
         fresh: bool,
         first: bool,
+        keep_s: float = 0.0,
     ) -> PrepareReport: ...
 
     def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport: ...
@@ -269,6 +270,7 @@ class LocalExecutor:
         self.given = set(self.backends)
         self.cache = _PreparedCache(cache_bytes)
         self.entries: dict[str, _Entry] = {}
+        self.current: str | None = None  # the case whose variants are in use
         self.options = BackendOptions()
 
     # -- handshake -------------------------------------------------------------------------
@@ -343,13 +345,23 @@ class LocalExecutor:
         verify_counts: bool = False,
         fresh: bool = False,
         first: bool = False,
+        keep_s: float = 0.0,
     ) -> PrepareReport:
         """Make the case's variants ready: from the cache, or built with ``seed`` (always built
         anew with ``fresh``: new tensors at new addresses, same values). On request, check their
         outputs against the float64 reference and their counts against fvcore. On the ``first``
-        build of a case, measure each variant's peak memory and count a network's layers."""
+        build of a case, measure each variant's peak memory and count a network's layers.
+
+        Only builds that took longer than ``keep_s`` seconds are cached for later visits (the
+        runner rebuilds the cheaper ones on every visit anyway), and only the case at hand
+        holds its variants outside the cache: memory stays bounded however long the sweep."""
         from dscbench.backends.base import CompileFailed
 
+        if self.current is not None and self.current != key:
+            previous = self.entries.get(self.current)
+            if previous is not None:
+                previous.workloads = {}  # what it built lives on in the cache, or is rebuilt
+        self.current = key
         entry = self.entries.get(key)
         if entry is None:
             entry = self.entries[key] = _Entry(spec_from_json(spec), backend)
@@ -384,11 +396,15 @@ class LocalExecutor:
                 report.traceback = traceback.format_exc()
                 return report
             report.built = True
-            if entry.spec.kind == "conv":
-                size = sum(counting.closed_form(entry.spec, v).bytes for v in VARIANTS)
-            else:
-                size = entry.size or _held_bytes(prepared)
-            self.cache.put(key, prepared, size)
+            built_s = sum(report.prepare_s.values()) + sum(
+                c for c in report.compile_s.values() if math.isfinite(c)
+            )
+            if built_s > keep_s:
+                if entry.spec.kind == "conv":
+                    size = sum(counting.closed_form(entry.spec, v).bytes for v in VARIANTS)
+                else:
+                    size = entry.size or _held_bytes(prepared)
+                self.cache.put(key, prepared, size)
         entry.workloads = {v: Workload(prepared[v].run, prepared[v].context) for v in VARIANTS}
         if first:
             t0 = time.perf_counter()

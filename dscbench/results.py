@@ -448,6 +448,7 @@ def build_tables(
     devices = devices_of(meta)
     overheads = ((meta.get("timings") or {}).get("timer_overhead_s")) or {}
     settings = meta.get("settings") or {}
+    calibrations = list(meta.get("calibration") or ())
     host = str(meta.get("host") or (meta.get("environment") or {}).get("hostname") or "")
     shard = (meta.get("shard") or {}).get("index")
     # Arrays and group indices, not a DataFrame slice per row: 10,000 rows take a second,
@@ -459,7 +460,7 @@ def build_tables(
         else {}
     )
     parts: list[pd.DataFrame] = []
-    rows: list[dict[str, Any]] = []
+    table: dict[str, list[Any]] = {c: [] for c in RESULT_COLUMNS}
     for record in records:
         cid, backend, env = record.key
         series = {
@@ -470,24 +471,24 @@ def build_tables(
         for row in _rows_for(
             record, series, devices.get(backend, ("", "")), overheads.get(backend)
         ):
-            row["seed"] = settings.get("seed", 0)
-            row["host"] = host
-            row["shard"] = shard
-            rows.append(row)
-        if len(rows) >= ROWS_PER_PART:
-            # A dict per row weighs ~5 KB: frames of a few hundred rows at a time keep a
-            # 5,000-configuration table from costing 50 MB on the way.
-            parts.append(pd.DataFrame(rows, columns=RESULT_COLUMNS))
-            rows = []
-    if rows or not parts:
-        parts.append(pd.DataFrame(rows, columns=RESULT_COLUMNS))
-    results = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    del parts
-    results = add_efficiency(results, meta.get("calibration") or ())
-    return _typed(results), samples
+            row.update(seed=settings.get("seed", 0), host=host, shard=shard)
+            for c, values in table.items():  # column by column: each row's dict goes at once
+                values.append(row.get(c))
+        if len(table["config_id"]) >= ROWS_PER_PART:
+            parts.append(_part(table, calibrations))
+            table = {c: [] for c in RESULT_COLUMNS}
+    if table["config_id"] or not parts:
+        parts.append(_part(table, calibrations))
+    return (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]), samples
 
 
 ROWS_PER_PART = 500
+
+
+def _part(table: dict[str, list[Any]], calibrations: list[Any]) -> pd.DataFrame:
+    """A few hundred rows (as columns) as a finished, typed frame: built in parts, a table of
+    10,000 rows never exists as Python objects all at once (benchmarks/REPORT-robust.md)."""
+    return _typed(add_efficiency(pd.DataFrame(table, columns=RESULT_COLUMNS), calibrations))
 
 
 def breakdown_table(records: Iterable[CaseRecord]) -> pd.DataFrame:

@@ -59,6 +59,8 @@ from dscbench.results import SAMPLE_COLUMNS, CaseRecord
 from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dscbench.backends.base import Backend
     from dscbench.canary import Canary
 
@@ -280,6 +282,40 @@ class SweepState:
                     columns["iterations"] += [t.iterations] * n
                     columns["time_s"] += t.times[start:]
         return columns
+
+    def samples_frame(self) -> pd.DataFrame:
+        """Every sample as a typed frame of results.SAMPLE_COLUMNS, filled into arrays
+        allocated once (from Python lists, or from an array per series, a sweep of thousands
+        of configurations would take several times the memory of the result)."""
+        import pandas as pd
+
+        series = [
+            (state.case.spec.config_id, state.case.backend, env, v, t)
+            for state in self.cases
+            for env, e in state.envs.items()
+            for v, t in e.series.items()
+            if t.times
+        ]
+        n = sum(len(t.times) for *_, t in series)
+        columns = {
+            c: np.empty(n, dtype=dtype)
+            for c, dtype in (
+                ("config_id", object), ("variant", object), ("backend", object),
+                ("env", object), ("round", "int32"), ("pair", "int32"),
+                ("iterations", "int64"), ("time_s", "float64"),
+            )
+        }  # fmt: skip
+        at = 0
+        for cid, backend, env, v, t in series:
+            end = at + len(t.times)
+            for c, value in (("config_id", cid), ("variant", v), ("backend", backend),
+                             ("env", env), ("iterations", t.iterations)):  # fmt: skip
+                columns[c][at:end] = value
+            columns["round"][at:end] = t.rounds
+            columns["pair"][at:end] = t.pairs
+            columns["time_s"][at:end] = t.times
+            at = end
+        return pd.DataFrame(columns)
 
     def take_delta(self) -> Iterator[dict[str, Any]]:
         """What changed since the last call, in parts of at most DELTA_CASES cases: the
@@ -564,6 +600,9 @@ def run_sweep(
                 verify_counts and checks,
                 fresh,
                 checks,
+                # with settings.fresh, builds cheaper than this are rebuilt on every visit
+                # (see FRESH_BUILD_SHARE): the executor need not keep them
+                FRESH_BUILD_SHARE * 2 * share if settings.fresh else 0.0,
             )
         except ExecutorLost as exc:
             lost(env, replica, state, exc)

@@ -23,4 +23,4 @@ def tables_of(
         "calibration": list(calibrations),
         "settings": {"seed": state.settings.seed},
     }
-    return results.build_tables(state.records(), pd.DataFrame(state.samples()), meta)
+    return results.build_tables(state.records(), state.samples_frame(), meta)

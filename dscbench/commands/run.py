@@ -609,11 +609,8 @@ class Recorder:
     def _consolidate(self, state: runner.SweepState) -> None:
         """The final tables and run.json, from the state in memory (the same function reads
         a journal back, so both give the same rows)."""
-        import pandas as pd
 
-        table, samples = results.build_tables(
-            state.records(), pd.DataFrame(state.samples()), self.meta
-        )
+        table, samples = results.build_tables(state.records(), state.samples_frame(), self.meta)
         self.meta.update(results.derived_meta(state.records(), samples))
         if self.canary_describe is not None:
             self.meta["canary"] = {"describe": self.canary_describe, "samples": state.canary}
