@@ -308,9 +308,10 @@ def _start_and_wait(out: Path):
         text=True,
     )
     deadline = time.monotonic() + 120
-    while not (out / "run.json").exists() and time.monotonic() < deadline:
+    # The first checkpoint is committed when the manifest appears (run.json comes just before).
+    while not (out / "manifest.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert (out / "run.json").exists(), "nothing written before measuring"
+    assert (out / "manifest.json").exists(), "nothing written before measuring"
     return proc
 
 
