@@ -856,13 +856,23 @@ def main() -> None:
         code = app(standalone_mode=False)
     except click_exception as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
-            sys.exit(exc.exit_code)  # the help is already printed
+            _exit(exc.exit_code)  # the help is already printed
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         err_console.print(
             Text("error: ", style="bold red") + Text(exc.format_message() + hint), highlight=False
         )
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code)
     except abort:  # Ctrl-C or end of input outside a sweep (a sweep handles its own)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        _exit(130)
+    _exit(code if isinstance(code, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """Exit with ``code``, deaf to Ctrl-C from here on: a second Ctrl-C landing while the
+    process unwinds would otherwise turn a clean exit (130 after an interrupt, with every
+    result written) into a death by SIGINT."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

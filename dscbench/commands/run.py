@@ -801,7 +801,7 @@ def measure(
                 progress.update(task, completed=done, total=total, description=f"{what} {label}")
 
             try:
-                with _terminate_as_interrupt():
+                with _interrupt_once():
                     return runner.run_sweep(
                         plan.cases,
                         sweep.settings,
@@ -892,17 +892,27 @@ def signals_deferred() -> Iterator[None]:
     with signal_handlers({signal.SIGINT: hold, signal.SIGTERM: hold}):
         yield
     if pending:
+        _stop_listening()  # the sweep stops now; a further signal must not cut that short
         raise KeyboardInterrupt
 
 
-def _terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
-    """SIGTERM (a batch scheduler's pre-emption, `kill`) stops the sweep like Ctrl-C does, so the
-    results measured so far are written before the process ends."""
+def _stop_listening() -> None:
+    """Ignore Ctrl-C and SIGTERM: the sweep is stopping and what it measured is being saved
+    (the handlers in force before the sweep come back when its context ends)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _interrupt_once() -> contextlib.AbstractContextManager[None]:
+    """Ctrl-C or SIGTERM (a batch scheduler's pre-emption, `kill`) stops the sweep, so the
+    results measured so far are saved before the process ends; any further one while that
+    happens is ignored (a second Ctrl-C must not cut the interrupt-time checkpoint short)."""
 
     def interrupt(signum: int, frame: object) -> None:
+        _stop_listening()
         raise KeyboardInterrupt
 
-    return signal_handlers({signal.SIGTERM: interrupt})
+    return signal_handlers({signal.SIGINT: interrupt, signal.SIGTERM: interrupt})
 
 
 def plan_table(sweep: Sweep, cases: list[Case], notes: dict[Case, str]) -> Table:
