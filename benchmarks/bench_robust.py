@@ -190,7 +190,11 @@ def checkpoint() -> list[str]:
 
 
 def child(n: int) -> None:
-    """``rss`` measures this in a fresh process: a fake sweep of ``n`` configurations."""
+    """``rss`` measures this in a fresh process: a fake sweep of ``n`` configurations, with
+    pyarrow's allocator chosen as the `dscbench` command chooses it."""
+    from dscbench.cli import prefer_system_allocator
+
+    prefer_system_allocator()  # before anything imports pyarrow, as `dscbench` does
     with tempfile.TemporaryDirectory() as tmp:
         fake_sweep(n, Path(tmp) / "run")
     # VmHWM: this process's peak RSS. (ru_maxrss would be wrong here: Linux carries the
@@ -203,7 +207,8 @@ def rss() -> list[str]:
     lines = [
         "## rss: peak RSS, 50 vs 5,000 configurations (fake clock, fresh processes)",
         "",
-        f"Three rounds each, with checkpoints and the final tables; {load()} before.",
+        f"Three rounds each, with checkpoints and the final tables, pyarrow on the system "
+        f"allocator as `dscbench` sets it (cli.prefer_system_allocator); {load()} before.",
         "",
         "| configurations | peak RSS |",
         "|---|---|",

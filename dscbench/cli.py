@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import socket
 import sys
 import time
@@ -851,6 +852,7 @@ def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:
 
 def main() -> None:
     """Console-script entry point: usage errors become one red line and exit 2 too."""
+    prefer_system_allocator()
     click_exception, abort = _click_exceptions()
     try:
         code = app(standalone_mode=False)
@@ -866,6 +868,16 @@ def main() -> None:
     except abort:  # Ctrl-C or end of input outside a sweep (a sweep handles its own)
         _exit(130)
     _exit(code if isinstance(code, int) else 0)
+
+
+def prefer_system_allocator() -> None:
+    """Give pyarrow the C library's allocator, unless ARROW_DEFAULT_MEMORY_POOL already
+    chooses one; it must happen before pyarrow is first imported, so the command does it first.
+
+    pandas 3 keeps string columns in arrow memory, and pyarrow's default pool (mimalloc) keeps
+    what it frees: a long sweep's result tables made peak RSS grow with the number of
+    configurations (benchmarks/REPORT-robust.md). A library user's process is left alone."""
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
 def _exit(code: int) -> None:

@@ -233,3 +233,25 @@ def test_one_schema_describes_the_columns_the_files_and_the_readme(sweep, tmp_pa
         for name in re.findall(r"`([a-z_0-9]+)`", line.split(" | ")[0])
     ]
     assert sorted(documented) == sorted(results.RESULT_COLUMNS)
+
+
+def test_the_command_gives_pyarrow_the_system_allocator_unless_told_otherwise():
+    """pyarrow's default pool keeps what it frees, so a long sweep's tables grew its peak RSS
+    (benchmarks/REPORT-robust.md); `dscbench` switches to the system allocator, and a user's
+    ARROW_DEFAULT_MEMORY_POOL wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['dscbench', 'show', '/nonexistent']\n"
+        "from dscbench.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "import pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.stdout.split()[-1] == "system", run.stdout + run.stderr
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.stdout.split()[-1] == "jemalloc", run.stdout + run.stderr
