@@ -963,6 +963,42 @@ def _load_json_export(path: Path) -> ResultSet:
     return _finish(results, samples, meta, path)
 
 
+def _read_meta(directory: Path, asked: Path) -> dict[str, Any]:
+    """run.json of ``directory``, checked and migrated (``asked`` is what the user named)."""
+    meta_path = directory / RUN_JSON
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{asked}: no {RUN_JSON} beside the results") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{meta_path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{meta_path}: not a JSON object")
+    return _migrate(meta, meta_path)
+
+
+def _from_journal(
+    directory: Path, meta: dict[str, Any], manifest: Mapping[str, Any]
+) -> tuple[ResultSet, JournalContents]:
+    contents = read_journal(directory, manifest["journal_bytes"])
+    meta = meta_from_journal(meta, manifest, contents)
+    results, samples = build_tables(contents.records, contents.samples, meta)
+    return _finish(results, samples, meta, directory / JOURNAL), contents
+
+
+def load_journal(directory: Path) -> tuple[ResultSet, JournalContents]:
+    """A run as its journal holds it, consolidated or not, with the records and samples the
+    journal committed (what --resume restores); ResultsError when it has none."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest is None or not (directory / JOURNAL).is_file():
+        raise ResultsError(
+            f"{directory}: no {MANIFEST} and {JOURNAL} (a merged run, or one written by a "
+            "dscbench before 0.6)"
+        )
+    return _from_journal(directory, _read_meta(directory, directory), manifest)
+
+
 def load_results(path: Path) -> ResultSet:
     """Read a run directory, a results.parquet / results.csv file (with run.json beside it), or
     a JSON export (``dscbench export``)."""
@@ -974,23 +1010,11 @@ def load_results(path: Path) -> ResultSet:
     directory = path if path.is_dir() else path.parent
     if path.name == RUN_JSON:
         path = directory
-    meta_path = directory / RUN_JSON
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no {RUN_JSON} beside the results") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{meta_path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ResultsError(f"{meta_path}: not a JSON object")
-    meta = _migrate(meta, meta_path)
+    meta = _read_meta(directory, path)
     manifest = read_manifest(directory)
     if manifest is not None and not manifest.get("consolidated"):
         # A run being measured, or one killed: its journal is the truth (Journal's doc).
-        contents = read_journal(directory, manifest["journal_bytes"])
-        meta = meta_from_journal(meta, manifest, contents)
-        results, samples = build_tables(contents.records, contents.samples, meta)
-        return _finish(results, samples, meta, directory / JOURNAL)
+        return _from_journal(directory, meta, manifest)[0]
     table = path if path.is_file() else directory / RESULTS_PARQUET
     if manifest is None and not table.exists() and (directory / JOURNAL).exists():
         raise ResultsError(

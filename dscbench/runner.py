@@ -259,28 +259,25 @@ class SweepState:
             for env in state.envs:
                 yield state.record(env)
 
-    def samples(
-        self, only_new: bool = False, cases: Iterable[CaseState] | None = None
-    ) -> dict[str, list[Any]]:
-        """Every sample (or those not yet handed to a checkpoint) of ``cases`` (default all),
-        as columns of results.SAMPLE_COLUMNS."""
+    def _new_samples(self, cases: Iterable[CaseState]) -> dict[str, list[Any]]:
+        """The samples of ``cases`` not yet handed to a checkpoint, as columns of
+        results.SAMPLE_COLUMNS (a journal line)."""
         columns: dict[str, list[Any]] = {c: [] for c in SAMPLE_COLUMNS}
-        for state in self.cases if cases is None else cases:
+        for state in cases:
             cid, backend = state.case.spec.config_id, state.case.backend
             for env, e in state.envs.items():
                 for v, t in e.series.items():
-                    start = t.flushed if only_new else 0
-                    n = len(t.times) - start
+                    n = len(t.times) - t.flushed
                     if n <= 0:
                         continue
                     columns["config_id"] += [cid] * n
                     columns["variant"] += [v] * n
                     columns["backend"] += [backend] * n
                     columns["env"] += [env] * n
-                    columns["round"] += t.rounds[start:]
-                    columns["pair"] += t.pairs[start:]
+                    columns["round"] += t.rounds[t.flushed :]
+                    columns["pair"] += t.pairs[t.flushed :]
                     columns["iterations"] += [t.iterations] * n
-                    columns["time_s"] += t.times[start:]
+                    columns["time_s"] += t.times[t.flushed :]
         return columns
 
     def samples_frame(self) -> pd.DataFrame:
@@ -326,7 +323,7 @@ class SweepState:
             chunk = dirty[start : start + DELTA_CASES]
             part: dict[str, Any] = {
                 "records": [state.record(env).to_json() for state in chunk for env in state.envs],
-                "samples": self.samples(only_new=True, cases=chunk),
+                "samples": self._new_samples(chunk),
             }
             for state in chunk:
                 for e in state.envs.values():

@@ -201,3 +201,30 @@ def _no_global_onnxruntime_pool():
     ort = sys.modules.get("dscbench.backends.ort")
     if ort is not None:
         assert ort._global_pool_threads is None, "a test created the global onnxruntime pool"
+
+
+def start_run(out, args: list[str], rounds: int = 0):
+    """Start `dscbench run ARGS -o OUT` in a subprocess and return it once its first
+    checkpoint is committed (the manifest exists) with at least ``rounds`` rounds done."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dscbench", "run", *args, "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def rounds_done() -> int:
+        try:
+            return json.loads((out / "manifest.json").read_text())["rounds_done"]
+        except (OSError, ValueError, KeyError):
+            return -1
+
+    deadline = time.monotonic() + 120
+    while rounds_done() < rounds and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rounds_done() >= rounds, f"no checkpoint with {rounds} round(s) done"
+    return proc

@@ -23,7 +23,7 @@ from dscbench.errors import ResultsError
 from dscbench.measure import HarnessOptions
 from dscbench.spec import RunSettings
 
-from .conftest import FakeBackend, fake_cases
+from .conftest import FakeBackend, fake_cases, start_run
 from .journal_writer import expected_times
 
 WRITER = Path(__file__).with_name("journal_writer.py")
@@ -232,29 +232,14 @@ SUB = ["--in-channels", "4,8", "--size", "8", "--kernel", "3", "--stride", "1", 
 @pytest.mark.slow
 def test_a_double_ctrl_c_then_resume_gives_exactly_the_full_run(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dscbench", "run", *SUB, "-o", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-
-    def rounds_done() -> int:
-        try:
-            return json.loads((out / results.MANIFEST).read_text())["rounds_done"]
-        except (OSError, ValueError, KeyError):
-            return 0
-
-    while rounds_done() < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_run(out, SUB, rounds=2)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
     cut = results.load_results(out)
-    assert cut.meta["status"] == "interrupted" and 2 <= cut.meta["rounds_done"] < 6
+    assert cut.meta["status"] == "interrupted" and 2 <= cut.meta["rounds_done"] < 6, cut.meta
 
     done = subprocess.run(
         [sys.executable, "-m", "dscbench", "run", *SUB, "--resume", str(out)],
@@ -263,11 +248,14 @@ def test_a_double_ctrl_c_then_resume_gives_exactly_the_full_run(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"resuming {out}: {cut.meta['rounds_done']} of 6 round(s) done" in done.stdout
+    said = " ".join(done.stdout.split())
+    assert f"resuming {out}: {cut.meta['rounds_done']} of 6 round(s) done" in said, said
     final = results.load_results(out)
-    assert final.meta["status"] == "complete" and len(final.results) == 4
-    assert (final.results.status == "ok").all() and (final.results.rounds == 6).all()
-    assert (rounds_per_block(final.samples) == tuple(range(6))).all()
+    rows = final.results[["config_id", "variant", "status", "rounds", "error"]].to_string()
+    assert final.meta["status"] == "complete" and len(final.results) == 4, rows
+    assert (final.results.status == "ok").all() and (final.results.rounds == 6).all(), rows
+    per_block = rounds_per_block(final.samples)
+    assert (per_block == tuple(range(6))).all(), per_block.to_string()
     assert not final.samples.duplicated(["config_id", "variant", "pair"]).any()
 
 

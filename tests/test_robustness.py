@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from dscbench import results, stats
 from dscbench.cli import app
 from dscbench.export.compare import percent
+from tests.conftest import start_run
 
 BASE = Path(__file__).parent / "data" / "compare" / "baseline"
 CAND = Path(__file__).parent / "data" / "compare" / "candidate"
@@ -297,22 +298,7 @@ LONG = ["--in-channels", "4,8", "--size", "8", "--kernel", "3", "--stride", "1",
 
 
 def _start_and_wait(out: Path):
-    import subprocess
-    import sys
-    import time
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dscbench", "run", *LONG, "-o", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    # The first checkpoint is committed when the manifest appears (run.json comes just before).
-    while not (out / "manifest.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (out / "manifest.json").exists(), "nothing written before measuring"
-    return proc
+    return start_run(out, LONG)
 
 
 @pytest.mark.slow

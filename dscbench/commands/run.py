@@ -652,14 +652,17 @@ def resume_point(directory: Path) -> Previous:
         )
     if manifest.get("status") == "complete":
         raise ResultsError(f"{where}: the run is complete; there is nothing to resume")
-    meta = results.load_results(directory).meta  # checks it the way every reader does
-    contents = results.read_journal(directory, manifest["journal_bytes"])
+    try:  # the journal, read once and checked as every reader checks a run
+        loaded, contents = results.load_journal(directory)
+    except ResultsError as exc:
+        raise ResultsError(f"{where}: {exc}") from None
     point = runner.ResumePoint(
         contents.records,
         {c: contents.samples[c].tolist() for c in results.SAMPLE_COLUMNS},
         contents.canary,
-        int(manifest.get("rounds_done") or 0),
+        int(loaded.meta.get("rounds_done") or 0),
     )
+    meta = loaded.meta
     return Previous(directory, meta, point)
 
 
