@@ -1,18 +1,200 @@
 """Answers from result tables: per-backend summaries, wins and losses, break-even channel
-counts. Pure pandas over result rows (no torch), shared by `report` and `plot`."""
+counts. Pure pandas over result rows (no torch), shared by `report`, `plot` and `show`.
+
+Several runs in one table carry a ``run`` column, and the rows of a run that mixes hardware (a
+merge made with --allow-different-hardware) a ``machine`` column (``combine``,
+``with_machines``); every summary is then one per run, machine, backend and environment, never
+a mean pooled over runs or machines.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dscbench.export.table import pairs
+from dscbench.export.table import pairs, series_columns, series_name
 from dscbench.stats import geometric_mean
 
 GROUP_AXES = ("backend", "env", "kernel")
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs and machines
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Machine:
+    """One machine a run measured on: ``label`` (its host name; unique within the run) in
+    tables and summaries, ``hardware`` (CPU, architecture, cores, GPUs) where it is named."""
+
+    label: str
+    hardware: str
+    shards: list[int] = field(default_factory=list)
+
+    def details(self) -> str:
+        """'AMD EPYC 7763, x86_64, 64 cores (shards 1, 3)'."""
+        if not self.shards:
+            return self.hardware
+        word = "shard" if len(self.shards) == 1 else "shards"
+        return f"{self.hardware} ({word} {', '.join(map(str, self.shards))})"
+
+    def describe(self) -> str:
+        """'host-a: AMD EPYC 7763, x86_64, 64 cores (shards 1, 3)'."""
+        return f"{self.label}: {self.details()}"
+
+
+def hardware_of(environment: Mapping[str, Any] | None, backends: Mapping[str, Any] | None) -> str:
+    """'AMD EPYC 7763, x86_64, 64 cores; GPU NVIDIA H100': run.json's environment and the
+    names of its CUDA devices."""
+    env = environment or {}
+    parts = [str(env.get("cpu_model") or "unknown CPU")]
+    parts += [str(env["machine"])] if env.get("machine") else []
+    parts += [f"{env['cpu_count']} cores"] if env.get("cpu_count") else []
+    gpus = sorted(
+        {
+            str(info.get("device_name"))
+            for info in (backends or {}).values()
+            if info.get("device") == "cuda" and info.get("device_name")
+        }
+    )
+    return ", ".join(parts) + (f"; GPU {', '.join(gpus)}" if gpus else "")
+
+
+def mixes_hardware(meta: Mapping[str, Any]) -> bool:
+    """A merge of shards measured on different hardware (--allow-different-hardware)."""
+    return bool(meta.get("mixed_hardware")) and bool(meta.get("merged_from"))
+
+
+def machines(meta: Mapping[str, Any]) -> list[Machine]:
+    """The machines of a run: of a merge, one per distinct host and hardware among its shards
+    (run.json ``merged_from``), in shard order; otherwise the one the run's environment
+    names. A host name shared by different hardware gets the hardware in its label."""
+    if meta.get("merged_from"):
+        entries = [
+            (
+                (e.get("shard") or {}).get("index"),
+                str(e.get("host") or ""),
+                hardware_of(e.get("environment"), e.get("backends")),
+            )
+            for e in meta["merged_from"]
+        ]
+    else:
+        env = meta.get("environment") or {}
+        host = str(env.get("hostname") or meta.get("host") or "")
+        entries = [(None, host, hardware_of(env, meta.get("backends")))]
+    distinct = list(dict.fromkeys((host, hardware) for _, host, hardware in entries))
+    hosts = [host for host, _ in distinct]
+    out = []
+    for host, hardware in distinct:
+        if not host:
+            label = hardware
+        elif hosts.count(host) > 1:
+            label = f"{host} ({hardware})"
+        else:
+            label = host
+        shards = sorted(
+            int(i) for i, h, hw in entries if (h, hw) == (host, hardware) and i is not None
+        )
+        out.append(Machine(label, hardware, shards))
+    return out
+
+
+def with_machines(
+    table: pd.DataFrame, meta: Mapping[str, Any], always: bool = False
+) -> pd.DataFrame:
+    """``table`` with the columns ``machine`` (the label of the machine that measured each
+    row) and ``machine_hardware`` (its description) when the run mixes hardware, or when
+    ``always`` (a run among others that mixes it); unchanged otherwise. A merged row is matched
+    to its machine by its shard, failing that by its host."""
+    if not (always or mixes_hardware(meta)):
+        return table
+    found = machines(meta)
+    by_shard = {shard: m for m in found for shard in m.shards}
+    by_host: dict[str, dict[str, Machine]] = {}  # host -> the machines of its shards, by label
+    for entry in meta.get("merged_from") or []:
+        machine = by_shard.get((entry.get("shard") or {}).get("index"))
+        if machine is not None:
+            by_host.setdefault(str(entry.get("host") or ""), {})[machine.label] = machine
+    unknown = Machine("unknown machine", "not in run.json's merged_from")
+
+    def machine_of(shard: Any, host: Any) -> Machine:
+        if len(found) == 1:
+            return found[0]
+        if not pd.isna(shard) and int(shard) in by_shard:
+            return by_shard[int(shard)]
+        candidates = list(by_host.get(str(host), {}).values())
+        return candidates[0] if len(candidates) == 1 else unknown
+
+    shards = table["shard"] if "shard" in table.columns else pd.Series(None, index=table.index)
+    hosts = table["host"] if "host" in table.columns else pd.Series("", index=table.index)
+    rows = [machine_of(s, h) for s, h in zip(shards, hosts, strict=True)]
+    return table.assign(
+        machine=[m.label for m in rows], machine_hardware=[m.hardware for m in rows]
+    )
+
+
+def row_machines(table: pd.DataFrame) -> list[Machine]:
+    """The machines of ``table``'s rows (``machine`` column), with the shards they measured, in
+    the order they first appear; [] when the table has no such column."""
+    if "machine" not in table.columns:
+        return []
+    out: dict[str, Machine] = {}
+    shards = table["shard"] if "shard" in table.columns else pd.Series(None, index=table.index)
+    for label, hardware, shard in zip(table.machine, table.machine_hardware, shards, strict=True):
+        machine = out.setdefault(label, Machine(label, hardware))
+        if not pd.isna(shard) and int(shard) not in machine.shards:
+            machine.shards.append(int(shard))
+    for machine in out.values():
+        machine.shards.sort()
+    return list(out.values())
+
+
+def mixed_hardware_note(found: Sequence[Machine], what: str = "This run") -> str:
+    """The sentence that says a run mixes hardware and names its machines."""
+    return (
+        f"{what} mixes hardware (shards merged with --allow-different-hardware): it was "
+        f"measured on {len(found)} machines, {'; '.join(m.describe() for m in found)}. "
+        "Latencies of different machines are not comparable, so every summary is per machine."
+    )
+
+
+def combine(results_sets: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:
+    """The rows of several runs (results.ResultSet) as one table: with a ``run`` column (its
+    name in ``names``) when there are several, and ``machine`` columns when any of them mixes
+    hardware (``with_machines``). One run that does not is its own table, unchanged."""
+    mixed = any(mixes_hardware(r.meta) for r in results_sets)
+    tables = [with_machines(r.results, r.meta, always=mixed) for r in results_sets]
+    if len(tables) > 1:
+        tables = [t.assign(run=name) for t, name in zip(tables, names, strict=True)]
+    return pd.concat(tables, ignore_index=True)
+
+
+def run_labels(names: Sequence[str]) -> list[str]:
+    """Unique labels for runs named ``names``: a name given twice (`report R R`) becomes
+    ``R`` and ``R (2)``."""
+    out: list[str] = []
+    for name in names:
+        label, n = name, 1
+        while label in out:
+            n += 1
+            label = f"{name} ({n})"
+        out.append(label)
+    return out
+
+
+def _groups(table: pd.DataFrame, *axes: str) -> list[str]:
+    return [*series_columns(table), *axes]
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries
+# ---------------------------------------------------------------------------------------------
 
 
 def measured_pairs(results: pd.DataFrame) -> pd.DataFrame:
@@ -31,16 +213,30 @@ class BackendSummary:
     faster: int  # interval above 1
     slower: int  # interval below 1
     unclear: int
+    run: str = ""  # several runs
+    machine: str = ""  # a run that mixes hardware
 
     @property
     def efficiency(self) -> float:
         return self.speedup / self.mac_reduction
 
+    @property
+    def name(self) -> str:
+        return series_name(self.backend, self.env, self.run, self.machine)
+
+
+def _series_fields(table: pd.DataFrame, key: Any) -> dict[str, str]:
+    """``run`` and ``machine`` of a groupby key over ``_groups(table, ...)``."""
+    series = series_columns(table)
+    return {c: str(v) for c, v in zip(series, key[: len(series)], strict=True)}
+
 
 def backend_summaries(results: pd.DataFrame) -> list[BackendSummary]:
+    """Per backend and environment (and run and machine, where the table has them)."""
     ok = measured_pairs(results)
     out = []
-    for (backend, env), rows in ok.groupby(["backend", "env"], sort=False):
+    for key, rows in ok.groupby(_groups(ok, "backend", "env"), sort=False):
+        backend, env = key[-2:]
         faster = int((rows.speedup_ci_low > 1).sum())
         slower = int((rows.speedup_ci_high < 1).sum())
         out.append(
@@ -53,6 +249,7 @@ def backend_summaries(results: pd.DataFrame) -> list[BackendSummary]:
                 faster,
                 slower,
                 len(rows) - faster - slower,
+                **_series_fields(ok, key),
             )
         )
     return out
@@ -74,6 +271,12 @@ class BreakEven:
     channels: float
     lowest: int
     highest: int
+    run: str = ""  # several runs
+    machine: str = ""  # a run that mixes hardware
+
+    @property
+    def name(self) -> str:
+        return series_name(self.backend, self.env, self.run, self.machine)
 
     def describe(self) -> str:
         if self.status == "crosses":
@@ -92,14 +295,15 @@ def break_even(results: pd.DataFrame) -> list[BreakEven]:
     ok = measured_pairs(results)
     ok = ok[ok.kernel.notna()]
     out = []
-    for (backend, env, kernel), rows in ok.groupby(list(GROUP_AXES), sort=False):
+    for key, rows in ok.groupby(_groups(ok, *GROUP_AXES), sort=False):
+        backend, env, kernel = key[-3:]
         by_c = rows.groupby("in_channels").speedup.apply(geometric_mean).sort_index()
         channels = by_c.index.to_numpy(dtype=float)
         speedup = by_c.to_numpy(dtype=float)
         wins = speedup >= 1
         entry = BreakEven(
             str(backend), str(env), int(kernel), "mixed", math.nan, int(channels[0]),
-            int(channels[-1]),
+            int(channels[-1]), **_series_fields(ok, key),
         )  # fmt: skip
         if wins.all():
             entry.status = "always"
@@ -121,6 +325,6 @@ def wins_and_losses(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measured pairs where separable is faster (interval above 1) and slower (below 1),
     best and worst first."""
     ok = measured_pairs(results)
-    wins = ok[ok.speedup_ci_low > 1].sort_values("speedup", ascending=False)
-    losses = ok[ok.speedup_ci_high < 1].sort_values("speedup")
+    wins = ok[ok.speedup_ci_low > 1].sort_values("speedup", ascending=False, kind="stable")
+    losses = ok[ok.speedup_ci_high < 1].sort_values("speedup", kind="stable")
     return wins, losses

@@ -2,7 +2,10 @@
 
 matplotlib is an optional dependency (``pip install 'dscbench[plot]'``), imported lazily with
 the non-interactive Agg backend. Colours are fixed per backend (BACKEND_COLORS) and markers per
-variant (standard: filled circle, separable: open triangle), in every kind of plot.
+variant (standard: filled circle, separable: open triangle), in every kind of plot. Results of
+several runs (a ``run`` column), or of a run that mixes hardware (a ``machine`` column), are
+drawn as one series per run and machine: the first of a backend in its colour, the others in
+darker and lighter shades of it, named in the legend or the panel's title.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 
 from dscbench.analysis import break_even, measured_pairs
 from dscbench.errors import DscbenchError
+from dscbench.export.table import series_columns, series_of
 from dscbench.labels import constant_axes, describe_constant
 
 KINDS = ("speedup", "roofline", "latency", "breakeven")
@@ -62,8 +66,50 @@ def color_of(backend: str, env: str = "") -> str:
     return OTHER_COLORS[sum(map(ord, key)) % len(OTHER_COLORS)]
 
 
-def _series_name(backend: str, env: str) -> str:
-    return f"{backend} {{{env}}}" if env else backend
+SHADES = (-0.35, 0.35, -0.6, 0.6, -0.15, 0.15)  # darker (< 0) or lighter (> 0) than a backend's
+
+
+def _shade(color: str, amount: float) -> str:
+    from matplotlib.colors import to_hex, to_rgb
+
+    rgb = np.array(to_rgb(color))
+    rgb = rgb * (1 + amount) if amount < 0 else rgb + (1 - rgb) * amount
+    return str(to_hex(np.clip(rgb, 0, 1)))
+
+
+def _keys(rows: pd.DataFrame) -> list[str]:
+    """What one series of points is: its run and machine (where the table has them), backend
+    and environment."""
+    return [*series_columns(rows), "backend", "env"]
+
+
+def _series(rows: pd.DataFrame) -> list[tuple]:
+    keys = _keys(rows)
+    return list(dict.fromkeys(zip(*(rows[c] for c in keys), strict=True)))
+
+
+def _name(rows: pd.DataFrame, group: tuple) -> str:
+    return series_of(dict(zip(_keys(rows), group, strict=True)))
+
+
+def _of(rows: pd.DataFrame, group: tuple) -> pd.DataFrame:
+    """The rows of one series."""
+    mask = np.ones(len(rows), dtype=bool)
+    for column, value in zip(_keys(rows), group, strict=True):
+        mask &= (rows[column] == value).to_numpy()
+    return rows[mask]
+
+
+def palette(results: pd.DataFrame) -> dict[tuple, str]:
+    """Series -> colour: a backend's colour for its first series, shades of it for the others
+    (other runs and machines)."""
+    colors: dict[tuple, str] = {}
+    seen: dict[str, int] = {}
+    for group in _series(results):
+        base = color_of(str(group[-2]), str(group[-1]))
+        n = seen[base] = seen.get(base, -1) + 1
+        colors[group] = base if n == 0 else _shade(base, SHADES[(n - 1) % len(SHADES)])
+    return colors
 
 
 def _title(results: pd.DataFrame, what: str) -> str:
@@ -82,7 +128,9 @@ def speedup_figure(results: pd.DataFrame) -> Any:
     if ok.empty:
         raise PlotError("no configuration has a measured speedup to plot")
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    for (backend, env), rows in ok.groupby(["backend", "env"], sort=False):
+    colors = palette(ok)
+    for group in _series(ok):
+        rows = _of(ok, group)
         low = (rows.speedup - rows.speedup_ci_low).clip(lower=0).fillna(0)
         high = (rows.speedup_ci_high - rows.speedup).clip(lower=0).fillna(0)
         ax.errorbar(
@@ -90,8 +138,8 @@ def speedup_figure(results: pd.DataFrame) -> Any:
             rows.speedup,
             yerr=[low.to_numpy(), high.to_numpy()],
             fmt=VARIANT_MARKERS["separable"],
-            color=color_of(backend, env),
-            label=_series_name(backend, env),
+            color=colors[group],
+            label=_name(ok, group),
             markersize=6,
             capsize=2,
             linewidth=1,
@@ -120,8 +168,6 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
     """Both variants of every inference configuration on the calibrated roofline (one panel
     per device and thread count), with an arrow from standard to separable."""
     plt = matplotlib_pyplot()
-    from dscbench.roofline import roof_of, roofs
-
     if not calibrations:
         raise PlotError(
             "this run has no calibration (run.json 'calibration'); run `dscbench calibrate` "
@@ -133,11 +179,20 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
         & results.bytes.notna()
         & results.achieved_flops_per_s.notna()
     ]
-    by_key = roofs(calibrations)
+    found = {
+        where: _roof_index(calibrations, *where)
+        for where in dict.fromkeys(zip(rows.device, rows.threads, rows.device_name, strict=True))
+    }
+    roof_at = np.array(
+        [found[w] for w in zip(rows.device, rows.threads, rows.device_name, strict=True)],
+        dtype=int,
+    )
     panels = [
-        (device, int(threads))
-        for device, threads in dict.fromkeys(zip(rows.device, rows.threads, strict=True))
-        if roof_of(by_key, device, threads) is not None
+        (device, int(threads), index)
+        for device, threads, index in dict.fromkeys(
+            zip(rows.device, rows.threads, roof_at, strict=True)
+        )
+        if index >= 0
     ]
     if not panels:
         raise PlotError("no measured inference row matches a calibration of this run")
@@ -145,9 +200,10 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
         1, len(panels), figsize=(FIGSIZE[0] * min(len(panels), 2), FIGSIZE[1]), dpi=DPI,
         squeeze=False,
     )  # fmt: skip
-    for ax, (device, threads) in zip(axes[0], panels, strict=True):
-        roof = roof_of(by_key, device, threads)
-        mine = rows[(rows.device == device) & (rows.threads == threads)]
+    colors = palette(rows)
+    for ax, (device, threads, index) in zip(axes[0], panels, strict=True):
+        roof = calibrations[index]
+        mine = rows[(rows.device == device) & (rows.threads == threads) & (roof_at == index)]
         intensity = mine.flops.astype(float) / mine.bytes.astype(float)
         achieved = mine.achieved_flops_per_s.astype(float) / 1e9  # GFLOP/s
         x_lo, x_hi = intensity.min() / 3, intensity.max() * 3
@@ -165,7 +221,7 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
             x_lo, x_lo * bandwidth / 1e9, f" DRAM {bandwidth / 1e9:.0f} GB/s", fontsize=7,
             rotation=0, va="bottom",
         )  # fmt: skip
-        _roofline_points(ax, mine.assign(intensity=intensity, achieved=achieved))
+        _roofline_points(ax, mine.assign(intensity=intensity, achieved=achieved), colors)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
@@ -174,7 +230,7 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
         where = f"{threads} thread(s)" if device == "cpu" else "GPU"
         ax.set_title(f"{roof['device_name']}, {where}", fontsize=9)
         ax.grid(True, which="both", alpha=0.25)
-    _legend(axes[0][0], rows)
+    _legend(axes[0][0], rows, colors)
     fig.suptitle(_title(results, "Roofline: standard (filled) to separable (open)"), fontsize=10)
     fig.tight_layout()
     return fig
@@ -183,28 +239,43 @@ def roofline_figure(results: pd.DataFrame, calibrations: list[Mapping[str, Any]]
 ARROWS_UP_TO = 300  # pairs drawn with arrowheads; beyond, plain segments (fast)
 
 
-def _roofline_points(ax: Any, rows: pd.DataFrame) -> None:
-    """Standard (filled) and separable (open) points per backend, joined standard -> separable:
+def _roof_index(
+    calibrations: list[Mapping[str, Any]], device: str, threads: Any, device_name: str
+) -> int:
+    """Which calibration is the roof of rows on ``device`` at ``threads``: the last one for that
+    device and thread count (roofline.roofs), or of several (runs of other machines) the last
+    one of the rows' device model; -1 for none."""
+    threads = 0 if device == "cuda" else int(threads)
+    same = [
+        i
+        for i, c in enumerate(calibrations)
+        if c.get("device") == device and int(c.get("threads", -1)) == threads
+    ]
+    named = [i for i in same if calibrations[i].get("device_name") == device_name]
+    return (named or same or [-1])[-1]
+
+
+def _roofline_points(ax: Any, rows: pd.DataFrame, colors: Mapping[tuple, str]) -> None:
+    """Standard (filled) and separable (open) points per series, joined standard -> separable:
     arrows for a readable number of pairs, one line collection beyond that."""
     from matplotlib.collections import LineCollection
 
-    key = ["config_id", "backend", "env"]
+    key = [*_keys(rows), "config_id"]
     std = rows[rows.variant == "standard"].set_index(key)[["intensity", "achieved"]]
     sep = rows[rows.variant == "separable"].set_index(key)[["intensity", "achieved"]]
     joined = std.merge(
         sep, left_index=True, right_index=True, how="inner", suffixes=("_std", "_sep")
-    )
-    for (backend, env), group in rows.groupby(["backend", "env"], sort=False):
-        color = color_of(str(backend), str(env))
+    ).reset_index()
+    for series in _series(rows):
+        group = _of(rows, series)
+        color = colors[series]
         for variant in ("standard", "separable"):
             mine = group[group.variant == variant]
             ax.scatter(
                 mine.intensity, mine.achieved, marker=VARIANT_MARKERS[variant], s=30, zorder=3,
                 facecolors=color if variant == "standard" else "none", edgecolors=color,
             )  # fmt: skip
-        pairs_ = (
-            joined.xs((backend, env), level=(1, 2), drop_level=False) if len(joined) else joined
-        )
+        pairs_ = _of(joined, series)
         segments = [
             [(a, b), (c, d)]
             for a, b, c, d in pairs_[
@@ -233,12 +304,12 @@ def plain_axes(ax: Any) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
-def _legend(ax: Any, rows: pd.DataFrame) -> None:
+def _legend(ax: Any, rows: pd.DataFrame, colors: Mapping[tuple, str]) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], marker="s", linestyle="", color=color_of(b, e), label=_series_name(b, e))
-        for b, e in dict.fromkeys(zip(rows.backend, rows.env, strict=True))
+        Line2D([], [], marker="s", linestyle="", color=colors[g], label=_name(rows, g))
+        for g in _series(rows)
     ]
     handles += [
         Line2D([], [], marker="o", linestyle="", color="0.3", label="standard"),
@@ -257,9 +328,10 @@ def latency_figure(results: pd.DataFrame) -> Any:
     if rows.empty:
         raise PlotError("no measured layer rows (network rows have no channel axis)")
     fig, axes, backends, kernels = _backend_panels(plt, rows)
-    for ax, (backend, env) in zip(axes[0], backends, strict=True):
-        mine = rows[(rows.backend == backend) & (rows.env == env)]
-        color = color_of(backend, env)
+    colors = palette(rows)
+    for ax, group in zip(axes[0], backends, strict=True):
+        mine = _of(rows, group)
+        color = colors[group]
         for kernel in kernels:
             marker = KERNEL_MARKERS[kernels.index(kernel) % len(KERNEL_MARKERS)]
             for variant, style in (("standard", "-"), ("separable", "--")):
@@ -272,8 +344,8 @@ def latency_figure(results: pd.DataFrame) -> Any:
                     markerfacecolor=color if variant == "standard" else "none",
                     label=f"k{kernel} {variant}",
                 )  # fmt: skip
-    return _finish_panels(fig, axes, backends, results, "latency per iteration (us, median)",
-                          "Latency by channels")  # fmt: skip
+    return _finish_panels(fig, axes, rows, backends, results,
+                          "latency per iteration (us, median)", "Latency by channels")  # fmt: skip
 
 
 def breakeven_figure(results: pd.DataFrame) -> Any:
@@ -284,31 +356,41 @@ def breakeven_figure(results: pd.DataFrame) -> Any:
     ok = ok[ok.kernel.notna()]
     if ok.empty:
         raise PlotError("no measured layer rows to find a break-even in")
-    entries = {(b.backend, b.env, b.kernel): b for b in break_even(results)}
+    entries = {(b.run, b.machine, b.backend, b.env, b.kernel): b for b in break_even(results)}
     fig, axes, backends, kernels = _backend_panels(plt, ok)
-    for ax, (backend, env) in zip(axes[0], backends, strict=True):
-        mine = ok[(ok.backend == backend) & (ok.env == env)]
-        color = color_of(backend, env)
+    colors = palette(ok)
+    for ax, group in zip(axes[0], backends, strict=True):
+        mine = _of(ok, group)
+        color = colors[group]
+        fields = dict(zip(_keys(ok), group, strict=True))
         for kernel in kernels:
             curve = mine[mine.kernel == kernel].groupby("in_channels").speedup.median()
             if curve.empty:
                 continue
             marker = KERNEL_MARKERS[kernels.index(kernel) % len(KERNEL_MARKERS)]
-            entry = entries.get((backend, env, kernel))
+            entry = entries.get(
+                (
+                    str(fields.get("run", "")),
+                    str(fields.get("machine", "")),
+                    *group[-2:],
+                    kernel,
+                )
+            )
             label = f"k{kernel}: " + (entry.describe() if entry else "")
             ax.plot(curve.index, curve.to_numpy(), "-", marker=marker, color=color, label=label,
                     alpha=0.6 + 0.4 * (kernels.index(kernel) == 0))  # fmt: skip
             if entry is not None and entry.status == "crosses":
                 ax.axvline(entry.channels, color=color, linestyle=":", linewidth=1)
         ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1)
-    return _finish_panels(fig, axes, backends, results,
+    return _finish_panels(fig, axes, ok, backends, results,
                           "speedup of separable (x; above 1 it wins)",
                           "Where separable starts to win")  # fmt: skip
 
 
 def _backend_panels(plt: Any, rows: pd.DataFrame) -> tuple[Any, Any, list, list[int]]:
-    """A figure with one panel per (backend, environment) of ``rows``, and its kernel sizes."""
-    backends = list(dict.fromkeys(zip(rows.backend, rows.env, strict=True)))
+    """A figure with one panel per series (backend and environment, and run and machine where
+    ``rows`` has them) of ``rows``, the series, and the kernel sizes."""
+    backends = _series(rows)
     fig, axes = plt.subplots(
         1, len(backends), figsize=(4.2 * len(backends) + 1, FIGSIZE[1]), dpi=DPI,
         sharey=True, squeeze=False,
@@ -317,14 +399,20 @@ def _backend_panels(plt: Any, rows: pd.DataFrame) -> tuple[Any, Any, list, list[
 
 
 def _finish_panels(
-    fig: Any, axes: Any, backends: list, results: pd.DataFrame, ylabel: str, title: str
+    fig: Any,
+    axes: Any,
+    rows: pd.DataFrame,
+    backends: list,
+    results: pd.DataFrame,
+    ylabel: str,
+    title: str,
 ) -> Any:
-    """Channels on a log2 axis, a title per backend, one y label, the figure's title."""
-    for ax, (backend, env) in zip(axes[0], backends, strict=True):
+    """Channels on a log2 axis, a title per series, one y label, the figure's title."""
+    for ax, group in zip(axes[0], backends, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("input channels")
-        ax.set_title(_series_name(backend, env), fontsize=9)
+        ax.set_title(_name(rows, group), fontsize=9)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
         plain_axes(ax)

@@ -9,6 +9,7 @@ section of a report has something in it: wins, losses, a break-even crossing, "a
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from pathlib import Path
@@ -105,7 +106,7 @@ def make_run() -> results.ResultSet:
     return results.ResultSet(dict(meta, schema_version=results.SCHEMA_VERSION), table, samples)
 
 
-def show_text(args: list[str]) -> str:
+def show_text(args: list[str], run: Path = RUN) -> str:
     """What `dscbench show` prints, as plain text at a fixed width."""
     from rich.console import Console
 
@@ -113,12 +114,54 @@ def show_text(args: list[str]) -> str:
 
     console = Console(width=SHOW_WIDTH, file=io.StringIO(), record=True, color_system=None)
     here = os.getcwd()
-    os.chdir(DATA)  # the run's path as a user in that directory would type it
+    os.chdir(run.parent)  # the run's path as a user in that directory would type it
     try:
-        show.execute(Path("run"), *args, console=console)
+        show.execute(Path(run.name), *args, console=console)
     finally:
         os.chdir(here)
     return console.export_text()
+
+
+def faster_copy(directory: Path, factor: float = 2.0) -> Path:
+    """The checked-in run again at ``directory``, with every speedup (and its interval)
+    ``factor`` times larger: a second run of the same sweep that differs."""
+    rs = results.load_results(RUN)
+    directory.mkdir(parents=True)
+    table = rs.results.copy()
+    for column in ("speedup", "speedup_ci_low", "speedup_ci_high"):
+        table[column] = table[column] * factor
+    results.write_run(directory, table, rs.samples, dict(rs.meta, started_at="2026-11-30"))
+    return directory
+
+
+# The two machines of mixed_shards: shard index -> host, CPU model; and each shard's kernel.
+MIXED_MACHINES = {1: ("host-a", "Test CPU A"), 2: ("host-b", "Test CPU B")}
+MIXED_KERNELS = {1: 3, 2: 5}
+
+
+def mixed_shards(directory: Path) -> list[Path]:
+    """The checked-in run as two shard runs of one sweep measured on different hardware: its
+    kernel-3 rows by shard 1/2 on host-a (Test CPU A), its kernel-5 rows by shard 2/2 on host-b
+    (Test CPU B). `dscbench merge --allow-different-hardware` makes them a run that mixes
+    hardware."""
+    rs = results.load_results(RUN)
+    paths = []
+    for index, (host, cpu) in MIXED_MACHINES.items():
+        rows = rs.results[rs.results.kernel == MIXED_KERNELS[index]].assign(host=host, shard=index)
+        samples = rs.samples[rs.samples.config_id.isin(set(rows.config_id))]
+        meta = copy.deepcopy(rs.meta)
+        meta["environment"].update(hostname=host, cpu_model=cpu)
+        meta["shard"] = {
+            "index": index,
+            "count": len(MIXED_MACHINES),
+            "sweep_configurations": rs.results.config_id.nunique(),
+            "sweep_sha256": "0" * 64,
+        }
+        path = directory / f"shard-{index}"
+        path.mkdir(parents=True)
+        results.write_run(path, rows.reset_index(drop=True), samples, meta)
+        paths.append(path)
+    return paths
 
 
 def write(directory: Path = DATA) -> None:

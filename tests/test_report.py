@@ -4,6 +4,7 @@ and size, and the HTML report in headless Chromium."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -15,11 +16,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dscbench import calibrate, results, roofline
+from dscbench import analysis, calibrate, results, roofline
 from dscbench.analysis import break_even
 from dscbench.cli import app
 from dscbench.commands import report as report_command
 from dscbench.measure import Timer
+from dscbench.stats import geometric_mean
 
 from . import report_data
 from .conftest import FakeClock
@@ -257,3 +259,204 @@ def test_the_html_report_renders_in_headless_chromium(tmp_path):
         check=True,
     )
     assert png_size(shot) == (1280, 1600) and shot.stat().st_size > 50_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Several runs in one report or plot (issue 17, item 9)
+# ---------------------------------------------------------------------------------------------
+
+
+def summaries(table: pd.DataFrame) -> dict[str, str]:
+    """Per backend of one run: '3.12x ... 8 configurations' as the report words it."""
+    return {
+        s.backend: f"geometric-mean speedup {s.speedup:.2f}x against a MAC reduction of "
+        f"{s.mac_reduction:.2f}x (efficiency {s.efficiency:.0%}) over {s.configurations} "
+        "configurations"
+        for s in analysis.backend_summaries(table)
+    }
+
+
+def test_run_labels_are_unique():
+    names = report_command.run_names([Path("x/R"), Path("y/R/"), Path("R"), Path("S")])
+    assert names == ["R", "R (2)", "R (3)", "S"]
+    assert analysis.run_labels(["R", "R (2)", "R"]) == ["R", "R (2)", "R (3)"]
+
+
+def test_a_report_of_two_runs_labels_rows_and_summaries_by_run(tmp_path):
+    other = report_data.faster_copy(tmp_path / "b")  # every speedup 2x the checked-in run's
+    single = results.load_results(RUN).results
+    text = report_command.report([RUN, other], "markdown")
+    assert "- run `run`: complete" in text and "- run `b`: complete" in text
+    doubled = single.assign(
+        **{c: single[c] * 2 for c in ("speedup", "speedup_ci_low", "speedup_ci_high")}
+    )
+    for name, table in (("run", single), ("b", doubled)):
+        for backend, summary in summaries(table).items():
+            assert f'- {backend} in run "{name}": {summary};' in text
+    assert "- fake: geometric" not in text  # nothing pooled over the two runs
+    assert "| run | configuration | backend |" in text
+    assert '8->8 @16 k3s1 on fake-fast in run "run": 0.20x [0.20, 0.20]' in text
+    # break-even per run: run b's 8-channel k3 layer wins too (0.53x, doubled)
+    assert '| fake in run "run" | 3x3 | above ~11 channels |' in text
+    assert '| fake in run "b" | 3x3 | always (from 8 channels) |' in text
+    assert "| b | 8->8 @16 k3s1 | fake | 576/136 |" in text and "| 1.07x [1.07, 1.07] |" in text
+    numbers = pd.read_csv(io.StringIO(report_command.report([RUN, other], "csv")))
+    assert list(numbers.columns[:3]) == ["run", "config_id", "configuration"]
+    assert numbers.run.value_counts().to_dict() == {"run": 16, "b": 16}
+    mine = numbers[numbers.run == "run"].set_index(["config_id", "backend"]).speedup
+    theirs = numbers[numbers.run == "b"].set_index(["config_id", "backend"]).speedup
+    pd.testing.assert_series_equal(theirs, mine * 2, check_names=False)
+
+
+@pytest.mark.parametrize("fmt", report_data.FORMATS)
+def test_the_same_run_twice_is_two_labelled_runs_in_every_format(fmt):
+    text = report_command.report([RUN, RUN], fmt)
+    once = report_command.report([RUN], fmt)
+    if fmt == "csv":
+        numbers = pd.read_csv(io.StringIO(text))
+        alone = pd.read_csv(io.StringIO(once))
+        assert numbers.run.tolist() == ["run"] * 16 + ["run (2)"] * 16
+        for label in ("run", "run (2)"):
+            part = numbers[numbers.run == label].drop(columns="run").reset_index(drop=True)
+            pd.testing.assert_frame_equal(part, alone)
+        return
+    speedups = summaries(results.load_results(RUN).results)
+    for label in ("run", "run (2)"):
+        for backend, summary in speedups.items():
+            line = f'{backend} in run "{label}": {summary}'
+            assert (line.replace("%", r"\%") if fmt == "latex" else line) in text
+
+
+def test_the_html_report_of_two_runs_has_a_run_column_and_plots():
+    document = report_command.report([RUN, RUN], "html")
+    assert document.count("<svg") == 4 and "<th>run</th><th>configuration</th>" in document
+    assert document.count('<td data-sort="run (2)">run (2)</td>') == 16
+
+
+@pytest.mark.parametrize("kind", ["speedup", "roofline", "latency", "breakeven"])
+def test_every_plot_kind_draws_several_runs_as_series(tmp_path, kind):
+    from dscbench import plot as plots
+
+    png = tmp_path / f"{kind}.png"
+    res = cli.invoke(app, ["plot", str(RUN), str(RUN), "--kind", kind, "-o", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png_size(png)[0] >= 500
+    table, calibrations, _ = report_command.load_runs(
+        [RUN, report_data.faster_copy(tmp_path / "b")]
+    )
+    fig = plots.figure(kind, table, calibrations)
+    expected = [f'{b} in run "{r}"' for r in ("run", "b") for b in ("fake", "fake-fast")]
+    if kind in ("latency", "breakeven"):  # one panel per series
+        assert [ax.get_title() for ax in fig.axes] == expected
+    else:
+        texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert [t for t in texts if " in run " in t] == expected
+    if kind == "breakeven":  # the second run's curve is the first one's, doubled
+        first, second = (ax.get_lines()[0].get_ydata() for ax in (fig.axes[0], fig.axes[2]))
+        assert second == pytest.approx(first * 2)
+    plots.matplotlib_pyplot().close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# A merge of shards measured on different hardware (issue 17, item 7)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mixed_run(tmp_path) -> Path:
+    shards = report_data.mixed_shards(tmp_path)
+    merged = tmp_path / "merged"
+    args = ["merge", *map(str, shards), "-o", str(merged), "--allow-different-hardware"]
+    res = cli.invoke(app, args)
+    assert res.exit_code == 0 and "mixed hardware" in res.output, res.output
+    return merged
+
+
+def machine_summaries() -> dict[tuple[str, str], tuple[int, float]]:
+    """(host, backend) -> configurations and geometric-mean speedup, from the checked-in rows
+    that mixed_shards gives each machine."""
+    table = results.load_results(RUN).results
+    out = {}
+    for index, (host, _cpu) in report_data.MIXED_MACHINES.items():
+        for backend in ("fake", "fake-fast"):
+            rows = table[
+                (table.kernel == report_data.MIXED_KERNELS[index])
+                & (table.backend == backend)
+                & (table.variant == "separable")
+            ]
+            out[(host, backend)] = (len(rows), geometric_mean(rows.speedup))
+    return out
+
+
+MIXED_NOTE = (
+    "mixes hardware (shards merged with --allow-different-hardware): it was measured on 2 "
+    "machines, host-a: Test CPU A, 2 cores (shard 1); host-b: Test CPU B, 2 cores (shard 2)."
+)
+
+
+def test_show_of_a_mixed_hardware_merge_names_the_machines_and_summarises_each(mixed_run):
+    text = " ".join(report_data.show_text([None, None, None, False, False], mixed_run).split())
+    assert f"This run {MIXED_NOTE}" in text
+    assert "(mixed hardware: 2 machines)" in text
+    for (host, backend), (n, speedup) in machine_summaries().items():
+        assert (
+            f"{backend} at {host}: separable vs standard over {n} configurations: "
+            f"geometric-mean speedup {speedup:.2f}x" in text
+        )
+    assert "fake: separable vs standard" not in text  # no figure pooled over machines
+    assert "over 8 configurations" not in text
+    rows = report_data.show_text([["fake"], "separable", None, False, False], mixed_run)
+    assert "│ host-a  │ 8->8 @16 k3s1" in rows and "│ host-b  │ 8->8 @16 k5s1" in rows
+    assert MIXED_NOTE in " ".join(rows.split())
+
+
+def test_a_report_of_a_mixed_hardware_merge_says_so_in_every_format(mixed_run):
+    text = report_command.report([mixed_run], "markdown")
+    assert f"- **Mixed hardware.** This run {MIXED_NOTE}" in text
+    for (host, backend), (n, speedup) in machine_summaries().items():
+        assert f"- {backend} at {host}: geometric-mean speedup {speedup:.2f}x" in text
+        assert f"over {n} configurations" in text
+    assert "- fake: geometric" not in text and "over 8 configurations" not in text
+    assert "| configuration | backend | machine |" in text
+    assert "| 8->8 @16 k5s1 | fake | host-b |" in text
+    assert "- machine host-a: Test CPU A, 2 cores (shard 1)" in text  # environment
+    assert "- cpu: " not in text  # the first shard's CPU is not the run's
+    numbers = pd.read_csv(io.StringIO(report_command.report([mixed_run], "csv")))
+    hosts = numbers.set_index("configuration").machine
+    assert set(hosts[hosts.index.str.contains("k3")]) == {"host-a"}
+    assert set(hosts[hosts.index.str.contains("k5")]) == {"host-b"}
+    latex = report_command.report([mixed_run], "latex")
+    assert r"\paragraph{Mixed hardware.} This run mixes hardware" in latex
+    assert "fake at host-b: geometric-mean" in latex
+    document = report_command.report([mixed_run], "html")
+    assert "<strong>Mixed hardware.</strong> This run mixes hardware" in document
+    assert "Test CPU B" in document and "fake-fast at host-a: geometric-mean" in document
+
+
+def test_a_mixed_hardware_merge_next_to_another_run(mixed_run):
+    text = report_command.report([mixed_run, RUN], "markdown")
+    assert f"- **Mixed hardware.** Run `merged` {MIXED_NOTE}" in text
+    _, speedup = machine_summaries()[("host-b", "fake")]
+    assert f'- fake at host-b in run "merged": geometric-mean speedup {speedup:.2f}x' in text
+    assert '- fake at Test CPU, 2 cores in run "run": geometric-mean speedup 3.12x' in text
+
+
+def test_machines_of_one_host_name_on_different_hardware_stay_apart():
+    entry = {"host": "node", "environment": {"cpu_model": "A"}, "backends": {}}
+    meta = {
+        "mixed_hardware": True,
+        "merged_from": [
+            dict(entry, shard={"index": 1}),
+            dict(entry, shard={"index": 2}, environment={"cpu_model": "B"}),
+            dict(entry, shard={"index": 3}),
+        ],
+    }
+    found = analysis.machines(meta)
+    assert [(m.label, m.shards) for m in found] == [("node (A)", [1, 3]), ("node (B)", [2])]
+    table = pd.DataFrame({"host": ["node"] * 3, "shard": [2, 1, 3]})  # the host cannot tell
+    assert analysis.with_machines(table, meta).machine.tolist() == [
+        "node (B)",
+        "node (A)",
+        "node (A)",
+    ]
+    assert analysis.with_machines(table, {"merged_from": meta["merged_from"]}) is table

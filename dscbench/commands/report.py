@@ -9,15 +9,24 @@ from typing import Any
 import pandas as pd
 
 from dscbench import results
+from dscbench.analysis import combine, run_labels
 from dscbench.errors import SpecError
 
 
+def run_names(runs: list[Path]) -> list[str]:
+    """A short unique label per input: its directory (or file) name; a name given twice is
+    ``R`` and ``R (2)``."""
+    return run_labels([Path(r).name or str(r) for r in runs])
+
+
 def load_runs(runs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]], list[Any]]:
-    """The result rows of every run (one table), their calibrations and their ResultSets."""
+    """The result rows of every run (one table: with a ``run`` column when there are several,
+    ``machine`` columns when one mixes hardware; analysis.combine), their calibrations and
+    their ResultSets."""
     loaded = [results.load_results(run) for run in runs]
     if not loaded:
         raise SpecError("give at least one run")
-    table = pd.concat([r.results for r in loaded], ignore_index=True)
+    table = combine(loaded, run_names(runs))
     calibrations: list[dict[str, Any]] = []
     for r in loaded:
         for c in r.meta.get("calibration") or []:
@@ -45,8 +54,7 @@ def report(runs: list[Path], fmt: str) -> str:
     if fmt not in reports.FORMATS:
         raise SpecError(f"--format {fmt!r}: not one of {', '.join(reports.FORMATS)}")
     table, calibrations, loaded = load_runs(runs)
-    names = [Path(r).name or str(r) for r in runs]
-    document = reports.build(loaded, names)
+    document = reports.build(loaded, run_names(runs))
     if fmt == "html":
         document.figures = svg_figures(table, calibrations)
     return reports.render(document, fmt)

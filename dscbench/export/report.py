@@ -22,8 +22,17 @@ from typing import Any
 
 import pandas as pd
 
-from dscbench.analysis import BreakEven, backend_summaries, break_even, wins_and_losses
-from dscbench.export.table import pairs
+from dscbench.analysis import (
+    BreakEven,
+    backend_summaries,
+    break_even,
+    combine,
+    machines,
+    mixed_hardware_note,
+    mixes_hardware,
+    wins_and_losses,
+)
+from dscbench.export.table import pairs, series_columns, series_of
 from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
 from dscbench.labels import constant_axes, describe_constant, row_label
 
@@ -63,6 +72,8 @@ class Report:
     losses: list[str]
     break_even: list[BreakEven]
     header: tuple[str, ...] = COLUMNS
+    notes: list[str] = field(default_factory=list)  # runs that mix hardware
+    text_columns: int = 2  # leading columns of text (left-aligned)
     rows: list[list[str]] = field(default_factory=list)
     sort_keys: list[list[float | str]] = field(default_factory=list)  # HTML sorting
     figures: dict[str, str] = field(default_factory=dict)  # kind -> inline SVG (HTML only)
@@ -122,6 +133,9 @@ def _environment(meta: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{peaks}; memory {c.get('peak_bytes_per_s', math.nan) / 1e9:.1f} GB/s",
             )
         )
+    if mixes_hardware(meta):  # the CPU above is the first shard's: name every machine
+        items = [(k, v) for k, v in items if k not in ("cpu", "cores")]
+        items += [(f"machine {m.label}", m.details()) for m in machines(meta)]
     settings = meta.get("settings") or {}
     items.append(
         (
@@ -139,8 +153,10 @@ def _percent(value: Any) -> str:
 
 
 def build(results_sets: list[Any], names: list[str]) -> Report:
-    """The report of ``results_sets`` (results.ResultSet, one per run) named ``names``."""
-    table = pd.concat([r.results for r in results_sets], ignore_index=True)
+    """The report of ``results_sets`` (results.ResultSet, one per run) named ``names`` (unique:
+    analysis.run_labels). Several runs: every row says its run and every summary is per run;
+    a run that mixes hardware: every row says its machine and every summary is per machine."""
+    table = combine(results_sets, names)
     runs = [
         RunInfo(
             name,
@@ -152,11 +168,17 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
         for r, name in zip(results_sets, names, strict=True)
     ]
     joined = pairs(table)
+    series = series_columns(joined)
     records = joined.to_dict("records")
     constant = constant_axes(records)
     omit = {**constant, "backend": 1, "env": 1}
     labels = [row_label(r, omit) for r in records]
     described = describe_constant(constant)
+    header = list(COLUMNS)
+    if "machine" in series:
+        header.insert(2, "machine")
+    if "run" in series:
+        header.insert(0, "run")
     report = Report(
         title="dscbench report: standard vs depthwise-separable convolution"
         + (f" ({described})" if described else ""),
@@ -165,11 +187,17 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
         wins=[],
         losses=[],
         break_even=break_even(table),
+        header=tuple(header),
+        notes=[
+            mixed_hardware_note(machines(r.meta), f"Run `{name}`" if len(runs) > 1 else "This run")
+            for r, name in zip(results_sets, names, strict=True)
+            if mixes_hardware(r.meta)
+        ],
+        text_columns=2 + len(series),
     )
     for s in backend_summaries(table):
-        name = f"{s.backend} {{{s.env}}}" if s.env else s.backend
         report.summary.append(
-            f"{name}: geometric-mean speedup {s.speedup:.2f}x against a MAC reduction of "
+            f"{s.name}: geometric-mean speedup {s.speedup:.2f}x against a MAC reduction of "
             f"{s.mac_reduction:.2f}x (efficiency {s.efficiency:.0%}) over {s.configurations} "
             f"configurations; separable faster in {s.faster}, slower in {s.slower}, within "
             f"noise in {s.unclear}"
@@ -177,49 +205,50 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
     wins, losses = wins_and_losses(table)
     for target, rows in ((report.wins, wins), (report.losses, losses)):
         for row in rows.head(TOP).itertuples(index=False):
+            fields = row._asdict()
             target.append(
-                f"{row_label(row._asdict(), {**constant, 'backend': 1, 'env': 1})} on "
-                f"{row.backend}{f' {{{row.env}}}' if row.env else ''}: {_speedup(row)} "
+                f"{row_label(fields, omit)} on {series_of(fields)}: {_speedup(row)} "
                 f"(MACs {format_ratio(row.mac_reduction)} fewer)"
             )
         if len(rows) > TOP:
             target.append(f"... and {len(rows) - TOP} more")
     report.numbers = _numbers(joined, labels)
-    for row, label in zip(joined.itertuples(index=False), labels, strict=True):
-        report.rows.append(
-            [
-                label,
-                row.backend + (f" {{{row.env}}}" if row.env else ""),
-                f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
-                f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
-                _latency(row.latency_median_s_std, row.latency_iqr_s_std),
-                _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
-                _speedup(row),
-                format_ratio(row.mac_reduction),
-                "-" if pd.isna(row.efficiency) else f"{row.efficiency:.0%}",
-                f"{_roofline(row.roofline_fraction_std, row.roofline_bound_std)}/"
-                f"{_roofline(row.roofline_fraction_sep, row.roofline_bound_sep)}",
-                f"{format_bytes(row.peak_memory_bytes_std)}/"
-                f"{format_bytes(row.peak_memory_bytes_sep)}",
-                row.status if row.status == "ok" else f"{row.status}: {row.error}",
-            ]
-        )
-        report.sort_keys.append(
-            [
-                label,
-                row.backend,
-                _number(row.params_std),
-                _number(row.macs_std),
-                _number(row.latency_median_s_std),
-                _number(row.latency_median_s_sep),
-                _number(row.speedup),
-                _number(row.mac_reduction),
-                _number(row.efficiency),
-                _number(row.roofline_fraction_sep),
-                _number(row.peak_memory_bytes_sep),
-                row.status,
-            ]
-        )
+    for row, label, record in zip(joined.itertuples(index=False), labels, records, strict=True):
+        cells = [
+            label,
+            row.backend + (f" {{{row.env}}}" if row.env else ""),
+            f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
+            f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
+            _latency(row.latency_median_s_std, row.latency_iqr_s_std),
+            _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
+            _speedup(row),
+            format_ratio(row.mac_reduction),
+            "-" if pd.isna(row.efficiency) else f"{row.efficiency:.0%}",
+            f"{_roofline(row.roofline_fraction_std, row.roofline_bound_std)}/"
+            f"{_roofline(row.roofline_fraction_sep, row.roofline_bound_sep)}",
+            f"{format_bytes(row.peak_memory_bytes_std)}/{format_bytes(row.peak_memory_bytes_sep)}",
+            row.status if row.status == "ok" else f"{row.status}: {row.error}",
+        ]
+        keys: list[float | str] = [
+            label,
+            row.backend,
+            _number(row.params_std),
+            _number(row.macs_std),
+            _number(row.latency_median_s_std),
+            _number(row.latency_median_s_sep),
+            _number(row.speedup),
+            _number(row.mac_reduction),
+            _number(row.efficiency),
+            _number(row.roofline_fraction_sep),
+            _number(row.peak_memory_bytes_sep),
+            row.status,
+        ]
+        for column, at in (("machine", 2), ("run", 0)):  # where the header has them
+            if column in series:
+                cells.insert(at, str(record[column]))
+                keys.insert(at, str(record[column]))
+        report.rows.append(cells)
+        report.sort_keys.append(keys)
     return report
 
 
@@ -251,6 +280,11 @@ NUMBER_COLUMNS = {  # CSV column -> pairs() column
 def _numbers(joined: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     out = pd.DataFrame({name: joined[source] for name, source in NUMBER_COLUMNS.items()})
     out.insert(1, "configuration", labels)
+    series = series_columns(joined)
+    if "machine" in series:
+        out.insert(list(out.columns).index("env") + 1, "machine", joined["machine"])
+    if "run" in series:
+        out.insert(0, "run", joined["run"])
     return out
 
 
@@ -260,10 +294,7 @@ def _numbers(joined: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 
 
 def _break_even_rows(report: Report) -> list[list[str]]:
-    return [
-        [b.backend + (f" {{{b.env}}}" if b.env else ""), f"{b.kernel}x{b.kernel}", b.describe()]
-        for b in report.break_even
-    ]
+    return [[b.name, f"{b.kernel}x{b.kernel}", b.describe()] for b in report.break_even]
 
 
 def to_markdown(report: Report) -> str:
@@ -275,6 +306,7 @@ def to_markdown(report: Report) -> str:
     lines = [f"# {report.title}", ""]
     for run in report.runs:
         lines.append(f"- run `{run.name}`: {run.status}, started {run.started_at}")
+    lines += [f"- **Mixed hardware.** {note}" for note in report.notes]
     lines += ["", "## Summary", ""]
     lines += [f"- {s}" for s in report.summary] or ["- no configuration was measured"]
     lines += ["", "## Where separable wins", ""]
@@ -325,6 +357,7 @@ def to_latex(report: Report) -> str:
     """A LaTeX fragment (booktabs tables, itemize lists) to \\input into a document."""
     e = latex_escape
     lines = [f"% {e(report.title)}", r"\section*{" + e(report.title) + "}"]
+    lines += [r"\paragraph{Mixed hardware.} " + e(note.replace("`", "")) for note in report.notes]
     lines += [r"\subsection*{Summary}", r"\begin{itemize}"]
     lines += [rf"  \item {e(s)}" for s in report.summary] or [r"  \item nothing measured"]
     lines += [r"\end{itemize}", r"\subsection*{Where separable wins}", r"\begin{itemize}"]
@@ -339,7 +372,10 @@ def to_latex(report: Report) -> str:
         lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [
         r"\subsection*{Results}",
-        r"\begin{tabular}{" + "l" * 2 + "r" * (len(report.header) - 2) + "}",
+        r"\begin{tabular}{"
+        + "l" * report.text_columns
+        + "r" * (len(report.header) - report.text_columns)
+        + "}",
         r"\toprule",
         " & ".join(e(h) for h in report.header) + r" \\ \midrule",
     ]
@@ -405,6 +441,7 @@ def to_html(report: Report) -> str:
             f"<li>run <code>{e(r.name)}</code>: {e(r.status)}, started {e(r.started_at)}</li>"
             for r in report.runs
         )
+        + "".join(f"<li><strong>Mixed hardware.</strong> {_code(n)}</li>" for n in report.notes)
         + "</ul>",
         "<h2>Summary</h2><ul>"
         + "".join(f"<li>{e(s)}</li>" for s in report.summary or ["no configuration measured"])
@@ -439,10 +476,12 @@ def to_html(report: Report) -> str:
         "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in report.header) + "</tr></thead>"
         "<tbody>"
     )
+    left = ' style="text-align: left"'  # text columns beyond the two the CSS aligns
     for row, keys in zip(report.rows, report.sort_keys, strict=True):
         cells = "".join(
-            f'<td data-sort="{e(_sort_value(k))}">{e(c)}</td>'
-            for c, k in zip(row, keys, strict=True)
+            f'<td data-sort="{e(_sort_value(k))}"{left if 2 <= i < report.text_columns else ""}>'
+            f"{e(c)}</td>"
+            for i, (c, k) in enumerate(zip(row, keys, strict=True))
         )
         parts.append(f"<tr>{cells}</tr>")
     parts.append("</tbody></table><h2>Environment</h2>")
@@ -454,6 +493,12 @@ def to_html(report: Report) -> str:
         )
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _code(text: str) -> str:
+    """HTML of ``text`` with its `backquoted` parts as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _sort_value(key: float | str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 from rich.table import Table
@@ -37,24 +39,52 @@ def _speedup(row: tuple) -> Text:
 
 
 SHARED_COLUMNS = (*LABEL_COLUMNS, "status", "error")
+# Columns that tell rows of one (configuration, backend, environment) apart, present only when
+# a table holds them: ``run`` when it holds several runs (`report A B`, `report R R`),
+# ``machine`` (with its description ``machine_hardware``) when a run mixes hardware (a merge
+# made with --allow-different-hardware). Every pairing, summary and plot series splits by them.
+SERIES_COLUMNS = ("run", "machine")
+SERIES_DETAILS = ("machine_hardware",)
+
+
+def series_columns(results: pd.DataFrame) -> list[str]:
+    """The SERIES_COLUMNS that ``results`` has."""
+    return [c for c in SERIES_COLUMNS if c in results.columns]
+
+
+def series_name(backend: str, env: str = "", run: Any = "", machine: Any = "") -> str:
+    """'torch-cpu', 'torch-cpu {py312}', 'torch-cpu at host-a in run "a (2)"'."""
+    name = f"{backend} {{{env}}}" if env else str(backend)
+    if isinstance(machine, str) and machine:
+        name += f" at {machine}"
+    if isinstance(run, str) and run:
+        name += f' in run "{run}"'
+    return name
+
+
+def series_of(row: Mapping[str, Any]) -> str:
+    """``series_name`` of a row (a dict or a pandas row's fields)."""
+    return series_name(
+        row["backend"], row.get("env") or "", row.get("run", ""), row.get("machine", "")
+    )
 
 
 def pairs(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (config, backend, env): the standard row's columns suffixed ``_std`` next to
-    the separable row's suffixed ``_sep``; pair and configuration columns also appear
+    """One row per (config, backend, env), and per run and machine where the table has those
+    columns (SERIES_COLUMNS): the standard row's columns suffixed ``_std`` next to the
+    separable row's suffixed ``_sep``; pair and configuration columns also appear
     unsuffixed."""
-    key = ["config_id", "backend", "env"]
+    key = [*series_columns(results), "config_id", "backend", "env"]
     std = results[results.variant == "standard"].set_index(key)
     sep = results[results.variant == "separable"].set_index(key)
     joined = std.merge(
         sep, left_index=True, right_index=True, how="outer", suffixes=("_std", "_sep")
     )
-    shared = joined[[f"{c}_sep" for c in (*PAIR_COLUMNS, *SHARED_COLUMNS)]]
-    shared.columns = [*PAIR_COLUMNS, *SHARED_COLUMNS]
+    details = [c for c in SERIES_DETAILS if c in results.columns]
+    shared = joined[[f"{c}_sep" for c in (*PAIR_COLUMNS, *SHARED_COLUMNS, *details)]]
+    shared.columns = [*PAIR_COLUMNS, *SHARED_COLUMNS, *details]
     joined = pd.concat([joined, shared], axis=1)
-    order = list(
-        dict.fromkeys(zip(results.config_id, results.backend, results.env, strict=True))
-    )  # the sweep's order
+    order = list(dict.fromkeys(zip(*(results[c] for c in key), strict=True)))  # sweep order
     return joined.reindex(pd.MultiIndex.from_tuples(order, names=key)).reset_index()
 
 
@@ -62,11 +92,16 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     """Rich table: one line per configuration and backend, standard vs separable."""
     joined = pairs(results)
     constant = constant_axes(joined.to_dict("records"))
+    series = series_columns(joined)  # run, machine: leading columns, where the table has them
     if title is None:
         title = f"standard vs separable conv: {describe_constant(constant)}"
+        if "machine" in series:
+            title += f" (mixed hardware: {joined.machine.nunique()} machines)"
     table = Table(title=title, header_style="bold", show_lines=False)
     models = bool(joined.model.astype(str).str.len().gt(0).any())
     memory = bool(joined.peak_memory_bytes_sep.notna().any())
+    for column in series:
+        table.add_column(column)
     table.add_column("model" if models else "Cin->Cout @HxW k s")
     table.add_column("params std/sep", justify="right")
     table.add_column("MACs std/sep", justify="right")
@@ -78,7 +113,9 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     if memory:
         table.add_column("peak mem std/sep", justify="right")
     for row in joined.itertuples(index=False):
-        cells: list[str | Text] = [table_label(row._asdict(), constant)]
+        fields = row._asdict()
+        cells: list[str | Text] = [str(fields[c]) for c in series]
+        cells.append(table_label(fields, constant))
         cells += [
             f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
             f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
@@ -126,18 +163,29 @@ def _speedup_summary(ok: pd.DataFrame) -> str:
 
 def summary_lines(results: pd.DataFrame) -> list[str]:
     """Geometric-mean speedup vs MAC reduction over the measured pairs, one line per backend
-    when there are several; then compile time and parity, where they apply. Rows that are not
-    ``ok`` (parity failures included) never enter a mean."""
+    when there are several (and per run and machine, where the table has those columns: a
+    run that mixes hardware first says so and names its machines); then compile time and
+    parity, where they apply. Rows that are not ``ok`` (parity failures included) never enter
+    a mean."""
     joined = pairs(results)
     lines = []
-    groups = list(dict.fromkeys(zip(joined.backend, joined.env, strict=True)))
-    for backend, env in groups:
-        rows = joined[(joined.backend == backend) & (joined.env == env)]
+    if "machine" in joined.columns:
+        from dscbench.analysis import mixed_hardware_note, row_machines  # it imports this
+
+        lines.append(mixed_hardware_note(row_machines(results)))
+    series = series_columns(joined)
+    key = [*series, "backend", "env"]
+    groups = list(dict.fromkeys(zip(*(joined[c] for c in key), strict=True)))
+    for group in groups:
+        mask = pd.Series(True, index=joined.index)
+        for column, value in zip(key, group, strict=True):
+            mask &= joined[column] == value
+        rows = joined[mask]
         ok = rows[(rows.status == "ok") & rows.speedup.notna()]
         skipped = int((rows.status == "skipped").sum())
         failed = len(rows) - len(ok) - skipped
-        name = f"{backend} {{{env}}}" if env else backend
-        who = f"{name}: s" if len(groups) > 1 else "S"
+        name = series_of(dict(zip(key, group, strict=True)))
+        who = f"{name}: s" if len(groups) > 1 or series else "S"
         if ok.empty:
             text = f"{who}eparable vs standard: no configuration was measured."
         else:
