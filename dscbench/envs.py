@@ -46,6 +46,7 @@ from dscbench.executor import (
     PrepareReport,
     TurnReport,
 )
+from dscbench.models import CALLER_CWD_VARIABLE
 
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SPIN_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
@@ -121,9 +122,6 @@ def parse_envs(texts: list[str]) -> list[EnvSpec]:
     if dupes:
         raise SpecError(f"--env: environment name(s) given twice: {', '.join(dupes)}")
     return specs
-
-
-CALLER_CWD_VARIABLE = "DSCBENCH_CALLER_CWD"
 
 
 def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, str]:
@@ -218,8 +216,8 @@ class WorkerExecutor:
         """Read and check the answer to ``ask_hello``."""
         try:
             info = self._answer("hello", self._read_answer("hello", START_TIMEOUT_S))
-        except ExecutorLost:
-            raise self._start_failure() from None
+        except ExecutorLost as lost:
+            raise self._start_failure(lost.how) from None
         self._check_handshake(info)
         self.info = info
         if self._setup is not None:  # a restart: the new worker needs the same backends
@@ -227,7 +225,9 @@ class WorkerExecutor:
         self.start_s += time.perf_counter() - self._spawned_at
         return info
 
-    def _start_failure(self) -> EnvError:
+    def _start_failure(self, how: str = "") -> EnvError:
+        """Why the worker did not answer its hello: how it ended (a signal, an exit status, no
+        answer in time) and the end of its log."""
         tail = self.log_tail()
         where = self.where()
         if "No module named dscbench" in tail or "No module named 'dscbench'" in tail:
@@ -235,7 +235,10 @@ class WorkerExecutor:
                 f"{where} cannot import dscbench; install dscbench into that environment: "
                 f"{self.spec.python} -m pip install 'dscbench[ort]' (or -e /path/to/checkout)"
             )
-        return EnvError(f"{where}: the worker did not start ({tail or 'no output'})")
+        log = f"its log ends: {tail}" if tail else "no output"
+        return EnvError(
+            f"{where}: the worker did not start ({'; '.join(filter(None, (how, log)))})"
+        )
 
     def label(self) -> str:
         """'the worker of environment head' (its process number when there are several)."""
@@ -268,7 +271,9 @@ class WorkerExecutor:
         lines = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("--- worker")]
         return " | ".join(lines[-LOG_TAIL_LINES:])
 
-    def _lost(self, doing: str) -> ExecutorLost:
+    def _lost(self, doing: str, how: str = "") -> ExecutorLost:
+        """The worker has died, or is killed now: an ExecutorLost saying what it was doing, how
+        it ended (``how``, or its exit status) and how its log ends."""
         code = None
         if self.proc is not None:
             try:
@@ -280,7 +285,7 @@ class WorkerExecutor:
         text = f"{self.label()} died ({_describe_exit(code)}) while {doing}"
         if tail:
             text += f"; its log ends: {tail}"
-        return ExecutorLost(text + f" (full log: {self.log_path})")
+        return ExecutorLost(text + f" (full log: {self.log_path})", how or _describe_exit(code))
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         """Send one request and interpret the answer: a result, a user error (EnvError, exit
@@ -343,7 +348,10 @@ class WorkerExecutor:
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 proc.kill()
-                raise self._lost(f"{op} (no answer within {timeout:.0f} s, so it was killed)")
+                raise self._lost(
+                    f"{op} (no answer within {timeout:.0f} s, so it was killed)",
+                    f"no answer within {timeout:.0f} s",
+                )
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 raise self._lost(f"running {op}")

@@ -14,11 +14,12 @@ code still propagates: it is a bug, and it keeps its traceback.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -117,7 +118,11 @@ class TurnReport(Report):
 
 class ExecutorLost(Exception):
     """The process behind an executor died (a segfault, an OOM kill); ``restart`` starts a new
-    one."""
+    one. ``how`` says how it ended, when known ('killed by SIGSEGV', 'exit status 1')."""
+
+    def __init__(self, message: str = "", how: str = ""):
+        super().__init__(message)
+        self.how = how
 
 
 class Executor(Protocol):
@@ -166,25 +171,33 @@ def _held_bytes(prepared: Mapping[str, Prepared]) -> int:
     return resident_bytes(held)
 
 
+def is_user_spec(spec: Spec) -> bool:
+    """A model of the user's own (``--model package.module:callable``)."""
+    from dscbench.models import is_user_model
+
+    return spec.kind == "model" and is_user_model(spec.model)
+
+
 def user_model_problems(specs: list[Spec]) -> list[str]:
     """Load and build every user model once (both variants, run once on its input shape on the
-    meta device), so one that does not import, build or fit its input is one line before
-    anything is measured."""
+    meta device, in its mode), so one that does not import, build, fit its input or return one
+    tensor is one line before anything is measured."""
     from dscbench.errors import ModelError
-    from dscbench.models import is_user_model
+    from dscbench.models.twins import check_output
 
     problems = []
     seen = set()
     for spec in specs:
-        if spec.kind != "model" or not is_user_model(spec.model):
+        if not is_user_spec(spec):
             continue
-        key = (spec.model, spec.twin, spec.input_shape)
+        key = (spec.model, spec.twin, spec.input_shape, spec.mode)
         if key in seen:
             continue
         seen.add(key)
         try:
             for v in VARIANTS:
                 module = ops_build(spec, v)
+                check_output(spec.model, v, meta_forward(module, spec))
                 counting.layer_counts(module, spec.input_dims(), training=False)
         except ModelError as exc:
             problems.append(str(exc))
@@ -203,17 +216,73 @@ def ops_build(spec: Spec, variant: str) -> Any:
     return ops.build(spec, variant)
 
 
-def failure_status(exc: BaseException) -> str:
-    """out_of_memory or runtime_error, for an exception raised while running a workload."""
+def meta_forward(module: Any, spec: Spec) -> Any:
+    """What ``module`` (moved to the meta device, in the spec's mode) returns for the spec's
+    input: shapes only, no arithmetic and no memory."""
+    import torch
+
+    from dscbench import ops
+
+    training = spec.mode == "training"
+    module = module.to("meta").train(training)
+    x = torch.empty(spec.input_dims(), device="meta", dtype=ops.TORCH_DTYPES[spec.dtype])
+    with torch.set_grad_enabled(training):
+        return module(x)
+
+
+# How each backend says that memory ran out: MemoryError, torch on the CPU ("can't allocate
+# memory: you tried to allocate N bytes", errno 12 "Cannot allocate memory"), torch on CUDA
+# ("CUDA out of memory"), onnxruntime ("Failed to allocate memory for requested buffer").
+OOM_MARKERS = (
+    "out of memory",
+    "can't allocate",
+    "cannot allocate memory",
+    "failed to allocate memory",
+)
+
+
+def failure_status(exc: BaseException, building: bool = False) -> str:
+    """The kind of failure of an exception raised by the user's workload, decided here alone:
+    out_of_memory wherever memory ran out; otherwise compile_error for a compiler that gave up,
+    build_error while ``building`` the variants, runtime_error while running or checking them."""
+    from dscbench.backends.base import CompileFailed
+
     text = str(exc).lower()
-    if isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text:
+    if isinstance(exc, MemoryError) or any(marker in text for marker in OOM_MARKERS):
         return OUT_OF_MEMORY
-    return RUNTIME_ERROR
+    if isinstance(exc, CompileFailed):
+        return COMPILE_ERROR
+    return BUILD_ERROR if building else RUNTIME_ERROR
+
+
+def is_workload_failure(spec: Spec, exc: BaseException) -> bool:
+    """Whether an exception raised while checking a case's variants (their counts, their
+    parity) fails that case rather than being a bug in dscbench: memory that ran out, or
+    anything a model of the user's own does wrong. Anything else keeps its traceback."""
+    return is_user_spec(spec) or failure_status(exc) == OUT_OF_MEMORY
 
 
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def _checked(spec: Spec, report: PrepareReport, what: str, check: Callable[[], None]) -> bool:
+    """Run ``check()``; False, with the case failed in ``report``, when it raised a workload's
+    failure (``is_workload_failure``). A bug in dscbench propagates with its traceback."""
+    from dscbench.errors import DscbenchError
+
+    try:
+        check()
+    except Exception as exc:
+        if not is_workload_failure(spec, exc):
+            raise
+        report.status = failure_status(exc)
+        detail = str(exc) if isinstance(exc, DscbenchError) else one_line(exc)
+        report.error = f"{what}: {detail}"
+        report.traceback = traceback.format_exc()
+        return False
+    return True
 
 
 class _PreparedCache:
@@ -387,12 +456,9 @@ class LocalExecutor:
                     report.compile_s[v] = p.compile_s
                     report.execution[v] = p.execution
                     prepared[v] = p
-            except CompileFailed as exc:
-                report.status, report.error = COMPILE_ERROR, str(exc)
-                report.traceback = traceback.format_exc()
-                return report
             except Exception as exc:  # a broken build must not stop the sweep
-                report.status, report.error = BUILD_ERROR, one_line(exc)
+                report.status = failure_status(exc, building=True)
+                report.error = str(exc) if isinstance(exc, CompileFailed) else one_line(exc)
                 report.traceback = traceback.format_exc()
                 return report
             report.built = True
@@ -417,11 +483,15 @@ class LocalExecutor:
             report.phases["counting"] += time.perf_counter() - t0
         if verify_counts:
             t0 = time.perf_counter()
-            self._verify_counts(entry.spec, prepared, report)
+            counted = functools.partial(self._verify_counts, entry.spec, prepared, report)
+            if not _checked(entry.spec, report, "count check", counted):
+                return report
             report.phases["counting"] += time.perf_counter() - t0
         if parity:
             t0 = time.perf_counter()
-            self._check_parity(entry.spec, prepared, seed, report)
+            compared = functools.partial(self._check_parity, entry.spec, prepared, seed, report)
+            if not _checked(entry.spec, report, "parity check", compared):
+                return report
             report.phases["parity"] += time.perf_counter() - t0
         return report
 
@@ -511,12 +581,14 @@ class LocalExecutor:
         spec: Spec, prepared: Mapping[str, Prepared], seed: int, report: PrepareReport
     ) -> None:
         from dscbench import parity
+        from dscbench.models.twins import check_output
 
         problems = []
         for v in VARIANTS:
-            result = parity.check(
-                prepared[v].output(), parity.reference_output(spec, v, seed), spec.dtype
-            )
+            output = prepared[v].output()
+            if is_user_spec(spec):
+                check_output(spec.model, v, output)  # run time can differ from the meta device
+            result = parity.check(output, parity.reference_output(spec, v, seed), spec.dtype)
             report.parity[v] = asdict(result)
             if not result.passed:
                 problems.append(f"{v}: {result.problem}")

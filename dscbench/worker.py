@@ -85,11 +85,10 @@ def main() -> None:
     # missing torch is reported when a backend is created).
     with contextlib.suppress(ImportError):
         import torch  # noqa: F401
-    # dscbench is imported by now, so the caller's directory cannot shadow it: append it for
-    # user models (envs.worker_environment).
-    caller = os.environ.get("DSCBENCH_CALLER_CWD")
-    if caller and caller not in sys.path:
-        sys.path.append(caller)
+    # User models import from the caller's directory (envs.worker_environment says which).
+    from dscbench.models import caller_directory_on_path
+
+    caller_directory_on_path()
     serve(sys.stdin, protocol_out)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dscbench import __version__, compare, envs, results, runner, worker
+from dscbench import __version__, compare, envs, executor, parity, results, runner, worker
+from dscbench.backends.base import CompileFailed
 from dscbench.cli import app
 from dscbench.errors import SpecError
 from dscbench.executor import PROTOCOL_VERSION, LocalExecutor
@@ -166,6 +167,72 @@ def test_a_user_error_in_a_worker_is_one_line_and_a_bug_keeps_its_traceback(tmp_
     assert "Traceback (most recent call last)" in str(bug.value)
 
 
+CPU_OOM = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 120000000000 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "building", "status"),
+    [
+        (RuntimeError(CPU_OOM), True, "out_of_memory"),  # an input of 3x100000x100000
+        (RuntimeError(CPU_OOM), False, "out_of_memory"),
+        (MemoryError(), True, "out_of_memory"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), False, "out_of_memory"),
+        (
+            RuntimeError("Failed to allocate memory for requested buffer of size 4096"),
+            False,
+            "out_of_memory",
+        ),
+        (
+            CompileFailed.from_error("torch.compile", RuntimeError("CUDA out of memory")),
+            True,
+            "out_of_memory",
+        ),
+        (
+            CompileFailed.from_error("torch.compile", TypeError("graph break")),
+            True,
+            "compile_error",
+        ),
+        (RuntimeError("no kernel for this"), True, "build_error"),
+        (RuntimeError("no kernel for this"), False, "runtime_error"),
+    ],
+)
+def test_failure_kinds_are_classified_in_one_place(exc, building, status):
+    assert executor.failure_status(exc, building=building) == status
+
+
+def test_memory_running_out_while_building_is_out_of_memory():
+    def fail_prepare(s, v):
+        return RuntimeError(CPU_OOM)
+
+    local = LocalExecutor({"fake": FakeBackend(FakeClock(), lambda s, v: 1e-4,
+                                               fail_prepare=fail_prepare)})  # fmt: skip
+    report = local.prepare("k", vars(spec()), "fake", seed=0, first=True)
+    assert report.status == "out_of_memory"
+    assert report.error == f"RuntimeError: {CPU_OOM}"
+
+
+def test_a_check_that_runs_out_of_memory_fails_its_row_and_a_bug_keeps_its_traceback(
+    monkeypatch,
+):
+    local = LocalExecutor({"fake": FakeBackend(FakeClock(), lambda s, v: 1e-4)})
+    raised: list[Exception] = []
+
+    def check(*args, **kwargs):
+        raise raised[0]
+
+    monkeypatch.setattr(parity, "check", check)
+    raised.append(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    report = local.prepare("k", vars(spec()), "fake", seed=0, parity=True)
+    assert report.status == "out_of_memory"
+    assert report.error == "parity check: RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
+    raised[0] = KeyError("a bug in dscbench")  # a layer's parity: nothing of the user's ran
+    with pytest.raises(KeyError, match="a bug in dscbench"):
+        local.prepare("k", vars(spec()), "fake", seed=0, parity=True)
+
+
 def test_serve_answers_line_by_line_and_stops_at_bye():
     import io
 
@@ -228,6 +295,32 @@ def test_an_interpreter_without_dscbench_is_told_how_to_install_it(tmp_path):
         f"error: environment b ({python}) cannot import dscbench; install dscbench into that "
         f"environment: {python} -m pip install 'dscbench[ort]' (or -e /path/to/checkout)"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "ending"),
+    [
+        (
+            f'exec {sys.executable} -c "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"',
+            "killed by SIGSEGV; no output",
+        ),
+        (
+            'echo "cannot map libtorch_cpu.so" >&2; exit 3',
+            "exit status 3; its log ends: cannot map libtorch_cpu.so",
+        ),
+    ],
+)
+def test_a_worker_that_dies_at_start_up_says_how(tmp_path, body, ending):
+    python = tmp_path / "python-dies"
+    python.write_text(f"#!/bin/sh\n{body}\n")
+    python.chmod(0o755)
+    out = tmp_path / "run"
+    res = cli.invoke(app, ["run", *TINY, "--env", f"b={python}", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == (
+        f"error: environment b ({python}): the worker did not start ({ending})"
+    )
+    assert not out.exists()
 
 
 CRASH_HOOK = """

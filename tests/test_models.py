@@ -3,16 +3,24 @@ breakdowns, user models and the twin transforms."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from typer.testing import CliRunner
 
-from dscbench import counting, ops
+from dscbench import counting, executor, ops, results
+from dscbench.cli import app
 from dscbench.errors import ModelError
-from dscbench.models import CATALOG, twins
+from dscbench.models import CALLER_CWD_VARIABLE, CATALOG, twins
 from dscbench.spec import ModelSpec
+
+cli = CliRunner()
+QUICK = ["--input-shape", "3,8,8", "--min-time", "0.02", "--rounds", "2", "--warmup", "0",
+         "--threads", "1", "--no-canary"]  # fmt: skip
 
 FC_IN, CLASSES = 1024, 1000
 
@@ -295,6 +303,100 @@ def test_user_models_that_cannot_load_are_one_line(target, message):
     with pytest.raises(ModelError) as info:
         twins.user_variant(target, "separable", "separable")
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+OUTPUTS = "tests.output_models"
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "returned"),
+    [
+        ("two_outputs", "inference", "a tuple of 2 (Tensor, Tensor)"),
+        ("a_dict", "inference", "a dict with keys 'out', 'aux'"),
+        ("nothing", "inference", "None"),
+        ("aux_in_training", "training", "a tuple of 2 (Tensor, Tensor)"),
+        ("aux_in_training", "inference", ""),  # one tensor in eval mode: nothing to say
+    ],
+)
+def test_a_user_model_must_return_one_tensor(name, mode, returned):
+    spec = model(f"{OUTPUTS}:{name}", input_shape=(3, 8, 8), twin="separable", mode=mode)
+    expected = f"--model '{OUTPUTS}:{name}' (standard): its forward returned {returned}, not "
+    assert executor.user_model_problems([spec]) == ([expected + "one tensor"] if returned else [])
+
+
+def test_a_user_model_returning_a_tuple_is_one_line_and_exit_2(tmp_path):
+    models = f"{OUTPUTS}:two_outputs,tests.user_models:small_cnn"
+    res = cli.invoke(app, ["run", "--model", models, *QUICK, "--processes", "1",
+                           "-o", str(tmp_path / "run")])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert res.output.strip() == (
+        f"error: --model '{OUTPUTS}:two_outputs' (standard): its forward returned a tuple of 2 "
+        "(Tensor, Tensor), not one tensor"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_user_model_failing_at_run_time_fails_its_rows_and_the_sweep_goes_on(tmp_path):
+    """Both models pass validation on the meta device and then fail in the worker processes'
+    parity check: their rows fail, with the reason, and the third model is measured."""
+    out = tmp_path / "run"
+    models = f"{OUTPUTS}:tuple_off_meta,{OUTPUTS}:float32_only,tests.user_models:small_cnn"
+    res = cli.invoke(app, ["run", "--model", models, *QUICK, "--processes", "2", "-o", str(out)])
+    assert res.exit_code == 1, res.output  # some rows failed; the run did not crash
+    rows = results.load_results(out).results
+    by_model = {
+        name: rows[rows.config_id.str.contains(f".{name}_", regex=False)]
+        for name in ("tuple_off_meta", "float32_only", "small_cnn")
+    }
+    assert by_model["small_cnn"].status.tolist() == ["ok", "ok"]
+    tuple_rows = by_model["tuple_off_meta"]
+    assert tuple_rows.status.tolist() == ["runtime_error"] * 2
+    assert set(tuple_rows.error) == {
+        f"parity check: --model '{OUTPUTS}:tuple_off_meta' (standard): its forward returned a "
+        "tuple of 2 (Tensor, Tensor), not one tensor"
+    }
+    float32_rows = by_model["float32_only"]
+    assert float32_rows.status.tolist() == ["runtime_error"] * 2
+    assert all(e.startswith("parity check: RuntimeError: ") for e in float32_rows.error)
+
+
+def test_an_input_too_large_to_allocate_is_out_of_memory(tmp_path):
+    """3 x 10^7 x 10^7 float32 is 1.2e15 bytes, more than a 47-bit address space (1.4e14):
+    no machine allocates it, whatever its memory or overcommit policy."""
+    out = tmp_path / "run"
+    args = [a if a != "3,8,8" else "3,10000000,10000000" for a in QUICK]
+    res = cli.invoke(app, ["run", "--model", "tests.user_models:small_cnn", *args,
+                           "--processes", "1", "-o", str(out)])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    rows = results.load_results(out).results
+    assert rows.status.tolist() == ["out_of_memory", "out_of_memory"]
+    assert "can't allocate memory: you tried to allocate 1200000000000000 bytes" in rows.error[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "how"),
+    [("cwd_models_dry", ["--dry-run"]), ("cwd_models_local", ["--processes", "1"])],
+)
+def test_a_user_model_imports_from_the_current_directory(tmp_path, monkeypatch, module, how):
+    """The dscbench script does not put the current directory on sys.path: dscbench does, in
+    this process (--dry-run, --processes 1) as in workers."""
+    (tmp_path / f"{module}.py").write_text(
+        "from torch import nn\n\n"
+        "def build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delenv(CALLER_CWD_VARIABLE, raising=False)
+    try:
+        res = cli.invoke(app, ["run", "--model", f"{module}:build", *QUICK, *how, "-o", "run"])
+    finally:
+        sys.modules.pop(module, None)
+    assert res.exit_code == 0, res.output
+    if "--dry-run" in how:
+        assert f"n1_{module}.build_3x8x8_twin-separable" in res.output
+    else:
+        assert results.load_results(tmp_path / "run").results.status.tolist() == ["ok", "ok"]
 
 
 CONV_LAYER = st.fixed_dictionaries(

@@ -8,6 +8,8 @@ twins by module replacement.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 
 
@@ -96,3 +98,24 @@ KNOB_FLAGS = {"width_mult": "--width-mult", "resolution": "--resolution", "depth
 def is_user_model(name: str) -> bool:
     """``package.module:callable`` names a user model; anything else must be in CATALOG."""
     return ":" in name
+
+
+# Set in a worker's environment (envs.worker_environment): the directory dscbench was run in,
+# since a worker itself runs elsewhere (its log directory).
+CALLER_CWD_VARIABLE = "DSCBENCH_CALLER_CWD"
+
+
+def caller_directory_on_path() -> None:
+    """Let models of the user's own import from the directory dscbench was run in (README "Your
+    own model"), wherever they are loaded: in this process (``--processes 1``, ``--dry-run``)
+    or in a worker. The ``dscbench`` script does not put that directory on ``sys.path`` itself.
+    Appended, not prepended: dscbench is imported by now, so a directory holding another
+    dscbench cannot shadow it."""
+    caller = os.environ.get(CALLER_CWD_VARIABLE)
+    if not caller:
+        try:
+            caller = os.getcwd()
+        except OSError:  # the directory was removed under us: nothing to import from
+            return
+    if caller not in sys.path:
+        sys.path.append(caller)

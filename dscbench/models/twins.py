@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import copy
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from dscbench.errors import ModelError
+from dscbench.models import caller_directory_on_path
 
 
 def is_dense_kxk(conv: nn.Conv2d) -> bool:
@@ -89,6 +93,7 @@ def load_callable(target: str) -> Callable[[], object]:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ModelError(f"--model {target!r}: a model of your own is package.module:callable")
+    caller_directory_on_path()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -137,3 +142,32 @@ def user_variant(target: str, twin: str, variant: str) -> nn.Module:
             "be the same network"
         )
     return model if variant == given else derived
+
+
+def not_one_tensor(output: Any) -> str:
+    """'' when a forward's ``output`` is one tensor, which is all dscbench measures (its parity
+    check, loss and ONNX export take one); otherwise what it is, for a message: "a tuple of 2
+    (Tensor, Tensor)", "a dict with keys 'out', 'aux'", "None"."""
+    if isinstance(output, (torch.Tensor, np.ndarray)):  # onnxruntime's outputs are arrays
+        return ""
+    if output is None:
+        return "None"
+    kind = type(output).__name__
+    if isinstance(output, (Mapping, tuple, list)):
+        if not output:
+            return f"an empty {kind}"
+        more = ["..."] if len(output) > 4 else []
+        if isinstance(output, Mapping):
+            return f"a {kind} with keys {', '.join([repr(k) for k in list(output)[:4]] + more)}"
+        items = [type(o).__name__ for o in list(output)[:4]] + more
+        return f"a {kind} of {len(output)} ({', '.join(items)})"
+    return f"an object of type {kind}"
+
+
+def check_output(target: str, variant: str, output: Any) -> None:
+    """A ModelError unless the user model's forward returned one tensor."""
+    what = not_one_tensor(output)
+    if what:
+        raise ModelError(
+            f"--model {target!r} ({variant}): its forward returned {what}, not one tensor"
+        )
