@@ -181,6 +181,7 @@ def _int_setting(name: str, value: str | None) -> int | None:
 @app.command()
 @user_errors
 def run(
+    ctx: typer.Context,
     *,
     batch: ListOpt = None,
     in_channels: ListOpt = None,
@@ -409,7 +410,14 @@ def run(
     """Sweep configurations and measure standard vs depthwise-separable convolution."""
     from dscbench import spec as specs
 
+    if resume is not None and not _given(ctx, exclude={"resume", "quiet"}):
+        raise typer.Exit(_resume_as_recorded(resume, quiet))
     command_started = time.perf_counter()
+    if interleave is not Interleave.env and len(env or []) < 2:
+        raise SpecError(
+            f"--interleave {interleave.value} orders the blocks of several environments; give "
+            "two or more --env"
+        )
     if spec is not None and preset is not None:
         raise SpecError("give either --spec or --preset, not both")
     if model is not None and (spec is not None or preset is not None):
@@ -509,6 +517,45 @@ def run(
     raise typer.Exit(code)
 
 
+def _given(ctx: typer.Context, exclude: set[str]) -> list[str]:
+    """The parameters of ``ctx`` set on the command line (or by environment variables)."""
+    return [
+        name
+        for name in ctx.params
+        if name not in exclude
+        and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT",)
+    ]
+
+
+def _resume_as_recorded(directory: Path, quiet: bool) -> int:
+    """``run --resume DIR`` alone: the command the run was started with, replayed with
+    ``--resume DIR`` (its sweep and settings as recorded); its exit code."""
+    from dscbench import results
+    from dscbench.commands.run import resume_arguments
+
+    if not (Path(directory) / results.RUN_JSON).is_file():
+        raise SpecError(
+            f"--resume {directory}: no {results.RUN_JSON}: not a dscbench run directory"
+        )
+    meta = results.read_meta(directory)
+    command = meta.get("command") or []
+    if len(command) < 2 or command[1] != "run":
+        raise SpecError(
+            f"--resume {directory}: its run.json does not record a `dscbench run` command "
+            f"({command!r}); give the sweep's arguments with --resume"
+        )
+    args = resume_arguments(command)
+    err_console.print(
+        Text(f"resuming with the recorded command: dscbench run {' '.join(args)}"),
+        highlight=False,
+    )
+    code = app(
+        args=["run", *args, "--resume", str(directory), *(["--quiet"] if quiet else [])],
+        standalone_mode=False,
+    )
+    return code if isinstance(code, int) else 0
+
+
 class Variant(str, Enum):
     standard = "standard"
     separable = "separable"
@@ -577,7 +624,7 @@ def plot_run(
         Path, typer.Option("--output", "-o", help="The image: FILE.png, FILE.svg or FILE.pdf.")
     ],
 ) -> None:
-    """Draw a stored run (needs matplotlib: pip install 'dscbench[plot]')."""
+    r"""Draw a stored run (needs matplotlib: pip install 'dscbench\[plot]')."""
     from dscbench.commands import report as command
 
     raise typer.Exit(command.plot(runs, kind.value, output))
@@ -637,8 +684,7 @@ def merge_shards(
     merged, breakdown = merge.merge_runs(
         runs, allow_partial=allow_partial, allow_different_hardware=allow_different_hardware
     )
-    out = results.prepare_output_dir(output, force)
-    results.write_run(out, merged.results, merged.samples, merged.meta, breakdown)
+    out = merge.write_merged(output, merged, breakdown, force)
     shards = len(merged.meta["merged_from"])
     console.print(
         f"Merged {shards} shards ({len(merged.results)} rows, status {merged.meta['status']}"
@@ -866,6 +912,7 @@ def main() -> None:
         )
         _exit(exc.exit_code)
     except abort:  # Ctrl-C or end of input outside a sweep (a sweep handles its own)
+        err_console.print(Text("interrupted", style="yellow"), highlight=False)
         _exit(130)
     _exit(code if isinstance(code, int) else 0)
 

@@ -2,8 +2,8 @@
 
 Refused, with a line naming the shards, unless the flag says otherwise:
 - overlapping: two shards with the same index, or a configuration measured in two inputs;
-- inconsistent: another shard count, settings, sweep source, backend options or dscbench
-  version;
+- inconsistent: another sweep (its configurations' SHA-256, recorded by every shard), shard
+  count, settings, sweep source, backend options or dscbench version;
 - incomplete: a shard missing from 1..N, or a shard whose run did not finish
   (``--allow-partial`` merges what there is, status ``partial``);
 - different hardware (CPU model, architecture, GPUs): ``--allow-different-hardware`` merges
@@ -16,6 +16,8 @@ Rows keep their ``host`` and ``shard`` columns; run.json keeps every shard's env
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ import pandas as pd
 from dscbench import results
 from dscbench.compare import hardware_differences
 from dscbench.errors import DscbenchError
+from dscbench.lock import holder
+from dscbench.signals import ignore_stop_signals, uninterrupted
 
 CONSISTENT = ("settings", "source", "backend_options")
 
@@ -60,6 +64,7 @@ def merge_runs(
         version = (rs.meta.get("environment") or {}).get("dscbench")
         if version != (first.get("environment") or {}).get("dscbench"):
             raise MergeError(f"{path}: measured with dscbench {version}, unlike {paths[0]}")
+    sweep = _same_sweep(paths, runs)
     seen: dict[int, Path] = {}
     for path, (index, _) in zip(paths, shards, strict=True):
         if index in seen:
@@ -96,6 +101,8 @@ def merge_runs(
             "merges them anyway"
         )
     meta = _merged_meta(paths, runs, shards, partial=bool(missing or unfinished), mixed=bool(mixed))
+    meta["configurations_sha256"] = sweep["sweep_sha256"]
+    meta["n_configurations"] = sweep["sweep_configurations"]
     table = pd.concat([rs.results for rs in runs], ignore_index=True)
     samples = pd.concat([rs.samples for rs in runs], ignore_index=True)
     breakdowns = [
@@ -105,6 +112,29 @@ def merge_runs(
     ]
     breakdown = pd.concat(breakdowns, ignore_index=True).drop_duplicates() if breakdowns else None
     return results.ResultSet(meta, table, samples), breakdown
+
+
+def _same_sweep(paths: list[Path], runs: list[results.ResultSet]) -> dict[str, Any]:
+    """The sweep every shard says it is part of (its configuration count and SHA-256, in
+    run.json's ``shard``); MergeError naming the first shard of another sweep."""
+    found = []
+    for path, rs in zip(paths, runs, strict=True):
+        shard = rs.meta["shard"]
+        digest, size = shard.get("sweep_sha256"), shard.get("sweep_configurations")
+        if not isinstance(digest, str) or not isinstance(size, int):
+            raise MergeError(
+                f"{path}: its run.json does not record which sweep the shard is part of "
+                "(an earlier dscbench); run its shards again to merge them"
+            )
+        found.append((digest, size))
+    for path, (digest, size) in zip(paths[1:], found[1:], strict=True):
+        if digest != found[0][0]:
+            raise MergeError(
+                f"{path}: a shard of another sweep than {paths[0]} ({size} configurations, "
+                f"sha256 {digest[:12]}, vs {found[0][1]}, sha256 {found[0][0][:12]}); shards "
+                "must come from one sweep"
+            )
+    return {"sweep_sha256": found[0][0], "sweep_configurations": found[0][1]}
 
 
 def _merged_meta(
@@ -132,3 +162,49 @@ def _merged_meta(
         ],
     )
     return meta
+
+
+def write_merged(
+    output: Path,
+    merged: results.ResultSet,
+    breakdown: pd.DataFrame | None,
+    force: bool,
+) -> Path:
+    """Write the merged run as one set: its files go into a staging directory beside
+    ``output``, which then takes ``output``'s place by rename, so ``output`` holds either the
+    whole merge or what it held before. Ctrl-C or SIGTERM during the write and the rename is
+    held; once the merge is in place the command finishes (exit 0) and further signals are
+    ignored."""
+    output = Path(output)
+    results.check_output_dir(output, force)
+    if output.is_dir() and (who := holder(output)) is not None:
+        raise MergeError(
+            f"--output {output}: a dscbench (pid {who.get('pid')} on {who.get('host')}) is "
+            "writing a run there"
+        )
+    parent = output.parent if str(output.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise results.ResultsError(
+            f"--output {output}: cannot create ({exc.strerror or exc})"
+        ) from None
+    staging = parent / f".{output.name}.merging-{os.getpid()}"
+    aside = parent / f".{output.name}.replaced-{os.getpid()}"
+    with uninterrupted():
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            staging.mkdir()
+            results.write_run(staging, merged.results, merged.samples, merged.meta, breakdown)
+            if output.exists():  # --force: the old contents go once the new ones are in place
+                os.rename(output, aside)
+            os.rename(staging, output)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if aside.exists() and not output.exists():
+                os.rename(aside, output)
+            raise
+        results.fsync_dir(parent)
+        ignore_stop_signals()  # done: a signal now must not turn a finished merge into 130
+    shutil.rmtree(aside, ignore_errors=True)
+    return output

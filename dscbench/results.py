@@ -583,13 +583,22 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def prepare_output_dir(path: Path, force: bool) -> Path:
-    """Create the run directory; refuse an existing non-empty one unless ``force``."""
+def check_output_dir(path: Path, force: bool) -> None:
+    """Refuse a path that is not a directory, or an existing non-empty one unless ``force``
+    (a writer's lock file alone does not count)."""
+    from dscbench.lock import LOCK
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ResultsError(f"--output {path}: exists and is not a directory")
-    if path.exists() and any(path.iterdir()) and not force:
+    if path.exists() and any(p.name != LOCK for p in path.iterdir()) and not force:
         raise ResultsError(f"--output {path}: directory exists and is not empty (use --force)")
+
+
+def prepare_output_dir(path: Path, force: bool) -> Path:
+    """Create the run directory; refuse an existing non-empty one unless ``force``."""
+    path = Path(path)
+    check_output_dir(path, force)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -597,7 +606,7 @@ def prepare_output_dir(path: Path, force: bool) -> Path:
     return path
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (a crash right after it could otherwise undo it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -778,7 +787,7 @@ class Journal:
             **{k: meta.get(k) for k in DYNAMIC_META},
         }
         _write_json(self.directory / MANIFEST, doc, indent=None)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -889,14 +898,86 @@ def json_safe(value: Any) -> Any:
 
 def _migrate(meta: dict[str, Any], source: Path) -> dict[str, Any]:
     version = meta.get("schema_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ResultsError(f"{source}: no integer schema_version; not a dscbench run")
     if version > SCHEMA_VERSION:
         raise ResultsError(
             f"{source}: schema_version {version} is newer than this dscbench reads "
             f"({SCHEMA_VERSION}); upgrade dscbench"
         )
+    problem = meta_problem(meta)
+    if problem:
+        raise ResultsError(f"{source}: {problem}")
     return meta
+
+
+RUN_STATUSES = ("running", "complete", "interrupted", "crashed", "partial", "killed")
+# What readers call a run whose run.json says running while no process writes it (a kill -9,
+# a lost node): never written to run.json, which keeps what the killed process last wrote.
+KILLED = "killed"
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _optional(check: Any) -> Any:
+    return lambda v: v is None or check(v)
+
+
+# run.json's fields that dscbench acts on, with what each must be (where present; a field a
+# reader does not use may hold anything). Read from result files of others (CI artifacts):
+# every value is checked as data, never evaluated.
+META_FIELDS: tuple[tuple[tuple[str, ...], Any, str], ...] = (
+    (("status",), lambda v: v in RUN_STATUSES, f"one of {', '.join(RUN_STATUSES)}"),
+    (("rounds_done",), lambda v: _integer(v) and v >= 0, "a count"),
+    (("n_configurations",), lambda v: _integer(v) and v >= 0, "a count"),
+    (("configurations_sha256",), lambda v: isinstance(v, str), "a string"),
+    (("command",), _strings, "a list of strings"),
+    (("source",), lambda v: isinstance(v, str), "a string"),
+    (("settings",), lambda v: isinstance(v, dict), "an object"),
+    (("settings", "min_time"), lambda v: _number(v) and v > 0, "a positive number"),
+    (("settings", "rounds"), lambda v: _integer(v) and v >= 1, "a positive integer"),
+    (("settings", "warmup"), lambda v: _number(v) and v >= 0, "a number of seconds"),
+    (("settings", "seed"), _integer, "an integer"),
+    (("settings", "parity"), lambda v: isinstance(v, bool), "true or false"),
+    (("settings", "fresh"), lambda v: isinstance(v, bool), "true or false"),
+    (("backend_options",), lambda v: isinstance(v, dict), "an object"),
+    (("environment",), lambda v: isinstance(v, dict), "an object"),
+    (("backends",), lambda v: isinstance(v, dict), "an object"),
+    (("shard",), _optional(lambda v: isinstance(v, dict)), "an object or null"),
+    (("shard", "index"), lambda v: _integer(v) and v >= 1, "a positive integer"),
+    (("shard", "count"), lambda v: _integer(v) and v >= 1, "a positive integer"),
+    (("mixed_hardware",), lambda v: isinstance(v, bool), "true or false"),
+    (("merged_from",), lambda v: isinstance(v, list), "a list"),
+    (("harness",), lambda v: isinstance(v, dict), "an object"),
+    (("harness", "confidence"), lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+)
+
+
+def meta_problem(meta: Mapping[str, Any]) -> str | None:
+    """The first field of run.json that does not hold what dscbench expects there, as a phrase
+    naming the field and its value; None when all do."""
+    for path, check, expected in META_FIELDS:
+        value: Any = meta
+        for key in path:
+            if not isinstance(value, Mapping) or key not in value:
+                break
+            value = value[key]
+        else:
+            if not check(value):
+                shown = json.dumps(value, default=str)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                return f"{'.'.join(path)} is {shown}, not {expected}"
+    return None
 
 
 def _upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> pd.DataFrame:
@@ -963,6 +1044,11 @@ def _load_json_export(path: Path) -> ResultSet:
     return _finish(results, samples, meta, path)
 
 
+def read_meta(directory: Path) -> dict[str, Any]:
+    """run.json of the run in ``directory``, checked (ResultsError naming a bad field)."""
+    return _read_meta(Path(directory), Path(directory))
+
+
 def _read_meta(directory: Path, asked: Path) -> dict[str, Any]:
     """run.json of ``directory``, checked and migrated (``asked`` is what the user named)."""
     meta_path = directory / RUN_JSON
@@ -1001,7 +1087,20 @@ def load_journal(directory: Path) -> tuple[ResultSet, JournalContents]:
 
 def load_results(path: Path) -> ResultSet:
     """Read a run directory, a results.parquet / results.csv file (with run.json beside it), or
-    a JSON export (``dscbench export``)."""
+    a JSON export (``dscbench export``). A run that says it is running while no process
+    writes it reads as ``killed``."""
+    path = Path(path)
+    loaded = _load_results(path)
+    export = path.is_file() and path.suffix == ".json" and path.name != RUN_JSON
+    if loaded.meta.get("status") == "running" and not export:
+        from dscbench.lock import holder
+
+        if holder(path if path.is_dir() else path.parent) is None:
+            loaded.meta["status"] = KILLED
+    return loaded
+
+
+def _load_results(path: Path) -> ResultSet:
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")

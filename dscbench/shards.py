@@ -1,10 +1,16 @@
 """Shards: a deterministic 1/N of a sweep's configurations, the same on every machine and
 Python version, so N jobs of a scheduler each run their own part.
 
-A configuration belongs to shard ``K`` (1..N) when the SHA-256 of its key
-(``config_id@backend``) modulo N is K - 1: a function of the configuration alone, not of its
-position in the list (which changes when the grid changes). ``--shard auto`` reads K and N from
-the scheduler:
+The partition is balanced: the sweep's configurations are sorted by the SHA-256 of their key
+(``config_id@backend``) and dealt out in turn, the i-th (from 0) to shard ``i mod N + 1``, so
+shard sizes differ by at most one configuration. Every configuration of a sweep costs the same
+in the plan's estimate (``--min-time`` per variant and environment), so equal counts are equal
+estimated time. The partition depends on the whole sweep, not on the order of its grids:
+the same sweep gives the same shards on every machine, and run.json records the sweep's
+SHA-256 so that ``merge`` refuses shards of different sweeps. (A hash modulo N, as before,
+was stable per configuration but unbalanced: 2, 4 and 6 configurations of 12.)
+
+``--shard auto`` reads K and N from the scheduler:
 
 - Slurm job arrays: ``SLURM_ARRAY_TASK_ID``, ``SLURM_ARRAY_TASK_MIN``, ``SLURM_ARRAY_TASK_COUNT``
   (K = task id - min + 1, N = count);
@@ -30,17 +36,18 @@ class Shard:
     count: int
     source: str = "flag"  # flag, slurm or kubernetes
 
-    def owns(self, key: str) -> bool:
-        return shard_of(key, self.count) == self.index
-
     def to_json(self) -> dict[str, object]:
         return {"index": self.index, "count": self.count, "source": self.source}
 
 
-def shard_of(key: str, count: int) -> int:
-    """The shard (1..count) that owns configuration ``key``."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % count + 1
+PARTITION = "balanced: configurations sorted by SHA-256 of config_id@backend, dealt in turn"
+
+
+def owners(keys: Iterable[str], count: int) -> dict[str, int]:
+    """The shard (1..count) of every key: sorted by SHA-256 (then by the key itself), the i-th
+    goes to shard ``i mod count + 1``."""
+    order = sorted(set(keys), key=lambda k: (hashlib.sha256(k.encode("utf-8")).digest(), k))
+    return {key: i % count + 1 for i, key in enumerate(order)}
 
 
 def select(items: Iterable[T], key_of, shard: Shard | None) -> list[T]:
@@ -48,7 +55,8 @@ def select(items: Iterable[T], key_of, shard: Shard | None) -> list[T]:
     items = list(items)
     if shard is None:
         return items
-    return [item for item in items if shard.owns(key_of(item))]
+    owner = owners((key_of(item) for item in items), shard.count)
+    return [item for item in items if owner[key_of(item)] == shard.index]
 
 
 def parse(text: str | None, env: Mapping[str, str], shards: int | None = None) -> Shard | None:
@@ -60,6 +68,8 @@ def parse(text: str | None, env: Mapping[str, str], shards: int | None = None) -
     text = text.strip().lower()
     if text == "auto":
         return _from_scheduler(env, shards)
+    if shards is not None:
+        raise SpecError(f"--shards {shards} goes with --shard auto; --shard {text} says N itself")
     index, sep, count = text.partition("/")
     try:
         shard = Shard(int(index), int(count))

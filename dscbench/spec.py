@@ -662,6 +662,12 @@ def load_preset(name: str) -> Sweep:
 
 
 def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) -> Iterable[Case]:
+    modes = grid.get("mode", AXIS_DEFAULTS["mode"])
+    if "optimizer" in grid and "training" not in modes:
+        raise SpecError(
+            f"{source}: --optimizer applies to --mode training, and this sweep measures "
+            f"{', '.join(map(str, modes))} only"
+        )
     if grid.get("model"):
         yield from _expand_models(grid, default_threads, source)
         return
@@ -735,7 +741,15 @@ def _expand_models(
             raise SpecError(
                 f"{source}: {flag} applies to {', '.join(takers)}, not to {', '.join(models)}"
             )
+    bad_depth = [d for d in axes["depth"] if d is not None and d < 1]
+    if bad_depth:
+        raise SpecError(f"{source}: --depth {bad_depth[0]}: a model has at least 1 block")
     users = [m for m, info in infos.items() if info is None]
+    if [t for t in axes["twin"] if t != AXIS_DEFAULTS["twin"][0]] and not users:
+        raise SpecError(
+            f"{source}: --twin {axes['twin'][-1]} applies to models of your own "
+            "(package.module:callable); a built-in model's twin is fixed"
+        )
     if axes["input_shape"] != [None] and not users:
         raise SpecError(
             f"{source}: --input-shape applies to models of your own; the built-in models "
@@ -765,7 +779,9 @@ def _expand_models(
             fields_ = dict(
                 input_shape=info.input_shape(res),
                 width_mult=mult if "width_mult" in info.knobs else 1.0,
-                depth=(depth or info.default_depth) if "depth" in info.knobs else 0,
+                depth=(info.default_depth if depth is None else depth)
+                if "depth" in info.knobs
+                else 0,
             )
         for optimizer in axes["optimizer"] if mode == "training" else [""]:
             spec = ModelSpec(

@@ -360,9 +360,11 @@ def test_backend_all_runs_every_available_backend_side_by_side(tmp_path):
     ort_rows = table[table.backend == "onnxruntime-cpu"]
     assert ort_rows.execution.str.contains(r"\[CPUExecutionProvider\], opt=all").all()
     assert set(loaded.meta["backends"]) == set(names)
-    # Rows keep each variant's first compilation; every process compiles its own (two here).
+    # Rows keep each variant's first compilation; every process compiles its own (two here),
+    # so the run's total holds more compilations than the rows: a fact about counts, not
+    # about how long the second compilation took (no timing ratio: the machine is shared).
     assert loaded.meta["harness"]["processes"] == 2
-    assert loaded.meta["timings"]["compile_s"] > 1.5 * compiled.compile_s.sum()
+    assert loaded.meta["timings"]["compile_s"] > compiled.compile_s.sum()
     for name in names:
         assert f"{name}: separable vs standard over 1 configurations" in res.output
     assert "torch-compile-cpu: compiled 2 models in" in res.output

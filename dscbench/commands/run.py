@@ -31,13 +31,15 @@ from rich.text import Text
 
 from dscbench import backends as registry
 from dscbench import counting, results, runner
+from dscbench import lock as run_lock
 from dscbench.env import collect_environment, utc_now
 from dscbench.errors import BackendUnavailable, ResultsError, SpecError
-from dscbench.executor import Executor, LocalExecutor
+from dscbench.executor import Executor, LocalExecutor, user_model_problems
 from dscbench.export.console import print_breakdown, render_run
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
 from dscbench.plan import validate_cases
+from dscbench.signals import signal_handlers
 from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json
 from dscbench.stats import CONFIDENCE
 
@@ -91,6 +93,7 @@ class Plan:
     devices: dict[str, tuple[str, str]] = field(default_factory=dict)
     overheads: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sweep: list[Case] = field(default_factory=list)  # the whole sweep's cases (all shards)
 
     def close(self) -> None:
         for pool in self.executors.values():
@@ -105,45 +108,103 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
     env_specs = environments.parse_envs(options.envs)
     check_size(sweep, options.max_configs)
     if options.dry_run:
-        cases = expand_cases(sweep, None, shard=options.shard)
-        notes = dry_run_notes(cases, options)
+        expansion = expand_cases(sweep, None, shard=options.shard)
+        cases = expansion.cases
+        notes = dry_run_notes(expansion, options)
+        problems = user_model_problems([c.spec for c in cases])  # as a real run checks them
+        if problems:
+            raise SpecError("\n".join(dict.fromkeys(problems)))
         if len(cases) > DRY_RUN_TABLE_ROWS:
             print_plan_lines(cases, notes, console)
         else:
             console.print(plan_table(sweep, cases, notes))
         if options.breakdown:
             print_breakdown(dry_run_breakdown(cases), console)
+        missing = unavailable_backends(cases)
+        if missing and not options.skip_unavailable:  # a real run stops here too
+            raise BackendUnavailable(
+                "\n".join(f"backend {n!r} is not available: {r}" for n, r in missing.items())
+            )
         return EXIT_OK
-    previous = resume_point(Path(options.output)) if options.resume else None
-    existed = Path(options.output).exists()
-    force = options.force or previous is not None
-    if env_specs or options.processes > 1:  # workers' logs go into the run directory
-        out_dir = results.prepare_output_dir(options.output, force)
-        try:
-            plan = start(sweep, options, env_specs, out_dir)
-        except BaseException:
-            if not existed:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            raise
-    else:
-        plan = start(sweep, options, env_specs, Path(options.output))
-        out_dir = results.prepare_output_dir(options.output, force)
+    directory = Path(options.output)
+    existed = directory.exists()
+    if not options.resume:  # the lock lives in the directory: make it (removed on failure)
+        results.check_output_dir(directory, options.force)
+        directory.mkdir(parents=True, exist_ok=True)
+    elif not directory.is_dir():
+        raise ResultsError(
+            f"--resume {directory}: no {results.RUN_JSON}: not a dscbench run directory"
+        )
     try:
-        meta = run_meta(sweep, options, plan)
-        if previous is not None:
-            meta = resumed_meta(previous, meta)
-        for note in plan.notes:
-            console.print(Text(f"note: {note}", style="yellow"), highlight=False)
-        if not options.quiet:
-            for line in estimate_lines(sweep, plan, previous):
-                console.print(line, highlight=False)
-        if previous is None:
-            meta["calibration"] = calibrations_for(plan, options.calibrate, console)
-        recorder = Recorder(out_dir, plan, meta, command_started, previous)
-        state = measure(sweep, options, plan, recorder, console, previous)
+        with run_lock.hold(directory, what="--resume" if options.resume else "--output") as notes:
+            return measure_locked(sweep, options, env_specs, console, command_started, notes)
     finally:
-        with sigint_ignored():  # stopping the workers after a Ctrl-C is not to be cut short
-            plan.close()
+        if not existed and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()  # nothing was written: leave no empty directory behind
+
+
+def measure_planned(
+    sweep: Sweep,
+    options: RunOptions,
+    plan: Plan,
+    console: Console,
+    command_started: float,
+    previous: Previous | None,
+) -> tuple[Recorder, runner.SweepState] | None:
+    """Record run.json's facts, print the notes and estimate, and measure; None when the
+    sweep was interrupted (what it measured is written)."""
+    meta = run_meta(sweep, options, plan)
+    if previous is not None:
+        meta = resumed_meta(previous, meta)
+    for note in plan.notes:
+        console.print(Text(f"note: {note}", style="yellow"), highlight=False)
+    if not options.quiet:
+        for line in estimate_lines(sweep, plan, previous):
+            console.print(line, highlight=False)
+    if previous is None:
+        meta["calibration"] = calibrations_for(plan, options.calibrate, console)
+    recorder = Recorder(Path(options.output), plan, meta, command_started, previous)
+    state = measure(sweep, options, plan, recorder, console, previous)
+    return None if state is None else (recorder, state)
+
+
+def measure_locked(
+    sweep: Sweep,
+    options: RunOptions,
+    env_specs: list,
+    console: Console,
+    command_started: float,
+    lock_notes: list[str],
+) -> int:
+    """execute's work once the run directory is held."""
+    previous = resume_point(Path(options.output)) if options.resume else None
+    out_dir = Path(options.output)  # execute checked it before making it and taking its lock
+    logs = out_dir / "workers"
+    had_logs = logs.exists()
+    # From here to the end, the first Ctrl-C or SIGTERM stops the run (workers included, what
+    # was measured saved) and any further one is ignored; while workers start too.
+    with _interrupt_once():
+        try:
+            plan = start(sweep, options, env_specs, out_dir)  # workers' logs go into out_dir
+        except BaseException as exc:
+            if not had_logs:
+                shutil.rmtree(logs, ignore_errors=True)
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
+            console.print(Text("interrupted while starting: nothing was measured", "yellow"))
+            return EXIT_INTERRUPTED
+        plan.notes[:0] = lock_notes
+        try:
+            state = measure_planned(sweep, options, plan, console, command_started, previous)
+        except KeyboardInterrupt:  # before the sweep began (the sweep handles its own)
+            console.print(Text("interrupted before measuring: nothing was measured", "yellow"))
+            return EXIT_INTERRUPTED
+        finally:
+            with sigint_ignored():  # stopping the workers after a Ctrl-C is not to be cut short
+                plan.close()
+    if state is None:
+        return EXIT_INTERRUPTED
+    recorder, state = state
     if state is None:
         return EXIT_INTERRUPTED
     render(recorder, state, options, console)
@@ -170,14 +231,29 @@ def torch_default_threads() -> int:
     return torch.get_num_threads()
 
 
+@dataclass
+class Expansion:
+    """A sweep's configurations: all of them, and those this process runs (its shard's)."""
+
+    sweep: list[Case]
+    cases: list[Case]
+
+    def validate(self, skip_unsupported: bool) -> dict[Case, str]:
+        """validate_cases over the whole sweep (every shard refuses the same bad sweep, and
+        an empty shard of a sweep that is not empty is valid); the skips of this shard's."""
+        skips = validate_cases(self.sweep, skip_unsupported=skip_unsupported)
+        mine = set(self.cases)
+        return {case: reason for case, reason in skips.items() if case in mine}
+
+
 def expand_cases(
     sweep: Sweep,
     default_threads: int | None,
     available: list[str] | None = None,
     shard: Any = None,
-):
+) -> Expansion:
     """The sweep's cases (``all`` expanded to ``available``, or to this machine's backends),
-    only those ``shard`` owns when there is one."""
+    and those ``shard`` owns when there is one."""
     from dscbench import shards
 
     if ALL_BACKENDS in sweep.requested_backends():
@@ -187,7 +263,8 @@ def expand_cases(
     threads = default_threads
     if threads is None:  # importing torch takes a second: only when a grid needs it
         threads = torch_default_threads() if sweep.needs_default_threads() else 1
-    return shards.select(sweep.cases(threads), case_key, shard)
+    everything = sweep.cases(threads)
+    return Expansion(everything, shards.select(everything, case_key, shard))
 
 
 def case_key(case: Case) -> str:
@@ -258,16 +335,25 @@ def estimate_lines(sweep: Sweep, plan: Plan, previous: Previous | None = None) -
     ]
 
 
-def dry_run_notes(cases: list[Case], options: RunOptions) -> dict[Case, str]:
-    """Why a case would not run here: its backend lacks the dtype or format (an error without
-    --skip-unavailable, as in a real run), or is missing."""
-    notes = dict(validate_cases(cases, skip_unsupported=options.skip_unavailable))
+def unavailable_backends(cases: list[Case]) -> dict[str, str]:
+    """The backends of ``cases`` this machine cannot run, with why (a quick look, no worker)."""
+    found = {}
     for name in dict.fromkeys(c.backend for c in cases):
         status = registry.availability(name, quick=True)
         if not status.available:
-            for case in cases:
-                if case.backend == name:
-                    notes.setdefault(case, f"backend unavailable: {status.reason}")
+            found[name] = status.reason
+    return found
+
+
+def dry_run_notes(expansion: Expansion, options: RunOptions) -> dict[Case, str]:
+    """Why a case would not run here: its backend lacks the dtype or format (an error without
+    --skip-unavailable, as in a real run), or is missing."""
+    cases = expansion.cases
+    notes = dict(expansion.validate(options.skip_unavailable))
+    for name, reason in unavailable_backends(cases).items():
+        for case in cases:
+            if case.backend == name:
+                notes.setdefault(case, f"backend unavailable: {reason}")
     return notes
 
 
@@ -279,8 +365,9 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
 
     processes = max(1, min(options.processes, sweep.settings.rounds))
     if not env_specs and processes == 1:  # measured in this process, as before --processes
-        cases = expand_cases(sweep, None, shard=options.shard)
-        skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
+        expansion = expand_cases(sweep, None, shard=options.shard)
+        skips = expansion.validate(options.skip_unavailable)
+        cases = expansion.cases
         plan = Plan(cases, [""], {"": [LocalExecutor()]}, {(c, ""): r for c, r in skips.items()})
         plan.env_meta[""] = {}
     else:
@@ -300,10 +387,11 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
             if ALL_BACKENDS in sweep.requested_backends():  # backends every environment has
                 each = [set(pool[0].available()) for pool in workers.values()]
                 available = [name for name in registry.REGISTRY if all(name in a for a in each)]
-            cases = expand_cases(
+            expansion = expand_cases(
                 sweep, int(first.get("default_threads") or 1), available, options.shard
             )
-            skips = validate_cases(cases, skip_unsupported=options.skip_unavailable)
+            skips = expansion.validate(options.skip_unavailable)
+            cases = expansion.cases
         except BaseException:
             for worker in everyone:
                 worker.close()
@@ -323,6 +411,13 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
                 "processes": len(pool),
                 "start_s": max(w.start_s for w in pool),
             }
+    plan.sweep = expansion.sweep
+    if not cases and options.shard is not None:
+        plan.notes.append(
+            f"shard {options.shard.index}/{options.shard.count} holds none of the sweep's "
+            f"{len(expansion.sweep)} configuration(s): it writes an empty, complete run for "
+            "merge"
+        )
     try:
         setup_backends(sweep, options, plan)
     except BaseException:
@@ -447,7 +542,14 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         "backend_options": vars(sweep.options).copy(),
         "n_configurations": len(plan.cases),
         "configurations_sha256": configurations_digest(plan.cases),
-        "shard": options.shard.to_json() if options.shard is not None else None,
+        "shard": shard_meta(options.shard, plan.sweep),
+        # Interpreters and variables are settings: --resume refuses a change of either.
+        "env_specs": {
+            name: {"python": m.get("python"), "variables": m.get("variables", {})}
+            for name, m in plan.env_meta.items()
+            if name or m
+        },
+        "variables": tuning_variables(os.environ),
         "started_at": utc_now(),
         # A coordinator with workers never imports torch: the facts of the process that
         # measured (per environment when there are several) are the workers'.
@@ -476,6 +578,33 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         load = meta["environment"].get("load_average")
         meta["environment"] = dict(plan.measured_environment, load_average=load)
     return meta
+
+
+# Variables that change what is measured (thread pools, instruction sets, allocators, devices):
+# recorded with the run, and a --resume under other values is refused.
+TUNING_PREFIXES = ("OMP_", "KMP_", "GOMP_", "MKL_", "ONEDNN_", "DNNL_", "OPENBLAS_", "TORCH",
+                   "PYTORCH_", "CUDA_", "CUBLAS", "CUDNN", "ORT_", "MALLOC_",
+                   "LD_PRELOAD")  # fmt: skip
+
+
+def tuning_variables(environ: Any) -> dict[str, str]:
+    """The variables of ``environ`` that can change what is measured (TUNING_PREFIXES)."""
+    return {k: environ[k] for k in sorted(environ) if k.startswith(TUNING_PREFIXES)}
+
+
+def shard_meta(shard: Any, sweep: list[Case]) -> dict[str, Any] | None:
+    """run.json's ``shard``: which one, how the partition was made, and the whole sweep it is
+    part of (its configuration count and SHA-256, which merge checks)."""
+    if shard is None:
+        return None
+    from dscbench import shards
+
+    return {
+        **shard.to_json(),
+        "partition": shards.PARTITION,
+        "sweep_configurations": len(sweep),
+        "sweep_sha256": configurations_digest(sweep),
+    }
 
 
 def calibrations_for(plan: Plan, measure_now: bool, console: Console) -> list[dict[str, Any]]:
@@ -672,6 +801,8 @@ RESUME_KEYS = (
     (("settings",), "the settings"),
     (("backend_options",), "the backend options"),
     (("shard",), "the shard"),
+    (("env_specs",), "the environments (--env interpreters and variables)"),
+    (("variables",), "the environment variables (OMP_*, ONEDNN_*, ...)"),
     (("environment", "dscbench"), "the dscbench version"),
     (("environment", "machine"), "the hardware (machine)"),
     (("environment", "cpu_model"), "the hardware (CPU model)"),
@@ -690,6 +821,8 @@ def resume_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     found = []
     for path, what in RESUME_KEYS:
         a, b = _at(old, path), _at(new, path)
+        if path in (("env_specs",), ("variables",)):  # older runs recorded none
+            a, b = a or {}, b or {}
         a = results.json_safe(a)
         b = results.json_safe(b)
         if a == b:
@@ -717,19 +850,25 @@ def resume_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return found
 
 
-def resume_command(argv: list[str], directory: Path) -> str:
-    """The command a run was started with, as ``dscbench run ... --resume DIR``."""
-    import shlex
-
+def resume_arguments(argv: list[str]) -> list[str]:
+    """The arguments after ``run`` of a recorded command (``argv``, as sys.argv), less where
+    it wrote (-o, --output, --resume, --force): what a resume repeats."""
     args, skip = [], False
-    for arg in argv[1:]:
+    for arg in argv[2:]:
         if skip:
             skip = False
         elif arg in ("-o", "--output", "--resume"):
             skip = True
-        elif not (arg == "--force" or arg.startswith(("--output=", "--resume=", "-o="))):
+        elif not (arg == "--force" or arg.startswith(("--output=", "--resume=", "-o"))):
             args.append(arg)
-    return shlex.join(["dscbench", *args, "--resume", str(directory)])
+    return args
+
+
+def resume_command(argv: list[str], directory: Path) -> str:
+    """The command a run was started with, as ``dscbench run ... --resume DIR``."""
+    import shlex
+
+    return shlex.join(["dscbench", "run", *resume_arguments(argv), "--resume", str(directory)])
 
 
 def resumed_meta(previous: Previous, now: dict[str, Any]) -> dict[str, Any]:
@@ -803,22 +942,21 @@ def measure(
                 what = f"round {current}/{rounds}" if current <= rounds else "extra rounds"
                 progress.update(task, completed=done, total=total, description=f"{what} {label}")
 
-            try:
-                with _interrupt_once():
-                    return runner.run_sweep(
-                        plan.cases,
-                        sweep.settings,
-                        plan.executors,
-                        checkpoint=recorder,
-                        progress=on_progress,
-                        harness=harness_for(sweep, plan, options.interleave),
-                        verify_counts=options.verify_counts,
-                        skipped=plan.skips,
-                        canary=canary,
-                        precision=options.precision,
-                        max_time=options.max_time if options.max_time is not None else math.inf,
-                        resume=previous.point if previous is not None else None,
-                    )
+            try:  # measure_locked's handlers turn the first signal into KeyboardInterrupt
+                return runner.run_sweep(
+                    plan.cases,
+                    sweep.settings,
+                    plan.executors,
+                    checkpoint=recorder,
+                    progress=on_progress,
+                    harness=harness_for(sweep, plan, options.interleave),
+                    verify_counts=options.verify_counts,
+                    skipped=plan.skips,
+                    canary=canary,
+                    precision=options.precision,
+                    max_time=options.max_time if options.max_time is not None else math.inf,
+                    resume=previous.point if previous is not None else None,
+                )
             except KeyboardInterrupt:
                 # What was measured is written; a further Ctrl-C must not turn a clean exit
                 # 130 into a death by signal while the message is printed.
@@ -862,22 +1000,6 @@ def dry_run_breakdown(cases: list[Case]) -> Any:
     )
 
 
-@contextlib.contextmanager
-def signal_handlers(handlers: dict[int, Any]) -> Iterator[None]:
-    """Install ``handlers`` (signal -> handler) for the duration, then put the previous ones
-    back; outside the main thread (embedded use) signals are left alone."""
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def sigint_ignored() -> contextlib.AbstractContextManager[None]:
     """Ignore Ctrl-C for the duration."""
     return signal_handlers({signal.SIGINT: signal.SIG_IGN})
@@ -906,16 +1028,28 @@ def _stop_listening() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _interrupt_once() -> contextlib.AbstractContextManager[None]:
-    """Ctrl-C or SIGTERM (a batch scheduler's pre-emption, `kill`) stops the sweep, so the
-    results measured so far are saved before the process ends; any further one while that
-    happens is ignored (a second Ctrl-C must not cut the interrupt-time checkpoint short)."""
+@contextlib.contextmanager
+def _interrupt_once() -> Iterator[None]:
+    """Ctrl-C or SIGTERM (a batch scheduler's pre-emption, `kill`) stops the run, so the
+    results measured so far are saved and the workers stopped before the process ends; any
+    further one is ignored until the process exits (a second Ctrl-C must not cut the
+    interrupt-time checkpoint short), also where an inner context puts this handler back."""
+    fired = []
 
     def interrupt(signum: int, frame: object) -> None:
+        if fired:
+            return
+        fired.append(signum)
         _stop_listening()
         raise KeyboardInterrupt
 
-    return signal_handlers({signal.SIGINT: interrupt, signal.SIGTERM: interrupt})
+    try:
+        with signal_handlers({signal.SIGINT: interrupt, signal.SIGTERM: interrupt}):
+            yield
+    finally:
+        if fired:  # the process is on its way out: nothing may cut that short
+            with contextlib.suppress(ValueError):
+                _stop_listening()
 
 
 def plan_table(sweep: Sweep, cases: list[Case], notes: dict[Case, str]) -> Table:

@@ -11,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dscbench import results
+from dscbench import where as where_filter
+from dscbench.analysis import mixed_hardware_note, row_machines, with_machines
 from dscbench.errors import SpecError
 from dscbench.export.console import render_run
 from dscbench.export.units import format_bytes, format_count, format_rate, format_seconds
@@ -24,8 +26,9 @@ def select(
     where: str | None = None,
 ) -> pd.DataFrame:
     """Rows of ``table`` on ``backends``, of ``variant``, and of the configurations where
-    ``where`` (a pandas query over the result columns, e.g. ``in_channels >= 64``) holds for
-    either variant (so a pair stays a pair). Bad filters are SpecErrors naming the value."""
+    ``where`` (a filter over the result columns, e.g. ``in_channels >= 64``: where.py says
+    what it accepts; nothing in it is run as code) holds for either variant (so a pair stays
+    a pair). Bad filters are SpecErrors naming the value."""
     if backends:
         unknown = [b for b in backends if b not in set(table.backend)]
         if unknown:
@@ -35,13 +38,7 @@ def select(
             )
         table = table[table.backend.isin(backends)]
     if where:
-        try:
-            hits = table.query(where, engine="python")
-        except Exception as exc:  # pandas raises many kinds for a bad expression
-            raise SpecError(
-                f"--where {where!r}: not a filter over the result columns "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-            ) from None
+        hits = table[where_filter.evaluate(table, where)]
         keys = set(zip(hits.config_id, hits.backend, hits.env, strict=True))
         keep = [k in keys for k in zip(table.config_id, table.backend, table.env, strict=True)]
         table = table[keep]
@@ -54,16 +51,19 @@ def rows_table(table: pd.DataFrame) -> Table:
     """One line per row (one variant): latency, counts, efficiency, memory, status."""
     constant = constant_axes(table.to_dict("records"))
     out = Table(title=f"{describe_constant(constant)}", header_style="bold")
-    for column in ("configuration", "variant", "latency", "params", "MACs", "achieved",
-                   "roofline", "peak mem", "status"):  # fmt: skip
+    machine = ["machine"] if "machine" in table.columns else []  # a run that mixes hardware
+    for column in (*machine, "configuration", "variant", "latency", "params", "MACs",
+                   "achieved", "roofline", "peak mem", "status"):  # fmt: skip
         out.add_column(
-            column, justify="left" if column in ("configuration", "variant") else "right"
+            column,
+            justify="left" if column in ("machine", "configuration", "variant") else "right",
         )
     for row in table.to_dict("records"):
         iqr = row["latency_iqr_s"] / row["latency_median_s"] if row["latency_median_s"] else 0
         bound = row["roofline_bound"]
         fraction = row["roofline_fraction"]
         out.add_row(
+            *[row[c] for c in machine],
             table_label(row, constant),
             row["variant"],
             f"{format_seconds(row['latency_median_s'])} ±{iqr:.0%}"
@@ -89,11 +89,14 @@ def execute(
     console: Console,
 ) -> int:
     loaded = results.load_results(run)
-    table = select(loaded.results, backends, variant, where)
+    # A merge of different hardware: every row names its machine, and summaries are per machine.
+    table = select(with_machines(loaded.results, loaded.meta), backends, variant, where)
     if table.empty:
         raise SpecError(f"{run}: no rows match the filters")
     if variant:
         console.print(rows_table(table))
+        if "machine" in table.columns:
+            console.print(mixed_hardware_note(row_machines(table)), highlight=False)
         return 0
     parts = None
     if breakdown:
@@ -101,5 +104,5 @@ def execute(
         parts = pd.read_parquet(path) if path.exists() else pd.DataFrame()
         parts = parts[parts.config_id.isin(set(table.config_id))] if len(parts) else parts
     directory = Path(run) if Path(run).is_dir() else Path(run).parent
-    render_run(table, loaded.meta, directory, console, quiet, parts)
+    render_run(table, loaded.meta, directory, console, quiet, parts, stored=True)
     return 0

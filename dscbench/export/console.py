@@ -24,8 +24,11 @@ def render_run(
     console: Console,
     quiet: bool = False,
     breakdown: pd.DataFrame | None = None,
+    stored: bool = False,
 ) -> None:
-    """The run's table (unless ``quiet``), breakdown (when given), warnings and summary."""
+    """The run's table (unless ``quiet``), breakdown (when given), warnings and summary;
+    ``stored``: a stored run shown again (``dscbench show``), whose state is said and whose
+    exit code is not the run's."""
     envs = list(dict.fromkeys(table.env)) or [""]
     if not quiet:
         console.print(results_table(table))
@@ -35,7 +38,7 @@ def render_run(
             console.print(Text(f"warning: {line}", style="yellow"), highlight=False)
     for line in summary_lines(table):
         console.print(line, highlight=False)
-    failed = failure_line(table)
+    failed = failure_line(table, exit_code=not stored)
     if failed:
         console.print(Text(failed, style="red"), highlight=False)
     for line in precision_lines(meta):
@@ -74,21 +77,55 @@ def render_run(
     if t.get("wall_s"):
         compiled = f", {t['compile_s']:.1f} s compiling" if t.get("compile_s", 0) > 0 else ""
         console.print(
-            f"Results in {out_dir}/ (results.parquet, results.csv, samples.parquet, "
-            f"run.json); wall {t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed "
-            f"blocks, {t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
+            f"Results in {out_dir}/ ({', '.join(result_files(Path(out_dir)))}); wall "
+            f"{t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed blocks, "
+            f"{t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
             highlight=False,
         )
+    state = state_line(meta, out_dir) if stored else ""
+    if state:
+        console.print(Text(state, style="yellow"), highlight=False)
 
 
-def failure_line(table: pd.DataFrame) -> str:
-    """'3 configuration(s) failed: build_error 2, parity_failed 1 (exit 1)'; '' if none."""
+RESULT_FILES = ("results.parquet", "results.csv", "samples.parquet", "run.json", "journal.jsonl")
+
+
+def result_files(out_dir: Path) -> list[str]:
+    """The result files that exist in ``out_dir`` (a killed run has only its journal)."""
+    found = [name for name in RESULT_FILES if (out_dir / name).is_file()]
+    if "results.parquet" in found:  # the journal is a run's working copy once consolidated
+        found = [name for name in found if name != "journal.jsonl"]
+    return found
+
+
+def state_line(meta: dict[str, Any], out_dir: Path) -> str:
+    """What a stored run's status means, and how to finish it; '' for a finished run."""
+    status = meta.get("status")
+    rounds = (meta.get("settings") or {}).get("rounds", "?")
+    done = f"{meta.get('rounds_done', 0)} of {rounds} round(s) done"
+    finish = f"`dscbench run --resume {out_dir}` finishes it"
+    return {
+        "running": f"The run is still being measured ({done} so far).",
+        "killed": f"The run was killed before it finished ({done}; no process is writing it "
+        f"any more): {finish}.",
+        "interrupted": f"The run was interrupted ({done}): {finish}.",
+        "crashed": f"The run stopped on an error in dscbench ({done}; its traceback went to "
+        "the terminal that ran it): {finish}.",
+        "partial": "A partial merge: some shards are missing or unfinished (run.json's "
+        "merged_from).",
+    }.get(str(status), "")
+
+
+def failure_line(table: pd.DataFrame, exit_code: bool = True) -> str:
+    """'3 configuration(s) failed: build_error 2, parity_failed 1 (exit 1)'; '' if none;
+    ``exit_code``: name the exit code the run ended with."""
     per_config = table.drop_duplicates(["config_id", "backend", "env"])
     bad = per_config[~per_config.status.isin(("ok", "skipped"))]
     if bad.empty:
         return ""
     kinds = ", ".join(f"{kind} {n}" for kind, n in bad.status.value_counts().items())
-    return f"{len(bad)} configuration(s) failed or were not measured: {kinds} (exit 1)."
+    code = " (exit 1)" if exit_code else ""
+    return f"{len(bad)} configuration(s) failed or were not measured: {kinds}{code}."
 
 
 def precision_lines(meta: dict[str, Any]) -> list[str]:
