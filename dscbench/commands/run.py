@@ -821,7 +821,9 @@ def resume_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     found = []
     for path, what in RESUME_KEYS:
         a, b = _at(old, path), _at(new, path)
-        if path in (("env_specs",), ("variables",)):  # older runs recorded none
+        if path in (("env_specs",), ("variables",)):
+            if path[0] not in old:  # a run written before these were recorded cannot tell
+                continue
             a, b = a or {}, b or {}
         a = results.json_safe(a)
         b = results.json_safe(b)
