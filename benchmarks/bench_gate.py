@@ -435,11 +435,11 @@ INDEPENDENT = r"""
 import json, sys, torch
 from torch.utils.benchmark import Timer
 from dscbench import ops
-from dscbench.spec import ConvSpec
+from dscbench.spec import spec_from_json
 threads = int(sys.argv[2])
 out = {}
 for row in json.loads(sys.argv[1]):
-    spec = ConvSpec(**row["spec"])
+    spec = spec_from_json(row["spec"])
     module, x = ops.instance(spec, row["variant"], 0)
     with torch.inference_mode():
         timer = Timer("m(x)", globals={"m": module, "x": x}, num_threads=threads)
@@ -450,10 +450,8 @@ print(json.dumps(out))
 
 
 def isa() -> list[str]:
-    from dataclasses import asdict
-
     from dscbench import compare, results
-    from dscbench.spec import load_preset
+    from dscbench.spec import load_preset, spec_to_json
 
     out = STORE / "isa"
     old = f"old=:ONEDNN_MAX_CPU_ISA={ISA}"
@@ -463,7 +461,7 @@ def isa() -> list[str]:
     threads = int(rs.results.threads.iloc[0])
     cases = load_preset("quick").cases(threads)
     rows = [
-        {"config_id": case.spec.config_id, "variant": v, "spec": asdict(case.spec)}
+        {"config_id": case.spec.config_id, "variant": v, "spec": spec_to_json(case.spec)}
         for case in cases
         for v in ("standard", "separable")
     ]

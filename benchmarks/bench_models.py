@@ -165,7 +165,7 @@ def flops() -> list[str]:
         dy = rng.standard_normal((1, cout, ho, ho))
         _, _, _, c = brute_force_conv(x, w, dy, stride, pad, groups)
         brute = 2 * (c["forward"] + c["weight_grad"] + (c["input_grad"] if needs_grad else 0))
-        fwd = counting.conv_macs(1, cin, cout, k, ho, ho, groups)
+        fwd = counting.conv_macs(1, cin, cout, k, (ho, ho), groups)
         closed = 2 * counting.training_macs(fwd, needs_grad)
         xt = torch.tensor(x, dtype=torch.float32, requires_grad=needs_grad)
         conv = torch.nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False)

@@ -93,7 +93,7 @@ def fake_cases(n: int):
     from dscbench.spec import Case, ConvSpec
 
     side = int(np.ceil(np.sqrt(n)))
-    return [Case(ConvSpec(1, 1 + i // side, 1 + i % side, 8, 8, 3), "fake") for i in range(n)]
+    return [Case(ConvSpec(1, 1 + i // side, 1 + i % side, (8, 8), 3), "fake") for i in range(n)]
 
 
 def fake_sweep(n: int, out: Path, rounds: int = 3, interval: float | None = None):

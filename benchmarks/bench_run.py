@@ -52,9 +52,9 @@ def overhead() -> list[str]:
 
 
 AGREEMENT_CONFIGS = [
-    dict(in_channels=32, out_channels=32, height=56, width=56, kernel=3),
-    dict(in_channels=128, out_channels=128, height=28, width=28, kernel=3),
-    dict(in_channels=64, out_channels=64, height=28, width=28, kernel=7),
+    dict(in_channels=32, out_channels=32, spatial=(56, 56), kernel=3),
+    dict(in_channels=128, out_channels=128, spatial=(28, 28), kernel=3),
+    dict(in_channels=64, out_channels=64, spatial=(28, 28), kernel=7),
 ]
 
 
@@ -100,7 +100,7 @@ def agreement(chunks: int = 6, chunk_s: float = 0.3) -> list[str]:
 
     from dscbench import ops
     from dscbench.labels import shape_label
-    from dscbench.spec import ConvSpec
+    from dscbench.spec import ConvSpec, spec_to_json
 
     torch.set_num_threads(1)  # torch.utils.benchmark.Timer runs with one thread by default
     lines = [
@@ -117,7 +117,7 @@ def agreement(chunks: int = 6, chunk_s: float = 0.3) -> list[str]:
         for variant in ("standard", "separable"):
             a, b = _agree_one(ops.build(spec, variant), x, chunks, chunk_s)
             worst = max(worst, abs(a / b - 1))
-            label = shape_label(vars(spec))
+            label = shape_label(spec_to_json(spec))
             lines.append(
                 f"| {label} | {variant} | {a * 1e6:.1f} us | {b * 1e6:.1f} us | {a / b:.3f} |"
             )

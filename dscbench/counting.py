@@ -22,7 +22,9 @@ Conventions (also in the README), those of the MobileNet and Xception papers:
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,14 +56,18 @@ class Counts:
 
 
 def conv_macs(
-    batch: int, c_in: int, c_out: int, k: int, out_h: int, out_w: int, groups: int = 1
+    batch: int, c_in: int, c_out: int, k: int, out_spatial: Sequence[int], groups: int = 1
 ) -> int:
-    """MACs of one Conv2d: every output element takes (C_in / groups) * K * K multiply-adds."""
-    return batch * c_out * out_h * out_w * (c_in // groups) * k * k
+    """MACs of one convolution with ``len(out_spatial)`` spatial dimensions (2 for a Conv2d):
+    every output element takes (C_in / groups) * K^d multiply-adds."""
+    return batch * c_out * math.prod(out_spatial) * (c_in // groups) * k ** len(out_spatial)
 
 
-def conv_params(c_in: int, c_out: int, k: int, groups: int = 1, bias: bool = False) -> int:
-    return c_out * (c_in // groups) * k * k + (c_out if bias else 0)
+def conv_params(
+    c_in: int, c_out: int, k: int, groups: int = 1, bias: bool = False, dims: int = 2
+) -> int:
+    """Weights (and bias) of one convolution over ``dims`` spatial dimensions."""
+    return c_out * (c_in // groups) * k**dims + (c_out if bias else 0)
 
 
 def training_macs(forward_macs: int, input_needs_grad: bool) -> int:
@@ -76,28 +82,28 @@ def training_macs(forward_macs: int, input_needs_grad: bool) -> int:
 def closed_form(spec: ConvSpec, variant: str) -> Counts:
     """Counts of one variant from the formulas alone (no torch)."""
     n, cin, cout, k = spec.batch, spec.in_channels, spec.out_channels, spec.kernel
-    ho, wo = spec.out_height, spec.out_width
+    out, d = spec.out_spatial, len(spec.spatial)
     elem = DTYPE_BYTES[spec.dtype]
     training = spec.mode == "training"
-    x_in = n * cin * spec.height * spec.width
-    x_out = n * cout * ho * wo
+    x_in = n * cin * math.prod(spec.spatial)
+    x_out = n * cout * math.prod(out)
     if variant == "standard":
-        params = conv_params(cin, cout, k, bias=spec.bias)
-        macs = conv_macs(n, cin, cout, k, ho, wo)
+        params = conv_params(cin, cout, k, bias=spec.bias, dims=d)
+        macs = conv_macs(n, cin, cout, k, out)
         step = training_macs(macs, False) if training else macs
         traffic = x_in + params + x_out
         bias_adds = x_out if spec.bias else 0
     elif variant == "separable":
-        params = conv_params(cin, cin, k, groups=cin, bias=spec.bias) + conv_params(
-            cin, cout, 1, bias=spec.bias
+        params = conv_params(cin, cin, k, groups=cin, bias=spec.bias, dims=d) + conv_params(
+            cin, cout, 1, bias=spec.bias, dims=d
         )
-        depthwise = conv_macs(n, cin, cin, k, ho, wo, groups=cin)
-        pointwise = conv_macs(n, cin, cout, 1, ho, wo)
+        depthwise = conv_macs(n, cin, cin, k, out, groups=cin)
+        pointwise = conv_macs(n, cin, cout, 1, out)
         macs = depthwise + pointwise
         step = macs
         if training:  # the pointwise conv's input (the intermediate) needs a gradient
             step = training_macs(depthwise, False) + training_macs(pointwise, True)
-        intermediate = n * cin * ho * wo
+        intermediate = n * cin * math.prod(out)
         traffic = x_in + params + 2 * intermediate + x_out
         bias_adds = intermediate + x_out if spec.bias else 0
     else:
@@ -113,7 +119,7 @@ def footprint_bytes(spec: ConvSpec, variant: str) -> int:
     c = closed_form(spec, variant)
     if variant == "standard":
         return c.bytes
-    intermediate = spec.batch * spec.in_channels * spec.out_height * spec.out_width
+    intermediate = spec.batch * spec.in_channels * math.prod(spec.out_spatial)
     return c.bytes - intermediate * DTYPE_BYTES[spec.dtype]
 
 

@@ -89,8 +89,9 @@ class ConvSpec:
     batch: int
     in_channels: int
     out_channels: int
-    height: int
-    width: int
+    # The input's size in each spatial dimension: (H, W) for a Conv2d. Counts, output sizes and
+    # labels are written over it, so a Conv1d or Conv3d twin needs no new fields here.
+    spatial: tuple[int, ...]
     kernel: int
     stride: int = 1
     dtype: str = "float32"
@@ -103,6 +104,7 @@ class ConvSpec:
     kind = "conv"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "spatial", tuple(self.spatial))
         _settle_optimizer(self)
 
     @property
@@ -110,12 +112,26 @@ class ConvSpec:
         return self.kernel // 2
 
     @property
+    def out_spatial(self) -> tuple[int, ...]:
+        """The output's size in each spatial dimension ('same' padding, ``stride``)."""
+        return tuple((s + 2 * self.padding - self.kernel) // self.stride + 1 for s in self.spatial)
+
+    # The 2-D names the result columns use (a Conv2d's spatial dimensions are H, W).
+    @property
+    def height(self) -> int:
+        return self.spatial[-2]
+
+    @property
+    def width(self) -> int:
+        return self.spatial[-1]
+
+    @property
     def out_height(self) -> int:
-        return (self.height + 2 * self.padding - self.kernel) // self.stride + 1
+        return self.out_spatial[-2]
 
     @property
     def out_width(self) -> int:
-        return (self.width + 2 * self.padding - self.kernel) // self.stride + 1
+        return self.out_spatial[-1]
 
     @property
     def config_id(self) -> str:
@@ -123,7 +139,7 @@ class ConvSpec:
         parts = [
             f"n{self.batch}",
             f"c{self.in_channels}-{self.out_channels}",
-            f"{self.height}x{self.width}",
+            "x".join(map(str, self.spatial)),
             f"k{self.kernel}s{self.stride}",
             self.dtype,
             _mode_part(self.mode, self.optimizer),
@@ -141,8 +157,8 @@ class ConvSpec:
 
         return row_label(spec_to_json(self))
 
-    def input_dims(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.in_channels, self.height, self.width)
+    def input_dims(self) -> tuple[int, ...]:
+        return (self.batch, self.in_channels, *self.spatial)
 
 
 def _settle_optimizer(spec: Any) -> None:
@@ -233,7 +249,15 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
     data["kind"] = spec.kind
     if isinstance(spec, ModelSpec):
         data["input_shape"] = list(spec.input_shape)
+    else:  # as files and digests have it: a 2-D conv's sizes are height and width
+        spatial = data.pop("spatial")
+        names = SPATIAL_NAMES.get(len(spatial))
+        data.update(zip(names, spatial, strict=True) if names else {"spatial": list(spatial)})
     return data
+
+
+# What spec_to_json calls each spatial dimension (2-D: the result columns' height and width).
+SPATIAL_NAMES = {2: ("height", "width")}
 
 
 def spec_from_json(data: Mapping[str, Any]) -> Spec:
@@ -241,6 +265,9 @@ def spec_from_json(data: Mapping[str, Any]) -> Spec:
     if data.get("kind") == "model":
         fields_["input_shape"] = tuple(fields_["input_shape"])
         return ModelSpec(**fields_)
+    for names in SPATIAL_NAMES.values():
+        if all(n in fields_ for n in names):
+            fields_["spatial"] = tuple(fields_.pop(n) for n in names)
     return ConvSpec(**fields_)
 
 
@@ -700,8 +727,7 @@ def _expand(grid: Mapping[str, list[Any]], default_threads: int, source: str) ->
                 batch=batch,
                 in_channels=cin,
                 out_channels=cin if cout is None else cout,
-                height=h,
-                width=w,
+                spatial=(h, w),
                 kernel=k,
                 stride=s,
                 dtype=dtype,
@@ -833,8 +859,9 @@ def spec_problems(spec: Spec) -> list[str]:
     if isinstance(spec, ModelSpec):
         return model_problems(spec)
     problems = []
-    for name in ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride"):
-        value = getattr(spec, name)
+    sizes = dict(zip(SPATIAL_NAMES.get(len(spec.spatial), ()), spec.spatial, strict=False))
+    for name in ("batch", "in_channels", "out_channels", *sizes, "kernel", "stride"):
+        value = sizes[name] if name in sizes else getattr(spec, name)
         if value <= 0:
             problems.append(f"{name.replace('_', '-')} {value} must be positive")
     if spec.threads <= 0:
@@ -845,14 +872,15 @@ def spec_problems(spec: Spec) -> list[str]:
         problems.append(
             f"kernel {spec.kernel} is even; 'same' padding (kernel // 2) needs an odd kernel"
         )
-    padded_h, padded_w = spec.height + 2 * spec.padding, spec.width + 2 * spec.padding
-    if spec.kernel > padded_h or spec.kernel > padded_w:
+    padded = [s + 2 * spec.padding for s in spec.spatial]
+    shown = "x".join(map(str, spec.spatial))
+    if spec.kernel > min(padded):
         problems.append(
-            f"kernel {spec.kernel} is larger than the padded input {padded_h}x{padded_w}"
+            f"kernel {spec.kernel} is larger than the padded input {'x'.join(map(str, padded))}"
         )
-    elif spec.kernel > min(spec.height, spec.width):
+    elif spec.kernel > min(spec.spatial):
         problems.append(
-            f"kernel {spec.kernel} is larger than the {spec.height}x{spec.width} input "
+            f"kernel {spec.kernel} is larger than the {shown} input "
             "(the window would be mostly padding)"
         )
     return problems + _common_problems(spec)

@@ -146,9 +146,11 @@ class FakeCanary:
 
 
 def spec(**overrides) -> ConvSpec:
-    values = dict(batch=1, in_channels=8, out_channels=8, height=8, width=8, kernel=3)
+    """A small ConvSpec; ``height``/``width`` overrides set its 2-D spatial size."""
+    values = dict(batch=1, in_channels=8, out_channels=8, kernel=3)
+    size = (overrides.pop("height", 8), overrides.pop("width", 8))
     values.update(overrides)
-    return ConvSpec(**values)
+    return ConvSpec(spatial=size, **values)
 
 
 def conv_specs(max_channels: int, max_size: int) -> st.SearchStrategy[ConvSpec]:
@@ -159,8 +161,7 @@ def conv_specs(max_channels: int, max_size: int) -> st.SearchStrategy[ConvSpec]:
         batch=st.integers(1, 3),
         in_channels=st.integers(1, max_channels),
         out_channels=st.integers(1, max_channels),
-        height=st.integers(7, max_size),
-        width=st.integers(7, max_size),
+        spatial=st.tuples(st.integers(7, max_size), st.integers(7, max_size)),
         kernel=st.sampled_from([1, 3, 5, 7]),
         stride=st.integers(1, 3),
         bias=st.booleans(),

@@ -63,7 +63,7 @@ def test_registry_metadata_imports_no_runtime():
     code = (
         "import sys; from dscbench import backends; from dscbench.spec import Case, ConvSpec; "
         "from dscbench.plan import validate_cases; "
-        "validate_cases([Case(ConvSpec(1, 8, 8, 8, 8, 3), 'onnxruntime-cpu')]); "
+        "validate_cases([Case(ConvSpec(1, 8, 8, (8, 8), 3), 'onnxruntime-cpu')]); "
         "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))"
     )
     assert python_output(code) == "[]"
@@ -421,7 +421,7 @@ def test_the_global_pool_is_used_by_a_single_thread_count_sweep_in_its_own_proce
         "from dscbench.backends import create, ort\n"
         "from dscbench.spec import ConvSpec\n"
         "b = create('onnxruntime-cpu')\n"
-        "s = ConvSpec(1, 4, 4, 6, 6, 3, threads=2)\n"
+        "s = ConvSpec(1, 4, 4, (6, 6), 3, threads=2)\n"
         "b.plan([s])\n"
         "p = b.prepare(s, 'separable', 0)\n"
         "p.run()\n"

@@ -111,7 +111,7 @@ def test_grouped_conv_formula_equals_fvcore(groups_and_channels, k, hw, stride):
     conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
     x = torch.randn(2, cin, hw, hw)
     out = conv(x)
-    expected = counting.conv_macs(2, cin, cout, k, out.shape[2], out.shape[3], groups=groups)
+    expected = counting.conv_macs(2, cin, cout, k, out.shape[2:], groups=groups)
     assert counting.fvcore_counts(conv, x) == (counting.conv_params(cin, cout, k, groups), expected)
 
 
@@ -141,3 +141,23 @@ def test_unknown_variant_is_rejected():
         counting.closed_form(spec(), "grouped")
     with pytest.raises(ValueError):
         ops.build(spec(), "grouped")
+
+
+@pytest.mark.parametrize("spatial", [(12,), (9, 7), (5, 6, 7)])
+@pytest.mark.parametrize("variant", ["standard", "separable"])
+def test_closed_forms_are_written_over_the_spatial_shape(spatial, variant):
+    """The place for 1-D and 3-D twins: the closed forms of a spec with 1, 2 or 3 spatial
+    dimensions equal fvcore's count of the matching torch convolutions (Conv1d/2d/3d)."""
+    s = ConvSpec(1, 6, 10, spatial, kernel=3, stride=2, bias=True)
+    conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[len(spatial)]
+    if variant == "standard":
+        layers = [conv(6, 10, 3, 2, 1, bias=True)]
+    else:
+        layers = [conv(6, 6, 3, 2, 1, groups=6, bias=True), conv(6, 10, 1, bias=True)]
+    module = torch.nn.Sequential(*layers)
+    x = torch.zeros(s.input_dims())
+    params, macs = counting.fvcore_counts(module, x)
+    closed = counting.closed_form(s, variant)
+    assert (closed.params, closed.macs) == (params, macs)
+    assert module(x).shape[2:] == s.out_spatial
+    assert s.config_id.split("_")[2] == "x".join(map(str, spatial))

@@ -114,7 +114,7 @@ def test_empty_sweep_is_an_error():
 
 
 def test_config_id_and_label():
-    s = ConvSpec(2, 32, 64, 56, 48, 5, 2, "bfloat16", "inference", 4, bias=True)
+    s = ConvSpec(2, 32, 64, (56, 48), 5, 2, "bfloat16", "inference", 4, bias=True)
     assert s.config_id == "n2_c32-64_56x48_k5s2_bfloat16_inference_t4_bias"
     assert s.padding == 2 and (s.out_height, s.out_width) == (28, 24)
     assert "32->64" in s.label()

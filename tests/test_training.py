@@ -70,7 +70,7 @@ def test_training_flops_match_a_brute_force_count(c_in, c_out, groups, stride):
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
-    fwd = counting.conv_macs(1, c_in, c_out, k, ho, ho, groups)
+    fwd = counting.conv_macs(1, c_in, c_out, k, (ho, ho), groups)
     assert counts["forward"] == fwd
     assert counting.training_macs(fwd, True) == sum(counts.values())
     assert counting.training_macs(fwd, False) == counts["forward"] + counts["weight_grad"]
