@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import dscbench
 from dscbench import __version__, results
 from dscbench.cli import app
 
@@ -68,19 +70,37 @@ def test_version_via_python_m():
 def test_presets_lists_the_shipped_presets():
     res = cli.invoke(app, ["presets"])
     assert res.exit_code == 0
-    for name in ("quick", "mobilenet-v1", "full"):
-        assert name in res.output
-    assert "10" in res.output  # the quick preset's configuration count
+    rows = {
+        cells[0]: cells[1:4]
+        for line in res.output.splitlines()
+        if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])
+    }
+    # name -> configurations, min-time per variant, rounds
+    assert rows == {
+        "full": ["144", "1 s", "5"],
+        "mobilenet-v1": ["9", "1.5 s", "5"],
+        "quick": ["10", "2 s", "5"],
+    }
 
 
 def test_env_json():
+    import torch
+
     res = cli.invoke(app, ["env", "--json"])
     assert res.exit_code == 0
     info = json.loads(res.output)
     assert info["dscbench"] == __version__
-    assert info["torch"]["num_threads"] >= 1
-    assert info["cpu_count"] >= 1 and info["libraries"]["torch"]
-    assert len(info["dscbench_git_sha"] or "0" * 40) == 40  # a sha when run from a checkout
+    assert info["torch"]["num_threads"] == torch.get_num_threads()  # this process's torch
+    assert info["cpu_count"] == os.cpu_count()
+    assert info["libraries"]["torch"] == torch.__version__
+    # The package's commit when it runs from a git checkout (as the tests do), else None.
+    package = Path(dscbench.__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True)
+        expected = head.stdout.decode().strip() if head.returncode == 0 else None
+    except OSError:  # no git on this machine
+        expected = None
+    assert info["dscbench_git_sha"] == expected
 
 
 def test_dry_run_lists_configs_with_counts():
@@ -212,8 +232,13 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert sorted(p.name for p in (out / "workers").iterdir()) == ["run-0.log", "run-1.log"]
     assert loaded.meta["canary"]["describe"]["implementation"]["version"] == 2
     assert len(loaded.meta["canary"]["samples"]) == 4  # after each of 2 visits x 2 rounds
-    assert loaded.meta["environment"]["torch"]["version"]
-    assert loaded.meta["timings"]["timed_s"] > 0
+    import torch  # the workers run this interpreter
+
+    assert loaded.meta["environment"]["torch"]["version"] == torch.__version__
+    # Every timed block is a sample; each of the 4 rows spends at least --min-time in them.
+    timed_s = loaded.meta["timings"]["timed_s"]
+    assert timed_s == pytest.approx((loaded.samples.iterations * loaded.samples.time_s).sum())
+    assert timed_s >= 4 * 0.02
     assert 0 <= loaded.meta["round_spread"] < 1  # how much the 2 rounds disagreed
     assert set(loaded.samples.config_id) == set(table.config_id)
     assert "speedup [95% CI]" in res.output and "4->8 @8 k3s1" in res.output
@@ -487,7 +512,13 @@ def test_a_user_model_runs_in_workers_with_its_twin_and_breakdown(tmp_path):
     assert set(table.model) == {"tests.user_models:small_cnn"}
     assert set(table.input_shape) == {"3x16x16"} and set(table.twin) == {"separable"}
     assert table.in_channels.eq(3).all() and table.kernel.isna().all()
-    assert (table.peak_memory_bytes > 0).all() and table.step_flops.gt(0).all()
+    # float32 weights at least; a training step holds their gradients too
+    training = table["mode"] != "inference"
+    assert (table.peak_memory_bytes >= 4 * table.params).all()
+    assert (table.peak_memory_bytes[training] > 2 * 4 * table.params[training]).all()
+    flops = table.set_index(["mode", "variant"]).step_flops
+    for v in ("standard", "separable"):  # a step: forward and the gradients, over 2x forward
+        assert flops["training", v] > 2 * flops["inference", v]
     assert "train-sgd" in res.output and "twin separable" in res.output
     assert "MACs and params by layer type" in res.output and "depthwise conv" in res.output
     breakdown = pd.read_parquet(out / results.BREAKDOWN_PARQUET)
