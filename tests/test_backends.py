@@ -149,6 +149,7 @@ def test_onnxruntime_gpu_eps_say_why_they_are_unavailable(monkeypatch):
     assert backends.availability("onnxruntime-tensorrt").available
 
 
+@pytest.mark.slow
 def test_torch_compile_cpu_needs_a_cxx_compiler(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(torch_compile.shutil, "which", lambda name: None)
@@ -417,6 +418,7 @@ def test_a_tensorrt_engine_build_failure_is_a_compile_failure():
         ort.OrtTensorRT(BackendOptions()).first_call(run)
 
 
+@pytest.mark.slow
 def test_the_global_pool_is_used_by_a_single_thread_count_sweep_in_its_own_process():
     code = (
         "from dscbench.backends import create, ort\n"

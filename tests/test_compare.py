@@ -467,6 +467,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_compare_does_not_import_torch():
     code = (
         "import sys\n"

@@ -241,6 +241,7 @@ def test_one_schema_describes_the_columns_the_files_and_the_readme(sweep, tmp_pa
     assert sorted(documented) == sorted(results.RESULT_COLUMNS)
 
 
+@pytest.mark.slow
 def test_the_command_gives_pyarrow_the_system_allocator_unless_told_otherwise():
     """pyarrow's default pool keeps what it frees, so a long sweep's tables grew its peak RSS
     (benchmarks/REPORT-robust.md); `dscbench` switches to the system allocator, and a user's
