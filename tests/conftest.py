@@ -220,9 +220,11 @@ def start_run(out, args: list[str], rounds: int = 0):
 
     def rounds_done() -> int:
         try:
-            return json.loads((out / "manifest.json").read_text())["rounds_done"]
+            done = json.loads((out / "manifest.json").read_text())["rounds_done"]
         except (OSError, ValueError, KeyError):
             return -1
+        # The journal's generation-0 manifest, written before any checkpoint, has no count yet.
+        return done if isinstance(done, int) else -1
 
     deadline = time.monotonic() + 120
     while rounds_done() < rounds and time.monotonic() < deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import dscbench
 from dscbench import __version__, results
 from dscbench.cli import app
 
@@ -43,6 +45,7 @@ def python(*code: str, **kw) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_help_and_presets_do_not_import_torch():
     code = (
         "import sys\n"
@@ -68,19 +71,37 @@ def test_version_via_python_m():
 def test_presets_lists_the_shipped_presets():
     res = cli.invoke(app, ["presets"])
     assert res.exit_code == 0
-    for name in ("quick", "mobilenet-v1", "full"):
-        assert name in res.output
-    assert "10" in res.output  # the quick preset's configuration count
+    rows = {
+        cells[0]: cells[1:4]
+        for line in res.output.splitlines()
+        if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])
+    }
+    # name -> configurations, min-time per variant, rounds
+    assert rows == {
+        "full": ["144", "1 s", "5"],
+        "mobilenet-v1": ["9", "1.5 s", "5"],
+        "quick": ["10", "2 s", "5"],
+    }
 
 
 def test_env_json():
+    import torch
+
     res = cli.invoke(app, ["env", "--json"])
     assert res.exit_code == 0
     info = json.loads(res.output)
     assert info["dscbench"] == __version__
-    assert info["torch"]["num_threads"] >= 1
-    assert info["cpu_count"] >= 1 and info["libraries"]["torch"]
-    assert len(info["dscbench_git_sha"] or "0" * 40) == 40  # a sha when run from a checkout
+    assert info["torch"]["num_threads"] == torch.get_num_threads()  # this process's torch
+    assert info["cpu_count"] == os.cpu_count()
+    assert info["libraries"]["torch"] == torch.__version__
+    # The package's commit when it runs from a git checkout (as the tests do), else None.
+    package = Path(dscbench.__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True)
+        expected = head.stdout.decode().strip() if head.returncode == 0 else None
+    except OSError:  # no git on this machine
+        expected = None
+    assert info["dscbench_git_sha"] == expected
 
 
 def test_dry_run_lists_configs_with_counts():
@@ -105,33 +126,38 @@ def test_dry_run_lists_configs_with_counts():
     assert "7.89x" in res.output
 
 
+def slow(*values):
+    """A case the planner finds only after it has started the run's worker processes: seconds."""
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--batch", "0"], "batch 0 must be positive"),
+        slow(["--batch", "0"], "batch 0 must be positive"),
         (["--batch", "1,two"], "--batch: batch 'two' is not an integer"),
-        (["--kernel", "4"], "kernel 4 is even"),
-        (["--kernel", "9", "--size", "7"], "kernel 9 is larger than the 7x7 input"),
-        (["--size", "0x5"], "height 0 must be positive"),
+        slow(["--kernel", "4"], "kernel 4 is even"),
+        slow(["--kernel", "9", "--size", "7"], "kernel 9 is larger than the 7x7 input"),
+        slow(["--size", "0x5"], "height 0 must be positive"),
         (["--dtype", "int8"], "--dtype: unknown dtype 'int8'"),
-        (["--backend", "tpu"], "unknown backend 'tpu' (known: torch-cpu, torch-cuda,"),
-        (
+        slow(["--backend", "tpu"], "unknown backend 'tpu' (known: torch-cpu, torch-cuda,"),
+        slow(
             ["--mode", "training", "--backend", "onnxruntime-cpu"],
             "mode 'training' is not supported by onnxruntime-cpu",
         ),
         (["--optimizer", "rmsprop"], "--optimizer: optimizer 'rmsprop': not one of sgd, adam"),
-        (["--model", "resnet50"], "unknown model 'resnet50' (built-in: mobilenet-v1,"),
-        (["--model", "mobilenet-v1", "--depth", "4"], "--depth applies to xception-middle"),
-        (["--model", "article", "--in-channels", "8"], "--in-channels: single-layer options"),
-        (["--width-mult", "0.5"], "--width-mult: model options, used only with --model"),
-        (["--model", "my_mod:build"], "model 'my_mod:build' needs --input-shape C,H,W"),
-        (
+        slow(["--model", "resnet50"], "unknown model 'resnet50' (built-in: mobilenet-v1,"),
+        slow(["--model", "mobilenet-v1", "--depth", "4"], "--depth applies to xception-middle"),
+        slow(["--model", "article", "--in-channels", "8"], "--in-channels: single-layer options"),
+        slow(["--width-mult", "0.5"], "--width-mult: model options, used only with --model"),
+        slow(["--model", "my_mod:build"], "model 'my_mod:build' needs --input-shape C,H,W"),
+        slow(
             ["--model", "no_such_module_xyz:build", "--input-shape", "3,8,8"],
             "--model 'no_such_module_xyz:build': cannot import 'no_such_module_xyz'",
         ),
-        (["--model", "mobilenet-v1", "--resolution", "16"], "resolution 16 is below 32"),
+        slow(["--model", "mobilenet-v1", "--resolution", "16"], "resolution 16 is below 32"),
         (["--model", "article", "--preset", "quick"], "--model builds its own sweep"),
-        (["--threads", "0"], "threads 0 must be positive"),
+        slow(["--threads", "0"], "threads 0 must be positive"),
         (["--min-time", "abc"], "--min-time 'abc' is not a number of seconds"),
         (["--min-time", "0"], "--min-time 0.0: must be a positive, finite number of seconds"),
         (["--rounds", "0"], "--rounds 0: must be at least 1"),
@@ -156,6 +182,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert error_lines and all(line.count("error:") == 1 for line in error_lines)
 
 
+@pytest.mark.slow
 def test_every_invalid_configuration_gets_its_own_line():
     res = cli.invoke(
         app,
@@ -193,6 +220,7 @@ def test_bad_spec_file(tmp_path):
     assert f"{bad} [[grid]] 1 kernel: kernel 'x' is not an integer" in res.output
 
 
+@pytest.mark.slow
 def test_run_writes_results_and_prints_the_table(tmp_path):
     out = tmp_path / "run"
     res = cli.invoke(app, ["run", *TINY, "--threads", "1", "-o", str(out)])
@@ -212,8 +240,13 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert sorted(p.name for p in (out / "workers").iterdir()) == ["run-0.log", "run-1.log"]
     assert loaded.meta["canary"]["describe"]["implementation"]["version"] == 2
     assert len(loaded.meta["canary"]["samples"]) == 4  # after each of 2 visits x 2 rounds
-    assert loaded.meta["environment"]["torch"]["version"]
-    assert loaded.meta["timings"]["timed_s"] > 0
+    import torch  # the workers run this interpreter
+
+    assert loaded.meta["environment"]["torch"]["version"] == torch.__version__
+    # Every timed block is a sample; each of the 4 rows spends at least --min-time in them.
+    timed_s = loaded.meta["timings"]["timed_s"]
+    assert timed_s == pytest.approx((loaded.samples.iterations * loaded.samples.time_s).sum())
+    assert timed_s >= 4 * 0.02
     assert 0 <= loaded.meta["round_spread"] < 1  # how much the 2 rounds disagreed
     assert set(loaded.samples.config_id) == set(table.config_id)
     assert "speedup [95% CI]" in res.output and "4->8 @8 k3s1" in res.output
@@ -315,6 +348,7 @@ def test_a_signal_in_a_real_run_keeps_results(tmp_path, signum):
     assert not [p for p in Path(out).iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -371,6 +405,7 @@ def test_backend_all_runs_every_available_backend_side_by_side(tmp_path):
     assert "Parity with a float64 reference: 6 outputs checked, 0 out of tolerance" in res.output
 
 
+@pytest.mark.slow
 def test_an_unavailable_backend_is_one_line_and_exit_2_or_a_recorded_skip(tmp_path, monkeypatch):
     from dscbench import backends
     from dscbench.backends.base import Availability
@@ -399,6 +434,7 @@ def test_an_unavailable_backend_is_one_line_and_exit_2_or_a_recorded_skip(tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_a_dtype_a_backend_lacks_is_an_error_with_a_hint_or_a_skip(tmp_path):
     args = ["run", *TINY, "--backend", "onnxruntime-cpu", "--dtype", "bfloat16", "--threads", "1"]
     res = cli.invoke(app, [*args, "-o", str(tmp_path / "a")])
@@ -415,6 +451,7 @@ def test_a_dtype_a_backend_lacks_is_an_error_with_a_hint_or_a_skip(tmp_path):
     assert (table.status == "skipped").all()
 
 
+@pytest.mark.slow
 def test_memory_format_is_a_sweep_axis(tmp_path):
     out = tmp_path / "fmt"
     args = ["run", *TINY, "--out-channels", "4", "--threads", "1"]
@@ -445,6 +482,7 @@ def test_bad_backend_options_are_one_line(flag, value, message):
     assert res.exit_code == 2 and res.output.startswith(f"error: {message}")
 
 
+@pytest.mark.slow
 def test_a_run_whose_rounds_disagree_says_so(tmp_path, monkeypatch):
     from dscbench import compare
 
@@ -460,6 +498,7 @@ def test_a_run_whose_rounds_disagree_says_so(tmp_path, monkeypatch):
 FAST = ["--min-time", "0.02", "--rounds", "2", "--warmup", "0", "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_a_user_model_runs_in_workers_with_its_twin_and_breakdown(tmp_path):
     """Through worker processes (they import the user's module themselves), inference and
     training, with the breakdown printed and written."""
@@ -487,7 +526,13 @@ def test_a_user_model_runs_in_workers_with_its_twin_and_breakdown(tmp_path):
     assert set(table.model) == {"tests.user_models:small_cnn"}
     assert set(table.input_shape) == {"3x16x16"} and set(table.twin) == {"separable"}
     assert table.in_channels.eq(3).all() and table.kernel.isna().all()
-    assert (table.peak_memory_bytes > 0).all() and table.step_flops.gt(0).all()
+    # float32 weights at least; a training step holds their gradients too
+    training = table["mode"] != "inference"
+    assert (table.peak_memory_bytes >= 4 * table.params).all()
+    assert (table.peak_memory_bytes[training] > 2 * 4 * table.params[training]).all()
+    flops = table.set_index(["mode", "variant"]).step_flops
+    for v in ("standard", "separable"):  # a step: forward and the gradients, over 2x forward
+        assert flops["training", v] > 2 * flops["inference", v]
     assert "train-sgd" in res.output and "twin separable" in res.output
     assert "MACs and params by layer type" in res.output and "depthwise conv" in res.output
     breakdown = pd.read_parquet(out / results.BREAKDOWN_PARQUET)
@@ -497,6 +542,7 @@ def test_a_user_model_runs_in_workers_with_its_twin_and_breakdown(tmp_path):
     assert set(sep.layer_type) == {"conv1x1", "depthwise", "fc", "norm"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "message"),
     [
@@ -534,6 +580,7 @@ def test_a_user_model_that_does_not_fit_its_input_is_one_line(tmp_path):
     assert "does not run on --input-shape 5,16,16" in res.output
 
 
+@pytest.mark.slow
 def test_training_on_onnxruntime_is_skipped_on_request(tmp_path):
     out = tmp_path / "run"
     res = cli.invoke(

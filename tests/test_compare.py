@@ -328,13 +328,24 @@ def test_golden_markdown():
 
 
 def test_golden_verdicts_match_the_design_of_the_data():
-    found = verdicts(golden_comparison())
-    assert found[(16, "standard")] == "slower"
-    assert found[(24, "separable")] == "faster"
-    assert found[(32, "standard")] in ("same", "inconclusive")
-    assert found[(40, "standard")] == found[(40, "separable")] == "failed"
-    assert found[(48, "standard")] == "removed" and found[(56, "separable")] == "added"
-    assert found[(8, "standard")] == "same"
+    # The design (tests/compare_data.py) says 32 channels is "same or inconclusive, never
+    # slower"; on the checked-in data, with its seeds, both variants come out inconclusive.
+    assert verdicts(golden_comparison()) == {
+        (8, "standard"): "same",
+        (8, "separable"): "same",
+        (16, "standard"): "slower",
+        (16, "separable"): "same",
+        (24, "standard"): "same",
+        (24, "separable"): "faster",
+        (32, "standard"): "inconclusive",
+        (32, "separable"): "inconclusive",
+        (40, "standard"): "failed",
+        (40, "separable"): "failed",
+        (48, "standard"): "removed",
+        (48, "separable"): "removed",
+        (56, "standard"): "added",
+        (56, "separable"): "added",
+    }
 
 
 def test_json_and_github_benchmark_formats():
@@ -456,6 +467,7 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_compare_does_not_import_torch():
     code = (
         "import sys\n"
@@ -595,7 +607,7 @@ def test_one_environment_of_an_interleaved_run_against_a_plain_run():
         compare.compare_sets(plain, run)
     comparison = compare.compare_sets(plain, run, candidate_env="base")
     assert all(c.env == "" for c in comparison.changes)
-    assert {c.verdict for c in comparison.changes} <= {"same", "inconclusive"}
+    assert {c.verdict for c in comparison.changes} == {"same"}  # base ran at the plain costs
 
 
 def test_interleaved_compare_from_the_command_line(tmp_path):

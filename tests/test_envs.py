@@ -4,7 +4,6 @@ and real worker processes), handshakes, and workers that die."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -372,7 +371,11 @@ def test_real_workers_interleave_and_a_crashing_one_fails_only_its_rows(tmp_path
         "same",
         "inconclusive",
     }
-    assert not math.isnan(rs.meta["timings"]["worker_start_s"])
+    # Workers start in parallel, so the run waited for the slowest environment's start: a
+    # real process spawn and handshake, never the 0.0 default.
+    starts = {name: env["start_s"] for name, env in rs.meta["environments"].items()}
+    assert all(s > 0 for s in starts.values()), starts
+    assert rs.meta["timings"]["worker_start_s"] == max(starts.values())
 
 
 @pytest.mark.slow

@@ -219,6 +219,7 @@ def interrupted_copy(finished: Path, tmp_path: Path, **meta_changes) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_first(finished, tmp_path):
     out = interrupted_copy(finished, tmp_path)
     with lock.hold(out):
@@ -233,6 +234,7 @@ def test_a_second_writer_is_refused_naming_the_first(finished, tmp_path):
     assert res.exit_code == 0, res.output  # free again
 
 
+@pytest.mark.slow
 def test_a_stale_lock_is_taken_over_with_a_note(finished, tmp_path):
     out = interrupted_copy(finished, tmp_path)
     dead = {"pid": 2**22 + 12345, "host": "gone", "since": "2026-01-01", "command": ["x"]}
@@ -312,6 +314,7 @@ def test_run_json_fields_are_checked_on_read(finished, tmp_path, field, value, m
         assert message in one_line(res)
 
 
+@pytest.mark.slow
 def test_resume_alone_finishes_the_run_as_recorded(finished, tmp_path):
     # As the console script records it (in a test, sys.argv is pytest's).
     recorded = ["/x/bin/dscbench", "run", *TINY, "--in-channels", "4", "-q", "-o", "elsewhere"]

@@ -76,6 +76,7 @@ def test_calibration_on_a_fake_timer_gives_known_numbers(tmp_path):
     assert calibrate.cached("cpu", 2, ("Test CPU", {"torch": "x"}), tmp_path) is None
 
 
+@pytest.mark.slow
 def test_the_real_calibration_measures_something():
     clock_free = calibrate.calibrate("cpu", 1, repeats=2, block_time=0.005)
     assert clock_free.peak_flops("float32") > 1e9  # any CPU does a GFLOP/s
@@ -206,6 +207,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["speedup", "roofline", "latency", "breakeven"])
 def test_every_plot_kind_writes_a_valid_image(tmp_path, kind):
     png = tmp_path / f"{kind}.png"
@@ -222,6 +224,7 @@ def test_every_plot_kind_writes_a_valid_image(tmp_path, kind):
     assert pdf.read_bytes()[:5] == b"%PDF-"
 
 
+@pytest.mark.slow
 def test_the_html_report_is_self_contained_with_its_plots():
     document = report_command.report([RUN], "html")
     assert document.startswith("<!DOCTYPE html>") and document.count("<svg") == 4
@@ -235,6 +238,7 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium() is None, reason="no chromium here (CI installs Debian's)")
 def test_the_html_report_renders_in_headless_chromium(tmp_path):
     page = tmp_path / "report.html"
@@ -327,12 +331,14 @@ def test_the_same_run_twice_is_two_labelled_runs_in_every_format(fmt):
             assert (line.replace("%", r"\%") if fmt == "latex" else line) in text
 
 
+@pytest.mark.slow
 def test_the_html_report_of_two_runs_has_a_run_column_and_plots():
     document = report_command.report([RUN, RUN], "html")
     assert document.count("<svg") == 4 and "<th>run</th><th>configuration</th>" in document
     assert document.count('<td data-sort="run (2)">run (2)</td>') == 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["speedup", "roofline", "latency", "breakeven"])
 def test_every_plot_kind_draws_several_runs_as_series(tmp_path, kind):
     from dscbench import plot as plots
@@ -410,6 +416,7 @@ def test_show_of_a_mixed_hardware_merge_names_the_machines_and_summarises_each(m
     assert MIXED_NOTE in " ".join(rows.split())
 
 
+@pytest.mark.slow
 def test_a_report_of_a_mixed_hardware_merge_says_so_in_every_format(mixed_run):
     text = report_command.report([mixed_run], "markdown")
     assert f"- **Mixed hardware.** This run {MIXED_NOTE}" in text

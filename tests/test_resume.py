@@ -321,6 +321,7 @@ def test_what_cannot_be_resumed_is_one_line(finished, tmp_path):
     assert dry.exit_code == 2 and "cannot be combined with --dry-run" in dry.output
 
 
+@pytest.mark.slow
 def test_resuming_a_run_after_its_last_round_only_consolidates(finished, tmp_path):
     """A kill after the last round's checkpoint: --resume measures nothing more and writes the
     final files with the rows it had."""

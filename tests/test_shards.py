@@ -122,6 +122,7 @@ def shard_runs(tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_a_merge_of_shards_is_the_unsharded_sweep(shard_runs, tmp_path):
     out = tmp_path / "merged"
     res = cli.invoke(
@@ -143,6 +144,7 @@ def _dry_run_configs_of(args: list[str]) -> set[str]:
     return {line.split()[1] for line in res.output.splitlines() if "_float32_" in line}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("inputs", "flags", "message"),
     [
@@ -159,6 +161,7 @@ def test_merges_that_cannot_be_trusted_are_refused(shard_runs, tmp_path, inputs,
     assert message in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_partial_and_mixed_hardware_merges_on_request(shard_runs, tmp_path):
     import json
     import shutil
