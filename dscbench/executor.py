@@ -183,13 +183,14 @@ def user_model_problems(specs: list[Spec]) -> list[str]:
     meta device, in its mode), so one that does not import, build, fit its input or return one
     tensor is one line before anything is measured."""
     from dscbench.errors import ModelError
-    from dscbench.models.twins import check_output
 
     problems = []
     seen = set()
     for spec in specs:
         if not is_user_spec(spec):
             continue
+        from dscbench.models.twins import check_output  # imports torch: user models only
+
         key = (spec.model, spec.twin, spec.input_shape, spec.mode)
         if key in seen:
             continue
