@@ -20,8 +20,9 @@ from dscbench.errors import SpecError
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
 from dscbench.workers import client, failures, server
+from dscbench.workers.cache import PreparedCache
 from dscbench.workers.local import LocalExecutor
-from dscbench.workers.protocol import PROTOCOL_VERSION
+from dscbench.workers.protocol import PROTOCOL_VERSION, PrepareRequest
 from tests.tables import tables_of
 
 from .conftest import FakeBackend, FakeClock, spec
@@ -235,6 +236,29 @@ def test_a_check_that_runs_out_of_memory_fails_its_row_and_a_bug_keeps_its_trace
     raised[0] = KeyError("a bug in dscbench")  # a layer's parity: nothing of the user's ran
     with pytest.raises(KeyError, match="a bug in dscbench"):
         local.prepare("k", vars(spec()), "fake", seed=0, parity=True)
+
+
+def test_prepare_travels_as_one_request_whether_its_arguments_are_positional_or_named(tmp_path):
+    wire = {"key": "k@fake", "spec": {"batch": 1}, "backend": "fake", "seed": 3, "parity": False,
+            "verify_counts": True, "fresh": False, "first": False, "keep_s": 0.0}  # fmt: skip
+    assert PrepareRequest("k@fake", {"batch": 1}, "fake", 3, False, True).to_json() == wire
+    loop = Loopback("x", FakeBackend(FakeClock(), lambda s, v: 1e-4), tmp_path)
+    sent = []
+    loop._exchange = lambda op, args, timeout: sent.append(args) or {"ok": True, "result": {}}
+    loop.prepare("k@fake", {"batch": 1}, "fake", 3, False, True)
+    loop.prepare(key="k@fake", spec={"batch": 1}, backend="fake", seed=3, verify_counts=True)
+    assert sent == [wire, wire]
+
+
+def test_the_build_cache_keeps_the_most_recent_cases_within_its_budget():
+    cache = PreparedCache(10)
+    for key in ("a", "b"):
+        cache.put(key, {}, 4)
+    assert cache.get("a") == {}  # now the most recent
+    cache.put("c", {}, 4)
+    assert (cache.get("b"), list(cache.items), cache.used) == (None, ["a", "c"], 8)
+    cache.drop("a")
+    assert (list(cache.items), cache.used) == (["c"], 4)
 
 
 def test_serve_answers_line_by_line_and_stops_at_bye():
