@@ -35,7 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dscbench import counting, stats
-from dscbench.executor import (
+from dscbench.measure import HarnessOptions
+from dscbench.parity import Parity
+from dscbench.results import SAMPLE_COLUMNS, CaseRecord
+from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
+from dscbench.workers import (
     BUILD_ERROR,
     COMPILE_ERROR,
     COUNT_MISMATCH,
@@ -53,10 +57,6 @@ from dscbench.executor import (
     PrepareReport,
     TurnReport,
 )
-from dscbench.measure import HarnessOptions
-from dscbench.parity import Parity
-from dscbench.results import SAMPLE_COLUMNS, CaseRecord
-from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -461,9 +461,9 @@ def test_bfloat16_on_a_gpu_without_it_is_refused_or_skipped(monkeypatch, tmp_pat
     from dscbench.backends.torch_eager import TorchCUDA
     from dscbench.commands.run import Plan, RunOptions, setup_backends
     from dscbench.errors import SpecError
-    from dscbench.executor import LocalExecutor
     from dscbench.measure import Timer
     from dscbench.spec import Case, Sweep
+    from dscbench.workers import LocalExecutor
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     monkeypatch.setattr(TorchCUDA, "device_name", lambda self: "Tesla V100")

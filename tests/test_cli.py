@@ -258,7 +258,7 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
 
 
 def test_interrupt_keeps_what_was_measured(tmp_path, monkeypatch):
-    from dscbench.executor import LocalExecutor
+    from dscbench.workers import LocalExecutor
 
     real = LocalExecutor.turn
     calls = {"n": 0}

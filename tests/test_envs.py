@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dscbench import __version__, compare, envs, executor, parity, results, runner, worker
+from dscbench import __version__, compare, parity, results, runner
 from dscbench.backends.base import CompileFailed
 from dscbench.cli import app
 from dscbench.errors import SpecError
-from dscbench.executor import PROTOCOL_VERSION, LocalExecutor
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
+from dscbench.workers import client, failures, server
+from dscbench.workers.cache import PreparedCache
+from dscbench.workers.local import LocalExecutor
+from dscbench.workers.protocol import PROTOCOL_VERSION, PrepareRequest
 from tests.tables import tables_of
 
 from .conftest import FakeBackend, FakeClock, spec
@@ -34,16 +37,16 @@ TINY = ["--in-channels", "4", "--size", "8", "--kernel", "3", "--stride", "1", "
 
 
 def test_parse_env_forms(tmp_path):
-    here = envs.parse_env("base=")
+    here = client.parse_env("base=")
     assert (here.name, here.python, here.variables) == ("base", sys.executable, {})
-    tuned = envs.parse_env("old=:ONEDNN_MAX_CPU_ISA=SSE41,OMP_NUM_THREADS=1")
+    tuned = client.parse_env("old=:ONEDNN_MAX_CPU_ISA=SSE41,OMP_NUM_THREADS=1")
     assert tuned.python == sys.executable
     assert tuned.variables == {"ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "1"}
-    by_path = envs.parse_env(f"v={sys.executable}:X=a=b")
+    by_path = client.parse_env(f"v={sys.executable}:X=a=b")
     assert by_path.python == sys.executable and by_path.variables == {"X": "a=b"}
-    on_path = envs.parse_env("p=sh")
+    on_path = client.parse_env("p=sh")
     assert Path(on_path.python).name == "sh" and Path(on_path.python).is_absolute()
-    assert envs.parse_env("v.2-rc+1=").name == "v.2-rc+1"
+    assert client.parse_env("v.2-rc+1=").name == "v.2-rc+1"
 
 
 @pytest.mark.parametrize(
@@ -67,21 +70,23 @@ def test_parse_env_forms(tmp_path):
 )
 def test_bad_env_texts_are_one_line(text, message):
     with pytest.raises(SpecError) as err:
-        envs.parse_env(text)
+        client.parse_env(text)
     assert str(err.value) == message
 
 
 def test_env_names_must_differ():
     with pytest.raises(SpecError, match="given twice: a"):
-        envs.parse_envs(["a=", "b=", "a=:X=1"])
+        client.parse_envs(["a=", "b=", "a=:X=1"])
 
 
 def test_workers_spin_briefly_unless_told_otherwise(monkeypatch):
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    assert envs.worker_environment(envs.parse_env("a="))["GOMP_SPINCOUNT"] == "10000"
-    assert envs.worker_environment(envs.parse_env("a=:GOMP_SPINCOUNT=5"))["GOMP_SPINCOUNT"] == "5"
+    assert client.worker_environment(client.parse_env("a="))["GOMP_SPINCOUNT"] == "10000"
+    assert (
+        client.worker_environment(client.parse_env("a=:GOMP_SPINCOUNT=5"))["GOMP_SPINCOUNT"] == "5"
+    )
     monkeypatch.setenv("GOMP_SPINCOUNT", "7")
-    assert envs.worker_environment(envs.parse_env("a="))["GOMP_SPINCOUNT"] == "7"
+    assert client.worker_environment(client.parse_env("a="))["GOMP_SPINCOUNT"] == "7"
 
 
 def test_bad_env_on_the_command_line_is_exit_2():
@@ -97,19 +102,19 @@ def test_bad_env_on_the_command_line_is_exit_2():
 # ---------------------------------------------------------------------------------------------
 
 
-class Loopback(envs.WorkerExecutor):
+class Loopback(client.WorkerExecutor):
     """A WorkerExecutor whose 'process' is a LocalExecutor answering through the real
-    protocol code (JSON both ways, worker.dispatch), so both environments share a fake clock."""
+    protocol code (JSON both ways, server.dispatch), so both environments share a fake clock."""
 
     def __init__(self, name: str, backend: FakeBackend, tmp_path: Path):
-        super().__init__(envs.EnvSpec(name, sys.executable), tmp_path)
+        super().__init__(client.EnvSpec(name, sys.executable), tmp_path)
         self.local = LocalExecutor({"fake": backend})
         self.requests: list[str] = []
 
     def _exchange(self, op, args, timeout):
         self.requests.append(op)
         request = json.loads(json.dumps({"op": op, "args": args}))
-        return json.loads(json.dumps(worker.dispatch(self.local, request)))
+        return json.loads(json.dumps(server.dispatch(self.local, request)))
 
 
 def test_the_protocol_carries_a_sweep_of_two_environments(tmp_path):
@@ -155,12 +160,12 @@ def test_a_user_error_in_a_worker_is_one_line_and_a_bug_keeps_its_traceback(tmp_
         raise SpecError("--ort-threadpool 'global': onnxruntime-cpu has one process-wide pool")
 
     loop.local.setup = refuse
-    with pytest.raises(envs.EnvError) as err:
+    with pytest.raises(client.EnvError) as err:
         loop._call("setup", {"options": {}, "specs": {}})
     assert str(err.value) == (
         "environment x: --ort-threadpool 'global': onnxruntime-cpu has one process-wide pool"
     )
-    with pytest.raises(envs.WorkerBug) as bug:
+    with pytest.raises(client.WorkerBug) as bug:
         loop._call("turn", {"key": "never prepared", "blocks": [], "rewarm": [], "settle_s": 0})
     assert "KeyError" in str(bug.value) and "the worker's traceback" in str(bug.value)
     assert "Traceback (most recent call last)" in str(bug.value)
@@ -199,7 +204,7 @@ CPU_OOM = (
     ],
 )
 def test_failure_kinds_are_classified_in_one_place(exc, building, status):
-    assert executor.failure_status(exc, building=building) == status
+    assert failures.failure_status(exc, building=building) == status
 
 
 def test_memory_running_out_while_building_is_out_of_memory():
@@ -232,6 +237,29 @@ def test_a_check_that_runs_out_of_memory_fails_its_row_and_a_bug_keeps_its_trace
         local.prepare("k", vars(spec()), "fake", seed=0, parity=True)
 
 
+def test_prepare_travels_as_one_request_whether_its_arguments_are_positional_or_named(tmp_path):
+    wire = {"key": "k@fake", "spec": {"batch": 1}, "backend": "fake", "seed": 3, "parity": False,
+            "verify_counts": True, "fresh": False, "first": False, "keep_s": 0.0}  # fmt: skip
+    assert PrepareRequest("k@fake", {"batch": 1}, "fake", 3, False, True).to_json() == wire
+    loop = Loopback("x", FakeBackend(FakeClock(), lambda s, v: 1e-4), tmp_path)
+    sent = []
+    loop._exchange = lambda op, args, timeout: sent.append(args) or {"ok": True, "result": {}}
+    loop.prepare("k@fake", {"batch": 1}, "fake", 3, False, True)
+    loop.prepare(key="k@fake", spec={"batch": 1}, backend="fake", seed=3, verify_counts=True)
+    assert sent == [wire, wire]
+
+
+def test_the_build_cache_keeps_the_most_recent_cases_within_its_budget():
+    cache = PreparedCache(10)
+    for key in ("a", "b"):
+        cache.put(key, {}, 4)
+    assert cache.get("a") == {}  # now the most recent
+    cache.put("c", {}, 4)
+    assert (cache.get("b"), list(cache.items), cache.used) == (None, ["a", "c"], 8)
+    cache.drop("a")
+    assert (list(cache.items), cache.used) == (["c"], 4)
+
+
 def test_serve_answers_line_by_line_and_stops_at_bye():
     import io
 
@@ -240,7 +268,7 @@ def test_serve_answers_line_by_line_and_stops_at_bye():
         + json.dumps({"op": "hello"}) + "\n"  # never read
     )  # fmt: skip
     out = io.StringIO()
-    worker.serve(requests, out, executor=LocalExecutor())
+    server.serve(requests, out, executor=LocalExecutor())
     answers = [json.loads(line) for line in out.getvalue().splitlines()]
     assert answers[0]["ok"] is False and answers[0]["message"] == "no op 'nonsense'"
     assert answers[1] == {"ok": True, "result": None}
@@ -325,7 +353,7 @@ def test_a_worker_that_dies_at_start_up_says_how(tmp_path, body, ending):
 CRASH_HOOK = """
 print("a sitecustomize that talks at start-up")
 import os, signal
-import dscbench.executor as ex
+import dscbench.workers.local as ex
 real = ex.LocalExecutor.turn
 def turn(self, key, *args, **kwargs):
     if key.startswith(os.environ["CRASH_ON"]):
@@ -380,10 +408,10 @@ def test_real_workers_interleave_and_a_crashing_one_fails_only_its_rows(tmp_path
 
 @pytest.mark.slow
 def test_a_killed_worker_is_noticed_not_waited_for(tmp_path):
-    worker_ = envs.WorkerExecutor(envs.parse_env("a="), tmp_path)
+    worker_ = client.WorkerExecutor(client.parse_env("a="), tmp_path)
     worker_.start()
-    assert worker_.proc is not None
-    worker_.proc.kill()
+    assert worker_.process.proc is not None
+    worker_.process.proc.kill()
     with pytest.raises(runner.ExecutorLost, match="killed by SIGKILL"):
         worker_.turn("x", [], [], 0.0)
     worker_.restart()  # a fresh process answers again

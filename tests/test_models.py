@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
-from dscbench import counting, executor, ops, results
+from dscbench import counting, ops, results
 from dscbench.cli import app
 from dscbench.errors import ModelError
 from dscbench.models import CALLER_CWD_VARIABLE, CATALOG, twins
 from dscbench.spec import ModelSpec
+from dscbench.workers import checks
 
 cli = CliRunner()
 QUICK = ["--input-shape", "3,8,8", "--min-time", "0.02", "--rounds", "2", "--warmup", "0",
@@ -321,7 +322,7 @@ OUTPUTS = "tests.output_models"
 def test_a_user_model_must_return_one_tensor(name, mode, returned):
     spec = model(f"{OUTPUTS}:{name}", input_shape=(3, 8, 8), twin="separable", mode=mode)
     expected = f"--model '{OUTPUTS}:{name}' (standard): its forward returned {returned}, not "
-    assert executor.user_model_problems([spec]) == ([expected + "one tensor"] if returned else [])
+    assert checks.user_model_problems([spec]) == ([expected + "one tensor"] if returned else [])
 
 
 def test_a_user_model_returning_a_tuple_is_one_line_and_exit_2(tmp_path):

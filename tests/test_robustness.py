@@ -364,7 +364,7 @@ def test_failures_are_counted_by_kind():
 FAULTY_BACKEND = """
 import os, signal
 import dscbench.backends.torch_eager as te
-import dscbench.executor as ex
+import dscbench.workers.local as ex
 real_prepare = te.TorchCPU.prepare
 def prepare(self, spec, variant, seed):
     prepared = real_prepare(self, spec, variant, seed)

@@ -34,7 +34,6 @@ from dscbench import counting, results, runner
 from dscbench import lock as run_lock
 from dscbench.env import collect_environment, utc_now
 from dscbench.errors import BackendUnavailable, ResultsError, SpecError
-from dscbench.executor import Executor, LocalExecutor, is_user_spec, user_model_problems
 from dscbench.export.console import print_breakdown, render_run
 from dscbench.export.units import format_count, format_ratio
 from dscbench.measure import HarnessOptions
@@ -42,12 +41,13 @@ from dscbench.plan import validate_cases
 from dscbench.signals import signal_handlers
 from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json
 from dscbench.stats import CONFIDENCE
+from dscbench.workers import Executor, LocalExecutor, user_model_problems
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_INTERRUPTED = 130
 # Interleaved environments: blocks of at least 10 ms, and 0.3 ms of untimed calls when a worker
-# takes over from another (workers spin about 0.3 ms, envs.SPIN_DEFAULTS); the canary needs
+# takes over from another (workers spin about 0.3 ms, workers.SPIN_DEFAULTS); the canary needs
 # only a short settle, as the coordinator runs no OpenMP threads of its own.
 # benchmarks/REPORT-gate.md measures what these choices cost.
 ENV_BLOCK_TIME_S = 0.010
@@ -103,7 +103,7 @@ class Plan:
 
 def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_started: float) -> int:
     """Run the sweep; 0 all measured (or skipped on request), 1 some failed, 130 interrupted."""
-    from dscbench import envs as environments
+    from dscbench import workers as environments
 
     env_specs = environments.parse_envs(options.envs)
     check_size(sweep, options.max_configs)
@@ -111,8 +111,7 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
         expansion = expand_cases(sweep, None, shard=options.shard)
         cases = expansion.cases
         notes = dry_run_notes(expansion, options)
-        mine = [c.spec for c in cases if is_user_spec(c.spec)]  # checked as a real run does
-        problems = user_model_problems(mine) if mine else []  # (torch only where needed)
+        problems = user_model_problems([c.spec for c in cases])  # as a real run checks them
         if problems:
             raise SpecError("\n".join(dict.fromkeys(problems)))
         if len(cases) > DRY_RUN_TABLE_ROWS:
@@ -362,7 +361,7 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
     """Validate the sweep, start its executors (worker processes, unless a plain run asked for
     one process), and let every backend in every environment say what it cannot run. Bad
     input raises a DscbenchError (exit 2)."""
-    from dscbench import envs as environments
+    from dscbench import workers as environments
 
     processes = max(1, min(options.processes, sweep.settings.rounds))
     if not env_specs and processes == 1:  # measured in this process, as before --processes
@@ -636,7 +635,7 @@ def calibrations_for(plan: Plan, measure_now: bool, console: Console) -> list[di
 
 
 def _spin_defaults() -> dict[str, str]:
-    from dscbench.envs import SPIN_DEFAULTS
+    from dscbench.workers import SPIN_DEFAULTS
 
     return dict(SPIN_DEFAULTS)
 

@@ -100,8 +100,8 @@ def is_user_model(name: str) -> bool:
     return ":" in name
 
 
-# Set in a worker's environment (envs.worker_environment): the directory dscbench was run in,
-# since a worker itself runs elsewhere (its log directory).
+# Set in a worker's environment (workers.client.worker_environment): the directory dscbench
+# was run in, since a worker itself runs elsewhere (its log directory).
 CALLER_CWD_VARIABLE = "DSCBENCH_CALLER_CWD"
 
 

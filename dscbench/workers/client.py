@@ -1,10 +1,12 @@
-"""Interleaved environments: ``dscbench run --env NAME=PYTHON[:VAR=VALUE,...]``.
+"""Interleaved environments, the coordinator's side: ``dscbench run --env
+NAME=PYTHON[:VAR=VALUE,...]``.
 
-Each environment is a worker process (worker.py) started with its own interpreter and extra
+Each environment is a worker process (server.py) started with its own interpreter and extra
 environment variables, so one run can A/B two virtualenvs (a library's release against its
 next version) or one interpreter under two settings (``ONEDNN_MAX_CPU_ISA=AVX2``). The
 coordinator drives the rounds and interleaves the environments' blocks (runner.py); this module
-starts, checks and talks to the workers.
+parses ``--env``, starts and checks the workers and calls them (WorkerExecutor: the Executor
+protocol as requests over transport.py's pipes).
 
 Two facts of shared CPUs shape how workers run:
 
@@ -26,10 +28,7 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,21 +37,24 @@ from typing import Any
 
 from dscbench import __version__
 from dscbench.errors import DscbenchError, SpecError
-from dscbench.executor import (
+from dscbench.models import CALLER_CWD_VARIABLE
+from dscbench.workers.protocol import (
     PROTOCOL_VERSION,
     BackendReport,
     CalibrateReport,
     ExecutorLost,
     PrepareReport,
+    PrepareRequest,
     TurnReport,
+    request,
 )
-from dscbench.models import CALLER_CWD_VARIABLE
+from dscbench.workers.transport import CannotStart, WorkerProcess
 
 ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SPIN_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
 START_TIMEOUT_S = 300.0  # importing torch on a cold disk can take a while
 TURN_TIMEOUT_S = 600.0  # a turn lasts milliseconds; this only catches a hung kernel
-LOG_TAIL_LINES = 3
+WORKER_MODULE = "dscbench.worker"  # python -m WORKER_MODULE: stable across dscbench versions
 
 
 class EnvError(DscbenchError):
@@ -90,7 +92,6 @@ def parse_env(text: str) -> EnvSpec:
             f"{flag}: environment name {name!r} may use letters, digits and _ . + - only"
         )
     python, colon, assignments = rest.partition(":")
-    python = python.strip()
     variables: dict[str, str] = {}
     if colon:
         for item in assignments.split(","):
@@ -99,20 +100,24 @@ def parse_env(text: str) -> EnvSpec:
             if not eq or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", var):
                 raise SpecError(f"{flag}: {item.strip()!r} is not VAR=VALUE")
             variables[var] = value
+    return EnvSpec(name, _interpreter(python.strip(), flag), variables, text)
+
+
+def _interpreter(python: str, flag: str) -> str:
+    """The path of ``python``: this interpreter when empty, a path as given, a name on PATH."""
     if not python:
-        resolved = sys.executable
-    elif os.sep in python or (os.altsep and os.altsep in python):
+        return sys.executable
+    if os.sep in python or (os.altsep and os.altsep in python):
         resolved = str(Path(python).expanduser().absolute())
         if not Path(resolved).is_file():
             raise SpecError(f"{flag}: interpreter {python!r} does not exist")
         if not os.access(resolved, os.X_OK):
             raise SpecError(f"{flag}: interpreter {python!r} is not executable")
-    else:
-        found = shutil.which(python)
-        if found is None:
-            raise SpecError(f"{flag}: interpreter {python!r} is not on PATH")
-        resolved = found
-    return EnvSpec(name, resolved, variables, text)
+        return resolved
+    found = shutil.which(python)
+    if found is None:
+        raise SpecError(f"{flag}: interpreter {python!r} is not on PATH")
+    return found
 
 
 def parse_envs(texts: list[str]) -> list[EnvSpec]:
@@ -133,25 +138,14 @@ def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, s
             env[var] = value
     env.update(spec.variables)
     # Models of the user's own (--model pkg.mod:build) import from where dscbench was run,
-    # as they would in-process; the worker itself starts elsewhere (see start()).
+    # as they would in-process; the worker itself starts elsewhere (transport.py).
     env[CALLER_CWD_VARIABLE] = os.getcwd()
     return env
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
 class WorkerExecutor:
     """The coordinator's handle on one environment's worker process; the Executor protocol
-    over the pipe (executor.py documents each call)."""
+    (local.py documents each call) as requests over the worker's pipes."""
 
     def __init__(
         self, spec: EnvSpec, log_dir: Path, replica: int = 0, *, spin_defaults: bool = True
@@ -160,15 +154,14 @@ class WorkerExecutor:
         self.replica = replica
         self.spin_defaults = spin_defaults  # interleaved environments: short OpenMP spinning
         self.log_path = Path(log_dir) / f"{spec.name or 'run'}-{replica}.log"
-        self.proc: subprocess.Popen[str] | None = None
+        self.process = WorkerProcess(self.log_path, self.label())
         self._setup: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
         self.info: dict[str, Any] = {}
         self.starts = 0
         self.start_s = 0.0  # seconds from spawning to a checked handshake, all starts
         self._spawned_at = 0.0
-        self._pending = b""  # bytes read from the worker, not yet a whole line
 
-    # -- process ---------------------------------------------------------------------------
+    # -- starting and stopping -------------------------------------------------------------
 
     def start(self) -> dict[str, Any]:
         """Start the worker and check its handshake; return what it says of itself."""
@@ -178,26 +171,15 @@ class WorkerExecutor:
     def spawn(self) -> None:
         """Start the worker process (it imports dscbench and torch while we go on)."""
         self._spawned_at = time.perf_counter()
-        self._pending = b""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child keeps it
-        log.write(f"--- worker start {self.starts + 1}: {self.spec.python} -m dscbench.worker\n")
-        log.flush()
+        command = [self.spec.python, "-m", WORKER_MODULE]
         try:
-            self.proc = subprocess.Popen(
-                [self.spec.python, "-m", "dscbench.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                bufsize=0,  # raw pipes: select() must see every byte not yet read
-                env=worker_environment(self.spec, self.spin_defaults),
-                cwd=self.log_path.parent,  # not the caller's directory: no stray dscbench import
-                start_new_session=True,  # Ctrl-C is for the coordinator, which stops workers
+            self.process.spawn(
+                command,
+                worker_environment(self.spec, self.spin_defaults),
+                f"start {self.starts + 1}: {' '.join(command)}",
             )
-        except OSError as exc:
-            raise EnvError(f"{self.where()}: cannot start ({exc.strerror or exc})") from None
-        finally:
-            log.close()
+        except CannotStart as exc:
+            raise EnvError(f"{self.where()}: cannot start ({exc})") from None
         self.starts += 1
 
     def handshake(self) -> dict[str, Any]:
@@ -210,12 +192,12 @@ class WorkerExecutor:
         """Send the hello request (start_workers asks every worker before reading any answer,
         so they start up in parallel)."""
         with contextlib.suppress(OSError):  # it already died: reading its answer says why
-            self._send({"op": "hello", "args": {}})
+            self.process.send(request("hello", {}))
 
     def check_hello(self) -> dict[str, Any]:
         """Read and check the answer to ``ask_hello``."""
         try:
-            info = self._answer("hello", self._read_answer("hello", START_TIMEOUT_S))
+            info = self._answer("hello", self.process.receive("hello", START_TIMEOUT_S))
         except ExecutorLost as lost:
             raise self._start_failure(lost.how) from None
         self._check_handshake(info)
@@ -228,7 +210,7 @@ class WorkerExecutor:
     def _start_failure(self, how: str = "") -> EnvError:
         """Why the worker did not answer its hello: how it ended (a signal, an exit status, no
         answer in time) and the end of its log."""
-        tail = self.log_tail()
+        tail = self.process.log_tail()
         where = self.where()
         if "No module named dscbench" in tail or "No module named 'dscbench'" in tail:
             return EnvError(
@@ -239,15 +221,6 @@ class WorkerExecutor:
         return EnvError(
             f"{where}: the worker did not start ({'; '.join(filter(None, (how, log)))})"
         )
-
-    def label(self) -> str:
-        """'the worker of environment head' (its process number when there are several)."""
-        text = f"the worker of environment {self.spec.name}" if self.spec.name else "the worker"
-        return text + (f" (process {self.replica})" if self.replica else "")
-
-    def where(self) -> str:
-        name = f"environment {self.spec.name}" if self.spec.name else "the worker"
-        return f"{name} ({self.spec.python})"
 
     def _check_handshake(self, info: dict[str, Any]) -> None:
         where = self.where()
@@ -263,34 +236,36 @@ class WorkerExecutor:
                 f"'dscbench[ort]=={__version__}' (or -e /path/to/checkout)"
             )
 
-    def log_tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return ""
-        lines = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("--- worker")]
-        return " | ".join(lines[-LOG_TAIL_LINES:])
+    def label(self) -> str:
+        """'the worker of environment head' (its process number when there are several)."""
+        text = f"the worker of environment {self.spec.name}" if self.spec.name else "the worker"
+        return text + (f" (process {self.replica})" if self.replica else "")
 
-    def _lost(self, doing: str, how: str = "") -> ExecutorLost:
-        """The worker has died, or is killed now: an ExecutorLost saying what it was doing, how
-        it ended (``how``, or its exit status) and how its log ends."""
-        code = None
-        if self.proc is not None:
-            try:
-                code = self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait()
-        tail = self.log_tail()
-        text = f"{self.label()} died ({_describe_exit(code)}) while {doing}"
-        if tail:
-            text += f"; its log ends: {tail}"
-        return ExecutorLost(text + f" (full log: {self.log_path})", how or _describe_exit(code))
+    def where(self) -> str:
+        name = f"environment {self.spec.name}" if self.spec.name else "the worker"
+        return f"{name} ({self.spec.python})"
+
+    def restart(self) -> None:
+        """Stop what is left of the worker and start a fresh one (same backends)."""
+        self.close()
+        try:
+            self.start()
+        except EnvError as exc:
+            raise ExecutorLost(str(exc)) from None
+
+    def close(self) -> None:
+        self.process.close()
+
+    # -- requests ----------------------------------------------------------------------------
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
         """Send one request and interpret the answer: a result, a user error (EnvError, exit
         2) or a bug in the worker (WorkerBug, with the worker's traceback)."""
         return self._answer(op, self._exchange(op, args, timeout))
+
+    def _exchange(self, op: str, args: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """One request line out, one answer line back, over the worker's pipes."""
+        return self.process.exchange(op, request(op, args), timeout)
 
     def _answer(self, op: str, answer: dict[str, Any]) -> Any:
         if answer.get("ok"):
@@ -303,87 +278,6 @@ class WorkerExecutor:
             f"({op}): {answer.get('type')}: {answer.get('message')}\n"
             f"--- the worker's traceback ---\n{answer.get('traceback')}"
         )
-
-    def _exchange(self, op: str, args: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        """One request line out, one answer line back, over the worker's pipes."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            raise self._lost(f"starting {op}") if proc is not None else ExecutorLost("not started")
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            self._send({"op": op, "args": args})
-        except (BrokenPipeError, OSError):
-            raise self._lost(f"receiving {op}") from None
-        return self._read_answer(op, timeout)
-
-    def _read_answer(self, op: str, timeout: float | None) -> dict[str, Any]:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        while True:
-            line = self._read_line(timeout, op)
-            if line.startswith("{"):
-                return json.loads(line)
-            # Something printed to stdout before the worker took it over (a sitecustomize, an
-            # interpreter banner): not the protocol; keep it in the log.
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write(f"(stdout) {line}")
-
-    def _send(self, message: dict[str, Any]) -> None:
-        proc = self.proc
-        assert proc is not None and proc.stdin is not None
-        data = (json.dumps(message) + "\n").encode()
-        while data:
-            data = data[proc.stdin.write(data) :]
-
-    def _read_line(self, timeout: float | None, op: str) -> str:
-        """The next line from the worker, waiting at most ``timeout`` seconds for it (a worker
-        that says nothing that long is killed). Lines are split here, not by a buffered reader,
-        so select() never waits on bytes a buffer already holds."""
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        fd = proc.stdout.fileno()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while b"\n" not in self._pending:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                proc.kill()
-                raise self._lost(
-                    f"{op} (no answer within {timeout:.0f} s, so it was killed)",
-                    f"no answer within {timeout:.0f} s",
-                )
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                raise self._lost(f"running {op}")
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode("utf-8", errors="replace") + "\n"
-
-    def restart(self) -> None:
-        """Stop what is left of the worker and start a fresh one (same backends)."""
-        self.close()
-        try:
-            self.start()
-        except EnvError as exc:
-            raise ExecutorLost(str(exc)) from None
-
-    def close(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                assert proc.stdin is not None
-                proc.stdin.write(b'{"op": "bye"}\n')
-                proc.stdin.close()
-                proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired, ValueError):
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
 
     # -- the Executor protocol ---------------------------------------------------------------
 
@@ -400,30 +294,9 @@ class WorkerExecutor:
         answer = self._call("setup", {"options": options, "specs": specs})
         return {name: BackendReport.from_json(r) for name, r in answer.items()}
 
-    def prepare(
-        self,
-        key: str,
-        spec: dict[str, Any],
-        backend: str,
-        seed: int,
-        parity: bool = False,
-        verify_counts: bool = False,
-        fresh: bool = False,
-        first: bool = False,
-        keep_s: float = 0.0,
-    ) -> PrepareReport:
-        args = dict(
-            key=key,
-            spec=spec,
-            backend=backend,
-            seed=seed,
-            parity=parity,
-            verify_counts=verify_counts,
-            fresh=fresh,
-            first=first,
-            keep_s=keep_s,
-        )
-        return PrepareReport.from_json(self._call("prepare", args))
+    def prepare(self, *args: Any, **kwargs: Any) -> PrepareReport:
+        request = PrepareRequest(*args, **kwargs)  # refused here when malformed, as locally
+        return PrepareReport.from_json(self._call("prepare", request.to_json()))
 
     def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport:
         answer = self._call("calibrate", {"key": key, "harness": harness})
@@ -442,10 +315,10 @@ class WorkerExecutor:
         return TurnReport.from_json(answer)
 
     def _late_answer(self) -> TurnReport | None:
-        if self.proc is None:
+        if self.process.proc is None:
             return None
         try:
-            answer = json.loads(self._read_line(2.0, "turn"))
+            answer = json.loads(self.process.read_line(2.0, "turn"))
         except (ExecutorLost, OSError, ValueError, KeyboardInterrupt):
             return None
         return TurnReport.from_json(answer["result"]) if answer.get("ok") else None
