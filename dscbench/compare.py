@@ -52,6 +52,7 @@ from dscbench import stats
 from dscbench.errors import DscbenchError
 from dscbench.labels import row_label
 from dscbench.results import LABEL_COLUMNS
+from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, MIN_ROWS_FOR_SPREAD, row_stats
 
 if TYPE_CHECKING:
     from dscbench.results import ResultSet
@@ -61,17 +62,12 @@ VERDICTS = ("slower", "faster", "same", "inconclusive", "added", "removed", "fai
 DESIGNS = ("sequential", "interleaved")
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_CONFIDENCE = 0.95
-MIN_ROWS_FOR_SPREAD = 5  # fewer rows in a backend: no run-to-run spread or shift estimate
 SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
-# A run whose rows' round values spread more than this (median over rows, log scale) was
-# disturbed: on the development VM steady runs measured 0.7-2.2%, disturbed ones 5-9%.
-DISTURBED_ROUND_SPREAD = 0.03
 # How far a run's conv rows and its canary can drift apart while the machine alone changes
 # speed: the standard deviation, between back-to-back runs, of (rows' whole-run shift - canary
 # shift). `nox -s bench -- gate` (benchmarks/REPORT-gate.md) measured 1.5%, 1.8% and 2.8% in
 # three sets of 11 quick runs on the development VM; this allows for the largest.
 CANARY_TRACKING_SD = 0.03
-KEY = ["config_id", "backend", "env", "variant"]
 
 
 class CompareError(DscbenchError):
@@ -491,39 +487,6 @@ def select_env(rs: ResultSet, env: str | None, flag: str) -> ResultSet:
 # ---------------------------------------------------------------------------------------------
 # Round values and row estimates
 # ---------------------------------------------------------------------------------------------
-
-
-def round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per (KEY, round) with ``cost`` = log of the round's median latency, or minus the
-    log of the round's median speedup (std/sep per set)."""
-    if metric == "latency":
-        per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
-        return np.log(per_round).rename("cost").reset_index()
-    pairs = samples.pivot_table(
-        index=["config_id", "backend", "env", "round", "pair"],
-        columns="variant",
-        values="time_s",
-        aggfunc="first",
-    ).dropna()
-    ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
-    per_round = ratio.groupby(level=["config_id", "backend", "env", "round"], sort=False).median()
-    out = (-np.log(per_round)).rename("cost").reset_index()
-    out["variant"] = "pair"
-    return out
-
-
-def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per key: trimmed mean of the round costs (round effects removed), its squared standard
-    error, degrees of freedom and number of rounds."""
-    values = stats.remove_round_effects(
-        round_values(samples, metric), KEY, "backend", MIN_ROWS_FOR_SPREAD
-    )
-    return stats.row_estimates(values, KEY)
-
-
-def run_round_spread(samples: pd.DataFrame) -> float:
-    """How much a run's rounds disagree (stats.spread of its latency rows)."""
-    return stats.spread(row_stats(samples, "latency")) if len(samples) else math.nan
 
 
 def paired_round_values(

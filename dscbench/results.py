@@ -510,8 +510,6 @@ def derived_meta(records: Iterable[CaseRecord], samples: pd.DataFrame) -> dict[s
     """run.json's fields that follow from the records and samples: the tracebacks of failures,
     the builds kept across visits (rebuilding them each visit costs too much), and the rounds'
     spread."""
-    from dscbench.compare import run_round_spread
-
     failures: dict[str, str] = {}
     kept: list[str] = []
     for r in records:
@@ -523,7 +521,7 @@ def derived_meta(records: Iterable[CaseRecord], samples: pd.DataFrame) -> dict[s
     return {
         "failures": failures,
         "kept_builds": kept,
-        "round_spread": run_round_spread(samples),
+        "round_spread": stats.run_round_spread(samples),
     }
 
 
