@@ -11,6 +11,7 @@ import pytest
 from dscbench import results, runner
 from dscbench.errors import ResultsError
 from dscbench.measure import HarnessOptions
+from dscbench.results.files import atomic_write
 from dscbench.spec import RunSettings
 from tests.tables import tables_of
 
@@ -104,7 +105,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
         raise Boom
 
     with pytest.raises(Boom):
-        results._atomic(tmp_path / "results.csv", explode)
+        atomic_write(tmp_path / "results.csv", explode)
     assert results.load_results(tmp_path / "results.csv").results.shape == table.shape
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
