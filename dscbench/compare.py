@@ -51,7 +51,7 @@ from dscbench import canary as canaries
 from dscbench import stats
 from dscbench.errors import DscbenchError
 from dscbench.labels import row_label
-from dscbench.results import LABEL_COLUMNS
+from dscbench.results import LABEL_COLUMNS, RunStatus, Status
 from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, MIN_ROWS_FOR_SPREAD, row_stats
 
 if TYPE_CHECKING:
@@ -212,9 +212,9 @@ def why_nothing_comparable(base: pd.DataFrame, cand: pd.DataFrame, sides: tuple[
         return f"nothing to compare: the two sides share no configuration; {reason}"
     shared = keys_b & keys_c
     ok_b = {k for k, s in zip(zip(base.config_id, base.backend, base.variant, strict=True),
-                              base.status, strict=True) if s == "ok"}  # fmt: skip
+                              base.status, strict=True) if s == Status.OK}  # fmt: skip
     ok_c = {k for k, s in zip(zip(cand.config_id, cand.backend, cand.variant, strict=True),
-                              cand.status, strict=True) if s == "ok"}  # fmt: skip
+                              cand.status, strict=True) if s == Status.OK}  # fmt: skip
     return (
         f"nothing to compare: of the {len(shared)} rows both sides have, {sides[0]} measured "
         f"{len(shared & ok_b)} and {sides[1]} {len(shared & ok_c)}, and none was measured by "
@@ -222,18 +222,14 @@ def why_nothing_comparable(base: pd.DataFrame, cand: pd.DataFrame, sides: tuple[
     )
 
 
-NOT_MEASURED = "not_measured"
-COMPLETE = "complete"
-
-
 def incomplete_notes(sides: dict[str, Any]) -> list[str]:
     """A note for each side whose run did not finish (interrupted, crashed, still running):
     its unreached rows are left out, not counted as failures."""
     notes = []
     for name, rs in sides.items():
-        status = rs.meta.get("status", COMPLETE)
-        if status != COMPLETE:
-            missing = int((rs.results.status == NOT_MEASURED).sum())
+        status = rs.meta.get("status", RunStatus.COMPLETE)
+        if status != RunStatus.COMPLETE:
+            missing = int((rs.results.status == Status.NOT_MEASURED).sum())
             notes.append(
                 f"{name} is incomplete (status {status}, {rs.meta.get('rounds_done', '?')} "
                 f"round(s) done): {missing} row(s) it never measured are left out, and only "
@@ -354,7 +350,7 @@ def _rows(results: pd.DataFrame, metric: str) -> dict[tuple, dict[str, Any]]:
     columns = ["config_id", "variant", *[f for f in ROW_FIELDS if f != "variant"]]
     # A row an interrupted run never reached is absent, not failing: only what both sides
     # measured is judged (incomplete_notes says a side was cut short).
-    results = results[results.status != NOT_MEASURED]
+    results = results[results.status != Status.NOT_MEASURED]
     if metric == "latency":
         rows = results[columns]
     else:
@@ -407,11 +403,11 @@ def match_rows(
                 value, spread = typical_c.get(key, (math.nan, math.nan))
                 settled[key] = Change(**common, verdict="added", candidate=value, spread=spread)
             continue
-        if b["status"] != "ok" or c["status"] != "ok":
-            if b["status"] == "ok":
+        if b["status"] != Status.OK or c["status"] != Status.OK:
+            if b["status"] == Status.OK:
                 side = "candidate"
                 note = f"candidate {c['status']}: {_own_error(c['error'], key[3])}".rstrip(": ")
-            elif c["status"] == "ok":
+            elif c["status"] == Status.OK:
                 side = "baseline"
                 note = f"baseline {b['status']}: {_own_error(b['error'], key[3])}".rstrip(": ")
             else:
@@ -879,7 +875,7 @@ def compare_sets(
             + "); pass --allow-different-hardware to compare anyway"
         )
     for name, rs in (("baseline", base), ("candidate", cand)):
-        ok = rs.results[rs.results.status == "ok"]
+        ok = rs.results[rs.results.status == Status.OK]
         if len(ok) and rs.samples.empty:
             raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
     sign = 1.0 if metric == "latency" else -1.0  # cost = log latency, or -log speedup

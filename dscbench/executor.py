@@ -26,24 +26,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from dscbench import counting
 from dscbench.measure import HarnessOptions, Workload, run_turn, warm_up_and_calibrate
 from dscbench.spec import VARIANTS, BackendOptions, Spec, spec_from_json, spec_to_json
+from dscbench.status import Status
 
 if TYPE_CHECKING:
     from dscbench.backends.base import Backend, Prepared
 
 PROTOCOL_VERSION = 2  # 2: prepare takes keep_s
-
-# Statuses a (configuration, environment) can end in ("kind of failure" otherwise).
-OK = "ok"
-PENDING = "not_measured"  # interrupted before its first visit finished
-BUILD_ERROR = "build_error"
-RUNTIME_ERROR = "runtime_error"
-OUT_OF_MEMORY = "out_of_memory"
-COUNT_MISMATCH = "count_mismatch"
-COMPILE_ERROR = "compile_error"
-PARITY_FAILED = "parity_failed"  # a wrong answer: never timed, never in a summary
-SKIPPED = "skipped"  # its backend cannot run it here (--skip-unavailable)
-WORKER_CRASHED = "worker_crashed"  # the environment's worker process died while measuring it
-HEALTHY = (OK, PENDING, COUNT_MISMATCH)
 
 R = TypeVar("R", bound="Report")
 
@@ -78,7 +66,7 @@ class BackendReport(Report):
 
 @dataclass
 class PrepareReport(Report):
-    status: str = OK
+    status: str = Status.OK
     error: str = ""
     traceback: str = ""
     prepare_s: dict[str, float] = field(default_factory=dict)  # this build, compile excluded
@@ -96,7 +84,7 @@ class PrepareReport(Report):
 
 @dataclass
 class CalibrateReport(Report):
-    status: str = OK
+    status: str = Status.OK
     error: str = ""
     traceback: str = ""
     iterations: dict[str, int] = field(default_factory=dict)
@@ -109,7 +97,7 @@ class TurnReport(Report):
     """``block_s``: each timed block's duration in seconds (the whole block, in the order
     asked); a failure ends the turn early with the blocks measured before it."""
 
-    status: str = OK
+    status: str = Status.OK
     error: str = ""
     traceback: str = ""
     block_s: list[float] = field(default_factory=list)
@@ -249,17 +237,17 @@ def failure_status(exc: BaseException, building: bool = False) -> str:
 
     text = str(exc).lower()
     if isinstance(exc, MemoryError) or any(marker in text for marker in OOM_MARKERS):
-        return OUT_OF_MEMORY
+        return Status.OUT_OF_MEMORY
     if isinstance(exc, CompileFailed):
-        return COMPILE_ERROR
-    return BUILD_ERROR if building else RUNTIME_ERROR
+        return Status.COMPILE_ERROR
+    return Status.BUILD_ERROR if building else Status.RUNTIME_ERROR
 
 
 def is_workload_failure(spec: Spec, exc: BaseException) -> bool:
     """Whether an exception raised while checking a case's variants (their counts, their
     parity) fails that case rather than being a bug in dscbench: memory that ran out, or
     anything a model of the user's own does wrong. Anything else keeps its traceback."""
-    return is_user_spec(spec) or failure_status(exc) == OUT_OF_MEMORY
+    return is_user_spec(spec) or failure_status(exc) == Status.OUT_OF_MEMORY
 
 
 def one_line(exc: BaseException) -> str:
@@ -593,7 +581,7 @@ class LocalExecutor:
             if not result.passed:
                 problems.append(f"{v}: {result.problem}")
         if problems:
-            report.status, report.error = PARITY_FAILED, "; ".join(problems)
+            report.status, report.error = Status.PARITY_FAILED, "; ".join(problems)
 
     @staticmethod
     def _verify_counts(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareReport) -> None:
@@ -611,5 +599,5 @@ class LocalExecutor:
             mismatch = counting.cross_check(expected, p.module, p.example_input)
             if mismatch:
                 problems.append(f"{v}: {mismatch}")
-        if problems and report.status == OK:
-            report.status, report.error = COUNT_MISMATCH, "; ".join(problems)
+        if problems and report.status == Status.OK:
+            report.status, report.error = Status.COUNT_MISMATCH, "; ".join(problems)
