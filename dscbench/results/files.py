@@ -4,10 +4,11 @@ checked and made first."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def writing(directory: Path) -> Iterator[None]:
+    """An OSError while writing (disk full, directory removed, permissions) becomes one
+    ResultsError naming ``directory``."""
+    try:
+        yield
+    except OSError as exc:
+        raise ResultsError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
 
 
 def check_output_dir(path: Path, force: bool) -> None:
@@ -85,6 +96,8 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_json(path: Path, doc: Mapping[str, Any], indent: int | None = 2) -> None:
+    """Write ``doc`` as strict JSON (missing numbers as null), fsync'd, atomically."""
+
     def write(p: Path) -> None:
         with open(p, "w", encoding="utf-8") as f:
             f.write(json.dumps(json_safe(doc), indent=indent, default=str, allow_nan=False) + "\n")
@@ -105,7 +118,7 @@ def write_run(
     breakdown only when there is one (model runs)."""
     directory = Path(directory)
     meta = dict(meta, schema_version=SCHEMA_VERSION)
-    try:
+    with writing(directory):
         if breakdown is not None and len(breakdown):
             atomic_write(
                 directory / BREAKDOWN_PARQUET,
@@ -121,5 +134,3 @@ def write_run(
             lambda p: samples.to_parquet(p, index=False, schema=SAMPLE_SCHEMA),
         )
         write_json(directory / RUN_JSON, meta)
-    except OSError as exc:  # disk full, directory removed, permissions
-        raise ResultsError(f"cannot write results to {directory}: {exc.strerror or exc}") from None

@@ -121,8 +121,7 @@ def load_results(path: Path) -> ResultSet:
     writes it reads as ``killed``."""
     path = Path(path)
     loaded = _load_results(path)
-    export = path.is_file() and path.suffix == ".json" and path.name != RUN_JSON
-    if loaded.meta.get("status") == RunStatus.RUNNING and not export:
+    if loaded.meta.get("status") == RunStatus.RUNNING and not _is_export(path):
         from dscbench.lock import holder
 
         if holder(path if path.is_dir() else path.parent) is None:
@@ -130,11 +129,16 @@ def load_results(path: Path) -> ResultSet:
     return loaded
 
 
+def _is_export(path: Path) -> bool:
+    """Whether ``path`` names a JSON export (any .json file but run.json)."""
+    return path.is_file() and path.suffix == ".json" and path.name != RUN_JSON
+
+
 def _load_results(path: Path) -> ResultSet:
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no such file or directory")
-    if path.is_file() and path.suffix == ".json" and path.name != RUN_JSON:
+    if _is_export(path):
         return _load_json_export(path)
     directory = path if path.is_dir() else path.parent
     if path.name == RUN_JSON:
@@ -142,7 +146,7 @@ def _load_results(path: Path) -> ResultSet:
     meta = _read_meta(directory, path)
     manifest = read_manifest(directory)
     if manifest is not None and not manifest.get("consolidated"):
-        # A run being measured, or one killed: its journal is the truth (Journal's doc).
+        # A run being measured, or one killed: its journal is the truth (journal.Journal's doc).
         return _from_journal(directory, meta, manifest)[0]
     table = path if path.is_file() else directory / RESULTS_PARQUET
     if manifest is None and not table.exists() and (directory / JOURNAL).exists():

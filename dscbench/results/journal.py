@@ -20,7 +20,7 @@ import pandas as pd
 
 from dscbench.errors import ResultsError
 from dscbench.jsonsafe import json_safe
-from dscbench.results.files import fsync_dir, write_json, write_run
+from dscbench.results.files import fsync_dir, write_json, write_run, writing
 from dscbench.results.rows import CaseRecord, derived_meta
 from dscbench.results.schema import (
     BREAKDOWN_PARQUET,
@@ -76,17 +76,13 @@ class Journal:
     def create(cls, directory: Path, meta: Mapping[str, Any]) -> Journal:
         """Start a run's journal: run.json, an empty journal, generation 0 of the manifest."""
         journal = cls(directory)
-        try:
+        with writing(directory):
             for name in CONSOLIDATED:  # an earlier run's (--force): not this one's
                 (journal.directory / name).unlink(missing_ok=True)
             write_json(journal.directory / RUN_JSON, dict(meta, schema_version=SCHEMA_VERSION))
             with open(journal.directory / JOURNAL, "wb") as f:
                 os.fsync(f.fileno())
             journal._commit(meta, consolidated=False)
-        except OSError as exc:
-            raise ResultsError(
-                f"cannot write results to {directory}: {exc.strerror or exc}"
-            ) from None
         return journal
 
     @classmethod
@@ -105,7 +101,7 @@ class Journal:
     def append(self, parts: Iterable[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
         """Append one checkpoint (a line per part) and commit it, with ``meta``'s current
         dynamic fields: readers see all of its lines or none."""
-        try:
+        with writing(self.directory):
             with open(self.directory / JOURNAL, "r+b") as f:
                 f.seek(self.committed)
                 f.truncate()
@@ -117,10 +113,6 @@ class Journal:
                 os.fsync(f.fileno())
             self.committed += written
             self._commit(meta, consolidated=False)
-        except OSError as exc:
-            raise ResultsError(
-                f"cannot write results to {self.directory}: {exc.strerror or exc}"
-            ) from None
 
     def consolidate(
         self,
@@ -131,12 +123,8 @@ class Journal:
     ) -> None:
         """Write the final tables and run.json, then switch the manifest to them."""
         write_run(self.directory, results, samples, meta, breakdown)
-        try:
+        with writing(self.directory):
             self._commit(meta, consolidated=True)
-        except OSError as exc:
-            raise ResultsError(
-                f"cannot write results to {self.directory}: {exc.strerror or exc}"
-            ) from None
 
     def unconsolidate(self, meta: Mapping[str, Any]) -> None:
         """Going on with a run (``--resume``): the journal is the truth again, and the old
