@@ -190,20 +190,18 @@ def simulate() -> list[str]:
 def quiet() -> list[str]:
     """The simulation restricted to the steady runs (round spread under the threshold that
     `compare` warns at): what the method achieves when the machine holds still."""
-    from dscbench import compare, results, stats
+    from dscbench import results, stats
 
     sets = [results.load_results(d) for d in _run_dirs()]
-    spreads = [stats.spread(compare.row_stats(s.samples, "latency")) for s in sets]
+    spreads = [stats.spread(stats.row_stats(s.samples, "latency")) for s in sets]
     steady = [
-        s
-        for s, spread in zip(sets, spreads, strict=True)
-        if spread < compare.DISTURBED_ROUND_SPREAD
+        s for s, spread in zip(sets, spreads, strict=True) if spread < stats.DISTURBED_ROUND_SPREAD
     ]
     lines = [
         "## quiet: the steady runs only",
         "- round spread per run (median over rows): "
         + ", ".join(f"{x:.1%}" for x in spreads)
-        + f"; steady (< {compare.DISTURBED_ROUND_SPREAD:.0%}): {len(steady)} of {len(sets)}",
+        + f"; steady (< {stats.DISTURBED_ROUND_SPREAD:.0%}): {len(steady)} of {len(sets)}",
     ]
     if len(steady) < 2:
         return [*lines, "- fewer than 2 steady runs"]

@@ -225,7 +225,7 @@ def canary() -> list[str]:
     xs: dict[str, list[float]] = {p: [] for p in parts}
     ys: list[float] = []
     for rs in sets:
-        effects = stats.round_effects(compare.round_values(rs.samples, "latency"), compare.KEY)
+        effects = stats.round_effects(stats.round_values(rs.samples, "latency"), stats.runs.KEY)
         for part in parts:
             per = canaries.per_round(rs.meta["canary"]["samples"], part)
             centred = np.array([per[r] for r in effects.index]) - np.mean(list(per.values()))

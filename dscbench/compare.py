@@ -51,7 +51,8 @@ from dscbench import canary as canaries
 from dscbench import stats
 from dscbench.errors import DscbenchError
 from dscbench.labels import row_label
-from dscbench.results import LABEL_COLUMNS
+from dscbench.results import LABEL_COLUMNS, RunStatus, Status
+from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, MIN_ROWS_FOR_SPREAD, row_stats
 
 if TYPE_CHECKING:
     from dscbench.results import ResultSet
@@ -61,17 +62,12 @@ VERDICTS = ("slower", "faster", "same", "inconclusive", "added", "removed", "fai
 DESIGNS = ("sequential", "interleaved")
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_CONFIDENCE = 0.95
-MIN_ROWS_FOR_SPREAD = 5  # fewer rows in a backend: no run-to-run spread or shift estimate
 SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
-# A run whose rows' round values spread more than this (median over rows, log scale) was
-# disturbed: on the development VM steady runs measured 0.7-2.2%, disturbed ones 5-9%.
-DISTURBED_ROUND_SPREAD = 0.03
 # How far a run's conv rows and its canary can drift apart while the machine alone changes
 # speed: the standard deviation, between back-to-back runs, of (rows' whole-run shift - canary
 # shift). `nox -s bench -- gate` (benchmarks/REPORT-gate.md) measured 1.5%, 1.8% and 2.8% in
 # three sets of 11 quick runs on the development VM; this allows for the largest.
 CANARY_TRACKING_SD = 0.03
-KEY = ["config_id", "backend", "env", "variant"]
 
 
 class CompareError(DscbenchError):
@@ -216,9 +212,9 @@ def why_nothing_comparable(base: pd.DataFrame, cand: pd.DataFrame, sides: tuple[
         return f"nothing to compare: the two sides share no configuration; {reason}"
     shared = keys_b & keys_c
     ok_b = {k for k, s in zip(zip(base.config_id, base.backend, base.variant, strict=True),
-                              base.status, strict=True) if s == "ok"}  # fmt: skip
+                              base.status, strict=True) if s == Status.OK}  # fmt: skip
     ok_c = {k for k, s in zip(zip(cand.config_id, cand.backend, cand.variant, strict=True),
-                              cand.status, strict=True) if s == "ok"}  # fmt: skip
+                              cand.status, strict=True) if s == Status.OK}  # fmt: skip
     return (
         f"nothing to compare: of the {len(shared)} rows both sides have, {sides[0]} measured "
         f"{len(shared & ok_b)} and {sides[1]} {len(shared & ok_c)}, and none was measured by "
@@ -226,18 +222,14 @@ def why_nothing_comparable(base: pd.DataFrame, cand: pd.DataFrame, sides: tuple[
     )
 
 
-NOT_MEASURED = "not_measured"
-COMPLETE = "complete"
-
-
 def incomplete_notes(sides: dict[str, Any]) -> list[str]:
     """A note for each side whose run did not finish (interrupted, crashed, still running):
     its unreached rows are left out, not counted as failures."""
     notes = []
     for name, rs in sides.items():
-        status = rs.meta.get("status", COMPLETE)
-        if status != COMPLETE:
-            missing = int((rs.results.status == NOT_MEASURED).sum())
+        status = rs.meta.get("status", RunStatus.COMPLETE)
+        if status != RunStatus.COMPLETE:
+            missing = int((rs.results.status == Status.NOT_MEASURED).sum())
             notes.append(
                 f"{name} is incomplete (status {status}, {rs.meta.get('rounds_done', '?')} "
                 f"round(s) done): {missing} row(s) it never measured are left out, and only "
@@ -358,7 +350,7 @@ def _rows(results: pd.DataFrame, metric: str) -> dict[tuple, dict[str, Any]]:
     columns = ["config_id", "variant", *[f for f in ROW_FIELDS if f != "variant"]]
     # A row an interrupted run never reached is absent, not failing: only what both sides
     # measured is judged (incomplete_notes says a side was cut short).
-    results = results[results.status != NOT_MEASURED]
+    results = results[results.status != Status.NOT_MEASURED]
     if metric == "latency":
         rows = results[columns]
     else:
@@ -411,11 +403,11 @@ def match_rows(
                 value, spread = typical_c.get(key, (math.nan, math.nan))
                 settled[key] = Change(**common, verdict="added", candidate=value, spread=spread)
             continue
-        if b["status"] != "ok" or c["status"] != "ok":
-            if b["status"] == "ok":
+        if b["status"] != Status.OK or c["status"] != Status.OK:
+            if b["status"] == Status.OK:
                 side = "candidate"
                 note = f"candidate {c['status']}: {_own_error(c['error'], key[3])}".rstrip(": ")
-            elif c["status"] == "ok":
+            elif c["status"] == Status.OK:
                 side = "baseline"
                 note = f"baseline {b['status']}: {_own_error(b['error'], key[3])}".rstrip(": ")
             else:
@@ -491,39 +483,6 @@ def select_env(rs: ResultSet, env: str | None, flag: str) -> ResultSet:
 # ---------------------------------------------------------------------------------------------
 # Round values and row estimates
 # ---------------------------------------------------------------------------------------------
-
-
-def round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per (KEY, round) with ``cost`` = log of the round's median latency, or minus the
-    log of the round's median speedup (std/sep per set)."""
-    if metric == "latency":
-        per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
-        return np.log(per_round).rename("cost").reset_index()
-    pairs = samples.pivot_table(
-        index=["config_id", "backend", "env", "round", "pair"],
-        columns="variant",
-        values="time_s",
-        aggfunc="first",
-    ).dropna()
-    ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
-    per_round = ratio.groupby(level=["config_id", "backend", "env", "round"], sort=False).median()
-    out = (-np.log(per_round)).rename("cost").reset_index()
-    out["variant"] = "pair"
-    return out
-
-
-def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per key: trimmed mean of the round costs (round effects removed), its squared standard
-    error, degrees of freedom and number of rounds."""
-    values = stats.remove_round_effects(
-        round_values(samples, metric), KEY, "backend", MIN_ROWS_FOR_SPREAD
-    )
-    return stats.row_estimates(values, KEY)
-
-
-def run_round_spread(samples: pd.DataFrame) -> float:
-    """How much a run's rounds disagree (stats.spread of its latency rows)."""
-    return stats.spread(row_stats(samples, "latency")) if len(samples) else math.nan
 
 
 def paired_round_values(
@@ -916,7 +875,7 @@ def compare_sets(
             + "); pass --allow-different-hardware to compare anyway"
         )
     for name, rs in (("baseline", base), ("candidate", cand)):
-        ok = rs.results[rs.results.status == "ok"]
+        ok = rs.results[rs.results.status == Status.OK]
         if len(ok) and rs.samples.empty:
             raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
     sign = 1.0 if metric == "latency" else -1.0  # cost = log latency, or -log speedup

@@ -39,18 +39,8 @@ from dscbench.measure import HarnessOptions
 from dscbench.parity import Parity
 from dscbench.results import SAMPLE_COLUMNS, CaseRecord
 from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
+from dscbench.status import HEALTHY, RunStatus, Status
 from dscbench.workers import (
-    BUILD_ERROR,
-    COMPILE_ERROR,
-    COUNT_MISMATCH,
-    HEALTHY,
-    OK,
-    OUT_OF_MEMORY,
-    PARITY_FAILED,
-    PENDING,
-    RUNTIME_ERROR,
-    SKIPPED,
-    WORKER_CRASHED,
     Executor,
     ExecutorLost,
     LocalExecutor,
@@ -64,18 +54,8 @@ if TYPE_CHECKING:
     from dscbench.backends.base import Backend
     from dscbench.canary import Canary
 
-# Re-exported: the statuses are part of the runner's vocabulary for its callers.
+# Re-exported: the executor's names the runner's callers use.
 __all__ = [
-    "BUILD_ERROR",
-    "COMPILE_ERROR",
-    "COUNT_MISMATCH",
-    "OK",
-    "OUT_OF_MEMORY",
-    "PARITY_FAILED",
-    "PENDING",
-    "RUNTIME_ERROR",
-    "SKIPPED",
-    "WORKER_CRASHED",
     "ExecutorLost",
     "LocalExecutor",
     "SweepState",
@@ -124,7 +104,7 @@ class Series:
 class EnvState:
     """One case in one environment: status, per-variant samples and what preparing found."""
 
-    status: str = PENDING
+    status: str = Status.NOT_MEASURED
     error: str = ""
     traceback: str = ""
     visits: int = 0
@@ -245,7 +225,7 @@ class SweepState:
     settings: RunSettings
     envs: list[str] = field(default_factory=lambda: [""])
     rounds_done: int = 0
-    status: str = "running"  # running | complete | interrupted | crashed
+    status: str = RunStatus.RUNNING
     phases: Phases = field(default_factory=Phases)
     canary: list[dict[str, float]] = field(default_factory=list)  # {"round": r, part: seconds}
     precision: Precision | None = None
@@ -364,7 +344,7 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
         cid, backend = state.case.spec.config_id, state.case.backend
         for env, e in state.envs.items():
             r = by_key.get((cid, backend, env))
-            if r is None or e.status == SKIPPED:
+            if r is None or e.status == Status.SKIPPED:
                 continue
             state.sets = max(state.sets, r.sets)
             state.counts.update(
@@ -390,8 +370,8 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
                     t.per_iteration_s = float(np.median(t.times[-RECENT_SAMPLES:]))
                 e.series[v] = t
             e.visits = len(rounds_seen)
-            if e.status == OK and not e.visits:  # measured only in the round being redone
-                e.status = PENDING
+            if e.status == Status.OK and not e.visits:  # measured only in the round being redone
+                e.status = Status.NOT_MEASURED
             if e.series and not all(t.times for t in e.series.values()):
                 e.series = {}  # calibrated in the redone round only: calibrate again
 
@@ -503,7 +483,7 @@ def run_sweep(
         for env, env_state in state.envs.items():
             reason = (skipped or {}).get((state.case, env))
             if reason is not None:
-                env_state.fail(SKIPPED, reason)
+                env_state.fail(Status.SKIPPED, reason)
     sweep = SweepState(states, settings, envs=envs, phases=phases)
     first_round = 0
     if resume is not None:
@@ -539,13 +519,13 @@ def run_sweep(
         """A worker died while working on ``state``: that case fails in that environment; the
         worker is restarted, or, after MAX_CRASHES, its environment is given up on."""
         sweep.crashes[env] = sweep.crashes.get(env, 0) + 1
-        state.envs[env].fail(WORKER_CRASHED, str(exc))
+        state.envs[env].fail(Status.WORKER_CRASHED, str(exc))
         if sweep.crashes[env] >= MAX_CRASHES:
             for other in states:
                 if other.envs[env].healthy:
                     other.dirty = True
                     other.envs[env].fail(
-                        WORKER_CRASHED,
+                        Status.WORKER_CRASHED,
                         f"not measured: the workers of environment {env!r} died "
                         f"{MAX_CRASHES} times (last: {exc})",
                     )
@@ -573,9 +553,9 @@ def run_sweep(
                 target.setdefault(v, value)
         for v, fields_ in report.parity.items():
             env_state.parity[v] = Parity(**fields_)
-        if report.status == COUNT_MISMATCH:
-            env_state.status, env_state.error = COUNT_MISMATCH, report.error
-        elif report.status != OK:
+        if report.status == Status.COUNT_MISMATCH:
+            env_state.status, env_state.error = Status.COUNT_MISMATCH, report.error
+        elif report.status != Status.OK:
             env_state.fail(report.status, report.error, report.traceback)
 
     def ready(state: CaseState, env: str, replica: int) -> bool:
@@ -621,7 +601,7 @@ def run_sweep(
                 return False
             phases.warmup += cal.untimed_s
             phases.ipc += max(0.0, time.perf_counter() - t0 - cal.untimed_s)
-            if cal.status != OK:
+            if cal.status != Status.OK:
                 env_state.fail(cal.status, cal.error, cal.traceback)
                 return False
             env_state.series = {
@@ -672,15 +652,15 @@ def run_sweep(
             busy = sum(report.block_s) + report.untimed_s
             phases.ipc += max(0.0, time.perf_counter() - t0 - busy)
             record(state, env, blocks, report, round_index)
-            if report.status != OK:
+            if report.status != Status.OK:
                 env_state.fail(report.status, report.error, report.traceback)
         state.sets += len(sets)
         for env in live:
             env_state = state.envs[env]
             if env_state.healthy:
                 env_state.visits += 1
-                if env_state.status == PENDING:
-                    env_state.status = OK
+                if env_state.status == Status.NOT_MEASURED:
+                    env_state.status = Status.OK
         if canary is not None:
             t0 = time.perf_counter()
             sample = canary.sample()
@@ -757,16 +737,16 @@ def run_sweep(
         if sweep.precision is not None:
             refine(sweep.precision)
     except KeyboardInterrupt:
-        sweep.status = "interrupted"
+        sweep.status = RunStatus.INTERRUPTED
         if checkpoint is not None:
             checkpoint(sweep)
         raise
     except BaseException:
-        sweep.status = "crashed"
+        sweep.status = RunStatus.CRASHED
         if checkpoint is not None:
             checkpoint(sweep)
         raise
-    sweep.status = "complete"
+    sweep.status = RunStatus.COMPLETE
     if checkpoint is not None:
         checkpoint(sweep)
     return sweep

@@ -484,9 +484,9 @@ def test_bad_backend_options_are_one_line(flag, value, message):
 
 @pytest.mark.slow
 def test_a_run_whose_rounds_disagree_says_so(tmp_path, monkeypatch):
-    from dscbench import compare
+    from dscbench import stats
 
-    monkeypatch.setattr(compare, "run_round_spread", lambda samples: 0.071)
+    monkeypatch.setattr(stats, "run_round_spread", lambda samples: 0.071)
     res = cli.invoke(app, ["run", *TINY, "--threads", "1", "-o", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert "warning: this run's rounds disagree by 7.1% (median over rows; steady runs stay " in (

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from dscbench import compare, results, runner
+from dscbench import compare, results, runner, stats
 from dscbench.cli import app
 from dscbench.export import compare as render
 from dscbench.measure import HarnessOptions
@@ -538,8 +538,8 @@ def test_the_whole_run_shift_is_reported_in_the_metrics_direction():
 def test_a_disturbed_run_is_called_out():
     calm, busy = synthetic(seed=1), synthetic(seed=2, noise=0.3, wander=0.2)
     comparison = compare.compare_sets(calm, busy)
-    assert comparison.round_spread["baseline"] < compare.DISTURBED_ROUND_SPREAD
-    assert comparison.round_spread["candidate"] > compare.DISTURBED_ROUND_SPREAD
+    assert comparison.round_spread["baseline"] < stats.DISTURBED_ROUND_SPREAD
+    assert comparison.round_spread["candidate"] > stats.DISTURBED_ROUND_SPREAD
     (note,) = [n for n in comparison.notes if n.startswith("candidate: its rounds disagree by")]
     assert note.endswith("so the machine was busy during that run and its rows will mostly be "
                          "inconclusive; rerun it")  # fmt: skip

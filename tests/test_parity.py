@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from dscbench import backends, ops, parity, runner
 from dscbench.export.table import results_table, summary_lines
 from dscbench.spec import Case, ConvSpec, RunSettings
+from dscbench.status import Status
 from tests.tables import tables_of
 
 from .conftest import FakeBackend, conv_specs, spec
@@ -111,11 +112,11 @@ def test_a_wrong_backend_is_caught_not_timed_and_left_out_of_summaries(clock):
     states = {(s.case.spec.in_channels, s.case.backend): s.only for s in sweep.cases}
     for key in ((8, "fake"), (16, "fake")):
         state = states[key]
-        assert state.status == runner.PARITY_FAILED
+        assert state.status == Status.PARITY_FAILED
         assert state.error.startswith("separable: max relative error ")
         assert not state.series  # never timed
         assert state.parity["standard"].passed and not state.parity["separable"].passed
-    assert states[(4, "honest")].status == runner.OK
+    assert states[(4, "honest")].status == Status.OK
     table, samples = tables_of(sweep, {"fake": ("cpu", ""), "honest": ("cpu", "")})
     assert set(samples.backend) == {"honest"}
     failed = table[table.status == "parity_failed"]
@@ -140,7 +141,7 @@ def test_parity_can_be_switched_off(clock):
         RunSettings(min_time=0.01, rounds=1, parity=False),
         runner.local({"fake": fake}),
     )
-    assert sweep.cases[0].only.status == runner.OK and not sweep.cases[0].only.parity
+    assert sweep.cases[0].only.status == Status.OK and not sweep.cases[0].only.parity
 
 
 # ---------------------------------------------------------------------------------------------

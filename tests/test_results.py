@@ -11,6 +11,7 @@ import pytest
 from dscbench import results, runner
 from dscbench.errors import ResultsError
 from dscbench.measure import HarnessOptions
+from dscbench.results.files import atomic_write
 from dscbench.spec import RunSettings
 from tests.tables import tables_of
 
@@ -104,7 +105,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, sweep):
         raise Boom
 
     with pytest.raises(Boom):
-        results._atomic(tmp_path / "results.csv", explode)
+        atomic_write(tmp_path / "results.csv", explode)
     assert results.load_results(tmp_path / "results.csv").results.shape == table.shape
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -262,3 +263,67 @@ def test_the_command_gives_pyarrow_the_system_allocator_unless_told_otherwise():
     env["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.stdout.split()[-1] == "jemalloc", run.stdout + run.stderr
+
+
+def test_statuses_are_the_strings_the_files_hold():
+    """Status and RunStatus are str enums: a member is equal to, hashes as, prints as and
+    serializes as the string result files have always held."""
+    from dscbench.status import HEALTHY
+
+    assert [s.value for s in results.Status] == [
+        "ok",
+        "not_measured",
+        "count_mismatch",
+        "build_error",
+        "runtime_error",
+        "out_of_memory",
+        "compile_error",
+        "parity_failed",
+        "skipped",
+        "worker_crashed",
+    ]
+    ok = results.Status.OK
+    assert ok == "ok" and {"ok": 1}[ok] == 1 and str(ok) == f"{ok}" == f"{ok:>3}".strip() == "ok"
+    assert json.dumps({"status": ok}) == '{"status": "ok"}'
+    assert pd.Series(["ok", "skipped"]).eq(ok).tolist() == [True, False]
+    assert "not_measured" in HEALTHY and "build_error" not in HEALTHY
+    assert results.RUN_STATUSES == (
+        "running", "complete", "interrupted", "crashed", "partial", "killed",
+    )  # fmt: skip
+    assert results.KILLED == "killed" and ", ".join(results.RUN_STATUSES).startswith("running, ")
+
+
+def test_json_safe_writes_null_for_every_missing_number():
+    import math
+
+    import numpy as np
+
+    doc = {
+        "a": math.nan,
+        "b": [math.inf, -math.inf, 1.5, np.float64("nan"), np.float32(2.0)],
+        "c": (np.int64(3), np.bool_(True), "x", None),
+        "d": {"e": np.float64(0.25)},
+    }
+    safe = results.json_safe(doc)
+    assert safe == {"a": None, "b": [None, None, 1.5, None, 2.0], "c": [3, True, "x", None],
+                    "d": {"e": 0.25}}  # fmt: skip
+    assert json.dumps(safe, allow_nan=False)
+    assert type(safe["c"][0]) is int and type(safe["d"]["e"]) is float
+
+
+def test_results_imports_nothing_above_it_and_workers_import_no_pandas():
+    """results/ sits below compare and export (no cycle back up); the statuses a worker process
+    reports come from a module that pulls in neither pandas nor pyarrow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import dscbench.executor, dscbench.status\n"
+        "print('pandas' in sys.modules, 'pyarrow' in sys.modules)\n"
+        "import dscbench.results\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('dscbench.compare', "
+        "'dscbench.export', 'dscbench.commands', 'dscbench.cli'))))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.splitlines() == ["False False", "[]"], run.stdout + run.stderr

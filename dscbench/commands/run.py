@@ -41,6 +41,7 @@ from dscbench.plan import validate_cases
 from dscbench.signals import signal_handlers
 from dscbench.spec import ALL_BACKENDS, Case, Sweep, spec_to_json
 from dscbench.stats import CONFIDENCE
+from dscbench.status import Status
 from dscbench.workers import Executor, LocalExecutor, user_model_problems
 
 EXIT_OK = 0
@@ -212,7 +213,7 @@ def measure_locked(
         e
         for s in state.cases
         for e in s.envs.values()
-        if e.status not in (runner.OK, runner.SKIPPED)
+        if e.status not in (Status.OK, Status.SKIPPED)
     ]
     return EXIT_SOME_FAILED if failed else EXIT_OK
 

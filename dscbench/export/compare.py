@@ -16,6 +16,7 @@ from rich.text import Text
 
 from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison
 from dscbench.export.units import format_seconds
+from dscbench.jsonsafe import json_safe
 
 ORDER = ("slower", "newly failing", "inconclusive", "faster", "same", "added", "removed", "failed")
 STYLES = {
@@ -283,10 +284,6 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     canary = comparison.canary
     doc = {
@@ -302,7 +299,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 for v in ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
             },
             "regressions": len(comparison.regressions),
-            "geometric_mean_ratio": _finite(comparison.geometric_mean_ratio()),
+            "geometric_mean_ratio": json_safe(comparison.geometric_mean_ratio()),
         },
         "shifts": [
             {
@@ -321,15 +318,15 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
         else {
             "available": canary.available,
             "reason": canary.reason,
-            "ratio": _finite(canary.ratio),
-            "ci_low": _finite(canary.ci_low),
-            "ci_high": _finite(canary.ci_high),
+            "ratio": json_safe(canary.ratio),
+            "ci_low": json_safe(canary.ci_low),
+            "ci_high": json_safe(canary.ci_high),
         },
         "environment_differences": [
             {"what": w, "baseline": b, "candidate": c} for w, b, c in comparison.environment
         ],
         "notes": notes(comparison),
-        "round_spread": {k: _finite(v) for k, v in comparison.round_spread.items()},
+        "round_spread": {k: json_safe(v) for k, v in comparison.round_spread.items()},
         "changes": [
             {
                 "config_id": c.config_id,
@@ -338,11 +335,11 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "variant": c.variant,
                 "label": c.label,
                 "verdict": shown_verdict(c),
-                "baseline": _finite(c.baseline),
-                "candidate": _finite(c.candidate),
-                "ratio": _finite(c.ratio),
-                "ci_low": _finite(c.ci_low),
-                "ci_high": _finite(c.ci_high),
+                "baseline": json_safe(c.baseline),
+                "candidate": json_safe(c.candidate),
+                "ratio": json_safe(c.ratio),
+                "ci_low": json_safe(c.ci_low),
+                "ci_high": json_safe(c.ci_high),
                 "rounds_baseline": c.rounds[0],
                 "rounds_candidate": c.rounds[1],
                 "note": c.note,

@@ -11,8 +11,8 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
-from dscbench.compare import DISTURBED_ROUND_SPREAD
 from dscbench.export.table import breakdown_tables, results_table, summary_lines, warning_lines
+from dscbench.stats import DISTURBED_ROUND_SPREAD
 
 MAX_WARNING_LINES = 15
 

@@ -1,5 +1,6 @@
-"""Pure statistics, no I/O and no torch: one variant's samples (``samples``) and estimates over
-rounds, the unit of replication of every interval (``rounds``)."""
+"""Pure statistics, no I/O and no torch: one variant's samples (``samples``), estimates over
+rounds, the unit of replication of every interval (``rounds``), and a run's rows through its
+rounds (``runs``)."""
 
 from dscbench.stats.rounds import (
     CONFIDENCE,
@@ -22,6 +23,13 @@ from dscbench.stats.rounds import (
     trimmed_stats,
     welch,
 )
+from dscbench.stats.runs import (
+    DISTURBED_ROUND_SPREAD,
+    MIN_ROWS_FOR_SPREAD,
+    round_values,
+    row_stats,
+    run_round_spread,
+)
 from dscbench.stats.samples import (
     HIGH_SPREAD_RATIO,
     MIN_SAMPLES,
@@ -37,7 +45,9 @@ from dscbench.stats.samples import (
 
 __all__ = [
     "CONFIDENCE",
+    "DISTURBED_ROUND_SPREAD",
     "HIGH_SPREAD_RATIO",
+    "MIN_ROWS_FOR_SPREAD",
     "MIN_SAMPLES",
     "OUTLIER_MODIFIED_Z",
     "OUTLIER_SHARE",
@@ -59,7 +69,10 @@ __all__ = [
     "robust_sd",
     "round_effects",
     "round_speedup",
+    "round_values",
     "row_estimates",
+    "row_stats",
+    "run_round_spread",
     "spread",
     "summarize",
     "t_quantile",

@@ -23,20 +23,23 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from dscbench.status import HEALTHY as HEALTHY  # re-exported: the workers' healthy statuses
+from dscbench.status import Status
+
 PROTOCOL_VERSION = 2  # 2: prepare takes keep_s
 
-# Statuses a (configuration, environment) can end in ("kind of failure" otherwise).
-OK = "ok"
-PENDING = "not_measured"  # interrupted before its first visit finished
-BUILD_ERROR = "build_error"
-RUNTIME_ERROR = "runtime_error"
-OUT_OF_MEMORY = "out_of_memory"
-COUNT_MISMATCH = "count_mismatch"
-COMPILE_ERROR = "compile_error"
-PARITY_FAILED = "parity_failed"  # a wrong answer: never timed, never in a summary
-SKIPPED = "skipped"  # its backend cannot run it here (--skip-unavailable)
-WORKER_CRASHED = "worker_crashed"  # the environment's worker process died while measuring it
-HEALTHY = (OK, PENDING, COUNT_MISMATCH)
+# The statuses a (configuration, environment) can end in, under the names the workers' code
+# uses; dscbench/status.py defines them (str enums: on the wire they are their strings).
+OK = Status.OK
+PENDING = Status.NOT_MEASURED  # interrupted before its first visit finished
+BUILD_ERROR = Status.BUILD_ERROR
+RUNTIME_ERROR = Status.RUNTIME_ERROR
+OUT_OF_MEMORY = Status.OUT_OF_MEMORY
+COUNT_MISMATCH = Status.COUNT_MISMATCH
+COMPILE_ERROR = Status.COMPILE_ERROR
+PARITY_FAILED = Status.PARITY_FAILED
+SKIPPED = Status.SKIPPED
+WORKER_CRASHED = Status.WORKER_CRASHED
 
 # -- messages -------------------------------------------------------------------------------
 

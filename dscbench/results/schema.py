@@ -1,0 +1,251 @@
+"""The result files' schema: every column with its type, group, meaning and unit (one pyarrow
+schema per table drives column order, dtypes, the parquet files and the README's table), the
+files of a run directory, the statuses, and the pandas dtypes a table is read back with.
+
+Schema history (bump SCHEMA_VERSION on any change a reader must know about, add a migration in
+checks.upgrade_table and the columns' defaults below):
+  1  first version (dscbench 0.1.0)
+  2  backends: device_name, execution, compile_s, peak_memory_bytes, parity_max_abs_err,
+     parity_max_rel_err, parity_tolerance; prepare_s per variant instead of per configuration;
+     statuses compile_error, parity_failed, skipped
+  3  interleaved environments: ``env`` column in results and samples ("" for a plain run),
+     status worker_crashed; speedup intervals are t intervals over rounds (they were a
+     bootstrap over pairs); ``pair`` numbers the set of blocks all environments and variants of
+     a visit share; run.json gains environments, canary and precision
+  4  model twins and training: ``model``, ``width_mult``, ``resolution``, ``depth``,
+     ``input_shape``, ``twin``, ``optimizer``, ``other_flops``, ``step_flops``; the conv shape
+     columns are nullable (empty on model rows); ``peak_memory_bytes`` on CPU rows too;
+     breakdown.parquet beside model runs; efficiency columns (``achieved_flops_per_s``,
+     ``achieved_bytes_per_s``, ``roofline_bound``, ``roofline_fraction``) and run.json's
+     ``calibration``; ``host`` and ``shard`` columns (--shard, dscbench merge)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+# The statuses belong to the schema (the ``status`` column, run.json's ``status``); they are
+# defined in dscbench.status, which the worker processes import without pandas or pyarrow.
+from dscbench.status import KILLED as KILLED
+from dscbench.status import RUN_STATUSES as RUN_STATUSES
+from dscbench.status import RunStatus as RunStatus
+from dscbench.status import Status as Status
+
+SCHEMA_VERSION = 4
+
+STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+
+def column(
+    name: str, type_: pa.DataType, group: str, doc: str, unit: str = "", nullable: bool = True
+) -> pa.Field:
+    """One column: its arrow type (an int64 that may be empty is a nullable integer), the group
+    it belongs to, what it means and its unit (README's Columns table says more)."""
+    return pa.field(name, type_, nullable, metadata={"group": group, "doc": doc, "unit": unit})
+
+
+# The single source of truth for the result table's columns, their order, types and units:
+# writing, reading, upgrading and typing all derive from it.
+RESULT_SCHEMA = pa.schema(
+    [
+        column("config_id", STR, "config", "readable key of the configuration", nullable=False),
+        column("variant", STR, "config", "standard or separable", nullable=False),
+        column("backend", STR, "config", "backend name", nullable=False),
+        column("env", STR, "config", "--env name; empty in a plain run", nullable=False),
+        column("device", STR, "config", "cpu or cuda", nullable=False),
+        column("mode", STR, "config", "inference or training", nullable=False),
+        column("optimizer", STR, "config", "sgd or adam on training rows", nullable=False),
+        column("dtype", STR, "config", "element type", nullable=False),
+        column("memory_format", STR, "config", "contiguous or channels_last", nullable=False),
+        column("threads", INT, "config", "intra-op threads", nullable=False),
+        column("model", STR, "model", "network name; empty on layer rows", nullable=False),
+        column("width_mult", FLOAT, "model", "width multiplier"),
+        column("resolution", INT, "model", "input side", "pixels"),
+        column("depth", INT, "model", "middle-flow blocks"),
+        column("input_shape", STR, "model", "network input CxHxW", nullable=False),
+        column("twin", STR, "model", "twin transform of a user model", nullable=False),
+        column("batch", INT, "shape", "batch size", nullable=False),
+        column("in_channels", INT, "shape", "input channels"),
+        column("out_channels", INT, "shape", "output channels"),
+        column("height", INT, "shape", "input height", "pixels"),
+        column("width", INT, "shape", "input width", "pixels"),
+        column("kernel", INT, "shape", "kernel side"),
+        column("stride", INT, "shape", "stride"),
+        column("padding", INT, "shape", "padding (kernel // 2)"),
+        column("bias", BOOL, "shape", "conv bias", nullable=False),
+        column("out_height", INT, "shape", "output height", "pixels"),
+        column("out_width", INT, "shape", "output width", "pixels"),
+        column("params", INT, "counts", "learnable parameters"),
+        column("macs", INT, "counts", "conv + FC multiply-accumulates, forward", "MAC"),
+        column("flops", INT, "counts", "2 x macs", "FLOP"),
+        column("other_flops", INT, "counts", "BN, activations, pooling, adds", "FLOP"),
+        column("step_flops", INT, "counts", "conv + FC FLOPs of one timed iteration", "FLOP"),
+        column("bytes", INT, "counts", "compulsory memory traffic", "bytes"),
+        column("intensity", FLOAT, "counts", "flops / bytes", "FLOP/byte"),
+        column("latency_median_s", FLOAT, "latency", "median per-iteration latency", "s"),
+        column("latency_mean_s", FLOAT, "latency", "mean per-iteration latency", "s"),
+        column("latency_min_s", FLOAT, "latency", "fastest sample", "s"),
+        column("latency_max_s", FLOAT, "latency", "slowest sample", "s"),
+        column("latency_iqr_s", FLOAT, "latency", "interquartile range", "s"),
+        column("latency_p10_s", FLOAT, "latency", "10th percentile", "s"),
+        column("latency_p90_s", FLOAT, "latency", "90th percentile", "s"),
+        column("latency_cv", FLOAT, "latency", "std / mean"),
+        column("n_samples", INT, "latency", "timed blocks"),
+        column("iterations_per_sample", INT, "latency", "iterations per timed block"),
+        column("rounds", INT, "latency", "rounds that measured the row", nullable=False),
+        column("speedup", FLOAT, "pair", "separable row: standard / separable latency", "x"),
+        column("speedup_ci_low", FLOAT, "pair", "lower end of the 95% interval", "x"),
+        column("speedup_ci_high", FLOAT, "pair", "upper end of the 95% interval", "x"),
+        column("mac_reduction", FLOAT, "pair", "standard / separable MACs", "x"),
+        column("param_reduction", FLOAT, "pair", "standard / separable params", "x"),
+        column("efficiency", FLOAT, "pair", "speedup / mac_reduction"),
+        column("achieved_flops_per_s", FLOAT, "efficiency", "step_flops / latency", "FLOP/s"),
+        column("achieved_bytes_per_s", FLOAT, "efficiency", "bytes / latency", "bytes/s"),
+        column("roofline_bound", STR, "efficiency", "compute or memory", nullable=False),
+        column("roofline_fraction", FLOAT, "efficiency", "achieved / roofline allowance"),
+        column("parity_max_abs_err", FLOAT, "parity", "largest absolute error vs float64"),
+        column("parity_max_rel_err", FLOAT, "parity", "largest relative error vs float64"),
+        column("parity_tolerance", FLOAT, "parity", "the dtype's tolerance"),
+        column("prepare_s", FLOAT, "cost", "preparing, all builds, compilation excluded", "s"),
+        column("compile_s", FLOAT, "cost", "compiling (first build)", "s"),
+        column("peak_memory_bytes", FLOAT, "cost", "peak bytes of one iteration", "bytes"),
+        column("device_name", STR, "meta", "CPU or GPU model", nullable=False),
+        column("execution", STR, "meta", "what actually ran", nullable=False),
+        column("warnings", STR, "meta", "typed warnings, '; '-separated", nullable=False),
+        column("status", STR, "meta", "ok, or the kind of failure", nullable=False),
+        column("error", STR, "meta", "one-line cause of a failure", nullable=False),
+        column("seed", INT, "meta", "seed of weights, inputs and order", nullable=False),
+        column("host", STR, "meta", "machine that measured the row", nullable=False),
+        column("shard", INT, "meta", "shard index with --shard"),
+    ]
+)
+SAMPLE_SCHEMA = pa.schema(
+    [
+        column("config_id", STR, "key", "configuration", nullable=False),
+        column("variant", STR, "key", "standard or separable", nullable=False),
+        column("backend", STR, "key", "backend name", nullable=False),
+        column("env", STR, "key", "--env name", nullable=False),
+        column("round", pa.int32(), "sample", "round that measured the block", nullable=False),
+        column("pair", pa.int32(), "sample", "set of blocks measured together", nullable=False),
+        column("iterations", INT, "sample", "iterations in the block", nullable=False),
+        column("time_s", FLOAT, "sample", "block time / iterations", "s", nullable=False),
+    ]
+)
+BREAKDOWN_SCHEMA = pa.schema(
+    [
+        column("config_id", STR, "key", "model configuration", nullable=False),
+        column("variant", STR, "key", "standard or separable", nullable=False),
+        column("layer_type", STR, "key", "kind of layer", nullable=False),
+        column("layers", INT, "counts", "layers of that kind", nullable=False),
+        column("macs", INT, "counts", "their MACs", "MAC", nullable=False),
+        column("params", INT, "counts", "their parameters", nullable=False),
+        column("macs_share", FLOAT, "counts", "share of the network's MACs"),
+        column("params_share", FLOAT, "counts", "share of the network's parameters"),
+    ]
+)
+
+
+def columns_of(schema: pa.Schema, group: str | None = None) -> list[str]:
+    """The schema's column names (of one group, by field metadata), in order."""
+    return [f.name for f in schema if group is None or f.metadata[b"group"].decode() == group]
+
+
+RESULT_COLUMNS = columns_of(RESULT_SCHEMA)
+SAMPLE_COLUMNS = columns_of(SAMPLE_SCHEMA)
+BREAKDOWN_COLUMNS = columns_of(BREAKDOWN_SCHEMA)
+SHAPE_COLUMNS = ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride")
+MODEL_COLUMNS = tuple(columns_of(RESULT_SCHEMA, "model"))
+LATENCY_COLUMNS = columns_of(RESULT_SCHEMA, "latency")
+PAIR_COLUMNS = columns_of(RESULT_SCHEMA, "pair")
+PARITY_COLUMNS = columns_of(RESULT_SCHEMA, "parity")
+# What a human label of a row is made of (tables, comparisons).
+LABEL_COLUMNS = (
+    *SHAPE_COLUMNS,
+    *MODEL_COLUMNS,
+    "mode",
+    "optimizer",
+    "dtype",
+    "threads",
+    "memory_format",
+)
+# Columns added by each schema version, with the value older files get (checks.upgrade_table).
+ADDED_IN_V2 = {
+    "device_name": "",
+    "execution": "",
+    "compile_s": math.nan,
+    "peak_memory_bytes": math.nan,
+    "parity_max_abs_err": math.nan,
+    "parity_max_rel_err": math.nan,
+    "parity_tolerance": math.nan,
+}
+ADDED_IN_V3 = {"env": ""}
+ADDED_IN_V4 = {
+    "optimizer": "",
+    "model": "",
+    "width_mult": math.nan,
+    "resolution": None,
+    "depth": None,
+    "input_shape": "",
+    "twin": "",
+    "other_flops": None,  # not recorded before; step_flops equals flops (inference only)
+    "achieved_flops_per_s": math.nan,
+    "achieved_bytes_per_s": math.nan,
+    "roofline_bound": "",
+    "roofline_fraction": math.nan,
+    "host": "",
+    "shard": None,
+}
+
+# The files of a run directory (journal.py names the two a run in progress adds).
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+SAMPLES_PARQUET = "samples.parquet"
+RUN_JSON = "run.json"
+BREAKDOWN_PARQUET = "breakdown.parquet"
+
+
+@dataclass
+class ResultSet:
+    """A run read back: metadata (run.json), result rows and raw samples."""
+
+    meta: dict[str, Any]
+    results: pd.DataFrame
+    samples: pd.DataFrame
+
+
+def empty_samples() -> pd.DataFrame:
+    """A samples table with no rows and SAMPLE_SCHEMA's columns and dtypes."""
+    return pd.DataFrame({c: pd.Series(dtype=SAMPLE_DTYPES[c]) for c in SAMPLE_COLUMNS})
+
+
+def pandas_dtypes(schema: pa.Schema) -> dict[str, Any]:
+    """The pandas dtype of each column: strings as str (empty, never NaN), integers that may
+    be empty as the nullable Int64, the rest as numpy's."""
+    out: dict[str, Any] = {}
+    for f in schema:
+        if pa.types.is_string(f.type):
+            out[f.name] = str
+        elif pa.types.is_integer(f.type):
+            out[f.name] = "Int64" if f.nullable else str(f.type.to_pandas_dtype()().dtype)
+        else:
+            out[f.name] = f.type.to_pandas_dtype()
+    return out
+
+
+RESULT_DTYPES = pandas_dtypes(RESULT_SCHEMA)
+SAMPLE_DTYPES = pandas_dtypes(SAMPLE_SCHEMA)
+STR_COLUMNS = [c for c, t in RESULT_DTYPES.items() if t is str]
+
+
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Fix dtypes (RESULT_SCHEMA's) so parquet and csv round-trips give identical frames."""
+    df = df.copy()
+    for c in STR_COLUMNS:
+        df[c] = df[c].astype(object).fillna("")
+    df["bias"] = df["bias"].astype(object).where(df["bias"].notna(), False)
+    return df.astype(RESULT_DTYPES)[RESULT_COLUMNS].copy()

@@ -1,0 +1,53 @@
+"""A run's rows seen through its rounds: per-round values, per-row estimates and how much the
+rounds of a whole run disagree (its round spread: a disturbed machine shows here first).
+
+Results (run.json's ``round_spread``), compare and the console read these; they live here, below
+all of them, because they are statistics of samples and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from dscbench.stats.rounds import remove_round_effects, row_estimates, spread
+
+KEY = ["config_id", "backend", "env", "variant"]  # what a row's samples are found by
+MIN_ROWS_FOR_SPREAD = 5  # fewer rows in a backend: no run-to-run spread or shift estimate
+# A run whose rows' round values spread more than this (median over rows, log scale) was
+# disturbed: on the development VM steady runs measured 0.7-2.2%, disturbed ones 5-9%.
+DISTURBED_ROUND_SPREAD = 0.03
+
+
+def round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (KEY, round) with ``cost`` = log of the round's median latency, or minus the
+    log of the round's median speedup (std/sep per set)."""
+    if metric == "latency":
+        per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
+        return np.log(per_round).rename("cost").reset_index()
+    pairs = samples.pivot_table(
+        index=["config_id", "backend", "env", "round", "pair"],
+        columns="variant",
+        values="time_s",
+        aggfunc="first",
+    ).dropna()
+    ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
+    per_round = ratio.groupby(level=["config_id", "backend", "env", "round"], sort=False).median()
+    out = (-np.log(per_round)).rename("cost").reset_index()
+    out["variant"] = "pair"
+    return out
+
+
+def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per key: trimmed mean of the round costs (round effects removed), its squared standard
+    error, degrees of freedom and number of rounds."""
+    values = round_values(samples, metric)
+    values = remove_round_effects(values, KEY, "backend", MIN_ROWS_FOR_SPREAD)
+    return row_estimates(values, KEY)
+
+
+def run_round_spread(samples: pd.DataFrame) -> float:
+    """How much a run's rounds disagree (stats.spread of its latency rows)."""
+    return spread(row_stats(samples, "latency")) if len(samples) else math.nan
