@@ -319,7 +319,7 @@ def test_results_imports_nothing_above_it_and_workers_import_no_pandas():
 
     code = (
         "import sys\n"
-        "import dscbench.executor, dscbench.status\n"
+        "import dscbench.workers, dscbench.status\n"
         "print('pandas' in sys.modules, 'pyarrow' in sys.modules)\n"
         "import dscbench.results\n"
         "print(sorted(m for m in sys.modules if m.startswith(('dscbench.compare', "
