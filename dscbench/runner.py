@@ -540,7 +540,7 @@ class Coordinator:
     def refine(self, p: Precision) -> None:
         """Extra rounds over the cases still short of the precision target."""
         while True:
-            todo = [s for s in self.states if s.healthy and imprecise(s, p.target)]
+            todo = [s for s in self.states if s.healthy and s.imprecise(p.target)]
             if not todo:
                 p.stopped = "every row reached the target"
                 break
@@ -565,18 +565,5 @@ class Coordinator:
                 "relative_half_width": width,
             }
             for s in self.states
-            for env, width in imprecise(s, p.target)
+            for env, width in s.imprecise(p.target)
         ]
-
-
-def imprecise(state: CaseState, target: float) -> list[tuple[str, float]]:
-    """(environment, relative half-width) of each healthy row of ``state`` whose speedup
-    interval is wider than +/-target (or has none yet)."""
-    out = []
-    for env, env_state in state.envs.items():
-        if env_state.healthy:
-            sp = env_state.speedup()
-            width = sp.relative_half_width if sp is not None else math.nan
-            if not width <= target:
-                out.append((env, width))
-    return out

@@ -136,6 +136,18 @@ class CaseState:
     def healthy(self) -> bool:
         return any(e.healthy for e in self.envs.values())
 
+    def imprecise(self, target: float) -> list[tuple[str, float]]:
+        """(environment, relative half-width) of each healthy row whose speedup interval is
+        wider than +/-target (or has none yet)."""
+        out = []
+        for env, env_state in self.envs.items():
+            if env_state.healthy:
+                sp = env_state.speedup()
+                width = sp.relative_half_width if sp is not None else math.nan
+                if not width <= target:
+                    out.append((env, width))
+        return out
+
     @property
     def only(self) -> EnvState:
         """The state of a single-environment sweep's one environment."""
