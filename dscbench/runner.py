@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -161,20 +161,10 @@ def run_sweep(
     cases: list[Case],
     settings: RunSettings,
     executors: Mapping[str, Executor | Sequence[Executor]],
-    *,
-    checkpoint: Checkpoint | None = None,
-    progress: Progress | None = None,
-    harness: HarnessOptions | None = None,
-    verify_counts: bool = True,
-    skipped: Mapping[tuple[Case, str], str] | None = None,
-    canary: Canary | None = None,
-    precision: float | None = None,
-    max_time: float = math.inf,
-    wall: Callable[[], float] = time.perf_counter,
-    resume: ResumePoint | None = None,
+    **options: Any,
 ) -> SweepState:
     """Measure every case in every environment for ``settings.rounds`` rounds, and more with
-    ``precision``; return the final state.
+    ``precision``; return the final state. ``options`` are Coordinator's keywords.
 
     ``executors`` maps each environment to its executor, or to several: its *processes*.
     Round ``r`` of an environment is measured by its process ``r mod K``, so what differs from
@@ -191,21 +181,7 @@ def run_sweep(
     ``resume`` continues an interrupted run: what it measured in its complete rounds is kept,
     and rounds go on from there.
     """
-    return Coordinator(
-        cases,
-        settings,
-        executors,
-        checkpoint=checkpoint,
-        progress=progress,
-        harness=harness,
-        verify_counts=verify_counts,
-        skipped=skipped,
-        canary=canary,
-        precision=precision,
-        max_time=max_time,
-        wall=wall,
-        resume=resume,
-    ).run()
+    return Coordinator(cases, settings, executors, **options).run()
 
 
 class Coordinator:

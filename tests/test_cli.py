@@ -136,6 +136,8 @@ def test_dry_run_lists_configs_with_counts():
         (["--min-time", "0"], "--min-time 0.0: must be a positive, finite number of seconds"),
         (["--rounds", "0"], "Invalid value for '--rounds'"),
         (["--rounds", "1.5"], "Invalid value for '--rounds'"),
+        (["--min-time", "-1"], "Invalid value for '--min-time'"),
+        (["--seed", "-1"], "Invalid value for '--seed'"),  # numpy's generator refuses it
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--spec", "missing.toml"], "--spec missing.toml: cannot read"),
         (["--spec", "x.toml", "--preset", "quick"], "give either --spec or --preset, not both"),
@@ -184,6 +186,27 @@ def test_in_channels_flag_resets_out_channels_to_equal():
     res = cli.invoke(app, ["run", "--dry-run", "--in-channels", "8", "--threads", "1"])
     assert res.exit_code == 0
     assert "c8-8_" in res.output and "c8-64_" not in res.output
+
+
+def test_choices_are_case_insensitive():
+    res = cli.invoke(
+        app,
+        ["run", "--dry-run", "--in-channels", "8", "--threads", "1", "--compile-mode",
+         "Max-Autotune", "--ort-opt-level", "BASIC"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
+def test_help_lists_every_command_in_order():
+    from typer.main import get_command
+
+    names = ["run", "show", "plot", "report", "merge", "calibrate", "presets", "compare",
+             "export", "backends", "env"]  # fmt: skip
+    assert list(get_command(app).commands) == names
+    res = cli.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    at = [res.output.index(f" {name} ") for name in names]
+    assert at == sorted(at)
 
 
 def test_bad_spec_file(tmp_path):

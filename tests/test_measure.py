@@ -136,6 +136,26 @@ def test_sweep_recovers_known_costs_exactly(clock):
         assert sp.ci_low == pytest.approx(3.0) and sp.ci_high == pytest.approx(3.0)
 
 
+def test_the_coordinator_can_be_driven_one_visit_at_a_time(clock):
+    """The coordinator's steps are methods: one visit prepares, calibrates and times one case
+    (its sets of blocks add up to the round's share of min_time) and leaves the others be."""
+    backend = FakeBackend(clock, costs(3e-5, 1e-5))
+    coordinator = runner.Coordinator(
+        fake_cases(2),
+        RunSettings(min_time=0.06, rounds=3, warmup=0.001),
+        runner.local({"fake": backend}),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.001),
+    )
+    first, second = coordinator.states
+    coordinator.visit(first, 0)
+    env = first.only
+    assert env.status == "ok" and env.visits == 1 and env.checked
+    a, b = env.series["standard"], env.series["separable"]
+    assert len(a.times) == len(b.times) == first.sets > 0 and set(a.rounds) == {0}
+    assert a.measured_s >= 0.02 and b.measured_s >= 0.02
+    assert second.only.status == runner.PENDING and not second.only.series and second.sets == 0
+
+
 def test_pairing_cancels_a_machine_that_changes_speed(clock):
     # The machine alternates between normal and 1.6x slower every 7 ms: medians of each variant
     # move, but the paired speedup stays at the true 2.5x.
