@@ -29,7 +29,8 @@ ListOpt = Annotated[str | None, typer.Option(help="Comma-separated list; overrid
 
 
 def finite_seconds(value: float | None) -> float | None:
-    """Refuse inf and nan, which a range check lets through (nan compares false)."""
+    """Refuse inf, which a range check lets through, and nan (older typers' click lets it
+    through the range check too: it compares false)."""
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number of seconds")
     return value
