@@ -241,7 +241,7 @@ class Coordinator:
         self.rng = np.random.default_rng(
             [settings.seed, self.first_round] if self.first_round else settings.seed
         )
-        self.share = settings.min_time / settings.rounds  # timed seconds per block per visit
+        self.share = settings.min_time / settings.rounds  # timed s per variant, env and visit
         self.settle = self.harness.switch_settle if len(self.envs) > 1 else 0.0
         self.total = len(self.states) * settings.rounds  # visits, for the progress callback
         self.done = len(self.states) * min(self.first_round, settings.rounds)
