@@ -102,15 +102,19 @@ def test_plan_visit_fills_the_budget_with_shuffled_sets():
     assert all(a[0] != b[0] for a, b in itertools.pairwise(turns))  # runs merged
 
 
-def run(clock, backend, cases, **settings):
+def coordinator(backend, cases, **settings) -> runner.Coordinator:
     opts = dict(min_time=0.05, rounds=3, warmup=0.001)
     opts.update(settings)
-    return runner.run_sweep(
+    return runner.Coordinator(
         cases,
         RunSettings(**opts),
         runner.local({"fake": backend}),
         harness=HarnessOptions(block_time=1e-3, warmup=opts["warmup"]),
     )
+
+
+def run(clock, backend, cases, **settings):
+    return coordinator(backend, cases, **settings).run()
 
 
 def test_sweep_recovers_known_costs_exactly(clock):
@@ -139,15 +143,9 @@ def test_sweep_recovers_known_costs_exactly(clock):
 def test_the_coordinator_can_be_driven_one_visit_at_a_time(clock):
     """The coordinator's steps are methods: one visit prepares, calibrates and times one case
     (its sets of blocks add up to the round's share of min_time) and leaves the others be."""
-    backend = FakeBackend(clock, costs(3e-5, 1e-5))
-    coordinator = runner.Coordinator(
-        fake_cases(2),
-        RunSettings(min_time=0.06, rounds=3, warmup=0.001),
-        runner.local({"fake": backend}),
-        harness=HarnessOptions(block_time=1e-3, warmup=0.001),
-    )
-    first, second = coordinator.states
-    coordinator.visit(first, 0)
+    steps = coordinator(FakeBackend(clock, costs(3e-5, 1e-5)), fake_cases(2), min_time=0.06)
+    first, second = steps.states
+    steps.visit(first, 0)
     env = first.only
     assert env.status == "ok" and env.visits == 1 and env.checked
     a, b = env.series["standard"], env.series["separable"]
