@@ -100,17 +100,18 @@ def fake_sweep(n: int, out: Path, rounds: int = 3, interval: float | None = None
     """Measure ``n`` fake configurations into ``out`` as `dscbench run` would; returns the
     Recorder and the seconds each journal append took."""
     from dscbench import results, runner
-    from dscbench.commands import run as run_command
+    from dscbench.commands.run.planning import Plan
+    from dscbench.commands.run.recorder import Recorder
     from dscbench.measure import HarnessOptions
     from dscbench.spec import RunSettings
 
     cases = fake_cases(n)
-    plan = run_command.Plan(cases, [""], {"": []})
+    plan = Plan(cases, [""], {"": []})
     plan.backends = {"fake": {"device": "cpu", "device_name": "fake cpu"}}
     settings = RunSettings(min_time=2e-3 * rounds, rounds=rounds, warmup=0.0, parity=False)
     meta = {"settings": vars(settings), "environment": {"hostname": "bench"}}
     out.mkdir(parents=True, exist_ok=True)
-    recorder = run_command.Recorder(out, plan, meta, time.perf_counter())
+    recorder = Recorder(out, plan, meta, time.perf_counter())
     appends: list[float] = []
     real_append = results.Journal.append
 

@@ -1,5 +1,7 @@
 """Signal handling shared by the commands that write result files: handlers for the duration
-of a block, and a block that no Ctrl-C or SIGTERM cuts in half."""
+of a block, a block that no Ctrl-C or SIGTERM cuts in half (``uninterrupted``, or
+``signals_deferred`` which raises KeyboardInterrupt after it), and a run's policy that the
+first signal stops it and any further one is ignored (``interrupt_once``)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,42 @@ def ignore_stop_signals() -> None:
     with contextlib.suppress(ValueError):
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+
+
+def sigint_ignored() -> contextlib.AbstractContextManager[None]:
+    """Ignore Ctrl-C for the duration."""
+    return signal_handlers({signal.SIGINT: signal.SIG_IGN})
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the duration; raise KeyboardInterrupt afterwards if one came
+    (so writing result files is never cut in half)."""
+    with uninterrupted() as pending:
+        yield
+    if pending:
+        ignore_stop_signals()  # the sweep stops now; a further signal must not cut that short
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_once() -> Iterator[None]:
+    """Ctrl-C or SIGTERM (a batch scheduler's pre-emption, `kill`) stops the run, so the
+    results measured so far are saved and the workers stopped before the process ends; any
+    further one is ignored until the process exits (a second Ctrl-C must not cut the
+    interrupt-time checkpoint short), also where an inner context puts this handler back."""
+    fired = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        ignore_stop_signals()
+        raise KeyboardInterrupt
+
+    try:
+        with signal_handlers(dict.fromkeys(STOP_SIGNALS, interrupt)):
+            yield
+    finally:
+        if fired:  # the process is on its way out: nothing may cut that short
+            ignore_stop_signals()

@@ -10,6 +10,7 @@ import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -308,9 +309,35 @@ class RunSettings:
         return errors
 
 
-ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
-ORT_THREADPOOLS = ("auto", "global", "session")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+class OrtOptLevel(str, Enum):
+    """onnxruntime's graph optimisation level (``--ort-opt-level``)."""
+
+    disable = "disable"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
+class OrtThreadpool(str, Enum):
+    """onnxruntime-cpu's thread pool (``--ort-threadpool``; backends/ort.py)."""
+
+    auto = "auto"
+    global_ = "global"
+    session = "session"
+
+
+class CompileMode(str, Enum):
+    """torch.compile's mode (``--compile-mode``)."""
+
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+
+
+ORT_OPT_LEVELS = tuple(m.value for m in OrtOptLevel)
+ORT_THREADPOOLS = tuple(m.value for m in OrtThreadpool)
+COMPILE_MODES = tuple(m.value for m in CompileMode)
 
 
 @dataclass

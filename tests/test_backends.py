@@ -459,7 +459,8 @@ def test_cuda_backends_agree_with_the_reference(name, dtype):
 def test_bfloat16_on_a_gpu_without_it_is_refused_or_skipped(monkeypatch, tmp_path):
     from dscbench.backends.base import Availability
     from dscbench.backends.torch_eager import TorchCUDA
-    from dscbench.commands.run import Plan, RunOptions, setup_backends
+    from dscbench.commands.run.options import RunOptions
+    from dscbench.commands.run.planning import Plan, setup_backends
     from dscbench.errors import SpecError
     from dscbench.measure import Timer
     from dscbench.spec import Case, Sweep

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from dscbench import lock, merge, results, shards
 from dscbench import where as where_filter
 from dscbench.cli import app
-from dscbench.commands import run as run_command
+from dscbench.commands.run.resume import resume_arguments, resume_differences
 from dscbench.errors import SpecError
 
 cli = CliRunner()
@@ -276,11 +276,11 @@ def test_resume_refuses_other_environment_variables_and_interpreters():
     new = json.loads(json.dumps(old))
     new["env_specs"]["b"]["variables"]["OMP_NUM_THREADS"] = "2"
     new["variables"] = {}
-    found = "; ".join(run_command.resume_differences(old, new))
+    found = "; ".join(resume_differences(old, new))
     assert "the environments (--env interpreters and variables) differ (b " in found
     assert "'OMP_NUM_THREADS': '1'" in found and "'OMP_NUM_THREADS': '2'" in found
     assert "the environment variables (OMP_*, ONEDNN_*, ...) differ (ONEDNN_MAX_CPU_ISA" in found
-    assert run_command.resume_differences(old, old) == []
+    assert resume_differences(old, old) == []
 
 
 def test_resume_under_another_tuning_variable_is_refused(finished, tmp_path, monkeypatch):
@@ -322,7 +322,7 @@ def test_resume_alone_finishes_the_run_as_recorded(finished, tmp_path):
     res = invoke(["run", "--resume", str(out)])
     assert res.exit_code == 0, res.output
     assert "resuming with the recorded command: dscbench run " + " ".join(
-        run_command.resume_arguments(recorded)
+        resume_arguments(recorded)
     ) in one_line(res)
     done = results.load_results(out)
     assert done.meta["status"] == "complete" and len(done.meta["resumed"]) == 1

@@ -12,6 +12,7 @@ from dscbench import runner
 from dscbench.backends.base import CompileFailed
 from dscbench.measure import HarnessOptions, Timer, Workload, run_turn, warm_up_and_calibrate
 from dscbench.spec import Case, RunSettings
+from dscbench.status import Status
 
 from .conftest import FakeBackend, FakeClock, fake_cases, spec
 
@@ -102,15 +103,19 @@ def test_plan_visit_fills_the_budget_with_shuffled_sets():
     assert all(a[0] != b[0] for a, b in itertools.pairwise(turns))  # runs merged
 
 
-def run(clock, backend, cases, **settings):
+def coordinator(backend, cases, **settings) -> runner.Coordinator:
     opts = dict(min_time=0.05, rounds=3, warmup=0.001)
     opts.update(settings)
-    return runner.run_sweep(
+    return runner.Coordinator(
         cases,
         RunSettings(**opts),
         runner.local({"fake": backend}),
         harness=HarnessOptions(block_time=1e-3, warmup=opts["warmup"]),
     )
+
+
+def run(clock, backend, cases, **settings):
+    return coordinator(backend, cases, **settings).run()
 
 
 def test_sweep_recovers_known_costs_exactly(clock):
@@ -134,6 +139,20 @@ def test_sweep_recovers_known_costs_exactly(clock):
         sp = env.speedup()
         assert sp.value == pytest.approx(3.0) and sp.rounds == 3
         assert sp.ci_low == pytest.approx(3.0) and sp.ci_high == pytest.approx(3.0)
+
+
+def test_the_coordinator_can_be_driven_one_visit_at_a_time(clock):
+    """The coordinator's steps are methods: one visit prepares, calibrates and times one case
+    (its sets of blocks add up to the round's share of min_time) and leaves the others be."""
+    steps = coordinator(FakeBackend(clock, costs(3e-5, 1e-5)), fake_cases(2), min_time=0.06)
+    first, second = steps.states
+    steps.visit(first, 0)
+    env = first.only
+    assert env.status == "ok" and env.visits == 1 and env.checked
+    a, b = env.series["standard"], env.series["separable"]
+    assert len(a.times) == len(b.times) == first.sets > 0 and set(a.rounds) == {0}
+    assert a.measured_s >= 0.02 and b.measured_s >= 0.02
+    assert second.only.status == Status.NOT_MEASURED and not second.only.series and second.sets == 0
 
 
 def test_pairing_cancels_a_machine_that_changes_speed(clock):

@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 
 from dscbench import results, runner
 from dscbench.cli import app
-from dscbench.commands import run as run_command
+from dscbench.commands.run.planning import Plan
+from dscbench.commands.run.recorder import Recorder
+from dscbench.commands.run.resume import resume_command, resume_point, resumed_meta
 from dscbench.errors import ResultsError
 from dscbench.measure import HarnessOptions
 from dscbench.spec import RunSettings
@@ -37,21 +39,21 @@ def cost(s, v):
     return s.in_channels * (2e-6 if v == "standard" else 1e-6)
 
 
-def recorder(out: Path, cases, previous=None) -> run_command.Recorder:
+def recorder(out: Path, cases, previous=None) -> Recorder:
     """The checkpoint `dscbench run` uses, over a plan of fake cases measured in-process."""
     out.mkdir(exist_ok=True)
-    plan = run_command.Plan(cases, [""], {"": []})
+    plan = Plan(cases, [""], {"": []})
     plan.backends = {"fake": {"device": "cpu", "device_name": "fake cpu"}}
     if previous is not None:
-        return run_command.Recorder(
-            out, plan, run_command.resumed_meta(previous, previous.meta), time.perf_counter(),
+        return Recorder(
+            out, plan, resumed_meta(previous, previous.meta), time.perf_counter(),
             previous,
         )  # fmt: skip
     meta = {
         "settings": dict(SETTINGS), "environment": {"hostname": "testhost"},
         "backends": plan.backends,
     }  # fmt: skip
-    return run_command.Recorder(out, plan, meta, time.perf_counter())
+    return Recorder(out, plan, meta, time.perf_counter())
 
 
 def sweep(clock, out: Path, cases, *, stop_at: int | None = None, previous=None):
@@ -88,7 +90,7 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(clock, tmp_path)
     assert cut.meta["status"] == "interrupted" and 0 < cut.meta["rounds_done"] < 4
     assert len(cut.results) == 8
 
-    previous = run_command.resume_point(tmp_path / "cut")
+    previous = resume_point(tmp_path / "cut")
     done = previous.point.rounds_done
     resumed = sweep(clock, tmp_path / "cut", cases, previous=previous)
     assert resumed.status == "complete"
@@ -337,7 +339,7 @@ def test_resuming_a_run_after_its_last_round_only_consolidates(finished, tmp_pat
 
 def test_the_command_to_resume_with_is_the_one_the_run_was_started_with():
     argv = ["/x/dscbench", "run", "--preset", "full", "-o", "r1", "--force", "--threads", "2"]
-    assert run_command.resume_command(argv, Path("r1")) == (
+    assert resume_command(argv, Path("r1")) == (
         "dscbench run --preset full --threads 2 --resume r1"
     )
 

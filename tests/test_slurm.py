@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dscbench import results, shards
-from dscbench.commands.run import case_key
+from dscbench.commands.run.planning import case_key
 from dscbench.spec import Case, load_spec_file
 
 README = Path(__file__).parents[1] / "README.md"

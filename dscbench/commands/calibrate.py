@@ -1,15 +1,42 @@
-"""`dscbench calibrate`: measure the roofs (calibrate.py), cache them, print them."""
+"""`dscbench calibrate`: measure the roofs (calibrate.py, which imports torch when it measures),
+cache them, print them."""
 
 from __future__ import annotations
 
 import json
+from enum import Enum
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from dscbench import calibrate
+from dscbench.commands import common
 from dscbench.errors import BackendUnavailable
 from dscbench.export.units import format_rate
+
+app = typer.Typer()
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command("calibrate")
+def calibrate_machine(
+    *,
+    device: Annotated[Device, typer.Option(case_sensitive=False, help="cpu or cuda.")] = Device.cpu,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Intra-op threads (the CPU; default: what torch uses)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
+) -> None:
+    """Measure peak FLOP/s (matrix products per dtype) and memory bandwidth (STREAM-like copy
+    and triad); cache them for the efficiency columns and the roofline."""
+    raise typer.Exit(execute(device.value, threads, as_json, common.console))
 
 
 def execute(device: str, threads: int | None, as_json: bool, console: Console) -> int:

@@ -1,21 +1,94 @@
 """`dscbench compare`: read the runs, decide per row, render, return the exit code.
 
-Imports no torch: comparing runs must be quick on a CI runner that never measured anything.
+Imports no torch: comparing runs must be quick on a CI runner that never measured anything
+(and no pandas until it runs: cli.py imports this module for ``--help``).
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.console import Console
 
-from dscbench import compare, results
-from dscbench.export import compare as render
-from dscbench.export import write_output
+from dscbench.commands import common
 from dscbench.spec import parse_fraction
 
-FORMATS = ("table", *render.FORMATS)
+if TYPE_CHECKING:
+    from dscbench import compare
+
+app = typer.Typer()
+
+
+@app.command("compare")
+def compare_runs(
+    baseline: Annotated[
+        Path,
+        typer.Argument(
+            help="Baseline run: a run directory, results file or JSON export; alone, a run "
+            "that measured two environments interleaved."
+        ),
+    ],
+    candidate: Annotated[
+        Path | None, typer.Argument(help="Candidate run, in any of the same forms.")
+    ] = None,
+    *,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="latency (per variant), or speedup (standard/separable ratio: cancels "
+            "machine speed)."
+        ),
+    ] = "latency",
+    threshold: Annotated[
+        str, typer.Option(help="Smallest change that counts, as 0.05 or 5%.")
+    ] = "5%",
+    confidence: Annotated[str, typer.Option(help="Confidence of the intervals.")] = "0.95",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="table, markdown, json or github-benchmark."),
+    ] = "table",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="File to write the format to; - is stdout.")
+    ] = "-",
+    fail_on_inconclusive: Annotated[
+        bool, typer.Option(help="Exit 3 when rows are inconclusive (and nothing regressed).")
+    ] = False,
+    allow_different_hardware: Annotated[
+        bool, typer.Option(help="Compare runs measured on different CPUs or GPUs.")
+    ] = False,
+    baseline_env: Annotated[
+        str | None,
+        typer.Option(help="The baseline's environment (a run that measured several)."),
+    ] = None,
+    candidate_env: Annotated[
+        str | None,
+        typer.Option(help="The candidate's environment (a run that measured several)."),
+    ] = None,
+) -> None:
+    """Compare two runs row by row, or two environments of one interleaved run; exit 1 on a
+    regression (a CI gate).
+
+    Exit codes: 0 no regression, 1 at least one regression, 2 bad input, 3 inconclusive rows
+    with --fail-on-inconclusive.
+    """
+    code = execute(
+        baseline,
+        candidate,
+        baseline_env=baseline_env,
+        candidate_env=candidate_env,
+        metric=metric.strip().lower(),
+        threshold=threshold,
+        confidence=confidence,
+        fmt=fmt.strip().lower(),
+        output=output,
+        fail_on_inconclusive=fail_on_inconclusive,
+        allow_different_hardware=allow_different_hardware,
+        console=common.console,
+    )
+    raise typer.Exit(code)
 
 
 def execute(
@@ -34,8 +107,12 @@ def execute(
     console: Console,
 ) -> int:
     """Two runs (sequential design), or one run's two environments (interleaved design)."""
-    if fmt not in FORMATS:
-        raise compare.CompareError(f"--format {fmt!r}: not one of {', '.join(FORMATS)}")
+    from dscbench import compare, results  # pandas and scipy, no torch
+    from dscbench.export import compare as render
+
+    formats = ("table", *render.FORMATS)
+    if fmt not in formats:
+        raise compare.CompareError(f"--format {fmt!r}: not one of {', '.join(formats)}")
     settings = dict(
         metric=metric,
         threshold=parse_fraction("--threshold", threshold),
@@ -79,6 +156,9 @@ def show(
 ) -> None:
     """The chosen format to ``output`` (- is stdout); a file gets the format and the log the
     terminal table. ``output`` may not overwrite the ``inputs``."""
+    from dscbench.export import compare as render
+    from dscbench.export import write_output
+
     if fmt == "table":
         if output == "-":
             console.print(render.rich_table(comparison, fail_on_inconclusive))
@@ -92,6 +172,8 @@ def show(
 
 def table_text(comparison: compare.Comparison, fail_on_inconclusive: bool) -> str:
     """The terminal table as plain text, 160 columns wide (for --output FILE)."""
+    from dscbench.export import compare as render
+
     buffer = Console(width=160, file=io.StringIO(), record=True)
     buffer.print(render.rich_table(comparison, fail_on_inconclusive))
     return buffer.export_text()

@@ -1,21 +1,59 @@
-"""`dscbench plot` and `dscbench report`: result files in, figures and documents out. Reads
-result files only (no torch import)."""
+"""`dscbench report`: result files in, a document out (export/report.py renders it); also the
+loading that `dscbench plot` shares. Reads result files only (no torch import; pandas once it
+runs)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
+import typer
 
-from dscbench import results
-from dscbench.analysis import combine, run_labels
+from dscbench.commands.common import RunsArg
 from dscbench.errors import SpecError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer()
+
+
+class ReportFormat(str, Enum):
+    markdown = "markdown"
+    html = "html"
+    csv = "csv"
+    latex = "latex"
+
+
+@app.command("report")
+def report_runs(
+    runs: RunsArg,
+    *,
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="markdown, html (one self-contained file with plots), csv (the table), latex.",
+        ),
+    ] = ReportFormat.markdown,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The file to write; - for stdout.")
+    ] = "-",
+) -> None:
+    """Render runs as a report: summary, wins and losses, break-even channel counts, the full
+    table and the environment."""
+    from dscbench.export import write_output
+
+    write_output(output, report(runs, fmt.value), inputs=runs)
 
 
 def run_names(runs: list[Path]) -> list[str]:
     """A short unique label per input: its directory (or file) name; a name given twice is
     ``R`` and ``R (2)``."""
+    from dscbench.analysis import run_labels
+
     return run_labels([Path(r).name or str(r) for r in runs])
 
 
@@ -23,6 +61,9 @@ def load_runs(runs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]], lis
     """The result rows of every run (one table: with a ``run`` column when there are several,
     ``machine`` columns when one mixes hardware; analysis.combine), their calibrations and
     their ResultSets."""
+    from dscbench import results
+    from dscbench.analysis import combine
+
     loaded = [results.load_results(run) for run in runs]
     if not loaded:
         raise SpecError("give at least one run")
@@ -33,17 +74,6 @@ def load_runs(runs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]], lis
             if all(c.get("key") != seen.get("key") for seen in calibrations):
                 calibrations.append(c)
     return table, calibrations, loaded
-
-
-def plot(runs: list[Path], kind: str, output: Path) -> int:
-    from dscbench import plot as plots
-
-    table, calibrations, _ = load_runs(runs)
-    fmt = output.suffix.lstrip(".").lower()
-    if fmt not in plots.FORMATS:
-        raise SpecError(f"-o {output}: the file must end in .png, .svg or .pdf")
-    plots.save(plots.figure(kind, table, calibrations), output)
-    return 0
 
 
 def report(runs: list[Path], fmt: str) -> str:

@@ -1,22 +1,60 @@
 """`dscbench show RUN`: a stored run's table and summary again, as `dscbench run` printed them,
-optionally filtered. Reads result files only (no torch import)."""
+optionally filtered. Reads result files only (no torch import; pandas once it runs)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dscbench import results
-from dscbench import where as where_filter
-from dscbench.analysis import mixed_hardware_note, row_machines, with_machines
+from dscbench.commands import common
 from dscbench.errors import SpecError
-from dscbench.export.console import render_run
 from dscbench.export.units import format_bytes, format_count, format_rate, format_seconds
 from dscbench.labels import constant_axes, describe_constant, table_label
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer()
+
+
+class Variant(str, Enum):
+    standard = "standard"
+    separable = "separable"
+
+
+@app.command("show")
+def show_run(
+    run: Annotated[Path, typer.Argument(help="A run directory, results file or JSON export.")],
+    *,
+    backend: Annotated[
+        str | None, typer.Option(help="Only these backends (comma-separated).")
+    ] = None,
+    variant: Annotated[
+        Variant | None,
+        typer.Option(case_sensitive=False, help="Only this variant: one line per row."),
+    ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            help="Only configurations where this holds, over the result columns, e.g. "
+            "\"in_channels >= 64 and kernel == 3\" (README 'Columns')."
+        ),
+    ] = None,
+    breakdown: Annotated[
+        bool, typer.Option("--breakdown", help="Also print each model's layer-type breakdown.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Summary lines only.")] = False,
+) -> None:
+    """Print a stored run's table and summary again, as `dscbench run` printed them."""
+    backends = [b.strip() for b in backend.split(",")] if backend else None
+    chosen = variant.value if variant else None
+    raise typer.Exit(execute(run, backends, chosen, where, breakdown, quiet, common.console))
 
 
 def select(
@@ -29,6 +67,8 @@ def select(
     ``where`` (a filter over the result columns, e.g. ``in_channels >= 64``: where.py says
     what it accepts; nothing in it is run as code) holds for either variant (so a pair stays
     a pair). Bad filters are SpecErrors naming the value."""
+    from dscbench import where as where_filter
+
     if backends:
         unknown = [b for b in backends if b not in set(table.backend)]
         if unknown:
@@ -49,6 +89,8 @@ def select(
 
 def rows_table(table: pd.DataFrame) -> Table:
     """One line per row (one variant): latency, counts, efficiency, memory, status."""
+    import pandas as pd
+
     constant = constant_axes(table.to_dict("records"))
     out = Table(title=f"{describe_constant(constant)}", header_style="bold")
     machine = ["machine"] if "machine" in table.columns else []  # a run that mixes hardware
@@ -88,6 +130,12 @@ def execute(
     quiet: bool,
     console: Console,
 ) -> int:
+    import pandas as pd
+
+    from dscbench import results
+    from dscbench.analysis import mixed_hardware_note, row_machines, with_machines
+    from dscbench.export.console import render_run
+
     loaded = results.load_results(run)
     # A merge of different hardware: every row names its machine, and summaries are per machine.
     table = select(with_machines(loaded.results, loaded.meta), backends, variant, where)

@@ -1,0 +1,484 @@
+"""`dscbench run`: its options, and the sweep and settings they ask for (flags over a preset or
+spec file); ``execute`` (execute.py, which imports torch) does the work. Light: cli.py
+imports this module for ``--help``."""
+
+from __future__ import annotations
+
+import math
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.text import Text
+
+from dscbench.commands import common
+from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, Interleave, RunOptions, Twin
+from dscbench.errors import SpecError
+from dscbench.spec import CompileMode, OrtOptLevel, OrtThreadpool, parse_fraction
+
+if TYPE_CHECKING:
+    from dscbench.spec import Sweep
+
+app = typer.Typer()
+
+ListOpt = Annotated[str | None, typer.Option(help="Comma-separated list; overrides the preset.")]
+
+
+def finite_seconds(value: float | None) -> float | None:
+    """Refuse inf, which a range check lets through, and nan (older typers' click lets it
+    through the range check too: it compares false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number of seconds")
+    return value
+
+
+def precision_fraction(text: str) -> float:
+    """--precision as a fraction: '1%' or '0.01', between 0 and 100% (exclusive)."""
+    target = parse_fraction("--precision", text)
+    if not 0 < target < 1:
+        raise SpecError(f"--precision {text!r}: must be between 0 and 100%")
+    return target
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    *,
+    batch: ListOpt = None,
+    in_channels: ListOpt = None,
+    out_channels: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated list; default: equal to --in-channels."),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Input sizes, '56' or '56x48' (HxW), comma-separated.")
+    ] = None,
+    kernel: Annotated[str | None, typer.Option(help="Odd kernel sizes, comma-separated.")] = None,
+    stride: ListOpt = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="float32, float16, bfloat16, float64; comma-separated.")
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="inference, training (forward, loss, backward, optimizer step); comma-separated."
+        ),
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="Training optimizer: sgd (momentum 0.9), adam; comma-separated."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Whole networks instead of single layers: mobilenet-v1, mobilenet-v2, "
+            "xception-middle, article, or package.module:callable (a model of your own, with "
+            "--input-shape); comma-separated. Each runs as itself and as its twin."
+        ),
+    ] = None,
+    width_mult: Annotated[
+        str | None, typer.Option(help="MobileNet width multipliers, e.g. 0.25,0.5,0.75,1.0.")
+    ] = None,
+    resolution: Annotated[
+        str | None, typer.Option(help="MobileNet input resolutions, e.g. 128,160,192,224.")
+    ] = None,
+    depth: Annotated[
+        str | None, typer.Option(help="Xception middle-flow blocks (default 8).")
+    ] = None,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(help="C,H,W of a model of your own (several: separate with ';')."),
+    ] = None,
+    twin: Annotated[
+        Twin,
+        typer.Option(
+            case_sensitive=False,
+            help="A model of your own is the standard variant and its twin gets depthwise-"
+            "separable convs (separable), or it is the separable one and its twin gets dense "
+            "convs (dense).",
+        ),
+    ] = Twin.separable,
+    breakdown: Annotated[
+        bool,
+        typer.Option(
+            "--breakdown", help="Print MACs and params per layer type of each model variant."
+        ),
+    ] = False,
+    max_configs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Refuse sweeps of more configurations than this (a typo can ask for millions).",
+        ),
+    ] = 2000,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Run a sweep of any size (no --max-configs limit).")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: run only shard K of N (a stable hash of each configuration), or auto "
+            "(Slurm job arrays; Kubernetes Indexed Jobs with --shards N).",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=1, help="N for --shard auto where the scheduler does not say it."),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Measure peak FLOP/s and memory bandwidth first (`dscbench calibrate`) for "
+            "the efficiency columns; without it a cached calibration is used if there is one.",
+        ),
+    ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Backends, comma-separated, or 'all' for every available one "
+            "(`dscbench backends` lists them). Default: torch-cpu."
+        ),
+    ] = None,
+    memory_format: Annotated[
+        str | None, typer.Option(help="contiguous (NCHW), channels_last (NHWC); comma-separated.")
+    ] = None,
+    threads: Annotated[
+        str | None,
+        typer.Option(help="Intra-op thread counts, comma-separated; default: what torch uses."),
+    ] = None,
+    bias: Annotated[bool, typer.Option("--bias", help="Give every conv a bias.")] = False,
+    spec: Annotated[
+        Path | None, typer.Option(help="A TOML sweep spec (see README 'Spec files').")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="A shipped preset (`dscbench presets`); default: quick.")
+    ] = None,
+    min_time: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            callback=finite_seconds,
+            help="Seconds of timed blocks per variant per configuration, all rounds.",
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Rounds over the shuffled configurations (default 5)."),
+    ] = None,
+    warmup: Annotated[
+        float | None,
+        typer.Option(
+            min=0, callback=finite_seconds, help="Warm-up seconds per variant before calibration."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed for weights, inputs and order.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Run directory (default results/<UTC time>-<host>)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Write into an existing, non-empty --output.")
+    ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Finish the interrupted or killed run in this directory: give the command it "
+            "was started with, plus --resume DIR instead of -o. Measures only the rounds and "
+            "configurations that are missing; refuses a different sweep, settings, dscbench "
+            "version or hardware.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Validate and list the configurations with their counts; no timing."),
+    ] = False,
+    verify_counts: Annotated[
+        bool, typer.Option(help="Cross-check closed-form params/MACs with fvcore per config.")
+    ] = True,
+    skip_unavailable: Annotated[
+        bool,
+        typer.Option(
+            help="Record configurations an unavailable backend (or one lacking the dtype or "
+            "memory format) cannot run as skipped, and run the rest, instead of exiting 2."
+        ),
+    ] = False,
+    parity: Annotated[
+        bool,
+        typer.Option(help="Check every output against a float64 reference before timing."),
+    ] = True,
+    fresh: Annotated[
+        bool | None,
+        typer.Option(
+            "--fresh/--no-fresh",
+            help="Rebuild every configuration's tensors on each visit (default), so where memory "
+            "places them varies from round to round instead of biasing the whole run; builds "
+            "costing over 5% of a visit (compilation) are kept.",
+            show_default=False,
+        ),
+    ] = None,
+    ort_opt_level: Annotated[
+        OrtOptLevel | None,
+        typer.Option(
+            case_sensitive=False,
+            metavar="<level>",
+            help="onnxruntime graph optimisation: disable, basic, extended, all.",
+        ),
+    ] = None,
+    ort_threadpool: Annotated[
+        OrtThreadpool | None,
+        typer.Option(
+            case_sensitive=False,
+            metavar="<pool>",
+            help="onnxruntime-cpu thread pool: auto, global, session (see README).",
+        ),
+    ] = None,
+    compile_mode: Annotated[
+        CompileMode | None,
+        typer.Option(
+            case_sensitive=False,
+            metavar="<mode>",
+            help="torch.compile mode: default, reduce-overhead, max-autotune, "
+            "max-autotune-no-cudagraphs.",
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            help="NAME=PYTHON[:VAR=VALUE,...]: measure in a worker process started with that "
+            "interpreter (empty: this one) and variables; give it twice or more to interleave "
+            "environments block by block (README 'Interleaved environments').",
+        ),
+    ] = None,
+    precision: Annotated[
+        float | None,
+        typer.Option(
+            parser=precision_fraction,
+            metavar="<fraction>",
+            help="Keep adding rounds until every speedup interval is within +/-this (1% or "
+            "0.01), or --max-time runs out.",
+        ),
+    ] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds the whole run may take while --precision adds rounds."),
+    ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes per environment; round r runs in process r mod N, so what "
+            "differs between processes shows in the intervals. 1 measures a plain run in this "
+            "process.",
+        ),
+    ] = 3,
+    interleave: Annotated[
+        Interleave,
+        typer.Option(
+            case_sensitive=False,
+            help="With several --env: 'env' runs a set's environments in random order, each "
+            "one's two variants back to back; 'block' shuffles every environment x variant "
+            "block (more mixing, twice the switches between worker processes).",
+        ),
+    ] = Interleave.env,
+    canary: Annotated[
+        bool,
+        typer.Option(help="Time the machine canary after every visit (compare uses it)."),
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+) -> None:
+    """Sweep configurations and measure standard vs depthwise-separable convolution."""
+    if resume is not None and not given(ctx, exclude={"resume", "quiet"}):
+        raise typer.Exit(resume_as_recorded(ctx, resume, quiet))
+    command_started = time.perf_counter()
+    check_sources(spec, preset, model, interleave, several_envs=len(env or []) >= 2)
+    grid = {axis: ctx.params[axis] for axis in GRID_FLAGS}
+    sweep = sweep_from_flags(spec, preset, grid, bias=bias, twin=twin)
+    settings = {"min_time": min_time, "rounds": rounds, "warmup": warmup, "seed": seed}
+    backend_options = {
+        "ort_opt_level": ort_opt_level,
+        "ort_threadpool": ort_threadpool,
+        "compile_mode": compile_mode,
+    }
+    apply_settings(sweep, settings, backend_options, parity=parity, fresh=fresh)
+    check_run_flags(precision, max_time, resume, output, dry_run)
+    options = RunOptions(
+        output=resume or (output if output is not None else default_output()),
+        resume=resume is not None,
+        force=force,
+        dry_run=dry_run,
+        verify_counts=verify_counts,
+        skip_unavailable=skip_unavailable,
+        quiet=quiet,
+        envs=list(env or []),
+        precision=precision,
+        max_time=max_time if max_time is not None else (DEFAULT_MAX_TIME_S if precision else None),
+        canary=canary,
+        interleave=interleave.value,
+        processes=processes,
+        breakdown=breakdown,
+        calibrate=calibrate,
+        max_configs=sys.maxsize if yes else max_configs,
+        shard=shard_of_run(shard, shards),
+    )
+    from dscbench.commands.run.execute import execute  # imports torch
+
+    code = execute(sweep, options, console=common.console, command_started=command_started)
+    raise typer.Exit(code)
+
+
+# The flags that override an axis of the preset's (or spec file's) grids, in the order they
+# are applied; each is named as its axis.
+GRID_FLAGS = ("model", "width_mult", "resolution", "depth", "input_shape", "optimizer", "batch",
+              "in_channels", "out_channels", "size", "kernel", "stride", "dtype", "mode",
+              "backend", "threads", "memory_format")  # fmt: skip
+
+
+def check_sources(
+    spec: Path | None,
+    preset: str | None,
+    model: str | None,
+    interleave: Interleave,
+    *,
+    several_envs: bool,
+) -> None:
+    """Refuse flags that contradict each other about where the sweep comes from, or that would
+    do nothing."""
+    if interleave is not Interleave.env and not several_envs:
+        raise SpecError(
+            f"--interleave {interleave.value} orders the blocks of several environments; give "
+            "two or more --env"
+        )
+    if spec is not None and preset is not None:
+        raise SpecError("give either --spec or --preset, not both")
+    if model is not None and (spec is not None or preset is not None):
+        raise SpecError("--model builds its own sweep; give it without --spec or --preset")
+
+
+def sweep_from_flags(
+    spec: Path | None, preset: str | None, grid: dict[str, str | None], *, bias: bool, twin: Twin
+) -> Sweep:
+    """The spec file's or preset's sweep (quick by default), with every axis a flag gives
+    replaced; --model builds a sweep of its own."""
+    from dscbench import spec as specs
+
+    if grid["model"] is not None:
+        sweep = specs.Sweep([{}], source="<flags>")
+    else:
+        sweep = (
+            specs.load_spec_file(spec) if spec is not None else specs.load_preset(preset or "quick")
+        )
+    for axis, raw in grid.items():
+        if raw is not None:
+            sweep.override(axis, specs.parse_axis(axis, raw, f"--{axis.replace('_', '-')}"))
+    if grid["in_channels"] is not None and grid["out_channels"] is None:
+        sweep.override("out_channels", [None])  # "equal to in-channels", not the preset's value
+    if bias:
+        sweep.override("bias", [True])
+    if twin is not Twin.separable:
+        sweep.override("twin", [twin.value])
+    return sweep
+
+
+def apply_settings(
+    sweep: Sweep,
+    settings: dict[str, float | int | None],
+    backend_options: dict[str, Any],
+    *,
+    parity: bool,
+    fresh: bool | None,
+) -> None:
+    """Put the settings and backend options the flags give over the sweep's, and refuse (one
+    line each) what neither a flag nor a spec file may ask for."""
+    for name, value in settings.items():
+        if value is not None:
+            setattr(sweep.settings, name, value)
+    if not parity:
+        sweep.settings.parity = False
+    if fresh is not None:
+        sweep.settings.fresh = fresh
+    for name, choice in backend_options.items():
+        if choice is not None:
+            setattr(sweep.options, name, choice.value)
+    problems = sweep.settings.validate() + sweep.options.validate()
+    if problems:
+        raise SpecError("\n".join(problems))
+
+
+def check_run_flags(
+    precision: float | None,
+    max_time: float | None,
+    resume: Path | None,
+    output: Path | None,
+    dry_run: bool,
+) -> None:
+    """Refuse a --max-time without --precision to limit, and --resume with -o or --dry-run."""
+    if max_time is not None and not max_time > 0:
+        raise SpecError(f"--max-time {max_time:g}: must be a positive number of seconds")
+    if max_time is not None and precision is None:
+        raise SpecError("--max-time limits --precision; give --precision too")
+    if resume is not None and output is not None and Path(output) != Path(resume):
+        raise SpecError(f"--resume {resume} writes into that run; leave out -o {output}")
+    if resume is not None and dry_run:
+        raise SpecError("--resume measures; it cannot be combined with --dry-run")
+
+
+def default_output() -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / f"{stamp}-{socket.gethostname()}"
+
+
+def shard_of_run(text: str | None, count: int | None) -> Any:
+    import os
+
+    from dscbench import shards as sharding
+
+    return sharding.parse(text, os.environ, count)
+
+
+def given(ctx: typer.Context, exclude: set[str]) -> list[str]:
+    """The parameters of ``ctx`` set on the command line (or by environment variables)."""
+    return [
+        name
+        for name in ctx.params
+        if name not in exclude
+        and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT",)
+    ]
+
+
+def resume_as_recorded(ctx: typer.Context, directory: Path, quiet: bool) -> int:
+    """``run --resume DIR`` alone: the command the run was started with, replayed with
+    ``--resume DIR`` (its sweep and settings as recorded) through the root command, as if
+    typed; its exit code."""
+    from dscbench import results
+    from dscbench.commands.run.resume import resume_arguments
+
+    if not (Path(directory) / results.RUN_JSON).is_file():
+        raise SpecError(
+            f"--resume {directory}: no {results.RUN_JSON}: not a dscbench run directory"
+        )
+    meta = results.read_meta(directory)
+    command = meta.get("command") or []
+    if len(command) < 2 or command[1] != "run":
+        raise SpecError(
+            f"--resume {directory}: its run.json does not record a `dscbench run` command "
+            f"({command!r}); give the sweep's arguments with --resume"
+        )
+    args = resume_arguments(command)
+    common.err_console.print(
+        Text(f"resuming with the recorded command: dscbench run {' '.join(args)}"),
+        highlight=False,
+    )
+    root = ctx.find_root().command
+    code = root.main(
+        args=["run", *args, "--resume", str(directory), *(["--quiet"] if quiet else [])],
+        standalone_mode=False,
+    )
+    return code if isinstance(code, int) else 0

@@ -1,0 +1,48 @@
+"""What `dscbench run` was asked besides the sweep itself (RunOptions), and the closed choices
+of its options. Light: the command module imports it for ``--help``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_TIME_S = 600.0  # how long --precision may keep adding rounds, unless --max-time
+
+
+class Twin(str, Enum):
+    """Which way a user model's twin is derived (models/twins.py)."""
+
+    separable = "separable"
+    dense = "dense"
+
+
+class Interleave(str, Enum):
+    """How a set orders its blocks when several environments are measured."""
+
+    env = "env"
+    block = "block"
+
+
+@dataclass
+class RunOptions:
+    """Everything `dscbench run` was asked besides the sweep itself."""
+
+    output: Path
+    force: bool = False
+    dry_run: bool = False
+    verify_counts: bool = True
+    skip_unavailable: bool = False
+    quiet: bool = False
+    envs: list[str] = field(default_factory=list)  # --env texts
+    precision: float | None = None
+    max_time: float | None = None
+    canary: bool = True
+    interleave: str = "env"  # runner.plan_visit's order of a set's blocks
+    processes: int = 3  # worker processes per environment, rounds taken in turn
+    breakdown: bool = False  # print each model variant's MACs and params per layer type
+    max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
+    shard: Any = None  # shards.Shard: run only the configurations this shard owns
+    calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
+    resume: bool = False  # finish the interrupted run in ``output`` (--resume DIR)
