@@ -6,7 +6,6 @@ consolidates the result tables when it ends."""
 from __future__ import annotations
 
 import itertools
-import os
 import socket
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from dscbench import results, runner
+from dscbench import ENVIRON_AT_START, results, runner
 from dscbench.commands.run.options import RunOptions
 from dscbench.commands.run.planning import Plan, harness_for
 from dscbench.env import collect_environment, utc_now
@@ -50,7 +49,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
             for name, m in plan.env_meta.items()
             if name or m
         },
-        "variables": tuning_variables(os.environ),
+        "variables": tuning_variables(ENVIRON_AT_START),
         "started_at": utc_now(),
         # A coordinator with workers never imports torch: the facts of the process that
         # measured (per environment when there are several) are the workers'.
