@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from dscbench import compare, results, runner
 from dscbench.cli import app
-from dscbench.export import compare as render
+from dscbench.export import comparison as render
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
 from tests.tables import tables_of

@@ -11,11 +11,13 @@ from pathlib import Path
 from rich.console import Console
 
 from dscbench import compare, results
-from dscbench.export import compare as render
+from dscbench.defaults import CONFIDENCE
 from dscbench.export import write_output
+from dscbench.export.comparison import FORMATS as RENDERERS
+from dscbench.export.comparison import rich_table
 from dscbench.spec import parse_fraction
 
-FORMATS = ("table", *render.FORMATS)
+FORMATS = ("table", *RENDERERS)
 
 
 def execute(
@@ -39,7 +41,7 @@ def execute(
     settings = dict(
         metric=metric,
         threshold=parse_fraction("--threshold", threshold),
-        confidence=parse_fraction("--confidence", confidence, example=0.95),
+        confidence=parse_fraction("--confidence", confidence, example=CONFIDENCE),
         baseline_env=baseline_env,
         candidate_env=candidate_env,
     )
@@ -81,17 +83,17 @@ def show(
     terminal table. ``output`` may not overwrite the ``inputs``."""
     if fmt == "table":
         if output == "-":
-            console.print(render.rich_table(comparison, fail_on_inconclusive))
+            console.print(rich_table(comparison, fail_on_inconclusive))
         else:
             write_output(output, table_text(comparison, fail_on_inconclusive), inputs or ())
         return
-    write_output(output, render.FORMATS[fmt](comparison, fail_on_inconclusive), inputs or ())
+    write_output(output, RENDERERS[fmt](comparison, fail_on_inconclusive), inputs or ())
     if output != "-":
-        console.print(render.rich_table(comparison, fail_on_inconclusive))
+        console.print(rich_table(comparison, fail_on_inconclusive))
 
 
 def table_text(comparison: compare.Comparison, fail_on_inconclusive: bool) -> str:
     """The terminal table as plain text, 160 columns wide (for --output FILE)."""
     buffer = Console(width=160, file=io.StringIO(), record=True)
-    buffer.print(render.rich_table(comparison, fail_on_inconclusive))
+    buffer.print(rich_table(comparison, fail_on_inconclusive))
     return buffer.export_text()
