@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from dscbench import compare, results, runner
+from dscbench import canary as canaries
+from dscbench import compare, results, runner, stats
 from dscbench.cli import app
 from dscbench.export import comparison as render
 from dscbench.measure import HarnessOptions
@@ -221,6 +223,27 @@ def test_a_regression_of_every_row_that_the_canary_does_not_share_fails_the_gate
     lines = render.shift_lines(comparison)
     assert "so every row itself changed" in lines[0]
     assert lines[1].startswith("Machine canary (a fixed workload timed every round): moved x")
+
+
+def test_the_printed_canary_interval_has_the_confidence_asked_for():
+    """--confidence 0.9 gives the machine canary a 90% interval too, like every row's."""
+    res = cli.invoke(
+        app, ["compare", str(BASE), str(CAND), "--confidence", "0.9", "--format", "markdown"]
+    )
+    assert "Threshold 5%, 90% intervals." in res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("- Machine canary")]
+    base, cand = results.load_results(BASE), results.load_results(CAND)
+    eb, ec = (canaries.run_estimate(rs.meta["canary"]["samples"]) for rs in (base, cand))
+    var, df = stats.welch(*([np.array([x]) for x in (eb.se2, eb.df, ec.se2, ec.df)]))
+    m, half = ec.mean - eb.mean, float(stats.t_quantile(0.9, df[0])) * math.sqrt(var[0])
+    shown = f"x{math.exp(m):.3f} [{math.exp(m - half):.3f}, {math.exp(m + half):.3f}]"
+    assert line == f"- Machine canary (a fixed workload timed every round): moved {shown}."
+    at_95 = compare.compare_sets(base, cand).canary
+    at_90 = compare.compare_sets(base, cand, confidence=0.9).canary
+    assert math.log(at_90.ci_high / at_90.ratio) / math.log(at_95.ci_high / at_95.ratio) == (
+        pytest.approx(stats.t_quantile(0.9, df[0]) / stats.t_quantile(0.95, df[0]))
+    )
+    assert f"{at_95.ci_low:.3f}" not in line  # the 95% interval would print other digits
 
 
 def test_a_machine_that_slowed_under_a_real_regression_is_taken_out():

@@ -14,10 +14,10 @@ from dscbench.compare.model import CanaryCheck
 
 
 def canary_check(
-    base: dict[str, Any], cand: dict[str, Any]
+    base: dict[str, Any], cand: dict[str, Any], confidence: float
 ) -> tuple[CanaryCheck, tuple[float, float] | None]:
-    """Candidate / baseline of the two runs' canaries, with (log ratio, variance) for the
-    decision; or why the canary cannot be used."""
+    """Candidate / baseline of the two runs' canaries, with its ``confidence`` interval and
+    (log ratio, variance) for the decision; or why the canary cannot be used."""
     cb, cc = base.get("canary") or {}, cand.get("canary") or {}
     missing = [side for side, c in (("baseline", cb), ("candidate", cc)) if not c.get("samples")]
     if missing:
@@ -39,6 +39,6 @@ def canary_check(
     m = ec.mean - eb.mean
     var, df = stats.welch(np.array([eb.se2]), np.array([eb.df]), np.array([ec.se2]),
                           np.array([ec.df]))  # fmt: skip
-    half = float(stats.t_quantile(0.95, df[0])) * math.sqrt(float(var[0]))
+    half = float(stats.t_quantile(confidence, df[0])) * math.sqrt(float(var[0]))
     check = CanaryCheck(True, "", math.exp(m), math.exp(m - half), math.exp(m + half))
     return check, (m, float(var[0]))

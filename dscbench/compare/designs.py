@@ -312,7 +312,7 @@ class Sequential(Design):
     ) -> tuple[CanaryCheck | None, tuple[float, float] | None]:
         if metric != "latency":
             return None, None
-        return canary_check(self.base.meta, self.cand.meta)
+        return canary_check(self.base.meta, self.cand.meta, confidence)
 
     def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
         sb, sc = sides.stats_b.loc[keys], sides.stats_c.loc[keys]
