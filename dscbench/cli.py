@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dscbench import __version__
+from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.errors import DscbenchError, SpecError
 
 app = typer.Typer(
@@ -734,6 +735,18 @@ def presets() -> None:
     console.print(table)
 
 
+class CompareMetric(str, Enum):
+    latency = "latency"
+    speedup = "speedup"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    github_benchmark = "github-benchmark"
+
+
 @app.command("compare")
 @user_errors
 def compare_runs(
@@ -749,20 +762,25 @@ def compare_runs(
     ] = None,
     *,
     metric: Annotated[
-        str,
+        CompareMetric,
         typer.Option(
+            case_sensitive=False,
             help="latency (per variant), or speedup (standard/separable ratio: cancels "
-            "machine speed)."
+            "machine speed).",
         ),
-    ] = "latency",
+    ] = CompareMetric.latency,
     threshold: Annotated[
         str, typer.Option(help="Smallest change that counts, as 0.05 or 5%.")
-    ] = "5%",
-    confidence: Annotated[str, typer.Option(help="Confidence of the intervals.")] = "0.95",
+    ] = f"{THRESHOLD:.0%}",
+    confidence: Annotated[
+        str, typer.Option(help="Confidence of the intervals.")
+    ] = f"{CONFIDENCE:g}",
     fmt: Annotated[
-        str,
-        typer.Option("--format", help="table, markdown, json or github-benchmark."),
-    ] = "table",
+        CompareFormat,
+        typer.Option(
+            "--format", case_sensitive=False, help="table, markdown, json or github-benchmark."
+        ),
+    ] = CompareFormat.table,
     output: Annotated[
         str, typer.Option("--output", "-o", help="File to write the format to; - is stdout.")
     ] = "-",
@@ -794,10 +812,10 @@ def compare_runs(
         candidate,
         baseline_env=baseline_env,
         candidate_env=candidate_env,
-        metric=metric.strip().lower(),
+        metric=metric.value,
         threshold=threshold,
         confidence=confidence,
-        fmt=fmt.strip().lower(),
+        fmt=fmt.value,
         output=output,
         fail_on_inconclusive=fail_on_inconclusive,
         allow_different_hardware=allow_different_hardware,
