@@ -13,7 +13,6 @@ import numpy as np
 from dscbench.errors import DscbenchError
 
 METRICS = ("latency", "speedup")
-DESIGNS = ("sequential", "interleaved")
 
 
 class CompareError(DscbenchError):
