@@ -1,4 +1,5 @@
-"""What the numbers were measured on: hardware, OS, library versions, threads, git sha.
+"""What the numbers were measured on: hardware, OS, library versions, threads, git sha; and
+how two runs' recorded facts differ (``environment_differences``, ``hardware_differences``).
 
 Library versions come from installed package metadata, so collecting them imports nothing heavy.
 """
@@ -134,3 +135,83 @@ def collect_environment(*, with_torch: bool = True) -> dict[str, Any]:
 
 def _first_lines(text: str, n: int) -> list[str]:
     return [line.strip() for line in text.strip().splitlines()[:n] if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Differences between two runs' facts
+# ---------------------------------------------------------------------------------------------
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list):
+        out[prefix] = ", ".join(str(v) for v in value)
+    elif value is not None:
+        out[prefix] = str(value)
+
+
+# Facts that identify the hardware; everything else in the environment may differ freely.
+HARDWARE_KEYS = ("environment.cpu_model", "environment.machine")
+ENVIRONMENT_KEYS = (
+    "environment.cpu_model",
+    "environment.machine",
+    "environment.cpu_count",
+    "environment.cpu_affinity",
+    "environment.hostname",
+    "environment.os",
+    "environment.python",
+    "environment.executable",
+    "environment.dscbench",
+    "environment.torch.num_threads",
+    "environment.torch.mkldnn_enabled",
+    "environment.cpu_governor",
+)
+
+
+def environment_differences(
+    base: dict[str, Any], cand: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """(what, baseline value, candidate value) for every recorded fact that differs: hardware,
+    threads, library versions, variables set for an environment, backend devices and versions."""
+    flat_b: dict[str, str] = {}
+    flat_c: dict[str, str] = {}
+    for meta, flat in ((base, flat_b), (cand, flat_c)):
+        _flatten("", {"environment": meta.get("environment", {})}, flat)
+        _flatten("", {"backends": meta.get("backends", {})}, flat)
+        _flatten("", {"variables": meta.get("variables", {})}, flat)
+    keys = [k for k in ENVIRONMENT_KEYS if k in flat_b or k in flat_c]
+    for prefix in ("environment.libraries.", "variables."):
+        keys += sorted(k for k in {*flat_b, *flat_c} if k.startswith(prefix))
+    names_b, names_c = set(base.get("backends", {})), set(cand.get("backends", {}))
+    keys += sorted(
+        k
+        for k in {*flat_b, *flat_c}
+        if k.startswith("backends.") and k.split(".")[1] in names_b & names_c
+    )
+    out = [
+        (k, flat_b.get(k, "-"), flat_c.get(k, "-"))
+        for k in keys
+        if flat_b.get(k, "-") != flat_c.get(k, "-")
+    ]
+    for name in sorted(names_b ^ names_c):
+        out.append((f"backends.{name}", "used" if name in names_b else "-",
+                    "used" if name in names_c else "-"))  # fmt: skip
+    return out
+
+
+def hardware_differences(base: dict[str, Any], cand: dict[str, Any]) -> list[str]:
+    """What says the two runs ran on different hardware: CPU model, architecture, GPU names."""
+    diffs = []
+    env_b, env_c = base.get("environment", {}), cand.get("environment", {})
+    for key in HARDWARE_KEYS:
+        name = key.split(".", 1)[1]
+        if env_b.get(name) != env_c.get(name):
+            diffs.append(f"{name} {env_b.get(name)!r} vs {env_c.get(name)!r}")
+    backends_b, backends_c = base.get("backends", {}), cand.get("backends", {})
+    for name in sorted(set(backends_b) & set(backends_c)):
+        b, c = backends_b[name], backends_c[name]
+        if b.get("device") == "cuda" and b.get("device_name") != c.get("device_name"):
+            diffs.append(f"{name} GPU {b.get('device_name')!r} vs {c.get('device_name')!r}")
+    return diffs

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from dscbench import results
-from dscbench.compare import hardware_differences
+from dscbench.env import hardware_differences
 from dscbench.errors import DscbenchError
 from dscbench.lock import holder
 from dscbench.signals import ignore_stop_signals, uninterrupted

@@ -95,7 +95,7 @@ def write(directory: Path = DATA) -> None:
     from rich.console import Console
 
     from dscbench import compare
-    from dscbench.export import compare as render
+    from dscbench.export import comparison as render
 
     for role in ("baseline", "candidate"):
         rs = make_run(role)

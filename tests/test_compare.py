@@ -9,14 +9,16 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from dscbench import canary as canaries
 from dscbench import compare, results, runner, stats
 from dscbench.cli import app
-from dscbench.export import compare as render
+from dscbench.export import comparison as render
 from dscbench.measure import HarnessOptions
 from dscbench.spec import Case, RunSettings
 from tests.tables import tables_of
@@ -223,6 +225,27 @@ def test_a_regression_of_every_row_that_the_canary_does_not_share_fails_the_gate
     assert lines[1].startswith("Machine canary (a fixed workload timed every round): moved x")
 
 
+def test_the_printed_canary_interval_has_the_confidence_asked_for():
+    """--confidence 0.9 gives the machine canary a 90% interval too, like every row's."""
+    res = cli.invoke(
+        app, ["compare", str(BASE), str(CAND), "--confidence", "0.9", "--format", "markdown"]
+    )
+    assert "Threshold 5%, 90% intervals." in res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("- Machine canary")]
+    base, cand = results.load_results(BASE), results.load_results(CAND)
+    eb, ec = (canaries.run_estimate(rs.meta["canary"]["samples"]) for rs in (base, cand))
+    var, df = stats.welch(*([np.array([x]) for x in (eb.se2, eb.df, ec.se2, ec.df)]))
+    m, half = ec.mean - eb.mean, float(stats.t_quantile(0.9, df[0])) * math.sqrt(var[0])
+    shown = f"x{math.exp(m):.3f} [{math.exp(m - half):.3f}, {math.exp(m + half):.3f}]"
+    assert line == f"- Machine canary (a fixed workload timed every round): moved {shown}."
+    at_95 = compare.compare_sets(base, cand).canary
+    at_90 = compare.compare_sets(base, cand, confidence=0.9).canary
+    assert math.log(at_90.ci_high / at_90.ratio) / math.log(at_95.ci_high / at_95.ratio) == (
+        pytest.approx(stats.t_quantile(0.9, df[0]) / stats.t_quantile(0.95, df[0]))
+    )
+    assert f"{at_95.ci_low:.3f}" not in line  # the 95% interval would print other digits
+
+
 def test_a_machine_that_slowed_under_a_real_regression_is_taken_out():
     # The machine ran 10% slow (canary and rows) and every row regressed 25% on top.
     comparison = compare.compare_sets(
@@ -419,8 +442,6 @@ def test_every_input_form_gives_the_same_comparison(tmp_path):
             "--threshold '5': give a fraction (0.05) or a percentage (5%), below 1 (100%)",
         ),
         (["--threshold", "abc"], "--threshold 'abc': not a number like 0.05 or 5%"),
-        (["--metric", "flops"], "--metric 'flops': not one of latency, speedup"),
-        (["--format", "xml"], "--format 'xml': not one of table, markdown, json, github-benchmark"),
         (["--confidence", "1.5%"], "--confidence 0.015: must be between 0.5 and 1"),
     ],
 )
@@ -428,6 +449,27 @@ def test_bad_options_are_one_line_exit_2(args, message):
     res = cli.invoke(app, ["compare", str(BASE), str(CAND), *args])
     assert res.exit_code == 2
     assert res.output.strip() == f"error: {message}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metric", "flops"], "'flops' is not one of 'latency', 'speedup'"),
+        (["--format", "xml"], "'xml' is not one of 'table', 'markdown', 'json', 'github-"),
+    ],
+)
+def test_bad_choices_are_one_line_exit_2(args, message):
+    """--metric and --format are choices typer checks: the console script says so in one line."""
+    out = subprocess.run(
+        [sys.executable, "-c", "from dscbench.cli import main; main()", "compare", str(BASE),
+         str(CAND), *args],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: Invalid value for '{args[0]}'")
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
 def test_bad_inputs_are_one_line_exit_2(tmp_path):

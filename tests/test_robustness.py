@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dscbench import results, stats
 from dscbench.cli import app
-from dscbench.export.compare import percent
+from dscbench.export.comparison import percent
 from tests.conftest import start_run
 
 BASE = Path(__file__).parent / "data" / "compare" / "baseline"

@@ -7,6 +7,7 @@ Imports no torch: comparing runs must be quick on a CI runner that never measure
 from __future__ import annotations
 
 import io
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,12 +15,25 @@ import typer
 from rich.console import Console
 
 from dscbench.commands import common
+from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.spec import parse_fraction
 
 if TYPE_CHECKING:
     from dscbench import compare
 
 app = typer.Typer()
+
+
+class CompareMetric(str, Enum):
+    latency = "latency"
+    speedup = "speedup"
+
+
+class CompareFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    github_benchmark = "github-benchmark"
 
 
 @app.command("compare")
@@ -36,20 +50,23 @@ def compare_runs(
     ] = None,
     *,
     metric: Annotated[
-        str,
+        CompareMetric,
         typer.Option(
+            case_sensitive=False,
             help="latency (per variant), or speedup (standard/separable ratio: cancels "
-            "machine speed)."
+            "machine speed).",
         ),
-    ] = "latency",
+    ] = CompareMetric.latency,
     threshold: Annotated[
         str, typer.Option(help="Smallest change that counts, as 0.05 or 5%.")
-    ] = "5%",
-    confidence: Annotated[str, typer.Option(help="Confidence of the intervals.")] = "0.95",
+    ] = f"{THRESHOLD:.0%}",
+    confidence: Annotated[
+        str, typer.Option(help="Confidence of the intervals.")
+    ] = f"{CONFIDENCE:g}",
     fmt: Annotated[
-        str,
-        typer.Option("--format", help="table, markdown, json or github-benchmark."),
-    ] = "table",
+        CompareFormat,
+        typer.Option("--format", case_sensitive=False, help="The output format."),
+    ] = CompareFormat.table,
     output: Annotated[
         str, typer.Option("--output", "-o", help="File to write the format to; - is stdout.")
     ] = "-",
@@ -79,10 +96,10 @@ def compare_runs(
         candidate,
         baseline_env=baseline_env,
         candidate_env=candidate_env,
-        metric=metric.strip().lower(),
+        metric=metric.value,
         threshold=threshold,
         confidence=confidence,
-        fmt=fmt.strip().lower(),
+        fmt=fmt.value,
         output=output,
         fail_on_inconclusive=fail_on_inconclusive,
         allow_different_hardware=allow_different_hardware,
@@ -108,7 +125,7 @@ def execute(
 ) -> int:
     """Two runs (sequential design), or one run's two environments (interleaved design)."""
     from dscbench import compare, results  # pandas and scipy, no torch
-    from dscbench.export import compare as render
+    from dscbench.export import comparison as render
 
     formats = ("table", *render.FORMATS)
     if fmt not in formats:
@@ -116,7 +133,7 @@ def execute(
     settings = dict(
         metric=metric,
         threshold=parse_fraction("--threshold", threshold),
-        confidence=parse_fraction("--confidence", confidence, example=0.95),
+        confidence=parse_fraction("--confidence", confidence, example=CONFIDENCE),
         baseline_env=baseline_env,
         candidate_env=candidate_env,
     )
@@ -156,24 +173,25 @@ def show(
 ) -> None:
     """The chosen format to ``output`` (- is stdout); a file gets the format and the log the
     terminal table. ``output`` may not overwrite the ``inputs``."""
-    from dscbench.export import compare as render
     from dscbench.export import write_output
+    from dscbench.export.comparison import FORMATS as RENDERERS
+    from dscbench.export.comparison import rich_table
 
     if fmt == "table":
         if output == "-":
-            console.print(render.rich_table(comparison, fail_on_inconclusive))
+            console.print(rich_table(comparison, fail_on_inconclusive))
         else:
             write_output(output, table_text(comparison, fail_on_inconclusive), inputs or ())
         return
-    write_output(output, render.FORMATS[fmt](comparison, fail_on_inconclusive), inputs or ())
+    write_output(output, RENDERERS[fmt](comparison, fail_on_inconclusive), inputs or ())
     if output != "-":
-        console.print(render.rich_table(comparison, fail_on_inconclusive))
+        console.print(rich_table(comparison, fail_on_inconclusive))
 
 
 def table_text(comparison: compare.Comparison, fail_on_inconclusive: bool) -> str:
     """The terminal table as plain text, 160 columns wide (for --output FILE)."""
-    from dscbench.export import compare as render
+    from dscbench.export.comparison import rich_table
 
     buffer = Console(width=160, file=io.StringIO(), record=True)
-    buffer.print(render.rich_table(comparison, fail_on_inconclusive))
+    buffer.print(rich_table(comparison, fail_on_inconclusive))
     return buffer.export_text()

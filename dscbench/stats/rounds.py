@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dscbench.defaults import CONFIDENCE
 from dscbench.stats.samples import StatWarning
 
 TRIM = 0.1  # share of rounds trimmed from each end: none below 10 rounds, one of 10, two of 20
-CONFIDENCE = 0.95
 MAD_TO_SD = 1.4826  # the MAD of a normal sample, times this, estimates its standard deviation
 
 

@@ -27,17 +27,20 @@ def round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric == "latency":
         per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
         return np.log(per_round).rename("cost").reset_index()
-    pairs = samples.pivot_table(
-        index=["config_id", "backend", "env", "round", "pair"],
-        columns="variant",
-        values="time_s",
-        aggfunc="first",
-    ).dropna()
+    pairs = sets(samples, ["config_id", "backend", "env", "round", "pair"], "variant")
     ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
     per_round = ratio.groupby(level=["config_id", "backend", "env", "round"], sort=False).median()
     out = (-np.log(per_round)).rename("cost").reset_index()
     out["variant"] = "pair"
     return out
+
+
+def sets(samples: pd.DataFrame, index: list[str], columns: str | list[str]) -> pd.DataFrame:
+    """The blocks' times (seconds per iteration) side by side: one row per ``index`` (a set of
+    a round), one column per ``columns``; sets that lack a block are dropped."""
+    return samples.pivot_table(
+        index=index, columns=columns, values="time_s", aggfunc="first"
+    ).dropna()
 
 
 def row_stats(samples: pd.DataFrame, metric: str) -> pd.DataFrame:

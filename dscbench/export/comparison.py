@@ -1,7 +1,8 @@
 """Renderings of a Comparison: a rich table, markdown, JSON, github-action-benchmark.
 
-Every renderer orders rows the same way: regressions first, then inconclusive, faster, same,
-added, removed and other failures, so the line that fails a CI job is the first one read.
+Every renderer orders rows the same way (``Verdict.rank``): regressions first, then
+inconclusive, faster, same, added, removed and other failures, so the line that fails a CI job
+is the first one read.
 """
 
 from __future__ import annotations
@@ -14,24 +15,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison
+from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
 from dscbench.export.units import format_seconds
 from dscbench.jsonsafe import json_safe
-
-ORDER = ("slower", "newly failing", "inconclusive", "faster", "same", "added", "removed", "failed")
-STYLES = {
-    "slower": "bold red",
-    "newly failing": "bold red",
-    "inconclusive": "yellow",
-    "faster": "green",
-    "same": "",
-    "added": "cyan",
-    "removed": "cyan",
-    "failed": "magenta",
-}
-
-
-COUNTED = ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
 
 
 def percent(fraction: float) -> str:
@@ -39,15 +25,8 @@ def percent(fraction: float) -> str:
     return f"{fraction * 100:.6g}%"
 
 
-def shown_verdict(change: Change) -> str:
-    """The verdict as shown: a row that fails only in the candidate is 'newly failing'."""
-    if change.newly_failing:
-        return "newly failing"
-    return change.verdict
-
-
 def ordered(comparison: Comparison) -> list[Change]:
-    return sorted(comparison.changes, key=lambda c: ORDER.index(shown_verdict(c)))
+    return sorted(comparison.changes, key=lambda c: c.shown.rank)
 
 
 # Terminal and markdown tables list every row up to these sizes; beyond, they keep the rows
@@ -61,9 +40,9 @@ def shown_rows(comparison: Comparison, limit: int) -> tuple[list[Change], str]:
     rows = ordered(comparison)
     if len(rows) <= limit:
         return rows, ""
-    kept = [c for c in rows if c.verdict != "same"][:limit]
+    kept = [c for c in rows if c.verdict != Verdict.SAME][:limit]
     left = len(rows) - len(kept)
-    same = comparison.count("same") - sum(c.verdict == "same" for c in kept)
+    same = comparison.count(Verdict.SAME) - sum(c.verdict == Verdict.SAME for c in kept)
     return kept, (
         f"... {left} more rows not listed ({same} of them same); --format json lists every row"
     )
@@ -110,13 +89,15 @@ def title(comparison: Comparison) -> str:
 
 
 def summary(comparison: Comparison) -> str:
-    counts = ", ".join(f"{comparison.count(v)} {v}" for v in COUNTED if comparison.count(v))
+    counts = ", ".join(
+        f"{comparison.count(v)} {v.value}" for v in Verdict.in_summaries() if comparison.count(v)
+    )
     gm = comparison.geometric_mean_ratio()
     what = "latency" if comparison.metric == "latency" else "separable speedup"
     text = f"{len(comparison.changes)} rows: {counts}."
     if math.isfinite(gm):
         text += f" Geometric-mean {what} ratio candidate/baseline: {gm:.3f}."
-    newly = sum(shown_verdict(c) == "newly failing" for c in comparison.changes)
+    newly = sum(c.shown == Verdict.NEWLY_FAILING for c in comparison.changes)
     if newly:
         text += f" {newly} row(s) fail in the candidate only (counted as regressions)."
     return text
@@ -127,7 +108,7 @@ def decision(comparison: Comparison, fail_on_inconclusive: bool) -> str:
     if code == 1:
         return f"REGRESSION: {len(comparison.regressions)} row(s) got worse (exit 1)."
     if code == 3:
-        return f"INCONCLUSIVE: {comparison.count('inconclusive')} row(s) (exit 3)."
+        return f"INCONCLUSIVE: {comparison.count(Verdict.INCONCLUSIVE)} row(s) (exit 3)."
     return "No regression (exit 0)."
 
 
@@ -202,13 +183,13 @@ def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Gr
     rows, left_out = shown_rows(comparison, MAX_TABLE_ROWS)
     several = _several_backends(comparison)
     for change in rows:
-        verdict = shown_verdict(change)
+        verdict = change.shown
         table.add_row(
-            Text(verdict, style=STYLES[verdict]),
+            Text(verdict.value, style=verdict.style),
             _row_name(comparison, change, several),
             _value(comparison, change.baseline),
             _value(comparison, change.candidate),
-            Text(_ratio(change), style=STYLES[verdict]),
+            Text(_ratio(change), style=verdict.style),
             change.note,
         )
     parts: list[Any] = [table]
@@ -258,8 +239,8 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     rows, left_out = shown_rows(comparison, MAX_MARKDOWN_ROWS)
     several = _several_backends(comparison)
     for change in rows:
-        verdict = shown_verdict(change)
-        shown = f"**{verdict}**" if verdict in ("slower", "newly failing") else verdict
+        verdict = change.shown
+        shown = f"**{verdict.value}**" if verdict.regression else verdict.value
         lines.append(
             f"| {shown} | {_md_escape(_row_name(comparison, change, several))} | "
             f"{_value(comparison, change.baseline)} | {_value(comparison, change.candidate)} | "
@@ -294,10 +275,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
         "confidence": comparison.confidence,
         "exit_code": comparison.exit_code(fail_on_inconclusive),
         "summary": {
-            **{
-                v: comparison.count(v)
-                for v in ("slower", "faster", "same", "inconclusive", "added", "removed", "failed")
-            },
+            **{v.value: comparison.count(v) for v in Verdict.in_summaries()},
             "regressions": len(comparison.regressions),
             "geometric_mean_ratio": json_safe(comparison.geometric_mean_ratio()),
         },
@@ -334,7 +312,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "env": c.env,
                 "variant": c.variant,
                 "label": c.label,
-                "verdict": shown_verdict(c),
+                "verdict": c.shown.value,
                 "baseline": json_safe(c.baseline),
                 "candidate": json_safe(c.candidate),
                 "ratio": json_safe(c.ratio),
@@ -364,7 +342,7 @@ def github_benchmark(comparison: Comparison, fail_on_inconclusive: bool = False)
             name, unit, value = f"{c.label} sep/std time [{c.backend}]", "ratio", 1 / c.candidate
         if c.env:
             name += f" {{{c.env}}}"
-        extra = f"verdict: {shown_verdict(c)}"
+        extra = f"verdict: {c.shown.value}"
         if math.isfinite(c.ratio):
             extra += f"; candidate/baseline {_ratio(c)}"
         if c.note:

@@ -1,0 +1,378 @@
+"""The two designs of a comparison, on one skeleton (README "Comparing runs" has the prose
+version). ``judge`` matches the two sides' rows, models the comparable ones and decides them
+(``decide.py``); a ``Design`` supplies what differs: where the two sides come from, what a row's
+log ratio and variance are, the spread and notes it reports, and how a whole-run shift reads.
+
+**Interleaved** (``compare_envs``): one ``dscbench run --env base=... --env head=...`` measured
+both environments in the same minutes, block by block in random order. The unit is the
+*paired round*: per round, the median over sets of the log-ratio of the two environments'
+blocks that were measured side by side. A slow phase of the machine moves both sides of every
+set alike and cancels, so a shift shared by every row is real: a 25% slowdown of every row is
+25% slower rows, and a disturbed run stays usable. A row's value is the (trimmed, from 10
+rounds) mean of its paired round values, with a t interval over rounds.
+
+**Sequential** (``compare_sets``): two runs made one after the other.
+
+- The unit is the round. A row's value is the trimmed mean of its per-round log medians after
+  removing the part of each round that all rows of its backend share (a slow phase), with a
+  Yuen-Welch interval from both sides.
+- Run-to-run spread between rows, which no single run shows (MAD of the rows' log-ratios
+  around their median, minus the within-run part), is added to every row's variance, as the
+  between-study variance of a random-effects meta-analysis.
+- The shift all rows share (their median log-ratio, with an order-statistic interval) is what
+  a faster or slower machine looks like, and also what a regression of every row looks like.
+  The machine canary (canary.py), timed in every round of both runs, tells them apart: a shift
+  the canary does not share is a change of the rows themselves, judged on each row's ratio
+  with the canary's own movement taken out; a shift the canary shares is the machine, and rows
+  that merely moved with it are ``inconclusive`` (rows beyond it are judged at three standard
+  errors: rows respond unevenly to a machine that changed speed). Without a canary on both
+  sides (files from before schema 3) the shift is always read as the machine, and the
+  comparison says that a uniform regression cannot be told from it.
+
+Rows present on one side only are ``added``/``removed``; rows not ``ok`` on a side are
+``failed`` (``match.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dscbench import stats
+from dscbench.compare.canary_check import canary_check
+from dscbench.compare.decide import Decision, RowModel, between_run_variance, decide_rows
+from dscbench.compare.match import Matched, incomplete_notes, join, match_rows
+from dscbench.compare.model import CanaryCheck, Change, CompareError, Comparison, check_settings
+from dscbench.compare.noise import paired_round_values, typical_values
+from dscbench.compare.sides import env_meta, pick_envs, select_env
+from dscbench.defaults import CONFIDENCE, THRESHOLD
+from dscbench.env import environment_differences, hardware_differences
+from dscbench.results import ResultSet
+from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, row_stats
+
+
+def compare_sets(
+    base: ResultSet,
+    cand: ResultSet,
+    *,
+    metric: str = "latency",
+    threshold: float = THRESHOLD,
+    confidence: float = CONFIDENCE,
+    allow_different_hardware: bool = False,
+    baseline_env: str | None = None,
+    candidate_env: str | None = None,
+) -> Comparison:
+    """Sequential design: match the rows of two runs and decide a verdict for each (model in
+    the module doc). ``baseline_env``/``candidate_env`` pick one environment of a run that
+    measured several."""
+    check_settings(metric, threshold, confidence)
+    design = Sequential.of(base, cand, allow_different_hardware, baseline_env, candidate_env)
+    return judge(design, metric, threshold, confidence)
+
+
+def compare_envs(
+    rs: ResultSet,
+    *,
+    baseline_env: str | None = None,
+    candidate_env: str | None = None,
+    metric: str = "latency",
+    threshold: float = THRESHOLD,
+    confidence: float = CONFIDENCE,
+) -> Comparison:
+    """Interleaved design: two environments of one run, judged on paired rounds (module doc).
+    Without ``baseline_env``/``candidate_env`` the run must have exactly two environments: the
+    first given is the baseline."""
+    check_settings(metric, threshold, confidence)
+    return judge(Interleaved.of(rs, baseline_env, candidate_env), metric, threshold, confidence)
+
+
+@dataclass
+class Sides:
+    """Both sides of a comparison: each row's estimate per side and the matched rows."""
+
+    stats_b: pd.DataFrame
+    stats_c: pd.DataFrame
+    typical_c: dict[tuple, tuple]
+    matched: Matched
+
+    @classmethod
+    def of(cls, base: ResultSet, cand: ResultSet, metric: str, confidence: float) -> Sides:
+        sign = 1.0 if metric == "latency" else -1.0
+        stats_b, stats_c = row_stats(base.samples, metric), row_stats(cand.samples, metric)
+        typical_b = typical_values(stats_b, sign, confidence)
+        typical_c = typical_values(stats_c, sign, confidence)
+        matched = match_rows(base.results, cand.results, metric, typical_b, typical_c)
+        return cls(stats_b, stats_c, typical_c, matched)
+
+    def changes(self, model: RowModel, decision: Decision, sign: float) -> list[Change]:
+        """Every row's Change, in the order the rows were matched."""
+        matched = self.matched
+        changes = dict(matched.settled)
+        for j, key in enumerate(model.keys):
+            d, half = model.d[j], decision.half[j]
+            lo, hi = sorted((math.exp(sign * (d - half)), math.exp(sign * (d + half))))
+            changes[key] = Change(
+                config_id=key[0],
+                backend=key[1],
+                env=key[2],
+                variant=key[3],
+                label=matched.labels[key],
+                verdict=decision.verdict[j],
+                baseline=math.exp(sign * model.mean_b[j]),
+                candidate=math.exp(sign * model.mean_c[j]),
+                ratio=math.exp(sign * d),
+                ci_low=lo,
+                ci_high=hi,
+                rounds=model.rounds[j],
+                note=join(decision.notes[j], matched.counts.get(key)),
+                spread=self.typical_c.get(key, (math.nan, math.nan))[1],
+            )
+        return [changes[k] for k in matched.keys]
+
+
+class Design:
+    """What a design supplies to ``judge``: the two sides (``base``, ``cand``, each a plain
+    run), and the steps that differ between designs."""
+
+    name: ClassVar[str]
+    shift_reading: ClassVar[str]  # how a whole-run shift reads (decide_rows)
+    run_to_run: ClassVar[bool]  # two runs made apart: add their run-to-run variance to each row
+    base: ResultSet
+    cand: ResultSet
+    envs: tuple[str, str] = ("", "")
+    hardware_differs: bool = False
+
+    def prepare(self, metric: str) -> None:
+        """Compute what the later steps need beyond each side's row estimates."""
+
+    def unmeasured(self, sides: Sides) -> list[Callable[[tuple], str]]:
+        """Why a row both sides have cannot be compared after all ("" when it can)."""
+        raise NotImplementedError
+
+    def spreads(self, sides: Sides) -> dict[str, float]:
+        """How much the rounds disagree, per side (stats.spread)."""
+        raise NotImplementedError
+
+    def notes(self, spreads: dict[str, float]) -> list[str]:
+        """What the comparison says about its sides before any row is judged."""
+        raise NotImplementedError
+
+    def canary(
+        self, metric: str, confidence: float
+    ) -> tuple[CanaryCheck | None, tuple[float, float] | None]:
+        """The machine canary's check and (log ratio, variance); (None, None) without one."""
+        return None, None
+
+    def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
+        """The comparable rows' log cost ratios and their variances."""
+        raise NotImplementedError
+
+    def environment(self) -> list[tuple[str, str, str]]:
+        """(what, baseline, candidate) for every recorded fact that differs."""
+        return environment_differences(self.base.meta, self.cand.meta)
+
+
+def judge(design: Design, metric: str, threshold: float, confidence: float) -> Comparison:
+    """The skeleton of both designs: estimate each side's rows, match them, settle the rows
+    that cannot be compared, then model and decide the rest."""
+    sign = 1.0 if metric == "latency" else -1.0  # cost = log latency, or -log speedup
+    sides = Sides.of(design.base, design.cand, metric, confidence)
+    design.prepare(metric)
+    matched = sides.matched
+    matched.fail_unmeasured(*design.unmeasured(sides))
+    spreads = design.spreads(sides)
+    notes = design.notes(spreads)
+    check, canary = design.canary(metric, confidence)
+    if check is not None and not check.available:
+        notes.append(
+            f"{check.reason}: a regression of every row cannot be told from a machine that "
+            "changed speed (runs from dscbench 0.3 on time a canary in every round)"
+        )
+    if not matched.comparable:
+        changes, shifts = [matched.settled[k] for k in matched.keys], []
+    else:
+        model = design.row_model(sides, matched.comparable)
+        extra = None
+        if design.run_to_run:
+            extra, extra_notes = between_run_variance(model)
+            notes.extend(extra_notes)
+        decision = decide_rows(
+            model,
+            math.log1p(threshold),
+            confidence,
+            sign=sign,
+            extra=extra,
+            shift_reading=design.shift_reading,
+            canary=canary,
+        )
+        changes, shifts = sides.changes(model, decision, sign), decision.shifts
+    return Comparison(
+        metric=metric,
+        threshold=threshold,
+        confidence=confidence,
+        changes=changes,
+        shifts=shifts,
+        environment=design.environment(),
+        hardware_differs=design.hardware_differs,
+        notes=notes,
+        round_spread=spreads,
+        design=design.name,
+        envs=design.envs,
+        canary=check,
+    )
+
+
+def _row_model(
+    keys: list[tuple],
+    d: np.ndarray,
+    v: np.ndarray,
+    df: np.ndarray,
+    sides: Sides,
+    nb: np.ndarray,
+    nc: np.ndarray,
+) -> RowModel:
+    """The RowModel of ``keys``: log cost ratios ``d`` with variance ``v`` and ``df`` degrees of
+    freedom, each side's value for display and its number of rounds (``nb``, ``nc``)."""
+    sb, sc = sides.stats_b.loc[keys], sides.stats_c.loc[keys]
+    return RowModel(
+        keys=keys,
+        d=d,
+        v=v,
+        df=df,
+        few=(nb < 2) | (nc < 2),
+        mean_b=sb["mean"].to_numpy(dtype=float),
+        mean_c=sc["mean"].to_numpy(dtype=float),
+        rounds=[(int(a), int(b)) for a, b in zip(nb, nc, strict=True)],
+    )
+
+
+class Sequential(Design):
+    """Two runs made one after the other: each side's rows from its own rounds, run-to-run
+    spread added, a whole-run shift read against the machine canary."""
+
+    name = "sequential"
+    shift_reading = "machine"
+    run_to_run = True
+
+    def __init__(self, base: ResultSet, cand: ResultSet, hardware_differs: bool) -> None:
+        self.base, self.cand, self.hardware_differs = base, cand, hardware_differs
+
+    @classmethod
+    def of(
+        cls,
+        base: ResultSet,
+        cand: ResultSet,
+        allow_different_hardware: bool,
+        baseline_env: str | None,
+        candidate_env: str | None,
+    ) -> Sequential:
+        """The two runs' chosen environments, refused when their hardware differs (unless
+        allowed) or when a side measured rows but kept no samples."""
+        base = select_env(base, baseline_env, "--baseline-env")
+        cand = select_env(cand, candidate_env, "--candidate-env")
+        hardware = hardware_differences(base.meta, cand.meta)
+        if hardware and not allow_different_hardware:
+            raise CompareError(
+                "the runs were measured on different hardware ("
+                + "; ".join(hardware)
+                + "); pass --allow-different-hardware to compare anyway"
+            )
+        for name, rs in (("baseline", base), ("candidate", cand)):
+            ok = rs.results[rs.results.status == "ok"]
+            if len(ok) and rs.samples.empty:
+                raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
+        return cls(base, cand, bool(hardware))
+
+    def unmeasured(self, sides: Sides) -> list[Callable[[tuple], str]]:
+        return [
+            lambda key: "" if key in sides.stats_b.index else "baseline has no samples",
+            lambda key: "" if key in sides.stats_c.index else "candidate has no samples",
+        ]
+
+    def spreads(self, sides: Sides) -> dict[str, float]:
+        return {"baseline": stats.spread(sides.stats_b), "candidate": stats.spread(sides.stats_c)}
+
+    def notes(self, spreads: dict[str, float]) -> list[str]:
+        notes = incomplete_notes({"baseline": self.base, "candidate": self.cand})
+        return notes + [
+            f"{side}: its rounds disagree by {spread:.1%} (median over rows; steady runs stay "
+            f"under {DISTURBED_ROUND_SPREAD:.0%}), so the machine was busy during that run and "
+            "its rows will mostly be inconclusive; rerun it"
+            for side, spread in spreads.items()
+            if spread > DISTURBED_ROUND_SPREAD
+        ]
+
+    def canary(
+        self, metric: str, confidence: float
+    ) -> tuple[CanaryCheck | None, tuple[float, float] | None]:
+        if metric != "latency":
+            return None, None
+        return canary_check(self.base.meta, self.cand.meta, confidence)
+
+    def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
+        sb, sc = sides.stats_b.loc[keys], sides.stats_c.loc[keys]
+        vb, vc = sb["se2"].to_numpy(dtype=float), sc["se2"].to_numpy(dtype=float)
+        v, df = stats.welch(vb, sb["df"].to_numpy(dtype=float), vc, sc["df"].to_numpy(dtype=float))
+        d = (sc["mean"] - sb["mean"]).to_numpy(dtype=float)
+        nb, nc = sb["n"].to_numpy().astype(int), sc["n"].to_numpy().astype(int)
+        return _row_model(keys, d, v, df, sides, nb, nc)
+
+
+class Interleaved(Design):
+    """Two environments of one run, measured side by side: rows judged on paired rounds, in
+    which the machine cancels, so a whole-run shift is real."""
+
+    name = "interleaved"
+    shift_reading = "real"
+    run_to_run = False
+
+    def __init__(self, run: ResultSet, envs: tuple[str, str]) -> None:
+        self.run, self.envs = run, envs
+        self.base = select_env(run, envs[0], "--baseline-env")
+        self.cand = select_env(run, envs[1], "--candidate-env")
+        self.paired = pd.DataFrame()
+
+    @classmethod
+    def of(cls, rs: ResultSet, baseline_env: str | None, candidate_env: str | None) -> Interleaved:
+        return cls(rs, pick_envs(rs, baseline_env, candidate_env))
+
+    def prepare(self, metric: str) -> None:
+        values = paired_round_values(self.run.samples, *self.envs, metric)
+        self.paired = stats.row_estimates(values, KEY)
+
+    def unmeasured(self, sides: Sides) -> list[Callable[[tuple], str]]:
+        paired = self.paired
+        return [lambda key: "" if key in paired.index else "no sets measured both environments"]
+
+    def spreads(self, sides: Sides) -> dict[str, float]:
+        return {
+            self.envs[0]: stats.spread(sides.stats_b),
+            self.envs[1]: stats.spread(sides.stats_c),
+            "paired": stats.spread(self.paired),
+        }
+
+    def notes(self, spreads: dict[str, float]) -> list[str]:
+        paired = spreads["paired"]
+        return (
+            [
+                f"the two environments' paired rounds disagree by {paired:.1%} (median over rows); "
+                "intervals are wide: raise --rounds or --min-time, or use --precision"
+            ]
+            if paired > DISTURBED_ROUND_SPREAD
+            else []
+        )
+
+    def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
+        p = self.paired.loc[keys]
+        n = p["n"].to_numpy().astype(int)
+        d, v, df = (p[c].to_numpy(dtype=float) for c in ("mean", "se2", "df"))
+        return _row_model(keys, d, v, df, sides, n, n)
+
+    def environment(self) -> list[tuple[str, str, str]]:
+        meta = self.run.meta
+        return environment_differences(env_meta(meta, self.envs[0]), env_meta(meta, self.envs[1]))
