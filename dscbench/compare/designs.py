@@ -54,6 +54,7 @@ from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.env import environment_differences, hardware_differences
 from dscbench.results import ResultSet
 from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, row_stats
+from dscbench.status import Status
 
 
 def compare_sets(
@@ -283,7 +284,7 @@ class Sequential(Design):
                 + "); pass --allow-different-hardware to compare anyway"
             )
         for name, rs in (("baseline", base), ("candidate", cand)):
-            ok = rs.results[rs.results.status == "ok"]
+            ok = rs.results[rs.results.status == Status.OK]
             if len(ok) and rs.samples.empty:
                 raise CompareError(f"{name}: no raw samples (samples.parquet) beside the results")
         return cls(base, cand, bool(hardware))

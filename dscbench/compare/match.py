@@ -13,9 +13,7 @@ import pandas as pd
 from dscbench.compare.model import Change, Verdict
 from dscbench.labels import row_label
 from dscbench.results import LABEL_COLUMNS
-
-NOT_MEASURED = "not_measured"
-COMPLETE = "complete"
+from dscbench.status import RunStatus, Status
 
 # Axes whose values, when the two sides share none, explain why no row matched: (column, how to
 # say it, the flag that sets it).
@@ -50,9 +48,9 @@ def why_nothing_comparable(base: pd.DataFrame, cand: pd.DataFrame, sides: tuple[
         return f"nothing to compare: the two sides share no configuration; {reason}"
     shared = keys_b & keys_c
     ok_b = {k for k, s in zip(zip(base.config_id, base.backend, base.variant, strict=True),
-                              base.status, strict=True) if s == "ok"}  # fmt: skip
+                              base.status, strict=True) if s == Status.OK}  # fmt: skip
     ok_c = {k for k, s in zip(zip(cand.config_id, cand.backend, cand.variant, strict=True),
-                              cand.status, strict=True) if s == "ok"}  # fmt: skip
+                              cand.status, strict=True) if s == Status.OK}  # fmt: skip
     return (
         f"nothing to compare: of the {len(shared)} rows both sides have, {sides[0]} measured "
         f"{len(shared & ok_b)} and {sides[1]} {len(shared & ok_c)}, and none was measured by "
@@ -65,9 +63,9 @@ def incomplete_notes(sides: dict[str, Any]) -> list[str]:
     its unreached rows are left out, not counted as failures."""
     notes = []
     for name, rs in sides.items():
-        status = rs.meta.get("status", COMPLETE)
-        if status != COMPLETE:
-            missing = int((rs.results.status == NOT_MEASURED).sum())
+        status = rs.meta.get("status", RunStatus.COMPLETE)
+        if status != RunStatus.COMPLETE:
+            missing = int((rs.results.status == Status.NOT_MEASURED).sum())
             notes.append(
                 f"{name} is incomplete (status {status}, {rs.meta.get('rounds_done', '?')} "
                 f"round(s) done): {missing} row(s) it never measured are left out, and only "
@@ -84,7 +82,7 @@ def _rows(results: pd.DataFrame, metric: str) -> dict[tuple, dict[str, Any]]:
     columns = ["config_id", "variant", *[f for f in ROW_FIELDS if f != "variant"]]
     # A row an interrupted run never reached is absent, not failing: only what both sides
     # measured is judged (incomplete_notes says a side was cut short).
-    results = results[results.status != NOT_MEASURED]
+    results = results[results.status != Status.NOT_MEASURED]
     if metric == "latency":
         rows = results[columns]
     else:
@@ -155,11 +153,11 @@ def match_rows(
                     **common, verdict=Verdict.ADDED, candidate=value, spread=spread
                 )
             continue
-        if b["status"] != "ok" or c["status"] != "ok":
-            if b["status"] == "ok":
+        if b["status"] != Status.OK or c["status"] != Status.OK:
+            if b["status"] == Status.OK:
                 side = "candidate"
                 note = f"candidate {c['status']}: {_own_error(c['error'], key[3])}".rstrip(": ")
-            elif c["status"] == "ok":
+            elif c["status"] == Status.OK:
                 side = "baseline"
                 note = f"baseline {b['status']}: {_own_error(b['error'], key[3])}".rstrip(": ")
             else:
