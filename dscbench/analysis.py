@@ -17,10 +17,60 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dscbench.export.table import pairs, series_columns, series_name
+from dscbench.results import LABEL_COLUMNS, PAIR_COLUMNS
 from dscbench.stats import geometric_mean
 
 GROUP_AXES = ("backend", "env", "kernel")
+
+
+SHARED_COLUMNS = (*LABEL_COLUMNS, "status", "error")
+# Columns that tell rows of one (configuration, backend, environment) apart, present only when
+# a table holds them: ``run`` when it holds several runs (`report A B`, `report R R`),
+# ``machine`` (with its description ``machine_hardware``) when a run mixes hardware (a merge
+# made with --allow-different-hardware). Every pairing, summary and plot series splits by them.
+SERIES_COLUMNS = ("run", "machine")
+SERIES_DETAILS = ("machine_hardware",)
+
+
+def series_columns(results: pd.DataFrame) -> list[str]:
+    """The SERIES_COLUMNS that ``results`` has."""
+    return [c for c in SERIES_COLUMNS if c in results.columns]
+
+
+def series_name(backend: str, env: str = "", run: Any = "", machine: Any = "") -> str:
+    """'torch-cpu', 'torch-cpu {py312}', 'torch-cpu at host-a in run "a (2)"'."""
+    name = f"{backend} {{{env}}}" if env else str(backend)
+    if isinstance(machine, str) and machine:
+        name += f" at {machine}"
+    if isinstance(run, str) and run:
+        name += f' in run "{run}"'
+    return name
+
+
+def series_of(row: Mapping[str, Any]) -> str:
+    """``series_name`` of a row (a dict or a pandas row's fields)."""
+    return series_name(
+        row["backend"], row.get("env") or "", row.get("run", ""), row.get("machine", "")
+    )
+
+
+def pairs(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (config, backend, env), and per run and machine where the table has those
+    columns (SERIES_COLUMNS): the standard row's columns suffixed ``_std`` next to the
+    separable row's suffixed ``_sep``; pair and configuration columns also appear
+    unsuffixed."""
+    key = [*series_columns(results), "config_id", "backend", "env"]
+    std = results[results.variant == "standard"].set_index(key)
+    sep = results[results.variant == "separable"].set_index(key)
+    joined = std.merge(
+        sep, left_index=True, right_index=True, how="outer", suffixes=("_std", "_sep")
+    )
+    details = [c for c in SERIES_DETAILS if c in results.columns]
+    shared = joined[[f"{c}_sep" for c in (*PAIR_COLUMNS, *SHARED_COLUMNS, *details)]]
+    shared.columns = [*PAIR_COLUMNS, *SHARED_COLUMNS, *details]
+    joined = pd.concat([joined, shared], axis=1)
+    order = list(dict.fromkeys(zip(*(results[c] for c in key), strict=True)))  # sweep order
+    return joined.reindex(pd.MultiIndex.from_tuples(order, names=key)).reset_index()
 
 
 # ---------------------------------------------------------------------------------------------

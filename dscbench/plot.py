@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dscbench.analysis import break_even, measured_pairs
+from dscbench.analysis import break_even, measured_pairs, series_columns, series_of
 from dscbench.errors import DscbenchError
-from dscbench.export.table import series_columns, series_of
 from dscbench.labels import constant_axes, describe_constant
 
 KINDS = ("speedup", "roofline", "latency", "breakeven")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from dscbench import api
 from dscbench.commands import common
 from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.spec import parse_fraction
@@ -124,40 +125,22 @@ def execute(
     console: Console,
 ) -> int:
     """Two runs (sequential design), or one run's two environments (interleaved design)."""
-    from dscbench import compare, results  # pandas and scipy, no torch
+    from dscbench import compare  # pandas and scipy, no torch
     from dscbench.export import comparison as render
 
     formats = ("table", *render.FORMATS)
     if fmt not in formats:
         raise compare.CompareError(f"--format {fmt!r}: not one of {', '.join(formats)}")
-    settings = dict(
+    comparison = api.compare(
+        baseline,
+        candidate,
         metric=metric,
         threshold=parse_fraction("--threshold", threshold),
         confidence=parse_fraction("--confidence", confidence, example=CONFIDENCE),
         baseline_env=baseline_env,
         candidate_env=candidate_env,
+        allow_different_hardware=allow_different_hardware,
     )
-    base = results.load_results(baseline)
-    if candidate is None:
-        comparison = compare.compare_envs(base, **settings)
-        a, b = comparison.envs
-        sides = (base.results[base.results.env == a], base.results[base.results.env == b])
-        names = (f"environment {a}", f"environment {b}")
-    else:
-        cand = results.load_results(candidate)
-        for path, rs in ((baseline, base), (candidate, cand)):
-            if rs.meta.get("mixed_hardware") and not allow_different_hardware:
-                raise compare.CompareError(
-                    f"{path} merges shards measured on different hardware; compare it with "
-                    "--allow-different-hardware"
-                )
-        comparison = compare.compare_sets(
-            base, cand, allow_different_hardware=allow_different_hardware, **settings
-        )
-        sides, names = (base.results, cand.results), ("baseline", "candidate")
-    if not comparison.comparable and not comparison.regressions:
-        # Nothing measured on both sides is not a pass (a gate that cannot judge must say so).
-        raise compare.CompareError(compare.why_nothing_comparable(*sides, names))
     inputs = [baseline] if candidate is None else [baseline, candidate]
     show(comparison, fmt, output, fail_on_inconclusive, console, inputs)
     return comparison.exit_code(fail_on_inconclusive)

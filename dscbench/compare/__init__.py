@@ -13,8 +13,12 @@ Data only; nothing here prints (``dscbench/export/comparison.py`` renders a Comp
   the model behind them is in its module doc.
 """
 
+import sys
+import types
+from typing import Any
+
 from dscbench.compare.decide import CANARY_TRACKING_SD
-from dscbench.compare.designs import compare_envs, compare_sets
+from dscbench.compare.designs import compare_envs, compare_sets, judge_runs
 from dscbench.compare.match import why_nothing_comparable
 from dscbench.compare.model import (
     METRICS,
@@ -48,8 +52,20 @@ __all__ = [
     "Verdict",
     "compare_envs",
     "compare_sets",
+    "judge_runs",
     "round_values",
     "row_stats",
     "run_round_spread",
     "why_nothing_comparable",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``dscbench.compare(a, b)`` is ``judge_runs`` (the API's compare), while
+    ``dscbench.compare`` stays this package for everything that imports from it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
+        return judge_runs(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -46,13 +47,19 @@ import pandas as pd
 from dscbench import stats
 from dscbench.compare.canary_check import canary_check
 from dscbench.compare.decide import Decision, RowModel, between_run_variance, decide_rows
-from dscbench.compare.match import Matched, incomplete_notes, join, match_rows
+from dscbench.compare.match import (
+    Matched,
+    incomplete_notes,
+    join,
+    match_rows,
+    why_nothing_comparable,
+)
 from dscbench.compare.model import CanaryCheck, Change, CompareError, Comparison, check_settings
 from dscbench.compare.noise import paired_round_values, typical_values
 from dscbench.compare.sides import env_meta, pick_envs, select_env
 from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.env import environment_differences, hardware_differences
-from dscbench.results import ResultSet
+from dscbench.results import ResultSet, load_results
 from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, row_stats
 from dscbench.status import Status
 
@@ -377,3 +384,49 @@ class Interleaved(Design):
     def environment(self) -> list[tuple[str, str, str]]:
         meta = self.run.meta
         return environment_differences(env_meta(meta, self.envs[0]), env_meta(meta, self.envs[1]))
+
+
+def judge_runs(
+    baseline: ResultSet | str | Path,
+    candidate: ResultSet | str | Path | None = None,
+    *,
+    metric: str = "latency",
+    threshold: float = THRESHOLD,
+    confidence: float = CONFIDENCE,
+    baseline_env: str | None = None,
+    candidate_env: str | None = None,
+    allow_different_hardware: bool = False,
+) -> Comparison:
+    """Two runs (sequential design; runs or paths), or one run's two environments (interleaved
+    design); CompareError when a side merges mixed hardware without the flag, or when nothing
+    was comparable (a gate that cannot judge must not pass). dscbench.compare(...) and
+    `dscbench compare` are this."""
+    base = load_results(Path(baseline)) if isinstance(baseline, (str, Path)) else baseline
+    settings = dict(
+        metric=metric,
+        threshold=threshold,
+        confidence=confidence,
+        baseline_env=baseline_env,
+        candidate_env=candidate_env,
+    )
+    if candidate is None:
+        comparison = compare_envs(base, **settings)
+        a, b = comparison.envs
+        sides = (base.results[base.results.env == a], base.results[base.results.env == b])
+        names = (f"environment {a}", f"environment {b}")
+    else:
+        cand = load_results(Path(candidate)) if isinstance(candidate, (str, Path)) else candidate
+        for given, rs in ((baseline, base), (candidate, cand)):
+            if rs.meta.get("mixed_hardware") and not allow_different_hardware:
+                shown = given if isinstance(given, (str, Path)) else "a run"
+                raise CompareError(
+                    f"{shown} merges shards measured on different hardware; compare it with "
+                    "--allow-different-hardware"
+                )
+        comparison = compare_sets(
+            base, cand, allow_different_hardware=allow_different_hardware, **settings
+        )
+        sides, names = (base.results, cand.results), ("baseline", "candidate")
+    if not comparison.comparable and not comparison.regressions:
+        raise CompareError(why_nothing_comparable(*sides, names))
+    return comparison

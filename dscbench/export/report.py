@@ -30,9 +30,11 @@ from dscbench.analysis import (
     machines,
     mixed_hardware_note,
     mixes_hardware,
+    pairs,
+    series_columns,
+    series_of,
     wins_and_losses,
 )
-from dscbench.export.table import pairs, series_columns, series_of
 from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
 from dscbench.labels import constant_axes, describe_constant, row_label
 

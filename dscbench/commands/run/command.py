@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
+from dscbench import api
 from dscbench.commands import common
 from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, Interleave, RunOptions, Twin
 from dscbench.errors import SpecError
 from dscbench.spec import CompileMode, OrtOptLevel, OrtThreadpool, parse_fraction
 
 if TYPE_CHECKING:
-    from dscbench.spec import Sweep
+    pass
 
 app = typer.Typer()
 
@@ -298,16 +299,23 @@ def run(
     if resume is not None and not given(ctx, exclude={"resume", "quiet"}):
         raise typer.Exit(resume_as_recorded(ctx, resume, quiet))
     command_started = time.perf_counter()
-    check_sources(spec, preset, model, interleave, several_envs=len(env or []) >= 2)
-    grid = {axis: ctx.params[axis] for axis in GRID_FLAGS}
-    sweep = sweep_from_flags(spec, preset, grid, bias=bias, twin=twin)
-    settings = {"min_time": min_time, "rounds": rounds, "warmup": warmup, "seed": seed}
-    backend_options = {
-        "ort_opt_level": ort_opt_level,
-        "ort_threadpool": ort_threadpool,
-        "compile_mode": compile_mode,
-    }
-    apply_settings(sweep, settings, backend_options, parity=parity, fresh=fresh)
+    check_interleave(interleave, several_envs=len(env or []) >= 2)
+    sweep = api.build_sweep(
+        {axis: ctx.params[axis] for axis in api.GRID_AXES},
+        spec=spec,
+        preset=preset,
+        bias=bias,
+        twin=twin.value,
+        settings={"min_time": min_time, "rounds": rounds, "warmup": warmup, "seed": seed},
+        backend_options={
+            "ort_opt_level": ort_opt_level,
+            "ort_threadpool": ort_threadpool,
+            "compile_mode": compile_mode,
+        },
+        parity=parity,
+        fresh=fresh,
+        name=api.flag,
+    )
     check_run_flags(precision, max_time, resume, output, dry_run)
     options = RunOptions(
         output=resume or (output if output is not None else default_output()),
@@ -334,82 +342,13 @@ def run(
     raise typer.Exit(code)
 
 
-# The flags that override an axis of the preset's (or spec file's) grids, in the order they
-# are applied; each is named as its axis.
-GRID_FLAGS = ("model", "width_mult", "resolution", "depth", "input_shape", "optimizer", "batch",
-              "in_channels", "out_channels", "size", "kernel", "stride", "dtype", "mode",
-              "backend", "threads", "memory_format")  # fmt: skip
-
-
-def check_sources(
-    spec: Path | None,
-    preset: str | None,
-    model: str | None,
-    interleave: Interleave,
-    *,
-    several_envs: bool,
-) -> None:
-    """Refuse flags that contradict each other about where the sweep comes from, or that would
-    do nothing."""
+def check_interleave(interleave: Interleave, *, several_envs: bool) -> None:
+    """Refuse --interleave block where there are not several environments to interleave."""
     if interleave is not Interleave.env and not several_envs:
         raise SpecError(
             f"--interleave {interleave.value} orders the blocks of several environments; give "
             "two or more --env"
         )
-    if spec is not None and preset is not None:
-        raise SpecError("give either --spec or --preset, not both")
-    if model is not None and (spec is not None or preset is not None):
-        raise SpecError("--model builds its own sweep; give it without --spec or --preset")
-
-
-def sweep_from_flags(
-    spec: Path | None, preset: str | None, grid: dict[str, str | None], *, bias: bool, twin: Twin
-) -> Sweep:
-    """The spec file's or preset's sweep (quick by default), with every axis a flag gives
-    replaced; --model builds a sweep of its own."""
-    from dscbench import spec as specs
-
-    if grid["model"] is not None:
-        sweep = specs.Sweep([{}], source="<flags>")
-    else:
-        sweep = (
-            specs.load_spec_file(spec) if spec is not None else specs.load_preset(preset or "quick")
-        )
-    for axis, raw in grid.items():
-        if raw is not None:
-            sweep.override(axis, specs.parse_axis(axis, raw, f"--{axis.replace('_', '-')}"))
-    if grid["in_channels"] is not None and grid["out_channels"] is None:
-        sweep.override("out_channels", [None])  # "equal to in-channels", not the preset's value
-    if bias:
-        sweep.override("bias", [True])
-    if twin is not Twin.separable:
-        sweep.override("twin", [twin.value])
-    return sweep
-
-
-def apply_settings(
-    sweep: Sweep,
-    settings: dict[str, float | int | None],
-    backend_options: dict[str, Any],
-    *,
-    parity: bool,
-    fresh: bool | None,
-) -> None:
-    """Put the settings and backend options the flags give over the sweep's, and refuse (one
-    line each) what neither a flag nor a spec file may ask for."""
-    for name, value in settings.items():
-        if value is not None:
-            setattr(sweep.settings, name, value)
-    if not parity:
-        sweep.settings.parity = False
-    if fresh is not None:
-        sweep.settings.fresh = fresh
-    for name, choice in backend_options.items():
-        if choice is not None:
-            setattr(sweep.options, name, choice.value)
-    problems = sweep.settings.validate() + sweep.options.validate()
-    if problems:
-        raise SpecError("\n".join(problems))
 
 
 def check_run_flags(
