@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dscbench.errors import SpecError
 from dscbench.spec.axes import AXES, AXIS_DEFAULTS, CONV_AXES, MODEL_AXES
@@ -20,6 +20,9 @@ from dscbench.spec.specs import (
     ModelSpec,
     Spec,
 )
+
+if TYPE_CHECKING:
+    from dscbench.models import ModelInfo
 
 
 def expand_grid(grid: Mapping[str, list[Any]], default_threads: int, source: str) -> Iterable[Case]:
@@ -79,21 +82,69 @@ def _expand_models(
 ) -> Iterable[Case]:
     """Model cases: each model with the knobs that apply to it (models.CATALOG); a knob or
     input shape that applies to none of the grid's models is an error, not ignored."""
-    from dscbench.models import CATALOG, KNOB_FLAGS, is_user_model
-
     stray = [a for a in CONV_AXES if a in grid and grid[a] not in ([None], [False])]
     if stray:
         flags = ", ".join(f"--{a.replace('_', '-')}" for a in stray)
         raise SpecError(f"{source}: {flags}: single-layer options, not used by --model runs")
     axes = {axis: grid.get(axis, AXIS_DEFAULTS[axis]) for axis in AXES}
-    models = axes["model"]
+    infos = _model_infos(axes["model"], source)
+    _check_model_options(axes, infos, source)
+    product = itertools.product(
+        axes["batch"],
+        axes["model"],
+        axes["width_mult"],
+        axes["resolution"],
+        axes["depth"],
+        axes["input_shape"],
+        axes["twin"],
+        axes["dtype"],
+        axes["mode"],
+        axes["threads"],
+        axes["memory_format"],
+        axes["backend"],
+    )
+    for batch, name, mult, res, depth, shape, twin, dtype, mode, threads, fmt, backend in product:
+        info = infos[name]
+        if info is None:
+            fields_: dict[str, Any] = dict(input_shape=shape, twin=twin)
+        else:
+            fields_ = _builtin_fields(info, mult, res, depth)
+        for optimizer in axes["optimizer"] if mode == "training" else [""]:
+            spec = ModelSpec(
+                batch=batch,
+                model=name,
+                dtype=dtype,
+                mode=mode,
+                threads=default_threads if threads is None else threads,
+                memory_format=fmt,
+                optimizer=optimizer,
+                **fields_,
+            )
+            yield Case(spec, backend)
+
+
+def _model_infos(models: list[str], source: str) -> dict[str, ModelInfo | None]:
+    """Each model's catalog entry, None for a model of the user's own;
+    an unknown built-in name is an error."""
+    from dscbench.models import CATALOG, is_user_model
+
     for name in models:
         if not is_user_model(name) and name not in CATALOG:
             raise SpecError(
                 f"{source}: unknown model {name!r} (built-in: {', '.join(CATALOG)}; a model "
                 "of your own is package.module:callable)"
             )
-    infos = {m: CATALOG.get(m) for m in models}
+    return {m: CATALOG.get(m) for m in models}
+
+
+def _check_model_options(
+    axes: Mapping[str, list[Any]], infos: Mapping[str, ModelInfo | None], source: str
+) -> None:
+    """Refuse a knob, twin or input shape that applies to none of the grid's models, a depth
+    below 1, and a user model without an input shape."""
+    from dscbench.models import CATALOG, KNOB_FLAGS
+
+    models = list(infos)
     for knob, flag in KNOB_FLAGS.items():
         given = [v for v in axes[knob] if v not in (None, 1.0)]
         if given and not any(i is not None and knob in i.knobs for i in infos.values()):
@@ -117,44 +168,18 @@ def _expand_models(
         )
     if users and None in axes["input_shape"]:
         raise SpecError(f"{source}: model {users[0]!r} needs --input-shape C,H,W")
-    product = itertools.product(
-        axes["batch"],
-        models,
-        axes["width_mult"],
-        axes["resolution"],
-        axes["depth"],
-        axes["input_shape"],
-        axes["twin"],
-        axes["dtype"],
-        axes["mode"],
-        axes["threads"],
-        axes["memory_format"],
-        axes["backend"],
+
+
+def _builtin_fields(
+    info: ModelInfo, mult: float, res: int | None, depth: int | None
+) -> dict[str, Any]:
+    """A built-in model's ModelSpec fields: its input shape at ``res``, and the width and depth
+    knobs where it has them (1.0 and 0 where it has not)."""
+    return dict(
+        input_shape=info.input_shape(res),
+        width_mult=mult if "width_mult" in info.knobs else 1.0,
+        depth=(info.default_depth if depth is None else depth) if "depth" in info.knobs else 0,
     )
-    for batch, name, mult, res, depth, shape, twin, dtype, mode, threads, fmt, backend in product:
-        info = infos[name]
-        if info is None:
-            fields_: dict[str, Any] = dict(input_shape=shape, twin=twin)
-        else:
-            fields_ = dict(
-                input_shape=info.input_shape(res),
-                width_mult=mult if "width_mult" in info.knobs else 1.0,
-                depth=(info.default_depth if depth is None else depth)
-                if "depth" in info.knobs
-                else 0,
-            )
-        for optimizer in axes["optimizer"] if mode == "training" else [""]:
-            spec = ModelSpec(
-                batch=batch,
-                model=name,
-                dtype=dtype,
-                mode=mode,
-                threads=default_threads if threads is None else threads,
-                memory_format=fmt,
-                optimizer=optimizer,
-                **fields_,
-            )
-            yield Case(spec, backend)
 
 
 def _common_problems(spec: Spec) -> list[str]:
