@@ -1,6 +1,6 @@
 """Where the sweep meets the backend registry: data flows one way (spec -> plan -> backends),
-so spec.py checks a configuration on its own and this module checks it against the backend
-that is to run it (metadata only, no torch import)."""
+so spec/ (spec_problems) checks a configuration on its own and this module checks it against
+the backend that is to run it (metadata only, no torch import)."""
 
 from __future__ import annotations
 

@@ -8,22 +8,22 @@ environment) and each run's environment. CSV holds the full table only, as numbe
 report is one self-contained file: inline CSS, the plots as inline SVG, and a table that sorts
 when a header is clicked.
 
+The Report itself is report_document.py; the HTML page is report_html.py.
+
 Output depends only on the result files (no clock, no absolute paths), so it is reproducible
 and the tests compare it with golden files.
 """
 
 from __future__ import annotations
 
-import html
 import io
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from dscbench.analysis import (
-    BreakEven,
+    BackendSummary,
     backend_summaries,
     break_even,
     combine,
@@ -35,51 +35,13 @@ from dscbench.analysis import (
     series_of,
     wins_and_losses,
 )
+from dscbench.export.report_document import COLUMNS, Report, RunInfo
+from dscbench.export.report_html import to_html
 from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
 from dscbench.labels import constant_axes, describe_constant, row_label
 
 FORMATS = ("markdown", "html", "csv", "latex")
 TOP = 5  # wins and losses listed
-COLUMNS = (
-    "configuration",
-    "backend",
-    "params std/sep",
-    "MACs std/sep",
-    "standard",
-    "separable",
-    "speedup [95% CI]",
-    "MAC red.",
-    "eff.",
-    "roofline std/sep",
-    "peak mem std/sep",
-    "status",
-)
-
-
-@dataclass
-class RunInfo:
-    name: str
-    command: str
-    started_at: str
-    status: str
-    environment: list[tuple[str, str]]
-
-
-@dataclass
-class Report:
-    title: str
-    runs: list[RunInfo]
-    summary: list[str]
-    wins: list[str]
-    losses: list[str]
-    break_even: list[BreakEven]
-    header: tuple[str, ...] = COLUMNS
-    notes: list[str] = field(default_factory=list)  # runs that mix hardware
-    text_columns: int = 2  # leading columns of text (left-aligned)
-    rows: list[list[str]] = field(default_factory=list)
-    sort_keys: list[list[float | str]] = field(default_factory=list)  # HTML sorting
-    figures: dict[str, str] = field(default_factory=dict)  # kind -> inline SVG (HTML only)
-    numbers: pd.DataFrame | None = None  # the table in SI units (CSV)
 
 
 def _latency(median: float, iqr: float) -> str:
@@ -159,99 +121,127 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
     analysis.run_labels). Several runs: every row says its run and every summary is per run;
     a run that mixes hardware: every row says its machine and every summary is per machine."""
     table = combine(results_sets, names)
-    runs = [
-        RunInfo(
-            name,
-            " ".join(str(a) for a in (r.meta.get("command") or [])),
-            str(r.meta.get("started_at", "")),
-            str(r.meta.get("status", "")),
-            _environment(r.meta),
-        )
-        for r, name in zip(results_sets, names, strict=True)
-    ]
     joined = pairs(table)
     series = series_columns(joined)
     records = joined.to_dict("records")
     constant = constant_axes(records)
-    omit = {**constant, "backend": 1, "env": 1}
+    omit = {**constant, "backend": 1, "env": 1}  # said once in the title, not on every row
     labels = [row_label(r, omit) for r in records]
     described = describe_constant(constant)
-    header = list(COLUMNS)
-    if "machine" in series:
-        header.insert(2, "machine")
-    if "run" in series:
-        header.insert(0, "run")
+    wins, losses = wins_and_losses(table)
     report = Report(
         title="dscbench report: standard vs depthwise-separable convolution"
         + (f" ({described})" if described else ""),
-        runs=runs,
-        summary=[],
-        wins=[],
-        losses=[],
+        runs=[_run_info(r, name) for r, name in zip(results_sets, names, strict=True)],
+        summary=[_summary_line(s) for s in backend_summaries(table)],
+        wins=_highlights(wins, omit),
+        losses=_highlights(losses, omit),
         break_even=break_even(table),
-        header=tuple(header),
-        notes=[
-            mixed_hardware_note(machines(r.meta), f"Run `{name}`" if len(runs) > 1 else "This run")
-            for r, name in zip(results_sets, names, strict=True)
-            if mixes_hardware(r.meta)
-        ],
+        header=_header(series),
+        notes=_mixed_hardware_notes(results_sets, names),
         text_columns=2 + len(series),
+        numbers=_numbers(joined, labels),
     )
-    for s in backend_summaries(table):
-        report.summary.append(
-            f"{s.name}: geometric-mean speedup {s.speedup:.2f}x against a MAC reduction of "
-            f"{s.mac_reduction:.2f}x (efficiency {s.efficiency:.0%}) over {s.configurations} "
-            f"configurations; separable faster in {s.faster}, slower in {s.slower}, within "
-            f"noise in {s.unclear}"
-        )
-    wins, losses = wins_and_losses(table)
-    for target, rows in ((report.wins, wins), (report.losses, losses)):
-        for row in rows.head(TOP).itertuples(index=False):
-            fields = row._asdict()
-            target.append(
-                f"{row_label(fields, omit)} on {series_of(fields)}: {_speedup(row)} "
-                f"(MACs {format_ratio(row.mac_reduction)} fewer)"
-            )
-        if len(rows) > TOP:
-            target.append(f"... and {len(rows) - TOP} more")
-    report.numbers = _numbers(joined, labels)
     for row, label, record in zip(joined.itertuples(index=False), labels, records, strict=True):
-        cells = [
-            label,
-            row.backend + (f" {{{row.env}}}" if row.env else ""),
-            f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
-            f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
-            _latency(row.latency_median_s_std, row.latency_iqr_s_std),
-            _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
-            _speedup(row),
-            format_ratio(row.mac_reduction),
-            "-" if pd.isna(row.efficiency) else f"{row.efficiency:.0%}",
-            f"{_roofline(row.roofline_fraction_std, row.roofline_bound_std)}/"
-            f"{_roofline(row.roofline_fraction_sep, row.roofline_bound_sep)}",
-            f"{format_bytes(row.peak_memory_bytes_std)}/{format_bytes(row.peak_memory_bytes_sep)}",
-            row.status if row.status == "ok" else f"{row.status}: {row.error}",
-        ]
-        keys: list[float | str] = [
-            label,
-            row.backend,
-            _number(row.params_std),
-            _number(row.macs_std),
-            _number(row.latency_median_s_std),
-            _number(row.latency_median_s_sep),
-            _number(row.speedup),
-            _number(row.mac_reduction),
-            _number(row.efficiency),
-            _number(row.roofline_fraction_sep),
-            _number(row.peak_memory_bytes_sep),
-            row.status,
-        ]
-        for column, at in (("machine", 2), ("run", 0)):  # where the header has them
+        cells, keys = _cells(row, label), _sort_keys(row, label)
+        for column, at in (("machine", 2), ("run", 0)):  # where _header puts them
             if column in series:
                 cells.insert(at, str(record[column]))
                 keys.insert(at, str(record[column]))
         report.rows.append(cells)
         report.sort_keys.append(keys)
     return report
+
+
+def _run_info(results: Any, name: str) -> RunInfo:
+    meta = results.meta
+    return RunInfo(
+        name,
+        " ".join(str(a) for a in (meta.get("command") or [])),
+        str(meta.get("started_at", "")),
+        str(meta.get("status", "")),
+        _environment(meta),
+    )
+
+
+def _header(series: list[str]) -> tuple[str, ...]:
+    """COLUMNS, with a machine column and a run column where the rows come from several."""
+    header = list(COLUMNS)
+    if "machine" in series:
+        header.insert(2, "machine")
+    if "run" in series:
+        header.insert(0, "run")
+    return tuple(header)
+
+
+def _mixed_hardware_notes(results_sets: list[Any], names: list[str]) -> list[str]:
+    several = len(results_sets) > 1
+    return [
+        mixed_hardware_note(machines(r.meta), f"Run `{name}`" if several else "This run")
+        for r, name in zip(results_sets, names, strict=True)
+        if mixes_hardware(r.meta)
+    ]
+
+
+def _summary_line(s: BackendSummary) -> str:
+    """One backend's line of the summary."""
+    return (
+        f"{s.name}: geometric-mean speedup {s.speedup:.2f}x against a MAC reduction of "
+        f"{s.mac_reduction:.2f}x (efficiency {s.efficiency:.0%}) over {s.configurations} "
+        f"configurations; separable faster in {s.faster}, slower in {s.slower}, within "
+        f"noise in {s.unclear}"
+    )
+
+
+def _highlights(rows: pd.DataFrame, omit: dict[str, Any]) -> list[str]:
+    """The first TOP of ``rows`` (wins or losses, best first), and how many more there are."""
+    lines = []
+    for row in rows.head(TOP).itertuples(index=False):
+        fields = row._asdict()
+        lines.append(
+            f"{row_label(fields, omit)} on {series_of(fields)}: {_speedup(row)} "
+            f"(MACs {format_ratio(row.mac_reduction)} fewer)"
+        )
+    if len(rows) > TOP:
+        lines.append(f"... and {len(rows) - TOP} more")
+    return lines
+
+
+def _cells(row: Any, label: str) -> list[str]:
+    """One line of the results table, as COLUMNS has it (pairs() row)."""
+    return [
+        label,
+        row.backend + (f" {{{row.env}}}" if row.env else ""),
+        f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
+        f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
+        _latency(row.latency_median_s_std, row.latency_iqr_s_std),
+        _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
+        _speedup(row),
+        format_ratio(row.mac_reduction),
+        "-" if pd.isna(row.efficiency) else f"{row.efficiency:.0%}",
+        f"{_roofline(row.roofline_fraction_std, row.roofline_bound_std)}/"
+        f"{_roofline(row.roofline_fraction_sep, row.roofline_bound_sep)}",
+        f"{format_bytes(row.peak_memory_bytes_std)}/{format_bytes(row.peak_memory_bytes_sep)}",
+        row.status if row.status == "ok" else f"{row.status}: {row.error}",
+    ]
+
+
+def _sort_keys(row: Any, label: str) -> list[float | str]:
+    """What each of _cells sorts by in the HTML table (numbers, not their rendering)."""
+    return [
+        label,
+        row.backend,
+        _number(row.params_std),
+        _number(row.macs_std),
+        _number(row.latency_median_s_std),
+        _number(row.latency_median_s_sep),
+        _number(row.speedup),
+        _number(row.mac_reduction),
+        _number(row.efficiency),
+        _number(row.roofline_fraction_sep),
+        _number(row.peak_memory_bytes_sep),
+        row.status,
+    ]
 
 
 NUMBER_COLUMNS = {  # CSV column -> pairs() column
@@ -295,10 +285,6 @@ def _numbers(joined: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def _break_even_rows(report: Report) -> list[list[str]]:
-    return [[b.name, f"{b.kernel}x{b.kernel}", b.describe()] for b in report.break_even]
-
-
 def to_markdown(report: Report) -> str:
     def table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> list[str]:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -317,7 +303,7 @@ def to_markdown(report: Report) -> str:
     lines += [f"- {w}" for w in report.losses] or ["- nowhere (no interval below 1)"]
     if report.break_even:
         lines += ["", "## Break-even channel counts", ""]
-        lines += table(["backend", "kernel", "separable wins"], _break_even_rows(report))
+        lines += table(["backend", "kernel", "separable wins"], report.break_even_rows())
     lines += ["", "## Results", ""]
     lines += table(report.header, report.rows)
     lines += ["", "## Environment", ""]
@@ -370,7 +356,7 @@ def to_latex(report: Report) -> str:
     if report.break_even:
         lines += [r"\subsection*{Break-even channel counts}", r"\begin{tabular}{lll}", r"\toprule"]
         lines.append(r"backend & kernel & separable wins \\ \midrule")
-        lines += [" & ".join(e(c) for c in row) + r" \\" for row in _break_even_rows(report)]
+        lines += [" & ".join(e(c) for c in row) + r" \\" for row in report.break_even_rows()]
         lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [
         r"\subsection*{Results}",
@@ -389,124 +375,6 @@ def to_latex(report: Report) -> str:
         lines += [rf"  \item {e(k)}: {e(v)}" for k, v in run.environment]
         lines.append(r"\end{itemize}")
     return "\n".join(lines) + "\n"
-
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-table { border-collapse: collapse; font-size: 0.85rem; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
-th { background: #f3f3f3; cursor: pointer; user-select: none; position: sticky; top: 0; }
-td:first-child, th:first-child, td:nth-child(2), th:nth-child(2) { text-align: left; }
-th.sorted-asc::after { content: " \\25B2"; } th.sorted-desc::after { content: " \\25BC"; }
-.figures { display: flex; flex-wrap: wrap; gap: 1rem; }
-.figures figure { margin: 0; max-width: 100%; } .figures svg { max-width: 100%; height: auto; }
-code { background: #f3f3f3; padding: 0 0.2rem; }
-"""
-
-# Click a header to sort by it (numbers by value, text alphabetically; click again to reverse).
-_JS = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  var headers = table.querySelectorAll("th");
-  headers.forEach(function (th, column) {
-    th.addEventListener("click", function () {
-      var ascending = !th.classList.contains("sorted-asc");
-      headers.forEach(function (h) { h.classList.remove("sorted-asc", "sorted-desc"); });
-      th.classList.add(ascending ? "sorted-asc" : "sorted-desc");
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = a.cells[column].dataset.sort, y = b.cells[column].dataset.sort;
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
-        return ascending ? order : -order;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-    });
-  });
-  table.dataset.sortable = "ready";
-});
-"""
-
-
-def to_html(report: Report) -> str:
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(report.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(report.title)}</h1>",
-        "<ul>"
-        + "".join(
-            f"<li>run <code>{e(r.name)}</code>: {e(r.status)}, started {e(r.started_at)}</li>"
-            for r in report.runs
-        )
-        + "".join(f"<li><strong>Mixed hardware.</strong> {_code(n)}</li>" for n in report.notes)
-        + "</ul>",
-        "<h2>Summary</h2><ul>"
-        + "".join(f"<li>{e(s)}</li>" for s in report.summary or ["no configuration measured"])
-        + "</ul>",
-    ]
-    if report.figures:
-        parts.append('<h2>Plots</h2><div class="figures">')
-        for kind, svg in report.figures.items():
-            parts.append(f'<figure id="plot-{e(kind)}">{svg}</figure>')
-        parts.append("</div>")
-    for heading, items, empty in (
-        ("Where separable wins", report.wins, "nowhere (no interval above 1)"),
-        ("Where separable loses", report.losses, "nowhere (no interval below 1)"),
-    ):
-        parts.append(
-            f"<h2>{heading}</h2><ul>"
-            + "".join(f"<li>{e(i)}</li>" for i in items or [empty])
-            + "</ul>"
-        )
-    if report.break_even:
-        parts.append(
-            "<h2>Break-even channel counts</h2><table><thead><tr><th>backend</th>"
-            "<th>kernel</th><th>separable wins</th></tr></thead><tbody>"
-            + "".join(
-                "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>"
-                for row in _break_even_rows(report)
-            )
-            + "</tbody></table>"
-        )
-    parts.append(
-        '<h2>Results</h2><p>Click a column to sort.</p><table class="sortable" id="results">'
-        "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in report.header) + "</tr></thead>"
-        "<tbody>"
-    )
-    left = ' style="text-align: left"'  # text columns beyond the two the CSS aligns
-    for row, keys in zip(report.rows, report.sort_keys, strict=True):
-        cells = "".join(
-            f'<td data-sort="{e(_sort_value(k))}"{left if 2 <= i < report.text_columns else ""}>'
-            f"{e(c)}</td>"
-            for i, (c, k) in enumerate(zip(row, keys, strict=True))
-        )
-        parts.append(f"<tr>{cells}</tr>")
-    parts.append("</tbody></table><h2>Environment</h2>")
-    for run in report.runs:
-        parts.append(
-            f"<h3>{e(run.name)}</h3><ul><li>command: <code>{e(run.command)}</code></li>"
-            + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in run.environment)
-            + "</ul>"
-        )
-    parts.append(f"<script>{_JS}</script></body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def _code(text: str) -> str:
-    """HTML of ``text`` with its `backquoted` parts as <code>."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _sort_value(key: float | str) -> str:
-    if isinstance(key, float):
-        return "" if math.isnan(key) else repr(key)
-    return str(key)
 
 
 def render(report: Report, fmt: str) -> str:

@@ -1,0 +1,226 @@
+"""What one measurement is: ConvSpec, ModelSpec, Case, their JSON form, and the vocabularies
+their fields take (variants, dtypes, modes, optimizers, twins, memory formats)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+VARIANTS = ("standard", "separable")
+
+# Canonical dtype name -> accepted spellings (axes.parse_dtype reads them).
+DTYPE_ALIASES: dict[str, tuple[str, ...]] = {
+    "float32": ("float32", "fp32", "f32", "float"),
+    "float16": ("float16", "fp16", "f16", "half"),
+    "bfloat16": ("bfloat16", "bf16"),
+    "float64": ("float64", "fp64", "f64", "double"),
+}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+MODES = ("inference", "training")
+# Training steps: forward, loss, backward, optimizer step (training.py says which settings).
+OPTIMIZERS = ("sgd", "adam")
+TWINS = ("separable", "dense")  # how a user model's twin is derived (models/twins.py)
+MEMORY_FORMATS = ("contiguous", "channels_last")
+
+
+@dataclass(frozen=True, order=True)
+class ConvSpec:
+    """One convolution workload: the standard conv and its separable twin share it.
+
+    Padding is "same" (kernel // 2), kernels are odd. ``threads`` is the intra-op thread count the
+    workload runs with; it is part of the configuration because the verdict can flip with it.
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    # The input's size in each spatial dimension: (H, W) for a Conv2d. Counts, output sizes and
+    # labels are written over it, so a Conv1d or Conv3d twin needs no new fields here.
+    spatial: tuple[int, ...]
+    kernel: int
+    stride: int = 1
+    dtype: str = "float32"
+    mode: str = "inference"
+    threads: int = 1
+    memory_format: str = "contiguous"
+    bias: bool = False
+    optimizer: str = ""  # training only: sgd or adam
+
+    kind = "conv"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spatial", tuple(self.spatial))
+        _settle_optimizer(self)
+
+    @property
+    def padding(self) -> int:
+        return self.kernel // 2
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        """The output's size in each spatial dimension ('same' padding, ``stride``)."""
+        return tuple((s + 2 * self.padding - self.kernel) // self.stride + 1 for s in self.spatial)
+
+    # The 2-D names the result columns use (a Conv2d's spatial dimensions are H, W).
+    @property
+    def height(self) -> int:
+        return self.spatial[-2]
+
+    @property
+    def width(self) -> int:
+        return self.spatial[-1]
+
+    @property
+    def out_height(self) -> int:
+        return self.out_spatial[-2]
+
+    @property
+    def out_width(self) -> int:
+        return self.out_spatial[-1]
+
+    @property
+    def config_id(self) -> str:
+        """A readable key, unique over every field (backend and variant are separate columns)."""
+        parts = [
+            f"n{self.batch}",
+            f"c{self.in_channels}-{self.out_channels}",
+            "x".join(map(str, self.spatial)),
+            f"k{self.kernel}s{self.stride}",
+            self.dtype,
+            _mode_part(self.mode, self.optimizer),
+            f"t{self.threads}",
+        ]
+        if self.memory_format != "contiguous":
+            parts.append(self.memory_format)
+        if self.bias:
+            parts.append("bias")
+        return "_".join(parts)
+
+    def label(self) -> str:
+        """A short human label (labels.row_label): 'n1 32->64 @56 k3s1 float32 t2'."""
+        from dscbench.labels import row_label
+
+        return row_label(spec_to_json(self))
+
+    def input_dims(self) -> tuple[int, ...]:
+        return (self.batch, self.in_channels, *self.spatial)
+
+
+def _settle_optimizer(spec: Any) -> None:
+    """The optimizer belongs to training only: sgd unless told, and empty for inference."""
+    if spec.mode == "training" and not spec.optimizer:
+        object.__setattr__(spec, "optimizer", "sgd")
+    elif spec.mode != "training" and spec.optimizer:
+        object.__setattr__(spec, "optimizer", "")
+
+
+def _mode_part(mode: str, optimizer: str) -> str:
+    return f"{mode}-{optimizer}" if mode == "training" and optimizer else mode
+
+
+@dataclass(frozen=True, order=True)
+class ModelSpec:
+    """A whole network and its twin (models/): ``model`` is a built-in name (models.CATALOG) or
+    ``package.module:callable`` for a user model, whose twin is derived as ``twin`` says.
+    ``input_shape`` is (C, H, W); ``width_mult`` and ``depth`` are 1.0 and 0 where the model
+    has no such knob."""
+
+    batch: int
+    model: str
+    input_shape: tuple[int, int, int]
+    width_mult: float = 1.0
+    depth: int = 0
+    twin: str = ""  # user models: separable (given model is standard) or dense
+    dtype: str = "float32"
+    mode: str = "inference"
+    threads: int = 1
+    memory_format: str = "contiguous"
+    optimizer: str = ""
+
+    kind = "model"
+
+    def __post_init__(self) -> None:
+        _settle_optimizer(self)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.input_shape[2]
+
+    @property
+    def resolution(self) -> int | None:
+        """The input's side for a square input (the MobileNet papers' "resolution")."""
+        return self.height if self.height == self.width else None
+
+    @property
+    def config_id(self) -> str:
+        c, h, w = self.input_shape
+        parts = [f"n{self.batch}", self.model.replace(":", "."), f"{c}x{h}x{w}"]
+        if self.width_mult != 1.0:
+            parts.append(f"w{self.width_mult:g}")
+        if self.depth:
+            parts.append(f"d{self.depth}")
+        if self.twin:
+            parts.append(f"twin-{self.twin}")
+        parts += [self.dtype, _mode_part(self.mode, self.optimizer), f"t{self.threads}"]
+        if self.memory_format != "contiguous":
+            parts.append(self.memory_format)
+        return "_".join(parts)
+
+    def label(self) -> str:
+        from dscbench.labels import row_label
+
+        return row_label(spec_to_json(self))
+
+    def input_dims(self) -> tuple[int, int, int, int]:
+        return (self.batch, *self.input_shape)
+
+
+Spec = ConvSpec | ModelSpec
+
+
+def spec_to_json(spec: Spec) -> dict[str, Any]:
+    """A spec as plain data (the worker protocol, labels): its fields plus ``kind``."""
+    from dataclasses import asdict
+
+    data = asdict(spec)
+    data["kind"] = spec.kind
+    if isinstance(spec, ModelSpec):
+        data["input_shape"] = list(spec.input_shape)
+    else:  # as files and digests have it: a 2-D conv's sizes are height and width
+        spatial = data.pop("spatial")
+        names = SPATIAL_NAMES.get(len(spatial))
+        data.update(zip(names, spatial, strict=True) if names else {"spatial": list(spatial)})
+    return data
+
+
+# What spec_to_json calls each spatial dimension (2-D: the result columns' height and width).
+SPATIAL_NAMES = {2: ("height", "width")}
+
+
+def spec_from_json(data: Mapping[str, Any]) -> Spec:
+    fields_ = {k: v for k, v in data.items() if k != "kind"}
+    if data.get("kind") == "model":
+        fields_["input_shape"] = tuple(fields_["input_shape"])
+        return ModelSpec(**fields_)
+    for names in SPATIAL_NAMES.values():
+        if all(n in fields_ for n in names):
+            fields_["spatial"] = tuple(fields_.pop(n) for n in names)
+    return ConvSpec(**fields_)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A ConvSpec on one backend: the unit the sweep schedules (both variants are measured)."""
+
+    spec: Spec
+    backend: str
