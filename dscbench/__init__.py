@@ -23,8 +23,8 @@ ENVIRON_AT_START: dict[str, str] = dict(_os.environ)
 from dscbench.api import load, run, sweep  # noqa: E402  (after the environment is taken)
 
 # Names that pull in pandas or torch are imported when first used, so `import dscbench` (and
-# `dscbench --help`) stays fast. `dscbench.compare` is the compare package, which can be called
-# as the function api.compare (compare/__init__.py).
+# `dscbench --help`) stays fast. `dscbench.compare` is the compare package, which can be called:
+# dscbench.compare(a, b) is compare.judge_runs (compare/__init__.py).
 _LAZY = {
     "compare": ("dscbench.compare", None),
     "Comparison": ("dscbench.compare", "Comparison"),

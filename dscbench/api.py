@@ -1,10 +1,11 @@
 """The Python API: what the command line does, as functions a notebook or a script calls.
 
 The CLI is a thin shell over these: ``dscbench run`` parses its flags into ``build_sweep`` and
-runs it like ``run`` (adding a progress bar and the table), ``dscbench compare`` judges with
-``compare`` (adding the rendering), ``show``/``report`` read with ``load``. Nothing here prints
-unless asked (``run(..., quiet=False)``); errors are ``DscbenchError``s with the one-line message
-the CLI would print::
+runs it like ``run`` (adding a progress bar and the table), ``show``/``report`` read with
+``load``. ``dscbench.compare(a, b)`` is the compare package called as a function, which is
+``compare.judge_runs``, what ``dscbench compare`` judges with (adding the rendering). Nothing
+here prints unless asked (``run(..., quiet=False)``); errors are ``DscbenchError``s with the
+one-line message the CLI would print::
 
     import dscbench
 
@@ -22,11 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.errors import SpecError
 
 if TYPE_CHECKING:
-    from dscbench.compare import Comparison
     from dscbench.results import ResultSet
     from dscbench.spec import Sweep
 
@@ -229,33 +228,3 @@ def load(path: str | Path) -> ResultSet:
     from dscbench import results
 
     return results.load_results(Path(path))
-
-
-def compare(
-    baseline: ResultSet | str | Path,
-    candidate: ResultSet | str | Path | None = None,
-    *,
-    metric: str = "latency",
-    threshold: float = THRESHOLD,
-    confidence: float = CONFIDENCE,
-    baseline_env: str | None = None,
-    candidate_env: str | None = None,
-    allow_different_hardware: bool = False,
-) -> Comparison:
-    """Judge ``candidate`` against ``baseline`` row by row (runs or paths), or, without a
-    candidate, two environments of one interleaved run. The Comparison holds every row's
-    change with its interval and verdict (``.changes``, ``.regressions``, ``.exit_code()``);
-    ``dscbench.export.comparison`` renders it. A comparison with nothing comparable raises a
-    CompareError saying why (a gate that cannot judge must not pass)."""
-    from dscbench.compare import judge_runs
-
-    return judge_runs(
-        baseline,
-        candidate,
-        metric=metric,
-        threshold=threshold,
-        confidence=confidence,
-        baseline_env=baseline_env,
-        candidate_env=candidate_env,
-        allow_different_hardware=allow_different_hardware,
-    )

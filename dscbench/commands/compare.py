@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from dscbench import api
 from dscbench.commands import common
 from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.spec import parse_fraction
@@ -131,7 +130,7 @@ def execute(
     formats = ("table", *render.FORMATS)
     if fmt not in formats:
         raise compare.CompareError(f"--format {fmt!r}: not one of {', '.join(formats)}")
-    comparison = api.compare(
+    comparison = compare.judge_runs(
         baseline,
         candidate,
         metric=metric,
