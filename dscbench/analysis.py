@@ -262,7 +262,8 @@ class BackendSummary:
     mac_reduction: float  # geometric mean
     faster: int  # interval above 1
     slower: int  # interval below 1
-    unclear: int
+    unclear: int  # an interval that holds 1: within noise
+    no_interval: int = 0  # one round, or no spread: no interval to judge by
     run: str = ""  # several runs
     machine: str = ""  # a run that mixes hardware
 
@@ -281,14 +282,24 @@ def _series_fields(table: pd.DataFrame, key: Any) -> dict[str, str]:
     return {c: str(v) for c, v in zip(series, key[: len(series)], strict=True)}
 
 
+def interval_counts(pairs_: pd.DataFrame) -> tuple[int, int, int, int]:
+    """(faster, slower, within noise, without an interval) over measured pairs: separable is
+    faster where the speedup's interval lies above 1, slower where below, within noise where it
+    holds 1; a pair with no interval (one round, no spread) is none of those. The one count
+    every summary prints (run, show, report)."""
+    faster = int((pairs_.speedup_ci_low > 1).sum())
+    slower = int((pairs_.speedup_ci_high < 1).sum())
+    no_interval = int(pairs_.speedup_ci_low.isna().sum())
+    return faster, slower, len(pairs_) - faster - slower - no_interval, no_interval
+
+
 def backend_summaries(results: pd.DataFrame) -> list[BackendSummary]:
     """Per backend and environment (and run and machine, where the table has them)."""
     ok = measured_pairs(results)
     out = []
     for key, rows in ok.groupby(_groups(ok, "backend", "env"), sort=False):
         backend, env = key[-2:]
-        faster = int((rows.speedup_ci_low > 1).sum())
-        slower = int((rows.speedup_ci_high < 1).sum())
+        faster, slower, unclear, no_interval = interval_counts(rows)
         out.append(
             BackendSummary(
                 str(backend),
@@ -298,7 +309,8 @@ def backend_summaries(results: pd.DataFrame) -> list[BackendSummary]:
                 geometric_mean(rows.mac_reduction),
                 faster,
                 slower,
-                len(rows) - faster - slower,
+                unclear,
+                no_interval,
                 **_series_fields(ok, key),
             )
         )

@@ -467,3 +467,35 @@ def test_machines_of_one_host_name_on_different_hardware_stay_apart():
         "node (A)",
     ]
     assert analysis.with_machines(table, {"merged_from": meta["merged_from"]}) is table
+
+
+def test_every_summary_counts_faster_slower_and_noise_the_same_way(tmp_path):
+    """Issue 18's defect: `run`/`show` left pairs without an interval out of "within noise" while
+    the report counted them there. One count (analysis.interval_counts) now serves both."""
+    import re
+    import shutil
+
+    from dscbench import analysis
+    from dscbench.export.table import summary_lines
+
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    rows = pd.read_parquet(run / "results.parquet")
+    blank = rows.index[rows.speedup.notna()][:2]  # two pairs as if measured in one round
+    rows.loc[blank, ["speedup_ci_low", "speedup_ci_high"]] = float("nan")
+    rows.to_parquet(run / "results.parquet", index=False)
+    loaded = results.load_results(run)
+    ok = analysis.measured_pairs(loaded.results)
+    faster, slower, within, none = analysis.interval_counts(ok)
+    assert none == 2 and faster + slower + within + none == len(ok)
+    shown = " ".join(summary_lines(loaded.results))
+    report = cli.invoke(app, ["report", str(run)]).output
+    pattern = (
+        r"faster in (\d+), slower in (\d+), within noise in (\d+)(?:, no interval[^)]*\) in (\d+))?"
+    )
+    for text in (shown, report):
+        found = re.findall(pattern, " ".join(text.split()))
+        counts = [tuple(int(v or 0) for v in m) for m in found]
+        assert counts and sum(c[3] for c in counts) == 2, text
+        totals = tuple(sum(c[i] for c in counts) for i in range(4))
+        assert totals == (faster, slower, within, none)

@@ -190,6 +190,7 @@ def _summary_line(s: BackendSummary) -> str:
         f"{s.mac_reduction:.2f}x (efficiency {s.efficiency:.0%}) over {s.configurations} "
         f"configurations; separable faster in {s.faster}, slower in {s.slower}, within "
         f"noise in {s.unclear}"
+        + (f", no interval (one round, or no spread) in {s.no_interval}" if s.no_interval else "")
     )
 
 

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dscbench.analysis import (
+    interval_counts,
     mixed_hardware_note,
     pairs,
     row_machines,
@@ -102,13 +103,11 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
 def _speedup_summary(ok: pd.DataFrame) -> str:
     gm_speed = geometric_mean(ok.speedup)
     gm_macs = geometric_mean(ok.mac_reduction)
-    slower = int((ok.speedup_ci_high < 1).sum())
-    faster = int((ok.speedup_ci_low > 1).sum())
-    no_interval = int(ok.speedup_ci_low.isna().sum())
+    faster, slower, within, no_interval = interval_counts(ok)
     text = (
         f"geometric-mean speedup {gm_speed:.2f}x against a geometric-mean MAC reduction of "
         f"{gm_macs:.2f}x (efficiency {gm_speed / gm_macs:.0%}); separable faster in {faster}, "
-        f"slower in {slower}, within noise in {len(ok) - faster - slower - no_interval}"
+        f"slower in {slower}, within noise in {within}"
     )
     if no_interval:
         text += f", no interval (one round, or no spread) in {no_interval}"
