@@ -87,13 +87,15 @@ class Workload:
 
 
 @dataclass
-class Calibration:
+class BlockCalibration:
     iterations: int  # per block
     per_iteration_s: float  # from the last calibration block
     spent_s: float  # warm-up and calibration, never a sample
 
 
-def warm_up_and_calibrate(work: Workload, timer: Timer, options: HarnessOptions) -> Calibration:
+def warm_up_and_calibrate(
+    work: Workload, timer: Timer, options: HarnessOptions
+) -> BlockCalibration:
     """Run the workload for ``options.warmup`` seconds (at least two calls), then grow the block
     size until one block lasts ``options.block_time``. Nothing here becomes a sample."""
     spent = 0.0
@@ -110,7 +112,7 @@ def warm_up_and_calibrate(work: Workload, timer: Timer, options: HarnessOptions)
         # Aim 20% past the target so one more step usually suffices; grow at most 100x a step.
         growth = min(100.0, 1.2 * options.block_time / max(t, 1e-9))
         n = min(options.max_block_iterations, max(n + 1, math.ceil(n * growth)))
-    return Calibration(n, t / n, spent)
+    return BlockCalibration(n, t / n, spent)
 
 
 @dataclass

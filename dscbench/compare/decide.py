@@ -134,7 +134,7 @@ class _Rows:
         low, high = sorted(math.exp(sign * x) for x in (s.low, s.high))
         return Shift(str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause)
 
-    def _cause(self, s: stats.Shift, reading: str, canary: tuple[float, float] | None) -> str:
+    def _cause(self, s: stats.LogShift, reading: str, canary: tuple[float, float] | None) -> str:
         """Why all rows moved: ``real`` (interleaved), ``machine`` or ``rows`` (did the machine,
         the canary, move with them?)."""
         if reading == "real":
@@ -162,7 +162,7 @@ class _Rows:
         self.verdict[pick], self.half[pick] = judged[pick], adj_half[pick]
         self.notes[pick] = "every row changed (the machine canary did not); judged net of it"
 
-    def _judge_beyond_shift(self, mine: np.ndarray, s: stats.Shift) -> None:
+    def _judge_beyond_shift(self, mine: np.ndarray, s: stats.LogShift) -> None:
         """The machine changed speed. Rows respond unevenly to that (memory-bound rows suffer
         more from a noisy neighbour), so a row is called slower beyond the shift only at three
         standard errors."""

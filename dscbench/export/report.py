@@ -37,31 +37,23 @@ from dscbench.analysis import (
 )
 from dscbench.export.report_document import COLUMNS, Report, RunInfo
 from dscbench.export.report_html import to_html
-from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
+from dscbench.export.units import (
+    format_bytes,
+    format_count,
+    format_latency,
+    format_ratio,
+    format_speedup,
+)
 from dscbench.labels import constant_axes, describe_constant, row_label
 
 FORMATS = ("markdown", "html", "csv", "latex")
 TOP = 5  # wins and losses listed
 
 
-def _latency(median: float, iqr: float) -> str:
-    if pd.isna(median) or median <= 0:
-        return "-"
-    return f"{format_seconds(median)} ±{iqr / median:.0%}"
-
-
 def _roofline(fraction: Any, bound: Any) -> str:
     if pd.isna(fraction) or not bound:
         return "-"
     return f"{fraction:.0%} {bound[:3]}"
-
-
-def _speedup(row: Any) -> str:
-    if pd.isna(row.speedup):
-        return "-"
-    if pd.isna(row.speedup_ci_low):
-        return f"{row.speedup:.2f}x [no interval]"
-    return f"{row.speedup:.2f}x [{row.speedup_ci_low:.2f}, {row.speedup_ci_high:.2f}]"
 
 
 def _number(value: Any) -> float:
@@ -199,8 +191,9 @@ def _highlights(rows: pd.DataFrame, omit: dict[str, Any]) -> list[str]:
     lines = []
     for row in rows.head(TOP).itertuples(index=False):
         fields = row._asdict()
+        speedup = format_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
         lines.append(
-            f"{row_label(fields, omit)} on {series_of(fields)}: {_speedup(row)} "
+            f"{row_label(fields, omit)} on {series_of(fields)}: {speedup} "
             f"(MACs {format_ratio(row.mac_reduction)} fewer)"
         )
     if len(rows) > TOP:
@@ -215,9 +208,9 @@ def _cells(row: Any, label: str) -> list[str]:
         row.backend + (f" {{{row.env}}}" if row.env else ""),
         f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
         f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
-        _latency(row.latency_median_s_std, row.latency_iqr_s_std),
-        _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
-        _speedup(row),
+        format_latency(row.latency_median_s_std, row.latency_iqr_s_std),
+        format_latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
+        format_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high),
         format_ratio(row.mac_reduction),
         "-" if pd.isna(row.efficiency) else f"{row.efficiency:.0%}",
         f"{_roofline(row.roofline_fraction_std, row.roofline_bound_std)}/"

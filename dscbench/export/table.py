@@ -16,24 +16,24 @@ from dscbench.analysis import (
     series_columns,
     series_of,
 )
-from dscbench.export.units import format_bytes, format_count, format_ratio, format_seconds
+from dscbench.export.units import (
+    format_bytes,
+    format_count,
+    format_latency,
+    format_ratio,
+    format_speedup,
+)
 from dscbench.labels import constant_axes, describe_constant, table_label
 from dscbench.stats import geometric_mean
 
 
-def _latency(median: float, iqr: float) -> str:
-    """'1.23 ms ±4%': the median, and the IQR as a share of it."""
-    if not math.isfinite(median) or median <= 0:
-        return "-"
-    return f"{format_seconds(median)} ±{iqr / median:.0%}"
-
-
 def _speedup(row: tuple) -> Text:
+    """The speedup with its interval, green above 1, red below, yellow holding 1 or none."""
+    text = format_speedup(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
     if not math.isfinite(row.speedup):
-        return Text("-")
+        return Text(text)
     if not math.isfinite(row.speedup_ci_low):  # one round: no interval
-        return Text(f"{row.speedup:.2f}x [no interval]", style="yellow")
-    text = f"{row.speedup:.2f}x [{row.speedup_ci_low:.2f}, {row.speedup_ci_high:.2f}]"
+        return Text(text, style="yellow")
     if row.speedup_ci_low > 1:
         style = "green"
     elif row.speedup_ci_high < 1:
@@ -77,8 +77,8 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
         ]
         if row.status in ("ok", "count_mismatch") and math.isfinite(row.speedup):
             cells += [
-                _latency(row.latency_median_s_std, row.latency_iqr_s_std),
-                _latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
+                format_latency(row.latency_median_s_std, row.latency_iqr_s_std),
+                format_latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
                 _speedup(row),
                 format_ratio(row.mac_reduction),
                 f"{row.efficiency:.0%}",

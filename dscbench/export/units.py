@@ -67,3 +67,20 @@ def format_ratio(x: float) -> str:
     if _missing(x):
         return "-"
     return f"{x:.2f}x"
+
+
+def format_latency(median: float, iqr: float) -> str:
+    """'1.23 ms ±4%': the median (seconds) and the IQR as a share of it; '-' when there is no
+    median."""
+    if median is None or not math.isfinite(median) or median <= 0:
+        return "-"
+    return f"{format_seconds(median)} ±{iqr / median:.0%}"
+
+
+def format_speedup(speedup: float, low: float, high: float) -> str:
+    """'1.72x [1.65, 1.80]' (the interval), '1.72x [no interval]' (one round), or '-'."""
+    if speedup is None or not math.isfinite(speedup):
+        return "-"
+    if low is None or not math.isfinite(low):
+        return f"{speedup:.2f}x [no interval]"
+    return f"{speedup:.2f}x [{low:.2f}, {high:.2f}]"

@@ -250,7 +250,7 @@ def round_effects(values: pd.DataFrame, key: list[str]) -> pd.Series:
 
 
 @dataclass(frozen=True)
-class Shift:
+class LogShift:
     """The median of many rows' log-ratios, with its distribution-free interval."""
 
     center: float
@@ -263,7 +263,7 @@ class Shift:
         return (self.high - self.low) / 2
 
 
-def common_shift(d: np.ndarray, confidence: float, min_rows: int) -> Shift:
+def common_shift(d: np.ndarray, confidence: float, min_rows: int) -> LogShift:
     """The median of the rows' log-ratios ``d`` with its order-statistic interval (scipy's
     ``quantile_test``); with fewer than ``min_rows`` rows (or all equal) the interval is the
     point."""
@@ -275,7 +275,7 @@ def common_shift(d: np.ndarray, confidence: float, min_rows: int) -> Shift:
     if len(d) >= min_rows and np.ptp(d) > 0:
         ci = stats.quantile_test(d, q=center, p=0.5).confidence_interval(confidence)
         low, high = float(ci.low), float(ci.high)
-    return Shift(center, low, high, len(d))
+    return LogShift(center, low, high, len(d))
 
 
 def robust_sd(x: np.ndarray) -> float:
