@@ -58,6 +58,7 @@ def test_sweep_from_keywords_is_the_sweep_the_flags_build():
         ({"kernel": "2,x"}, "kernel="),
         ({"min_time": -1.0}, "--min-time -1"),
         ({"rounds": 2.5}, "rounds=2.5: not an integer"),
+        ({"seed": -1}, "--seed -1: must be zero or positive"),
         ({"min_time": "fast"}, "min_time='fast': not a number"),
     ],
 )
@@ -96,3 +97,12 @@ def test_run_returns_the_run_it_wrote(tmp_path):
     with pytest.raises(SpecError, match="kernel 2 is even"):
         dscbench.run(in_channels=4, size=8, kernel=2, processes=1, output=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_spec_files_settings_are_checked_like_the_flags(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[run]\nseed = -1\n[[grid]]\nin_channels = 8\nsize = 8\n")
+    with pytest.raises(SpecError, match="--seed -1: must be zero or positive"):
+        dscbench.sweep(spec=spec)
+    res = cli.invoke(app, ["run", "--spec", str(spec), "--dry-run"])
+    assert res.exit_code == 2 and "--seed -1: must be zero or positive" in res.output

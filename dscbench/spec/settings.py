@@ -37,6 +37,8 @@ class RunSettings:
             errors.append(
                 f"--warmup {self.warmup}: must be zero or a positive, finite number of seconds"
             )
+        if self.seed < 0:  # numpy's generators take none (a spec file's seed = -1 crashed)
+            errors.append(f"--seed {self.seed}: must be zero or positive")
         return errors
 
 
