@@ -11,21 +11,16 @@ The Python API (dscbench/api.py; the CLI is a thin shell over it)::
 """
 
 import importlib as _importlib
-import os as _os
 
-__version__ = "0.1.0"
+from dscbench.about import ENVIRON_AT_START, __version__
 
-# The process environment as it was when dscbench was first imported, before torch set variables
-# of its own while it works (TORCHINDUCTOR_CACHE_DIR when it compiles, ...): run.json records
-# the tuning variables a run was started with from it (commands/run/recorder.py).
-ENVIRON_AT_START: dict[str, str] = dict(_os.environ)
-
-from dscbench.api import load, run, sweep  # noqa: E402  (after the environment is taken)
-
-# Names that pull in pandas or torch are imported when first used, so `import dscbench` (and
-# `dscbench --help`) stays fast. `dscbench.compare` is the compare package, which can be called:
-# dscbench.compare(a, b) is compare.judge_runs (compare/__init__.py).
+# The API's names are imported when first used, so `import dscbench` (and `dscbench --help`)
+# stays fast and the package root imports nothing above the foundation layer. `dscbench.compare`
+# is the compare package, which can be called: dscbench.compare(a, b) is compare.judge_runs.
 _LAZY = {
+    "run": ("dscbench.api", "run"),
+    "sweep": ("dscbench.api", "sweep"),
+    "load": ("dscbench.api", "load"),
     "compare": ("dscbench.compare", None),
     "Comparison": ("dscbench.compare", "Comparison"),
     "ResultSet": ("dscbench.results", "ResultSet"),

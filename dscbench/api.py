@@ -200,9 +200,8 @@ def run(
     from rich.console import Console
 
     from dscbench import results
-    from dscbench.commands.run.command import default_output
     from dscbench.commands.run.execute import execute  # imports torch
-    from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, RunOptions
+    from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, RunOptions, default_output
 
     run_keys = ("canary", "precision", "max_time", "skip_unavailable", "verify_counts",
                 "calibrate", "interleave", "breakdown", "max_configs", "shard")  # fmt: skip

@@ -16,7 +16,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from dscbench import __version__
+from dscbench.about import __version__
 from dscbench.commands import (
     backends,
     calibrate,
@@ -27,10 +27,10 @@ from dscbench.commands import (
     plot,
     presets,
     report,
-    run,
     show,
 )
 from dscbench.commands.common import console, err_console
+from dscbench.commands.run import command as run
 from dscbench.errors import DscbenchError
 
 # In the order `dscbench --help` lists them.

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dscbench import __version__
+from dscbench.about import __version__
 
 LIBRARIES = (
     "torch",

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dscbench import __version__
+from dscbench.about import __version__
 from dscbench.errors import DscbenchError, SpecError
 from dscbench.models import CALLER_CWD_VARIABLE
 from dscbench.workers.protocol import (

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import dscbench.workers.checks as checks
 from dscbench.measure import HarnessOptions, Workload, run_turn, warm_up_and_calibrate
 from dscbench.spec import VARIANTS, BackendOptions, Spec, spec_from_json, spec_to_json
-from dscbench.workers import checks
 from dscbench.workers.cache import PreparedCache, held_bytes
 from dscbench.workers.failures import fail, one_line
 from dscbench.workers.protocol import (
@@ -96,7 +96,7 @@ class LocalExecutor:
     def hello(self) -> dict[str, Any]:
         """Protocol and dscbench versions, Python, the environment and torch's default thread
         count: what a coordinator checks before trusting this executor's numbers."""
-        from dscbench import __version__
+        from dscbench.about import __version__
         from dscbench.env import collect_environment
 
         environment = collect_environment()

@@ -5,10 +5,8 @@ imports this module for ``--help``."""
 from __future__ import annotations
 
 import math
-import socket
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +15,13 @@ from rich.text import Text
 
 from dscbench import api
 from dscbench.commands import common
-from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, Interleave, RunOptions, Twin
+from dscbench.commands.run.options import (
+    DEFAULT_MAX_TIME_S,
+    Interleave,
+    RunOptions,
+    Twin,
+    default_output,
+)
 from dscbench.errors import SpecError
 from dscbench.spec import CompileMode, OrtOptLevel, OrtThreadpool, parse_fraction
 
@@ -367,11 +371,6 @@ def check_run_flags(
         raise SpecError(f"--resume {resume} writes into that run; leave out -o {output}")
     if resume is not None and dry_run:
         raise SpecError("--resume measures; it cannot be combined with --dry-run")
-
-
-def default_output() -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return Path("results") / f"{stamp}-{socket.gethostname()}"
 
 
 def shard_of_run(text: str | None, count: int | None) -> Any:

@@ -3,7 +3,9 @@ of its options. Light: the command module imports it for ``--help``."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -46,3 +48,9 @@ class RunOptions:
     shard: Any = None  # shards.Shard: run only the configurations this shard owns
     calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
     resume: bool = False  # finish the interrupted run in ``output`` (--resume DIR)
+
+
+def default_output() -> Path:
+    """results/<UTC time>-<host>: where a run goes when no -o says otherwise."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / f"{stamp}-{socket.gethostname()}"

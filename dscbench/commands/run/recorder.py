@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from dscbench import ENVIRON_AT_START, results, runner
+from dscbench import results, runner
+from dscbench.about import ENVIRON_AT_START
 from dscbench.commands.run.options import RunOptions
 from dscbench.commands.run.planning import Plan, harness_for
 from dscbench.env import collect_environment, utc_now
