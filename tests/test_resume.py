@@ -113,6 +113,37 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(clock, tmp_path)
     np.testing.assert_allclose(a.results.latency_median_s, b.results.latency_median_s)
 
 
+def test_every_manifest_counts_rounds_from_the_first(clock, tmp_path, monkeypatch):
+    """Readers poll manifest.json while a run goes on: even generation 0, written before the
+    first checkpoint's lines, says a status and a count (it said null, and a reader comparing
+    counts crashed: CI stop 24)."""
+    from dscbench.results import journal
+
+    written = []
+    real = journal.write_json
+
+    def spy(path, doc, **kwargs):
+        if Path(path).name == results.MANIFEST:
+            written.append(dict(doc))
+        return real(path, doc, **kwargs)
+
+    monkeypatch.setattr(journal, "write_json", spy)
+    cases = fake_cases(2)
+    runner.run_sweep(
+        cases,
+        RunSettings(**SETTINGS),
+        runner.local({"fake": FakeBackend(clock, cost)}),
+        checkpoint=recorder(tmp_path, cases),
+        harness=HARNESS,
+        verify_counts=False,
+    )
+    assert [m["generation"] for m in written] == list(range(1, len(written) + 1))
+    assert written[0]["rounds_done"] == 0 and written[0]["status"] == "running"
+    counts = [m["rounds_done"] for m in written]
+    assert all(isinstance(c, int) for c in counts) and counts == sorted(counts)
+    assert counts[-1] == SETTINGS["rounds"] and written[-1]["status"] == "complete"
+
+
 def test_the_journal_is_read_while_a_run_is_going(clock, tmp_path, monkeypatch):
     """Between checkpoints nothing is consolidated: readers rebuild the tables from the
     journal, with the same rows the final files have."""

@@ -196,11 +196,11 @@ class Recorder:
     def _write(self, state: SweepState) -> None:
         t0 = time.perf_counter()
         parts: Iterable[dict[str, Any]] = state.take_delta()
+        self._update_meta(state)  # before the first manifest: its rounds_done is a count
         if self.journal is None:
             self.journal = self._open()
             if self.previous is not None:  # readers drop the samples of the round redone
                 parts = itertools.chain([{"resume_from": state.rounds_done}], parts)
-        self._update_meta(state)
         self.journal.append(parts, self.meta)
         if state.status != "running":
             self._consolidate(state)
