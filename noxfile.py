@@ -37,8 +37,8 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- backends [ort-prep all]`, `nox -s bench -- compare [runs real-aa simulate
     scale]` or `nox -s bench -- gate [runs interleaved calibration canary sequential aa power
     isa overhead]`, `nox -s bench -- models [default table flops]` or `nox -s bench -- reports
-    [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` runs one
-    script, or some of its parts.
+    [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` or
+    `nox -s bench -- noise [components personality]` runs one script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
     scripts = {
@@ -49,6 +49,7 @@ def bench(session: nox.Session) -> None:
         "models": "benchmarks/bench_models.py",
         "reports": "benchmarks/bench_reports.py",
         "robust": "benchmarks/bench_robust.py",
+        "noise": "benchmarks/bench_noise.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)
