@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dscbench.defaults import PROCESSES
 from dscbench.errors import SpecError
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def run(
     sweep_: Sweep | None = None,
     *,
     output: str | Path | None = None,
-    processes: int = 3,
+    processes: int = PROCESSES,
     envs: Sequence[str] = (),
     force: bool = False,
     quiet: bool = True,
@@ -192,25 +193,27 @@ def run(
     The run is written to ``output`` (default ``results/<UTC time>-<host>``, as the CLI), so
     nothing measured is lost and ``load``/``dscbench show`` read it again. ``processes`` and
     ``envs`` are ``--processes`` and ``--env``; other run options (``canary``, ``precision``,
-    ``max_time``, ``skip_unavailable``, ``verify_counts``, ``calibrate``, ``dry_run`` is not
-    one) are keywords too. ``quiet=False`` prints the progress bar and the table to ``console``
-    (a rich Console; default: standard output). A run some of whose rows failed is returned
-    (their ``status`` says why); one interrupted (Ctrl-C) returns what it measured, with
-    ``meta["status"] == "interrupted"``. Bad input raises a DscbenchError."""
+    ``decide``, ``max_time``, ``skip_unavailable``, ``verify_counts``, ``calibrate``;
+    ``dry_run`` is not one) are keywords too. ``quiet=False`` prints the progress bar and the
+    table to ``console`` (a rich Console; default: standard output). A run some of whose rows
+    failed is returned (their ``status`` says why); one interrupted (Ctrl-C) returns what it
+    measured, with ``meta["status"] == "interrupted"``. Bad input raises a DscbenchError."""
     from rich.console import Console
 
     from dscbench import results
     from dscbench.commands.run.execute import execute  # imports torch
     from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, RunOptions, default_output
 
-    run_keys = ("canary", "precision", "max_time", "skip_unavailable", "verify_counts",
+    run_keys = ("canary", "precision", "decide", "max_time", "skip_unavailable", "verify_counts",
                 "calibrate", "interleave", "breakdown", "max_configs", "shard")  # fmt: skip
     chosen = {k: options.pop(k) for k in run_keys if k in options}
     if sweep_ is None:
         sweep_ = sweep(**options)
     elif options:
         raise SpecError(f"{sorted(options)[0]}=: give the axes to sweep(), or no sweep to run()")
-    if chosen.get("precision") is not None and chosen.get("max_time") is None:
+    if chosen.get("precision") is not None and chosen.get("decide") is not None:
+        raise SpecError("precision= and decide= each add rounds to their own end; give one")
+    if (chosen.get("precision") or chosen.get("decide")) and chosen.get("max_time") is None:
         chosen["max_time"] = DEFAULT_MAX_TIME_S
     out = Path(output) if output is not None else default_output()
     settings = RunOptions(

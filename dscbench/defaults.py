@@ -5,3 +5,8 @@ Standard library only, so the command line can show them in ``--help`` without i
 
 CONFIDENCE = 0.95  # of every interval dscbench computes and prints
 THRESHOLD = 0.05  # the smallest relative change `compare` counts as faster or slower
+POWER = 0.8  # of the minimum detectable change each compared row reports
+# Worker processes per environment: with the default 5 rounds, each round in its own process.
+# Intervals are over processes (their rounds averaged first): rounds of one process share what
+# it drew at start-up, so they are not independent (benchmarks/REPORT-noise.md).
+PROCESSES = 5

@@ -184,6 +184,7 @@ class Coordinator:
         skipped: Mapping[tuple[Case, str], str] | None = None,
         canary: Canary | None = None,
         precision: float | None = None,
+        decide: float | None = None,
         max_time: float = math.inf,
         wall: Callable[[], float] = time.perf_counter,
         resume: ResumePoint | None = None,
@@ -194,7 +195,7 @@ class Coordinator:
         self.harness = harness or HarnessOptions(warmup=settings.warmup)
         self.verify_counts = verify_counts
         self.canary = canary
-        self.precision = precision  # the target, or None
+        self.precision = precision if decide is None else decide  # the target, or None
         self.max_time = max_time
         self.wall = wall
         self.pools = {
@@ -202,6 +203,10 @@ class Coordinator:
             for env, ex in executors.items()
         }
         self.envs = list(self.pools)
+        # Which process measured a block: replica i of an environment starts as process i; a
+        # restart (a crash, or the fresh processes of extra rounds) makes it a new process.
+        self.identity = {env: list(range(len(pool))) for env, pool in self.pools.items()}
+        self.next_identity = {env: len(pool) for env, pool in self.pools.items()}
         self.phases = Phases()
         self.started = wall()
         self.states = self._fresh_states(cases, skipped or {})
@@ -209,10 +214,13 @@ class Coordinator:
         self.first_round = 0
         if resume is not None:
             restore(self.states, resume)
+            self._renumber(resume)
             self.first_round = self.sweep.rounds_done = resume.rounds_done
             self.sweep.canary = [c for c in resume.canary if c.get("round", 0) < self.first_round]
             self.sweep.canary_flushed = len(self.sweep.canary)
-        if precision is not None:
+        if decide is not None:
+            self.sweep.precision = Precision(decide, max_time, mode="decide")
+        elif precision is not None:
             self.sweep.precision = Precision(precision, max_time)
             self.sweep.precision.extra_rounds = max(0, self.first_round - settings.rounds)
         self.last_write = time.perf_counter()
@@ -225,6 +233,22 @@ class Coordinator:
         self.settle = self.harness.switch_settle if len(self.envs) > 1 else 0.0
         self.total = len(self.states) * settings.rounds  # visits, for the progress callback
         self.done = len(self.states) * min(self.first_round, settings.rounds)
+
+    def _renumber(self, resume: ResumePoint) -> None:
+        """A resumed run measures in new processes: number them after every process the
+        interrupted run used."""
+        used = resume.samples.get("process") or [0]
+        first = max(int(max(used)) + 1, max(self.next_identity.values(), default=0))
+        for env, pool in self.pools.items():
+            self.identity[env] = [first + i for i in range(len(pool))]
+            self.next_identity[env] = first + len(pool)
+
+    def renew(self, env: str, replica: int) -> None:
+        """Replica ``replica`` of ``env`` is a new process from now on (it was restarted)."""
+        self.identity[env][replica] = self.next_identity[env]
+        self.next_identity[env] += 1
+        for state in self.states:
+            state.envs[env].warmed.discard(replica)
 
     def _fresh_states(
         self, cases: list[Case], skipped: Mapping[tuple[Case, str], str]
@@ -287,9 +311,10 @@ class Coordinator:
             self.checkpoint(self.sweep)
             self.last_write = time.perf_counter()
 
-    def one_round(self, round_index: int, order: list[CaseState], deadline: bool = False) -> None:
+    def one_round(self, round_index: int, order: list[CaseState], deadline: bool = False) -> int:
         """Visit the healthy cases of ``order``; with ``deadline``, stop when ``max_time`` has
-        run out."""
+        run out. Returns the number of visits made."""
+        visited = 0
         for state in order:
             if deadline and self.timed_out():
                 break
@@ -297,10 +322,12 @@ class Coordinator:
                 self.progress(self.done, self.total, state.case.spec.label())
             if state.healthy:
                 self.visit(state, round_index)
+                visited += 1
                 self.save(force=False)
             self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total, "")
+        return visited
 
     def timed_out(self) -> bool:
         return self.wall() - self.started >= self.max_time
@@ -368,11 +395,11 @@ class Coordinator:
         except KeyboardInterrupt as exc:
             partial = getattr(exc, "partial", None)
             if partial is not None:
-                self.record(state, env, blocks, partial, round_index)
+                self.record(state, env, blocks, partial, round_index, replica)
             raise
         busy = sum(report.block_s) + report.untimed_s
         self.phases.ipc += max(0.0, time.perf_counter() - t0 - busy)
-        self.record(state, env, blocks, report, round_index)
+        self.record(state, env, blocks, report, round_index, replica)
         if report.status != Status.OK:
             env_state.fail(report.status, report.error, report.traceback)
 
@@ -383,10 +410,12 @@ class Coordinator:
         blocks: list[tuple[str, int]],
         report: TurnReport,
         round_index: int,
+        replica: int,
     ) -> None:
         env_state = state.envs[env]
+        process = self.identity[env][replica]
         for (v, set_no), block_s in zip(blocks, report.block_s, strict=False):
-            env_state.series[v].add(block_s, round_index, state.sets + set_no)
+            env_state.series[v].add(block_s, round_index, state.sets + set_no, process)
         self.phases.timed += sum(report.block_s)
         self.phases.warmup += report.untimed_s
 
@@ -490,13 +519,16 @@ class Coordinator:
             return
         try:
             self.pools[env][replica].restart()
+            self.renew(env, replica)
         except ExecutorLost as again:
             self.lost(env, replica, state, again)
 
     def refine(self, p: Precision) -> None:
-        """Extra rounds over the cases still short of the precision target."""
+        """Extra rounds over the cases still short of the target (``Precision.open_rows``),
+        each in fresh worker processes: more rounds in the same processes would narrow only
+        what differs within a process, and the interval is over processes."""
         while True:
-            todo = [s for s in self.states if s.healthy and s.imprecise(p.target)]
+            todo = [s for s in self.states if s.healthy and p.open_rows(s)]
             if not todo:
                 p.stopped = "every row reached the target"
                 break
@@ -508,8 +540,11 @@ class Coordinator:
                 break
             self.total += len(todo)
             round_index = self.settings.rounds + p.extra_rounds
+            self.fresh_processes(round_index)
             order = [todo[i] for i in self.rng.permutation(len(todo))]
-            self.one_round(round_index, order, deadline=True)
+            if not self.one_round(round_index, order, deadline=True):
+                p.stopped = "--max-time ran out"  # while the fresh processes started
+                break
             p.extra_rounds += 1
             self.sweep.rounds_done = round_index + 1
             self.save()
@@ -521,5 +556,20 @@ class Coordinator:
                 "relative_half_width": width,
             }
             for s in self.states
-            for env, width in s.imprecise(p.target)
+            for env, width in p.open_rows(s)
         ]
+
+    def fresh_processes(self, round_index: int) -> None:
+        """Restart the processes that measure ``round_index`` (worker processes only; a run
+        measured in this process has one), counting the time as worker start-up."""
+        t0 = time.perf_counter()
+        for env, pool in self.pools.items():
+            replica = round_index % len(pool)
+            if not pool[replica].restartable:
+                continue
+            try:
+                pool[replica].restart()
+            except ExecutorLost:
+                continue  # its next request fails, and lost() handles it there
+            self.renew(env, replica)
+        self.phases.restart += time.perf_counter() - t0

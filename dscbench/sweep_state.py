@@ -16,7 +16,7 @@ import numpy as np
 from dscbench import counting, stats
 from dscbench.parity import Parity
 from dscbench.results import SAMPLE_COLUMNS, CaseRecord
-from dscbench.spec import Case, RunSettings, spec_to_json
+from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
 from dscbench.status import HEALTHY, RunStatus, Status
 
 if TYPE_CHECKING:
@@ -35,13 +35,15 @@ class Series:
     times: list[float] = field(default_factory=list)  # seconds per iteration, one per block
     rounds: list[int] = field(default_factory=list)
     pairs: list[int] = field(default_factory=list)  # set index within the case
+    processes: list[int] = field(default_factory=list)  # worker process of the environment
     measured_s: float = 0.0  # sum of timed block durations
     flushed: int = 0  # samples already handed to a checkpoint (SweepState.take_delta)
 
-    def add(self, block_s: float, round_index: int, set_index: int) -> None:
+    def add(self, block_s: float, round_index: int, set_index: int, process: int = 0) -> None:
         self.times.append(block_s / self.iterations)
         self.rounds.append(round_index)
         self.pairs.append(set_index)
+        self.processes.append(process)
         self.measured_s += block_s
         recent = self.times[-RECENT_SAMPLES:]
         self.per_iteration_s = float(np.median(recent))
@@ -81,17 +83,36 @@ class EnvState:
     def fail(self, status: str, error: str, tb: str = "") -> None:
         self.status, self.error, self.traceback = status, error, tb
 
-    def paired(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(standard, separable, round) for the sets where both variants were measured (an
-        interrupt can leave a set half done)."""
+    def paired(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(standard, separable, round, process) for the sets where both variants were
+        measured (an interrupt can leave a set half done)."""
         std, sep = self.series.get("standard"), self.series.get("separable")
         if std is None or sep is None:
-            return np.empty(0), np.empty(0), np.empty(0, dtype=int)
-        return stats.pair_blocks(std.pairs, std.times, std.rounds, sep.pairs, sep.times)
+            none = np.empty(0, dtype=int)
+            return np.empty(0), np.empty(0), none, none
+        return stats.pair_blocks(
+            std.pairs, std.times, std.rounds, sep.pairs, sep.times, std.processes
+        )
 
     def speedup(self) -> stats.Speedup | None:
-        a, b, r = self.paired()
-        return stats.round_speedup(a, b, r) if a.size else None
+        a, b, r, p = self.paired()
+        return stats.round_speedup(a, b, r, processes=p) if a.size else None
+
+
+def env_ratio(candidate: Series | None, baseline: Series | None) -> stats.Speedup | None:
+    """The candidate's latency over the baseline's, from the blocks one set measured in both
+    (an interleaved run), with its interval over process pairs (stats.round_speedup)."""
+    if candidate is None or baseline is None:
+        return None
+    a, b, r, p = stats.pair_blocks(
+        candidate.pairs,
+        candidate.times,
+        candidate.rounds,
+        baseline.pairs,
+        baseline.times,
+        candidate.processes,
+    )
+    return stats.round_speedup(a, b, r, processes=p) if a.size else None
 
 
 @dataclass(slots=True)
@@ -148,6 +169,34 @@ class CaseState:
                     out.append((env, width))
         return out
 
+    def undecided(self, bound: float) -> list[tuple[str, float]]:
+        """(row, relative half-width) of each healthy row whose question is still open at
+        ``bound`` = log(1 + threshold) (``stats.decided``): with several environments, each
+        variant's latency in every other environment against the first, paired by set; in a
+        plain run, the speedup of separable over standard."""
+        envs = [env for env, e in self.envs.items() if e.healthy]
+        if len(self.envs) == 1:
+            out = []
+            for env in envs:
+                sp = self.envs[env].speedup()
+                if sp is None or not stats.decided(sp, bound):
+                    out.append((env, sp.relative_half_width if sp is not None else math.nan))
+            return out
+        names = list(self.envs)
+        base = self.envs[names[0]]
+        if not base.healthy:
+            return []
+        out = []
+        for env in names[1:]:
+            if env not in envs:
+                continue
+            for v in VARIANTS:
+                ratio = env_ratio(self.envs[env].series.get(v), base.series.get(v))
+                if ratio is None or not stats.decided(ratio, bound):
+                    width = ratio.relative_half_width if ratio is not None else math.nan
+                    out.append((f"{env}/{v}", width))
+        return out
+
     @property
     def only(self) -> EnvState:
         """The state of a single-environment sweep's one environment."""
@@ -168,18 +217,28 @@ class Phases:
     counting: float = 0.0
     canary: float = 0.0  # machine canary samples, settle sleep included
     ipc: float = 0.0  # waiting for executors beyond the work they report (messages, start-up)
+    restart: float = 0.0  # fresh worker processes for extra rounds (--precision, --decide)
 
 
 @dataclass
 class Precision:
-    """What ``--precision`` did: the target (relative half-width of the speedup interval), the
-    extra rounds it added, why it stopped, and the rows that did not get there."""
+    """What ``--precision`` or ``--decide`` did: the target (``precision``: the relative
+    half-width of the speedup interval; ``decide``: the threshold every row's question must be
+    settled at), the extra rounds it added, why it stopped, and the rows that did not get
+    there."""
 
     target: float
     max_time_s: float
+    mode: str = "precision"  # or "decide"
     extra_rounds: int = 0
     stopped: str = ""
     unmet: list[dict[str, Any]] = field(default_factory=list)
+
+    def open_rows(self, state: CaseState) -> list[tuple[str, float]]:
+        """The rows of ``state`` this target still asks more of: (row, relative half-width)."""
+        if self.mode == "decide":
+            return state.undecided(math.log1p(self.target))
+        return state.imprecise(self.target)
 
 
 @dataclass
@@ -219,6 +278,7 @@ class SweepState:
                     columns["env"] += [env] * n
                     columns["round"] += t.rounds[t.flushed :]
                     columns["pair"] += t.pairs[t.flushed :]
+                    columns["process"] += t.processes[t.flushed :]
                     columns["iterations"] += [t.iterations] * n
                     columns["time_s"] += t.times[t.flushed :]
         return columns
@@ -241,7 +301,7 @@ class SweepState:
             c: np.empty(n, dtype=dtype)
             for c, dtype in (
                 ("config_id", object), ("variant", object), ("backend", object),
-                ("env", object), ("round", "int32"), ("pair", "int32"),
+                ("env", object), ("round", "int32"), ("pair", "int32"), ("process", "int32"),
                 ("iterations", "int64"), ("time_s", "float64"),
             )
         }  # fmt: skip
@@ -253,6 +313,7 @@ class SweepState:
                 columns[c][at:end] = value
             columns["round"][at:end] = t.rounds
             columns["pair"][at:end] = t.pairs
+            columns["process"][at:end] = t.processes
             columns["time_s"][at:end] = t.times
             at = end
         return pd.DataFrame(columns)
@@ -295,14 +356,14 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
     """Put the measured part of a run back into fresh case states (matched by configuration,
     backend and environment; the caller checked that the sweep is the same)."""
     by_key = {(r.key[0], r.backend, r.env): r for r in point.records}
-    kept: dict[tuple[str, str, str, str], list[tuple[int, int, float]]] = {}
+    kept: dict[tuple[str, str, str, str], list[tuple[int, int, int, float]]] = {}
     cols = point.samples
-    for cid, v, backend, env, round_, pair, time_s in zip(
+    for cid, v, backend, env, round_, pair, process, time_s in zip(
         cols["config_id"], cols["variant"], cols["backend"], cols["env"], cols["round"],
-        cols["pair"], cols["time_s"], strict=True,
+        cols["pair"], cols["process"], cols["time_s"], strict=True,
     ):  # fmt: skip
         if round_ < point.rounds_done:
-            kept.setdefault((cid, backend, env, v), []).append((round_, pair, time_s))
+            kept.setdefault((cid, backend, env, v), []).append((round_, pair, process, time_s))
     for state in states:
         cid, backend = state.case.spec.config_id, state.case.backend
         for env, e in state.envs.items():
@@ -322,10 +383,11 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
             rounds_seen: set[int] = set()
             for v, n in r.iterations.items():
                 t = Series(n)
-                for round_, pair, time_s in kept.get((cid, backend, env, v), []):
+                for round_, pair, process, time_s in kept.get((cid, backend, env, v), []):
                     t.times.append(time_s)
                     t.rounds.append(round_)
                     t.pairs.append(pair)
+                    t.processes.append(process)
                     t.measured_s += time_s * n
                     rounds_seen.add(round_)
                 t.flushed = len(t.times)  # already in the journal

@@ -8,6 +8,7 @@ import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -286,13 +287,24 @@ def test_a_single_round_cannot_be_judged():
     assert comparison.changes[0].note.startswith("fewer than 2 rounds on a side")
 
 
+GOLDEN_INTERLEAVED = Path(__file__).parent / "data" / "golden" / "interleaved"
+
+# synthetic() runs were measured in one process, and compare says what that means
+ONE_PROCESS_NOTES = [
+    f"{side}: measured in one process, so intervals are over rounds and miss what differs "
+    "between processes (benchmarks/REPORT-noise.md); run with --processes 3 or more"
+    for side in ("baseline", "candidate")
+]
+
+
 def test_few_rows_cannot_estimate_run_to_run_noise():
     comparison = compare.compare_sets(
         synthetic(seed=1, channels=(8,)), synthetic(seed=2, channels=(8,))
     )
     assert comparison.notes == [
+        *ONE_PROCESS_NOTES,
         "fake: fewer than 5 comparable rows, so run-to-run noise cannot be estimated; "
-        "intervals cover round-to-round noise only"
+        "intervals cover round-to-round noise only",
     ]
     assert not comparison.shifts[0].detected  # one row is no whole run
 
@@ -585,7 +597,9 @@ def test_a_disturbed_run_is_called_out():
     (note,) = [n for n in comparison.notes if n.startswith("candidate: its rounds disagree by")]
     assert note.endswith("so the machine was busy during that run and its rows will mostly be "
                          "inconclusive; rerun it")  # fmt: skip
-    assert not any(n.startswith("baseline:") for n in comparison.notes)
+    assert not any(
+        n.startswith("baseline:") for n in comparison.notes if n not in ONE_PROCESS_NOTES
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,3 +680,34 @@ def test_interleaved_compare_from_the_command_line(tmp_path):
     assert bad.output.strip() == "error: --baseline-env 'x': the run has environments base, head"
     half = cli.invoke(app, ["compare", str(tmp_path), "--baseline-env", "head"])
     assert half.output.strip() == "error: --candidate-env is needed too (the run has base, head)"
+
+
+def test_every_compared_row_reports_its_minimum_detectable_change():
+    """detectable = exp((t_conf + t_power) * se) - 1, se the standard error behind the row's
+    interval (interleaved: over its units, units - 1 degrees of freedom); the resolution line
+    counts the rows within the threshold and names the coarsest."""
+    from scipy import stats as sps
+
+    comparison = compare.compare_envs(results.load_results(GOLDEN_INTERLEAVED))
+    judged = [c for c in comparison.changes if c.verdict.comparable]
+    assert judged and all(c.units == 5 for c in judged)  # one process: the 5 rounds are units
+    for c in judged:
+        q = sps.t.ppf(0.975, c.units - 1)
+        se = math.log(c.ci_high / c.ci_low) / 2 / q
+        expected = math.expm1((q + sps.t.ppf(0.8, c.units - 1)) * se)
+        assert c.detectable == pytest.approx(expected, rel=1e-9)
+    comparison.threshold = 0.001  # finer than any row: every row is named as coarser
+    fine = [c for c in judged if c.detectable <= comparison.threshold]
+    lines = render.resolution_lines(comparison)
+    assert lines[0].startswith(
+        f"Resolution: this comparison can tell changes of 0.1% or more apart in {len(fine)} of "
+        f"{len(judged)} rows"
+    )
+    coarse = max(judged, key=lambda c: c.detectable)
+    assert lines[1].startswith("Coarser than the threshold: ") and (
+        f"{coarse.detectable:.1%} (5 rounds, interval ±" in lines[1]
+    )
+    doc = json.loads(render.as_json(comparison))
+    assert doc["summary"]["resolved_rows"] == len(fine) and doc["summary"]["power"] == 0.8
+    by_key = {(c["config_id"], c["variant"]): c["detectable"] for c in doc["changes"]}
+    assert by_key[coarse.config_id, coarse.variant] == pytest.approx(coarse.detectable)

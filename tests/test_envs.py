@@ -418,3 +418,36 @@ def test_a_killed_worker_is_noticed_not_waited_for(tmp_path):
     assert worker_.hello()["dscbench"] == __version__ and worker_.starts == 2
     worker_.close()
     assert os.path.exists(worker_.log_path)
+
+
+@pytest.mark.slow
+def test_decide_measures_its_extra_rounds_in_fresh_worker_processes(tmp_path):
+    """--decide with a threshold no run can settle: rounds go on past the first two until
+    --max-time, each extra one in a new process of each environment (real restarts), and the
+    samples name those processes; compare's unit is the process pair."""
+    out = tmp_path / "run"
+    res = cli.invoke(
+        app,
+        ["run", *TINY, "--env", "base=", "--env", "head=", "--processes", "2",
+         "--decide", "0.01%", "--max-time", "25", "-o", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "--decide 0.0%: " in res.output and "stopped because --max-time ran out" in res.output
+    # the run's summary says what it can resolve at its --decide threshold: nothing that fine
+    assert "Resolution: this run (head against base) can tell changes of 0.01% or more apart " in (
+        " ".join(res.output.split())
+    )
+    rs = results.load_results(out)
+    p = rs.meta["precision"]
+    assert p["mode"] == "decide" and p["extra_rounds"] >= 1 and p["unmet"]
+    assert rs.meta["rounds_done"] == 2 + p["extra_rounds"]
+    s = rs.samples
+    for env in ("base", "head"):
+        mine = s[s.env == env]
+        first = sorted(set(mine[mine["round"] < 2].process))
+        extra = mine[mine["round"] >= 2].groupby("round").process.unique()
+        assert first == [0, 1]
+        assert [list(v) for v in extra] == [[2 + i] for i in range(len(extra))]
+    assert rs.meta["timings"]["restart_s"] > 0
+    comparison = compare.compare_envs(rs)
+    assert {c.rounds for c in comparison.changes} == {(2 + p["extra_rounds"],) * 2}

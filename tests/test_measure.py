@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dscbench import runner
+from dscbench import runner, sweep_state
 from dscbench.backends.base import CompileFailed
 from dscbench.measure import HarnessOptions, Timer, Workload, run_turn, warm_up_and_calibrate
 from dscbench.spec import Case, RunSettings
@@ -484,3 +484,94 @@ def test_rounds_take_turns_between_an_environments_processes(clock):
         sp = env.speedup()
         # rounds 0, 2, 4 say 2.0, rounds 1 and 3 say 2.2: the interval spans both
         assert sp.ci_low < 2.0 * 1.01 and sp.ci_high > 2.2 * 0.99
+
+
+class FreshProcess(runner.LocalExecutor):
+    """A 'worker process' with a personality: it runs everything ``personality`` times slower,
+    drawn again (sd 4%) at each restart, which the coordinator can ask for (a new process, as
+    WorkerExecutor gives). Counts its restarts."""
+
+    restartable = True
+
+    def __init__(self, clock, cost, seed: int, noise: float = 0.0):
+        self.rng = np.random.default_rng(seed)
+        self.personality = 1.0
+        backend = FakeBackend(
+            clock, lambda s, v: self.personality * cost(s, v), seed=seed, noise=noise
+        )
+        super().__init__({"fake": backend})
+        self.restarts = 0
+
+    def restart(self):
+        self.restarts += 1
+        self.personality = float(np.exp(self.rng.normal(0, 0.04)))
+
+
+def test_decide_adds_rounds_in_fresh_processes_until_every_row_is_settled(clock):
+    # Head is 25% slower on the 8-channel layer and the same on the 16-channel one; processes
+    # differ by 4%. At a 5% threshold the slowdown is settled by the first rounds; the A/A
+    # layer needs more process pairs before its interval fits inside +/-5%.
+    base = costs(2e-4, 1e-4)
+
+    def head(s, v):
+        return (1.25 if s.in_channels == 8 else 1.0) * base(s, v)
+
+    pools = {
+        "base": [FreshProcess(clock, base, seed) for seed in (1, 2)],
+        "head": [FreshProcess(clock, head, seed) for seed in (3, 4)],
+    }
+    for i, pool in enumerate(pools.values()):  # two different first processes per environment
+        for j, process in enumerate(pool):
+            process.personality = (1.03, 0.98)[j] if i == 0 else (0.97, 1.02)[j]
+    state = runner.run_sweep(
+        fake_cases(2),
+        RunSettings(min_time=0.02, rounds=3, warmup=0.0),
+        pools,
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        decide=0.05,
+        wall=clock,
+    )
+    p = state.precision
+    assert p.mode == "decide" and p.stopped == "every row reached the target" and p.unmet == []
+    slow, same = state.cases
+    assert slow.envs["head"].visits < same.envs["head"].visits  # settled sooner
+    assert same.envs["head"].visits == 3 + p.extra_rounds > 3
+    # every extra round ran in a fresh process of each environment, numbered after the first two
+    assert sum(e.restarts for pool in pools.values() for e in pool) == 2 * p.extra_rounds
+    series = same.envs["head"].series["standard"]
+    measured = list(zip(series.processes, series.rounds, strict=True))
+    assert sorted({pr for pr, r in measured if r >= 3}) == list(range(2, 2 + p.extra_rounds))
+    assert sorted({pr for pr, r in measured if r < 3}) == [0, 1]
+    for variant in ("standard", "separable"):
+        ratio = sweep_state.env_ratio(
+            same.envs["head"].series[variant], same.envs["base"].series[variant]
+        )
+        assert ratio.units == 2 + p.extra_rounds
+        assert ratio.ci_low > 1 / 1.05 and ratio.ci_high < 1.05
+        slow_ratio = sweep_state.env_ratio(
+            slow.envs["head"].series[variant], slow.envs["base"].series[variant]
+        )
+        assert slow_ratio.ci_low > 1.05
+
+
+def test_decide_in_a_plain_run_settles_the_speedup_against_one(clock):
+    # separable is 2x faster (settled at once) on one layer, as fast as standard on the other;
+    # a process's personality moves both variants alike, so the speedup needs few processes
+    def cost(s, v):
+        return 1e-4 if (v == "separable" or s.in_channels == 16) else 2e-4
+
+    processes = [FreshProcess(clock, cost, seed, noise=0.05) for seed in (5, 6, 7)]
+    state = runner.run_sweep(
+        fake_cases(2),
+        RunSettings(min_time=0.02, rounds=3, warmup=0.0),
+        {"": processes},
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        decide=0.05,
+        wall=clock,
+        max_time=30,
+    )
+    faster, even = (c.only for c in state.cases)
+    assert faster.visits == 3 and faster.speedup().ci_low > 1.05
+    assert state.precision.stopped == "every row reached the target"
+    sp = even.speedup()
+    assert sp.ci_low > 1 / 1.05 and sp.ci_high < 1.05

@@ -148,6 +148,7 @@ def test_a_half_finished_pair_is_kept_but_not_paired(sweep):
     std.times.append(1.0)  # the interrupt landed before its partner block
     std.rounds.append(1)
     std.pairs.append(10_000)
+    std.processes.append(0)
     table, _ = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     rows = table[table.config_id == case.case.spec.config_id].set_index("variant")
     assert rows.loc["standard", "n_samples"] == rows.loc["separable", "n_samples"] + 1
@@ -184,6 +185,26 @@ def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
         if c not in results.ADDED_IN_V2 and c not in results.ADDED_IN_V4
     ]
     pd.testing.assert_frame_equal(loaded[same], table[same])
+
+
+@pytest.mark.parametrize("processes", [None, 1, 3])
+def test_a_version_4_run_gets_the_process_its_rounds_ran_in(sweep, tmp_path, processes):
+    """Samples written before schema 5 have no process column: runs then measured round r in
+    worker process r mod run.json's ``processes`` (one process when it is absent), and that is
+    what they read back with."""
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
+    out = tmp_path / "v4"
+    out.mkdir()
+    table.to_parquet(out / "results.parquet", index=False)
+    samples.drop(columns=["process"]).to_parquet(out / "samples.parquet", index=False)
+    meta = {"schema_version": 4}
+    if processes is not None:
+        meta["processes"] = processes
+    (out / "run.json").write_text(json.dumps(meta))
+    loaded = results.load_results(out).samples
+    assert loaded["process"].tolist() == (loaded["round"] % (processes or 1)).tolist()
+    rounds = loaded["round"].nunique()
+    assert set(loaded["process"]) == set(range(min(processes or 1, rounds)))
 
 
 def test_a_version_2_run_is_upgraded_and_compares_without_a_canary(sweep, tmp_path):

@@ -105,6 +105,59 @@ def test_round_intervals_cover_the_truth_and_a_rerun_under_round_effects(rounds)
     assert naive_covered / trials < 0.6
 
 
+def test_process_intervals_cover_where_round_intervals_do_not():
+    """Rounds measured by one worker process share that process's draw (REPORT-noise: between
+    processes alive at once, 1 thread, the latency differs by several percent). Round r runs in
+    process r mod K; the interval over process means covers the truth about 95% of the time,
+    while one that took the rounds as independent covers far less."""
+    rng = np.random.default_rng(19)
+    truth, trials, rounds, processes = 2.0, 400, 12, 3
+    covered = naive = 0
+    for _ in range(trials):
+        personality = rng.normal(0, 0.06, processes)
+        r = np.repeat(np.arange(rounds), 10)
+        p = r % processes
+        log_ratio = np.log(truth) + personality[p] + rng.normal(0, 0.01, rounds)[r]
+        b = 1e-4 * np.ones(r.size)
+        a = b * np.exp(log_ratio + rng.normal(0, 0.005, r.size))
+        sp = stats.round_speedup(a, b, r, processes=p)
+        assert (sp.rounds, sp.units) == (rounds, processes)
+        covered += sp.ci_low <= truth <= sp.ci_high
+        flat = stats.round_speedup(a, b, r)
+        assert flat.units == rounds
+        naive += flat.ci_low <= truth <= flat.ci_high
+    assert 0.91 <= covered / trials <= 0.99
+    assert naive / trials < 0.7
+
+
+def test_row_estimates_average_the_rounds_of_a_process_first():
+    values = pd.DataFrame(
+        [
+            ("a", "fake", "", "standard", 0, 0, 0.0),
+            ("a", "fake", "", "standard", 1, 1, 1.0),
+            ("a", "fake", "", "standard", 2, 0, 0.2),
+            ("a", "fake", "", "standard", 3, 1, 1.2),
+            ("b", "fake", "", "standard", 0, 0, 0.0),  # one process: its rounds are the units
+            ("b", "fake", "", "standard", 1, 0, 0.4),
+        ],
+        columns=[*KEY, "round", "process", "cost"],
+    )
+    est = stats.row_estimates(values, KEY)
+    a, b = est.loc[("a", "fake", "", "standard")], est.loc[("b", "fake", "", "standard")]
+    # a: process means 0.1 and 1.1 -> mean 0.6, se2 = var([0.1, 1.1]) / 2 = 0.25, 1 df
+    assert (a["mean"], a["n"], a["df"], a["rounds"], a["unit"]) == (
+        pytest.approx(0.6),
+        2,
+        1,
+        4,
+        "process",
+    )
+    assert a["se2"] == pytest.approx(0.25)
+    assert a["round_sd"] == pytest.approx(np.std([0.0, 1.0, 0.2, 1.2], ddof=1))
+    assert (b["mean"], b["n"], b["unit"]) == (pytest.approx(0.2), 2, "round")
+    assert b["se2"] == pytest.approx(0.04)
+
+
 def test_trimming_ignores_one_spoiled_round_in_ten():
     clean = np.array([[0.00, 0.01, -0.01, 0.02, -0.02, 0.00, 0.01, -0.01, 0.02, -0.02]])
     spoiled = clean.copy()

@@ -152,5 +152,6 @@ def execute(
         parts = pd.read_parquet(path) if path.exists() else pd.DataFrame()
         parts = parts[parts.config_id.isin(set(table.config_id))] if len(parts) else parts
     directory = Path(run) if Path(run).is_dir() else Path(run).parent
-    render_run(table, loaded.meta, directory, console, quiet, parts, stored=True)
+    samples = loaded.samples[loaded.samples.config_id.isin(set(table.config_id))]
+    render_run(table, loaded.meta, directory, console, quiet, parts, stored=True, samples=samples)
     return 0

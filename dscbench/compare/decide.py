@@ -16,6 +16,7 @@ import numpy as np
 
 from dscbench import stats
 from dscbench.compare.model import Shift, Verdict
+from dscbench.defaults import POWER
 from dscbench.stats.runs import MIN_ROWS_FOR_SPREAD
 
 SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
@@ -49,6 +50,8 @@ class RowModel:
     mean_b: np.ndarray
     mean_c: np.ndarray
     rounds: list[tuple[int, int]]
+    units: np.ndarray | None = None  # per row: the units its interval is over
+    unit_names: list[str] | None = None  # what they are: process, process pair or round
     backends: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +66,7 @@ class Decision:
     half: np.ndarray
     notes: list[str]
     shifts: list[Shift]
+    detectable: np.ndarray | None = None  # relative minimum detectable change per row
 
 
 def decide_rows(
@@ -90,7 +94,22 @@ def decide_rows(
         for backend in dict.fromkeys(model.backends)
     ]
     judge_huge_changes(model, rows.verdict, rows.notes)
-    return Decision(rows.verdict, rows.half, list(rows.notes), shifts)
+    detectable = detectable_changes(rows.half, model.df, confidence, POWER)
+    return Decision(rows.verdict, rows.half, list(rows.notes), shifts, detectable)
+
+
+def detectable_changes(
+    half: np.ndarray, df: np.ndarray, confidence: float, power: float
+) -> np.ndarray:
+    """Each row's minimum detectable change (relative) from the half-width of the interval it
+    was judged on: the standard error behind it (half / t quantile), times the sum of the
+    confidence's and the power's t quantiles (stats.detectable_change)."""
+    q = stats.t_quantile(confidence, np.maximum(df, 1))
+    out = np.full(len(half), np.nan)
+    for j, (h, d) in enumerate(zip(half, df, strict=True)):
+        if np.isfinite(h) and d >= 1:
+            out[j] = stats.detectable_change(float(h / q[j]), float(d), confidence, power)
+    return out
 
 
 class _Rows:

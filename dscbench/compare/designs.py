@@ -139,6 +139,11 @@ class Sides:
                 rounds=model.rounds[j],
                 note=join(decision.notes[j], matched.counts.get(key)),
                 spread=self.typical_c.get(key, (math.nan, math.nan))[1],
+                detectable=float(decision.detectable[j])
+                if decision.detectable is not None
+                else math.nan,
+                units=int(model.units[j]) if model.units is not None else 0,
+                unit=model.unit_names[j] if model.unit_names is not None else "",
             )
         return [changes[k] for k in matched.keys]
 
@@ -176,6 +181,11 @@ class Design:
         """The machine canary's check and (log ratio, variance); (None, None) without one."""
         return None, None
 
+    def units(self, sides: Sides) -> dict[str, pd.DataFrame]:
+        """Per side (or the pairs), the row estimates whose ``unit`` says what an interval is
+        over (stats.unit_values)."""
+        raise NotImplementedError
+
     def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
         """The comparable rows' log cost ratios and their variances."""
         raise NotImplementedError
@@ -201,6 +211,7 @@ def judge(design: Design, metric: str, threshold: float, confidence: float) -> C
             f"{check.reason}: a regression of every row cannot be told from a machine that "
             "changed speed (runs from dscbench 0.3 on time a canary in every round)"
         )
+    notes += one_process_notes(design.units(sides))
     if not matched.comparable:
         changes, shifts = [matched.settled[k] for k in matched.keys], []
     else:
@@ -235,24 +246,43 @@ def judge(design: Design, metric: str, threshold: float, confidence: float) -> C
     )
 
 
+def one_process_notes(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """A note for each side whose rows with two rounds or more were all measured in one
+    process: their intervals cover round-to-round noise only."""
+    notes = []
+    for side, table in tables.items():
+        several = table[table["rounds"] >= 2] if "rounds" in table else table.iloc[:0]
+        if len(several) and (several["unit"] == "round").all():
+            notes.append(
+                f"{side}: measured in one process, so intervals are over rounds and miss what "
+                "differs between processes (benchmarks/REPORT-noise.md); run with "
+                "--processes 3 or more"
+            )
+    return notes
+
+
 def _row_model(
     keys: list[tuple],
     d: np.ndarray,
     v: np.ndarray,
     df: np.ndarray,
     sides: Sides,
-    nb: np.ndarray,
-    nc: np.ndarray,
+    units: np.ndarray,
+    unit_names: list[str],
 ) -> RowModel:
     """The RowModel of ``keys``: log cost ratios ``d`` with variance ``v`` and ``df`` degrees of
-    freedom, each side's value for display and its number of rounds (``nb``, ``nc``)."""
+    freedom from ``units`` units of replication (the fewer side's; ``unit_names`` says what
+    they are), each side's value and number of rounds for display."""
     sb, sc = sides.stats_b.loc[keys], sides.stats_c.loc[keys]
+    nb, nc = sb["rounds"].to_numpy().astype(int), sc["rounds"].to_numpy().astype(int)
     return RowModel(
         keys=keys,
         d=d,
         v=v,
         df=df,
-        few=(nb < 2) | (nc < 2),
+        few=units < 2,
+        units=np.asarray(units, dtype=int),
+        unit_names=unit_names,
         mean_b=sb["mean"].to_numpy(dtype=float),
         mean_c=sc["mean"].to_numpy(dtype=float),
         rounds=[(int(a), int(b)) for a, b in zip(nb, nc, strict=True)],
@@ -305,6 +335,9 @@ class Sequential(Design):
     def spreads(self, sides: Sides) -> dict[str, float]:
         return {"baseline": stats.spread(sides.stats_b), "candidate": stats.spread(sides.stats_c)}
 
+    def units(self, sides: Sides) -> dict[str, pd.DataFrame]:
+        return {"baseline": sides.stats_b, "candidate": sides.stats_c}
+
     def notes(self, spreads: dict[str, float]) -> list[str]:
         notes = incomplete_notes({"baseline": self.base, "candidate": self.cand})
         return notes + [
@@ -327,8 +360,12 @@ class Sequential(Design):
         vb, vc = sb["se2"].to_numpy(dtype=float), sc["se2"].to_numpy(dtype=float)
         v, df = stats.welch(vb, sb["df"].to_numpy(dtype=float), vc, sc["df"].to_numpy(dtype=float))
         d = (sc["mean"] - sb["mean"]).to_numpy(dtype=float)
-        nb, nc = sb["n"].to_numpy().astype(int), sc["n"].to_numpy().astype(int)
-        return _row_model(keys, d, v, df, sides, nb, nc)
+        units = np.minimum(sb["n"].to_numpy(), sc["n"].to_numpy())
+        names = [
+            "process" if a == b == "process" else "round"
+            for a, b in zip(sb["unit"], sc["unit"], strict=True)
+        ]
+        return _row_model(keys, d, v, df, sides, units, names)
 
 
 class Interleaved(Design):
@@ -357,6 +394,9 @@ class Interleaved(Design):
         paired = self.paired
         return [lambda key: "" if key in paired.index else "no sets measured both environments"]
 
+    def units(self, sides: Sides) -> dict[str, pd.DataFrame]:
+        return {"each environment": self.paired}
+
     def spreads(self, sides: Sides) -> dict[str, float]:
         return {
             self.envs[0]: stats.spread(sides.stats_b),
@@ -377,9 +417,9 @@ class Interleaved(Design):
 
     def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
         p = self.paired.loc[keys]
-        n = p["n"].to_numpy().astype(int)
         d, v, df = (p[c].to_numpy(dtype=float) for c in ("mean", "se2", "df"))
-        return _row_model(keys, d, v, df, sides, n, n)
+        names = ["process pair" if u == "process" else "round" for u in p["unit"]]
+        return _row_model(keys, d, v, df, sides, p["n"].to_numpy(), names)
 
     def environment(self) -> list[tuple[str, str, str]]:
         meta = self.run.meta

@@ -90,6 +90,12 @@ class Change:
     spread: float = math.nan  # relative half-width of the candidate value's own interval
     failed_in: str = ""  # for "failed": "baseline", "candidate" or "both"
     env: str = ""  # the environment both sides were matched in (sequential, several envs)
+    # The smallest relative change this row would catch at the comparison's confidence with
+    # defaults.POWER (its minimum detectable change), and the units (processes, or process
+    # pairs, or rounds) its interval is over.
+    detectable: float = math.nan
+    units: int = 0
+    unit: str = ""  # "process", "process pair" or "round"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))  # a plain string is read too

@@ -31,10 +31,14 @@ def paired_round_values(
         levels = ["config_id", "backend", "round"]
     per_round = log_ratio.groupby(level=levels, sort=False).median()
     out = per_round.rename("cost").reset_index()
+    # Round r ran in process r mod N of each environment: the baseline's process names the
+    # pair of processes, the unit of an interleaved row (stats.unit_values).
+    process = both[both.env == base_env].groupby(levels, sort=False).process.first()
+    out["process"] = process.reindex(pd.MultiIndex.from_frame(out[levels])).to_numpy()
     if metric == "speedup":
         out["variant"] = "pair"
     out["env"] = ""
-    return out[[*KEY, "round", "cost"]]
+    return out[[*KEY, "round", "process", "cost"]]
 
 
 def typical_values(table: pd.DataFrame, sign: float, confidence: float) -> dict[tuple, tuple]:

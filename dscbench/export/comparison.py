@@ -11,11 +11,13 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
+from dscbench.defaults import POWER
 from dscbench.export.units import format_seconds
 from dscbench.jsonsafe import json_safe
 
@@ -162,6 +164,39 @@ def shift_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
+def resolution_lines(comparison: Comparison, named: int = 3) -> list[str]:
+    """What changes the comparison can see: how many rows resolve the threshold (their minimum
+    detectable change at the comparison's confidence and POWER is within it), the median row's,
+    and the coarsest rows with why (few units, or a wide spread between them)."""
+    rows = [c for c in comparison.changes if c.verdict.comparable and math.isfinite(c.detectable)]
+    if not rows:
+        return []
+    fine = sum(c.detectable <= comparison.threshold for c in rows)
+    median = float(np.median([c.detectable for c in rows]))
+    line = (
+        f"Resolution: this comparison can tell changes of {percent(comparison.threshold)} or "
+        f"more apart in {fine} of {len(rows)} rows (minimum detectable change at "
+        f"{percent(comparison.confidence)} confidence and {percent(POWER)} power; median row "
+        f"{median:.1%})."
+    )
+    coarse = sorted((c for c in rows if c.detectable > comparison.threshold),
+                    key=lambda c: -c.detectable)  # fmt: skip
+    if not coarse:
+        return [line]
+    several = _several_backends(comparison)
+    shown = "; ".join(
+        f"{_row_name(comparison, c, several)} {c.detectable:.1%} ({c.units} {c.unit}s, "
+        f"interval ±{c.ci_high / c.ratio - 1:.1%})"
+        for c in coarse[:named]
+    )
+    more = f" and {len(coarse) - named} more" if len(coarse) > named else ""
+    return [
+        line,
+        f"Coarser than the threshold: {shown}{more}; more processes narrow them (run "
+        "--decide adds them where needed).",
+    ]
+
+
 def notes(comparison: Comparison) -> list[str]:
     lines = list(comparison.notes)
     if comparison.hardware_differs:
@@ -196,6 +231,7 @@ def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Gr
     if left_out:
         parts.append(Text(left_out))
     parts.append(Text(summary(comparison)))
+    parts += [Text(line) for line in resolution_lines(comparison)]
     parts += [
         Text(line, style="yellow" if "inconclusive" in line else "")
         for line in shift_lines(comparison)
@@ -248,7 +284,11 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
         )
     if left_out:
         lines += ["", left_out]
-    extra = shift_lines(comparison) + [f"Note: {n}" for n in notes(comparison)]
+    extra = (
+        resolution_lines(comparison)
+        + shift_lines(comparison)
+        + [f"Note: {n}" for n in notes(comparison)]
+    )
     if extra:
         lines += ["", *[f"- {_md_escape(line)}" for line in extra]]
     if comparison.environment:
@@ -278,6 +318,11 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
             **{v.value: comparison.count(v) for v in Verdict.in_summaries()},
             "regressions": len(comparison.regressions),
             "geometric_mean_ratio": json_safe(comparison.geometric_mean_ratio()),
+            "power": POWER,
+            "resolved_rows": sum(
+                c.verdict.comparable and c.detectable <= comparison.threshold
+                for c in comparison.changes
+            ),
         },
         "shifts": [
             {
@@ -320,6 +365,8 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "ci_high": json_safe(c.ci_high),
                 "rounds_baseline": c.rounds[0],
                 "rounds_candidate": c.rounds[1],
+                "units": c.units,
+                "detectable": json_safe(c.detectable),
                 "note": c.note,
             }
             for c in ordered(comparison)

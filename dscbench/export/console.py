@@ -11,6 +11,7 @@ import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
+from dscbench.defaults import THRESHOLD
 from dscbench.export.table import breakdown_tables, results_table, summary_lines, warning_lines
 from dscbench.stats import DISTURBED_ROUND_SPREAD
 
@@ -25,10 +26,12 @@ def render_run(
     quiet: bool = False,
     breakdown: pd.DataFrame | None = None,
     stored: bool = False,
+    samples: pd.DataFrame | None = None,
 ) -> None:
     """The run's table (unless ``quiet``), breakdown (when given), warnings and summary;
     ``stored``: a stored run shown again (``dscbench show``), whose state is said and whose
-    exit code is not the run's."""
+    exit code is not the run's. With ``samples``, an interleaved run also says what changes
+    between its first two environments it can resolve."""
     envs = list(dict.fromkeys(table.env)) or [""]
     if not quiet:
         console.print(results_table(table))
@@ -62,6 +65,8 @@ def render_run(
             + (" (--baseline-env/--candidate-env pick others)." if len(envs) > 2 else "."),
             highlight=False,
         )
+        for line in interleaved_resolution(table, samples, meta, envs):
+            console.print(line, highlight=False)
     crashes = meta.get("worker_crashes") or {}
     if crashes:
         console.print(
@@ -85,6 +90,35 @@ def render_run(
     state = state_line(meta, out_dir) if stored else ""
     if state:
         console.print(Text(state, style="yellow"), highlight=False)
+
+
+def interleaved_resolution(
+    table: pd.DataFrame, samples: pd.DataFrame | None, meta: dict[str, Any], envs: list[str]
+) -> list[str]:
+    """What an interleaved run can tell apart between its first two environments: compare's
+    resolution lines, at ``--decide``'s threshold when the run had one (else compare's
+    default)."""
+    from dscbench.compare import CompareError, compare_envs
+    from dscbench.export.comparison import resolution_lines
+    from dscbench.results import ResultSet
+
+    if samples is None or samples.empty:
+        return []
+    p = meta.get("precision") or {}
+    threshold = p.get("target") if p.get("mode") == "decide" else THRESHOLD
+    try:
+        comparison = compare_envs(
+            ResultSet(meta, table, samples),
+            baseline_env=envs[0],
+            candidate_env=envs[1],
+            threshold=threshold,
+        )
+    except CompareError:
+        return []
+    return [
+        line.replace("this comparison", f"this run ({envs[1]} against {envs[0]})")
+        for line in resolution_lines(comparison)
+    ]
 
 
 RESULT_FILES = ("results.parquet", "results.csv", "samples.parquet", "run.json", "journal.jsonl")
@@ -134,8 +168,10 @@ def precision_lines(meta: dict[str, Any]) -> list[str]:
     if not p or "extra_rounds" not in p:
         return []
     rounds = (meta.get("settings") or {}).get("rounds", "?")
+    decide = p.get("mode") == "decide"
+    flag = "--decide" if decide else "--precision"
     line = (
-        f"--precision {p['target']:.1%}: {p['extra_rounds']} extra round(s) after "
+        f"{flag} {p['target']:.1%}: {p['extra_rounds']} extra round(s) after "
         f"{rounds}; stopped because {p['stopped']}."
     )
     unmet = p.get("unmet") or []
@@ -147,7 +183,8 @@ def precision_lines(meta: dict[str, Any]) -> list[str]:
         for u in unmet[:5]
     )
     more = f" and {len(unmet) - 5} more" if len(unmet) > 5 else ""
-    return [line, f"{len(unmet)} row(s) did not reach ±{p['target']:.1%}: {widths}{more}."]
+    goal = f"a decision at {p['target']:.1%}" if decide else f"±{p['target']:.1%}"
+    return [line, f"{len(unmet)} row(s) did not reach {goal}: {widths}{more}."]
 
 
 def print_breakdown(breakdown: pd.DataFrame | None, console: Console) -> None:

@@ -111,7 +111,7 @@ def _speedup_summary(ok: pd.DataFrame) -> str:
     )
     if no_interval:
         text += f", no interval (one round, or no spread) in {no_interval}"
-    return text + " (95% intervals over rounds)."
+    return text + " (95% intervals over processes, or over rounds in a one-process run)."
 
 
 def summary_lines(results: pd.DataFrame) -> list[str]:

@@ -125,6 +125,24 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
     return results
 
 
+def upgrade_samples(samples: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """Bring a samples table written under an older schema to the current columns: ``env``
+    (schema 3) is "" and ``process`` (schema 5) is round mod run.json's ``processes``, the
+    rule runs before it followed (round r in process r mod N; 0 in a plain run)."""
+    if meta["schema_version"] < 3 and "env" not in samples.columns:
+        samples = samples.assign(env="")
+    if "round" in samples.columns:
+        known = samples["process"] if "process" in samples.columns else None
+        if known is None or known.isna().any():
+            try:
+                processes = max(1, int(meta.get("processes") or 1))
+            except (TypeError, ValueError):
+                processes = 1
+            derived = pd.to_numeric(samples["round"], errors="coerce") % processes
+            samples = samples.assign(process=derived if known is None else known.fillna(derived))
+    return samples
+
+
 def _show(value: Any) -> str:
     return f"{float(value):g}" if isinstance(value, (float, np.floating)) else str(value)
 
@@ -138,6 +156,7 @@ def check_values(results: pd.DataFrame, samples: pd.DataFrame, source: Path) -> 
         ("time_s", ~(np.isfinite(samples.time_s) & (samples.time_s > 0))),
         ("iterations", samples.iterations < 1),
         ("round", samples["round"] < 0),
+        ("process", samples["process"] < 0),
     ):
         if bad.any():
             first = samples[bad].iloc[0]

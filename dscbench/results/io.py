@@ -17,7 +17,7 @@ import pandas as pd
 
 from dscbench.errors import ResultsError
 from dscbench.jsonsafe import json_safe
-from dscbench.results.checks import check_meta, check_values, upgrade_table
+from dscbench.results.checks import check_meta, check_values, upgrade_samples, upgrade_table
 from dscbench.results.journal import (
     JOURNAL,
     MANIFEST,
@@ -187,8 +187,7 @@ def _finish(
         results = typed(results[RESULT_COLUMNS])
     except (ValueError, TypeError) as exc:
         raise ResultsError(f"{source}: a column has values of the wrong type ({exc})") from None
-    if meta["schema_version"] < 3 and "env" not in samples.columns:
-        samples = samples.assign(env="")
+    samples = upgrade_samples(samples, meta)
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing:
         raise ResultsError(f"{source}: samples lack columns {', '.join(missing)}")

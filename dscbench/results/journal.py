@@ -202,8 +202,9 @@ def read_journal(directory: Path, committed: int) -> JournalContents:
             for doc in batch.get("records", ()):
                 record = CaseRecord.from_json(doc)
                 records[record.key] = record
-            for c in SAMPLE_COLUMNS:
-                columns[c] += batch.get("samples", {}).get(c, [])
+            new = batch.get("samples", {})
+            for c in SAMPLE_COLUMNS:  # a journal from before schema 5 has no process: null
+                columns[c] += new.get(c, [None] * len(new.get("time_s", ())))
             canary += batch.get("canary", [])
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ResultsError(

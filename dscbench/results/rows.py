@@ -15,6 +15,7 @@ import pandas as pd
 
 from dscbench import stats
 from dscbench.jsonsafe import json_safe
+from dscbench.results.checks import upgrade_samples
 from dscbench.results.schema import (
     BREAKDOWN_COLUMNS,
     LATENCY_COLUMNS,
@@ -23,6 +24,7 @@ from dscbench.results.schema import (
     RESULT_COLUMNS,
     SAMPLE_COLUMNS,
     SAMPLE_DTYPES,
+    SCHEMA_VERSION,
     Status,
     empty_samples,
     typed,
@@ -195,18 +197,19 @@ def _add_speedup(sep: dict[str, Any], series: Mapping[str, Mapping[str, np.ndarr
     """The separable row's speedup over standard, with its interval over rounds, from the sets
     of blocks both variants completed."""
     std_series, sep_series = series["standard"], series["separable"]
-    a, b, r = stats.pair_blocks(
+    a, b, r, p = stats.pair_blocks(
         std_series["pair"].tolist(),
         std_series["time_s"].tolist(),
         std_series["round"].tolist(),
         sep_series["pair"].tolist(),
         sep_series["time_s"].tolist(),
+        std_series["process"].tolist(),
     )
     if not a.size:
         return
     # Only complete sets (both variants measured) enter the speedup; an interrupt can leave a
     # lone block, which stays in the samples and latency statistics.
-    speedup = stats.round_speedup(a, b, r)
+    speedup = stats.round_speedup(a, b, r, processes=p)
     sep.update(
         speedup=speedup.value,
         speedup_ci_low=speedup.ci_low,
@@ -265,6 +268,7 @@ def build_tables(
     samples sorted as measured, from the runner's records and ``meta`` (run.json: the backends'
     devices, timer overheads, calibrations, host, shard and seed)."""
     samples = empty_samples() if samples is None or not len(samples) else samples
+    samples = upgrade_samples(samples, {"schema_version": SCHEMA_VERSION, **meta})
     samples = samples[SAMPLE_COLUMNS].astype(SAMPLE_DTYPES).reset_index(drop=True)
     devices = devices_of(meta)
     overheads = ((meta.get("timings") or {}).get("timer_overhead_s")) or {}
@@ -274,7 +278,9 @@ def build_tables(
     shard = (meta.get("shard") or {}).get("index")
     # Arrays and group indices, not a DataFrame slice per row: 10,000 rows take a second,
     # not a minute (benchmarks/REPORT-robust.md).
-    columns = {c: samples[c].to_numpy() for c in ("round", "pair", "iterations", "time_s")}
+    columns = {
+        c: samples[c].to_numpy() for c in ("round", "pair", "process", "iterations", "time_s")
+    }
     groups = (
         samples.groupby(["config_id", "backend", "env", "variant"], sort=False).indices
         if len(samples)

@@ -18,6 +18,9 @@ checks.upgrade_table and the columns' defaults below):
      breakdown.parquet beside model runs; efficiency columns (``achieved_flops_per_s``,
      ``achieved_bytes_per_s``, ``roofline_bound``, ``roofline_fraction``) and run.json's
      ``calibration``; ``host`` and ``shard`` columns (--shard, dscbench merge)
+  5  ``process`` in samples: which worker process of its environment measured the block (older
+     files: round mod run.json's ``processes``, the rule those runs followed); intervals take
+     the process as their unit (the rounds of one process are averaged first)
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from dscbench.status import RUN_STATUSES as RUN_STATUSES
 from dscbench.status import RunStatus as RunStatus
 from dscbench.status import Status as Status
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -132,6 +135,13 @@ SAMPLE_SCHEMA = pa.schema(
         column("env", STR, "key", "--env name", nullable=False),
         column("round", pa.int32(), "sample", "round that measured the block", nullable=False),
         column("pair", pa.int32(), "sample", "set of blocks measured together", nullable=False),
+        column(
+            "process",
+            pa.int32(),
+            "sample",
+            "worker process of its environment that measured the block (0 in a plain run)",
+            nullable=False,
+        ),
         column("iterations", INT, "sample", "iterations in the block", nullable=False),
         column("time_s", FLOAT, "sample", "block time / iterations", "s", nullable=False),
     ]

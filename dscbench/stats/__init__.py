@@ -10,6 +10,8 @@ from dscbench.stats.rounds import (
     Speedup,
     check_rounds,
     common_shift,
+    decided,
+    detectable_change,
     estimate,
     pair_blocks,
     per_round_log_median,
@@ -21,6 +23,7 @@ from dscbench.stats.rounds import (
     spread,
     t_quantile,
     trimmed_stats,
+    unit_values,
     welch,
 )
 from dscbench.stats.runs import (
@@ -61,6 +64,8 @@ __all__ = [
     "check_rounds",
     "check_samples",
     "common_shift",
+    "decided",
+    "detectable_change",
     "estimate",
     "geometric_mean",
     "pair_blocks",
@@ -77,5 +82,6 @@ __all__ = [
     "summarize",
     "t_quantile",
     "trimmed_stats",
+    "unit_values",
     "welch",
 ]

@@ -4,8 +4,11 @@ Samples taken within one round come from one machine state, seconds apart, so th
 more closely than two runs do; an interval built from samples (or from resampled blocks)
 claims a precision that a rerun does not reproduce. Rounds revisit every configuration in a
 fresh order over the whole run, so the spread of a row's per-round values shows how much the
-machine wandered while it ran. Every estimate here is a mean of per-round values on the log
-scale (ratios become differences), with a t interval over rounds:
+machine wandered while it ran. Rounds measured by one worker process also share what that
+process drew at start-up, so the unit of replication is the process: a row's round values are
+averaged within each process first (``unit_values``; a run measured in one process falls back to
+its rounds). Every estimate here is a mean of such unit values on the log scale (ratios become
+differences), with a t interval over units:
 
 - from 10 rounds on, a Yuen trimmed mean (``TRIM`` of the rounds from each end: one round of
   ten), whose standard error comes from the winsorized variance, so one round spoiled by a slow
@@ -130,6 +133,7 @@ class Speedup:
     ci_high: float
     confidence: float
     rounds: int
+    units: int = 0  # processes (or rounds, when all ran in one process) behind the interval
 
     @property
     def relative_half_width(self) -> float:
@@ -145,15 +149,30 @@ def pair_blocks(
     standard_rounds: Sequence[int],
     separable_pairs: Sequence[int],
     separable_times: Sequence[float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(standard, separable, round) of the sets where both variants were measured, matched by
-    set index (an interrupt can leave a set half done)."""
+    standard_processes: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(standard, separable, round, process) of the sets where both variants were measured,
+    matched by set index (an interrupt can leave a set half done)."""
     other = dict(zip(separable_pairs, separable_times, strict=True))
     keep = [i for i, p in enumerate(standard_pairs) if p in other]
     a = np.array([standard_times[i] for i in keep], dtype=float)
     b = np.array([other[standard_pairs[i]] for i in keep], dtype=float)
     r = np.array([standard_rounds[i] for i in keep], dtype=int)
-    return a, b, r
+    procs = standard_processes if standard_processes is not None else [0] * len(standard_pairs)
+    p = np.array([procs[i] for i in keep], dtype=int)
+    return a, b, r, p
+
+
+def process_means(values: np.ndarray, processes: np.ndarray | None) -> np.ndarray:
+    """``values`` (one per round, in round order) averaged within each process when they come
+    from two processes or more (the unit, as ``unit_values``), else unchanged."""
+    if processes is None:
+        return values
+    p = np.asarray(processes)
+    if len(np.unique(p)) < 2:
+        return values
+    index = np.unique(p, return_inverse=True)[1]
+    return np.bincount(index, weights=values) / np.bincount(index)
 
 
 def round_speedup(
@@ -161,20 +180,30 @@ def round_speedup(
     separable: np.ndarray | list[float],
     rounds: np.ndarray | list[int],
     confidence: float = CONFIDENCE,
+    processes: np.ndarray | list[int] | None = None,
 ) -> Speedup:
     """The speedup of separable over standard from paired blocks (``standard[i]`` and
-    ``separable[i]`` adjacent in time, measured in round ``rounds[i]``).
+    ``separable[i]`` adjacent in time, measured in round ``rounds[i]`` by ``processes[i]``).
 
     Within a round, the median of the per-pair ratios cancels a machine that changes speed
     (both blocks of a pair see it alike). Across rounds, the spread of those round values is
     what a rerun would see, so the interval is a t interval over rounds, not a resampling of
-    pairs: pairs seconds apart are not independent replicates.
+    pairs: pairs seconds apart are not independent replicates. Rounds of one worker process are
+    averaged first: the interval is over processes (``unit_values`` says why).
     """
     a = np.asarray(standard, dtype=float)
     b = np.asarray(separable, dtype=float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError("paired samples must be non-empty and of equal length")
-    est = estimate(per_round_log_median(a / b, np.asarray(rounds)))
+    r = np.asarray(rounds)
+    per_round = per_round_log_median(a / b, r)
+    process_of_round = None
+    if processes is not None:
+        order = np.argsort(r, kind="stable")
+        first = np.flatnonzero(np.r_[True, r[order][1:] != r[order][:-1]])
+        process_of_round = np.asarray(processes)[order][first]
+    units = process_means(per_round, process_of_round)
+    est = estimate(units)
     half = est.half_width(confidence)
     if half == 0:  # every round gave exactly the same ratio: no spread to estimate from
         half = math.nan
@@ -183,8 +212,31 @@ def round_speedup(
         ci_low=math.exp(est.mean - half),
         ci_high=math.exp(est.mean + half),
         confidence=confidence,
-        rounds=est.n,
+        rounds=len(per_round),
+        units=est.n,
     )
+
+
+def decided(ratio: Speedup, bound: float) -> bool:
+    """Whether a ratio's interval settles the question at ``bound`` = log(1 + threshold): all
+    of it within +/-bound (the same) or all of it beyond one side (changed). No interval yet:
+    not decided."""
+    if not (math.isfinite(ratio.ci_low) and math.isfinite(ratio.ci_high)):
+        return False
+    low, high = math.log(ratio.ci_low), math.log(ratio.ci_high)
+    return (low > -bound and high < bound) or low > bound or high < -bound
+
+
+def detectable_change(se: float, df: float, confidence: float, power: float) -> float:
+    """The smallest relative change a test at ``confidence`` finds with probability ``power``,
+    from an estimate with standard error ``se`` (log scale) on ``df`` degrees of freedom:
+    exp((t_conf + t_power) * se) - 1. NaN without an interval."""
+    if not (df >= 1 and math.isfinite(se)):
+        return math.nan
+    from scipy import stats as sps
+
+    q = float(t_quantile(confidence, df)) + float(sps.t.ppf(power, df))
+    return math.expm1(q * se)
 
 
 def check_rounds(rounds: int, interval: bool = True) -> list[StatWarning]:
@@ -205,17 +257,49 @@ def check_rounds(rounds: int, interval: bool = True) -> list[StatWarning]:
     return []
 
 
+def unit_values(values: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """The units of replication of each key of ``values`` (one row per key and round, column
+    ``cost``, and ``process`` when the rounds ran in worker processes): the mean of each
+    process's round values where a key's rounds ran in two processes or more, else the rounds
+    themselves (a run measured in one process can only show round-to-round noise).
+
+    Rounds of one process share what that process drew at start-up (where its code and buffers
+    landed, which kernels it picked): they agree with each other more than with another
+    process's, so treating them as independent overstates the precision. The process is the
+    unit (``benchmarks/REPORT-noise.md`` measures both levels). Columns: key, ``cost``,
+    ``unit`` ("process" or "round")."""
+    if "process" not in values.columns or values.empty:
+        return values[[*key, "cost"]].assign(unit="round")
+    per_key = values.groupby(key, sort=False).process.transform("nunique")
+    several = values[per_key >= 2]
+    by_process = (
+        several.groupby([*key, "process"], sort=False).cost.mean().reset_index(level="process")
+    )
+    by_process = by_process.reset_index()[[*key, "cost"]].assign(unit="process")
+    single = values.loc[per_key < 2, [*key, "cost"]].assign(unit="round")
+    return pd.concat([by_process, single], ignore_index=True)
+
+
 def row_estimates(values: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    """Per key of ``values`` (one row per key and round, column ``cost``): the trimmed mean of
-    the round values, its squared standard error, degrees of freedom and number of rounds."""
-    lists = values.groupby(key, sort=False).cost.agg(list)
+    """Per key of ``values`` (one row per key and round, column ``cost``; ``process`` when
+    known): the trimmed mean over its units (``unit_values``: processes, or rounds), its
+    squared standard error, degrees of freedom and number of units ``n``; ``rounds``, the
+    ``unit`` and ``round_sd``, the standard deviation of its round values (what
+    ``spread`` summarises)."""
+    units = unit_values(values, key)
+    lists = units.groupby(key, sort=False).cost.agg(list)
     sizes = lists.map(len).to_numpy()
-    out = pd.DataFrame(index=lists.index, columns=["mean", "se2", "df", "n"], dtype=float)
+    columns = ["mean", "se2", "df", "n", "rounds", "round_sd"]
+    out = pd.DataFrame(index=lists.index, columns=columns, dtype=float)
     for n in np.unique(sizes):
         pick = sizes == n
         mean, se2, df = trimmed_stats(np.array(lists[pick].tolist(), dtype=float))
         out.loc[pick, "mean"], out.loc[pick, "se2"], out.loc[pick, "df"] = mean, se2, df
         out.loc[pick, "n"] = n
+    per_round = values.groupby(key, sort=False).cost
+    out["rounds"] = per_round.size().reindex(out.index).astype(float)
+    out["round_sd"] = per_round.std(ddof=1).reindex(out.index)
+    out["unit"] = units.groupby(key, sort=False).unit.first().reindex(out.index)
     return out
 
 
@@ -287,6 +371,6 @@ def robust_sd(x: np.ndarray) -> float:
 def spread(table: pd.DataFrame) -> float:
     """How much a run's round values disagree: the median over rows of the standard deviation
     of a row's round values (log scale), from a ``row_estimates`` table. NaN without two rounds."""
-    sd = np.sqrt(table["se2"] * table["n"]).to_numpy(dtype=float)
+    sd = table["round_sd"].to_numpy(dtype=float)
     sd = sd[np.isfinite(sd)]
     return float(np.median(sd)) if sd.size else math.nan

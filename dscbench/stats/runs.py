@@ -23,14 +23,20 @@ DISTURBED_ROUND_SPREAD = 0.03
 
 def round_values(samples: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (KEY, round) with ``cost`` = log of the round's median latency, or minus the
-    log of the round's median speedup (std/sep per set)."""
+    log of the round's median speedup (std/sep per set), and the ``process`` that measured it."""
     if metric == "latency":
-        per_round = samples.groupby([*KEY, "round"], sort=False).time_s.median()
-        return np.log(per_round).rename("cost").reset_index()
+        per_round = samples.groupby([*KEY, "round"], sort=False).agg(
+            cost=("time_s", "median"), process=("process", "first")
+        )
+        per_round["cost"] = np.log(per_round["cost"])
+        return per_round.reset_index()
     pairs = sets(samples, ["config_id", "backend", "env", "round", "pair"], "variant")
     ratio = (pairs["standard"] / pairs["separable"]).rename("speedup")
-    per_round = ratio.groupby(level=["config_id", "backend", "env", "round"], sort=False).median()
+    levels = ["config_id", "backend", "env", "round"]
+    per_round = ratio.groupby(level=levels, sort=False).median()
     out = (-np.log(per_round)).rename("cost").reset_index()
+    process = samples.groupby(levels, sort=False).process.first()
+    out["process"] = process.reindex(pd.MultiIndex.from_frame(out[levels])).to_numpy()
     out["variant"] = "pair"
     return out
 

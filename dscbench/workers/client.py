@@ -147,6 +147,8 @@ class WorkerExecutor:
     """The coordinator's handle on one environment's worker process; the Executor protocol
     (local.py documents each call) as requests over the worker's pipes."""
 
+    restartable = True
+
     def __init__(
         self, spec: EnvSpec, log_dir: Path, replica: int = 0, *, spin_defaults: bool = True
     ):

@@ -39,7 +39,10 @@ PHASES = ("prepare", "compile", "parity", "counting")  # PrepareReport.phases, i
 
 
 class Executor(Protocol):
-    """What the coordinator calls; LocalExecutor and client.WorkerExecutor provide it."""
+    """What the coordinator calls; LocalExecutor and client.WorkerExecutor provide it.
+    ``restartable``: whether ``restart`` gives a new process (extra rounds ask for one)."""
+
+    restartable: bool
 
     def hello(self) -> dict[str, Any]: ...
 
@@ -77,6 +80,8 @@ class _Entry:
 class LocalExecutor:
     """Measures in this process. ``backends`` maps names to ready instances (tests pass fakes);
     otherwise ``setup`` creates them from the registry."""
+
+    restartable = False  # this process is the executor
 
     def __init__(
         self,

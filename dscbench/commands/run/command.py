@@ -22,6 +22,7 @@ from dscbench.commands.run.options import (
     Twin,
     default_output,
 )
+from dscbench.defaults import PROCESSES
 from dscbench.errors import SpecError
 from dscbench.spec import CompileMode, OrtOptLevel, OrtThreadpool, parse_fraction
 
@@ -39,6 +40,14 @@ def finite_seconds(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number of seconds")
     return value
+
+
+def decide_fraction(text: str) -> float:
+    """--decide as a fraction: '5%' or '0.05', between 0 and 100% (exclusive)."""
+    threshold = parse_fraction("--decide", text)
+    if not 0 < threshold < 1:
+        raise SpecError(f"--decide {text!r}: must be between 0 and 100%")
+    return threshold
 
 
 def precision_fraction(text: str) -> float:
@@ -271,19 +280,32 @@ def run(
             "0.01), or --max-time runs out.",
         ),
     ] = None,
+    decide: Annotated[
+        float | None,
+        typer.Option(
+            parser=decide_fraction,
+            metavar="<fraction>",
+            help="Keep adding rounds, each in fresh worker processes, until every row's "
+            "question is settled at this threshold (5% or 0.05; with several --env: each "
+            "environment's latency against the first's; else the speedup against 1x), or "
+            "--max-time runs out.",
+        ),
+    ] = None,
     max_time: Annotated[
         float | None,
-        typer.Option(min=0, help="Seconds the whole run may take while --precision adds rounds."),
+        typer.Option(
+            min=0, help="Seconds the whole run may take while --precision or --decide adds rounds."
+        ),
     ] = None,
     processes: Annotated[
         int,
         typer.Option(
             min=1,
-            help="Worker processes per environment; round r runs in process r mod N, so what "
-            "differs between processes shows in the intervals. 1 measures a plain run in this "
-            "process.",
+            help="Worker processes per environment; round r runs in process r mod N, and "
+            "intervals are over processes (a process's rounds averaged first), so what differs "
+            "between processes shows in them. 1 measures a plain run in this process.",
         ),
-    ] = 3,
+    ] = PROCESSES,
     interleave: Annotated[
         Interleave,
         typer.Option(
@@ -320,7 +342,7 @@ def run(
         fresh=fresh,
         name=api.flag,
     )
-    check_run_flags(precision, max_time, resume, output, dry_run)
+    check_run_flags(precision, decide, max_time, resume, output, dry_run)
     options = RunOptions(
         output=resume or (output if output is not None else default_output()),
         resume=resume is not None,
@@ -331,7 +353,10 @@ def run(
         quiet=quiet,
         envs=list(env or []),
         precision=precision,
-        max_time=max_time if max_time is not None else (DEFAULT_MAX_TIME_S if precision else None),
+        decide=decide,
+        max_time=max_time
+        if max_time is not None
+        else (DEFAULT_MAX_TIME_S if precision or decide else None),
         canary=canary,
         interleave=interleave.value,
         processes=processes,
@@ -357,16 +382,20 @@ def check_interleave(interleave: Interleave, *, several_envs: bool) -> None:
 
 def check_run_flags(
     precision: float | None,
+    decide: float | None,
     max_time: float | None,
     resume: Path | None,
     output: Path | None,
     dry_run: bool,
 ) -> None:
-    """Refuse a --max-time without --precision to limit, and --resume with -o or --dry-run."""
+    """Refuse a --max-time without --precision or --decide to limit, both of those at once,
+    and --resume with -o or --dry-run."""
     if max_time is not None and not max_time > 0:
         raise SpecError(f"--max-time {max_time:g}: must be a positive number of seconds")
-    if max_time is not None and precision is None:
-        raise SpecError("--max-time limits --precision; give --precision too")
+    if precision is not None and decide is not None:
+        raise SpecError("--precision and --decide each add rounds to their own end; give one")
+    if max_time is not None and precision is None and decide is None:
+        raise SpecError("--max-time limits --precision or --decide; give one of them too")
     if resume is not None and output is not None and Path(output) != Path(resume):
         raise SpecError(f"--resume {resume} writes into that run; leave out -o {output}")
     if resume is not None and dry_run:

@@ -198,6 +198,7 @@ def measure(
                     skipped=plan.skips,
                     canary=canary,
                     precision=options.precision,
+                    decide=options.decide,
                     max_time=options.max_time if options.max_time is not None else math.inf,
                     resume=previous.point if previous is not None else None,
                 )
@@ -220,4 +221,12 @@ def measure(
 
 def render(recorder: Recorder, state: SweepState, options: RunOptions, console: Console) -> None:
     breakdown = recorder.breakdown if options.breakdown else None
-    render_run(recorder.table, recorder.meta, recorder.out_dir, console, options.quiet, breakdown)
+    render_run(
+        recorder.table,
+        recorder.meta,
+        recorder.out_dir,
+        console,
+        options.quiet,
+        breakdown,
+        samples=recorder.samples,
+    )

@@ -10,6 +10,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from dscbench.defaults import PROCESSES
+
 DEFAULT_MAX_TIME_S = 600.0  # how long --precision may keep adding rounds, unless --max-time
 
 
@@ -39,10 +41,11 @@ class RunOptions:
     quiet: bool = False
     envs: list[str] = field(default_factory=list)  # --env texts
     precision: float | None = None
+    decide: float | None = None  # --decide: add rounds until every row is settled at this
     max_time: float | None = None
     canary: bool = True
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
-    processes: int = 3  # worker processes per environment, rounds taken in turn
+    processes: int = PROCESSES  # worker processes per environment, rounds taken in turn
     breakdown: bool = False  # print each model variant's MACs and params per layer type
     max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
     shard: Any = None  # shards.Shard: run only the configurations this shard owns

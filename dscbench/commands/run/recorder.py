@@ -65,12 +65,17 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
             **harness.to_json(),
             "processes": len(next(iter(plan.executors.values()))),
             "fresh_build_share": runner.FRESH_BUILD_SHARE,
-            "interval": "t interval over rounds (trimmed mean from 10 rounds)",
+            "interval": "t interval over processes, each the mean of its rounds (over rounds "
+            "in a one-process run); trimmed mean from 10 of them",
             "confidence": CONFIDENCE,
         },
         "precision": None
-        if options.precision is None
-        else {"target": options.precision, "max_time_s": options.max_time},
+        if options.precision is None and options.decide is None
+        else {
+            "target": options.precision if options.decide is None else options.decide,
+            "max_time_s": options.max_time,
+            "mode": "precision" if options.decide is None else "decide",
+        },
     }
     if interleaved:
         meta["environments"] = plan.env_meta
@@ -224,6 +229,7 @@ class Recorder:
                 "counting_s": p.counting,
                 "canary_s": p.canary,
                 "ipc_s": p.ipc,
+                "restart_s": p.restart,
                 # Workers start in parallel: the slowest one is what the run waited for.
                 "worker_start_s": max(
                     (m.get("start_s", 0.0) for m in self.plan.env_meta.values()), default=0.0
@@ -248,4 +254,4 @@ class Recorder:
         self.breakdown = results.breakdown_table(state.records())
         assert self.journal is not None
         self.journal.consolidate(table, samples, self.meta, self.breakdown)
-        self.table = table
+        self.table, self.samples = table, samples
