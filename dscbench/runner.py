@@ -16,9 +16,10 @@ a case in interleaved sets of blocks.
   messages are never inside a sample.
 - **Canary.** After every visit the machine canary (canary.py) takes one sample, recorded with
   its round.
-- **Precision.** With ``precision``, rounds continue after ``settings.rounds`` over the cases
-  whose speedup interval is still wider than +/-precision, until none is or ``max_time`` seconds
-  have passed since the sweep started.
+- **Extra rounds** (extra_rounds.py). With ``precision`` or ``decide``, rounds continue after
+  ``settings.rounds``, each in fresh worker processes, over the cases still short of the target,
+  until none is or ``max_time`` seconds have passed since the sweep started; with ``decide``
+  and several environments, a slowdown is then confirmed in fresh processes.
 
 After every round (and on Ctrl-C or a crash) the caller's ``checkpoint`` receives the state, so
 nothing measured is lost. The
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dscbench import counting
+from dscbench.extra_rounds import ExtraRounds
 from dscbench.measure import HarnessOptions
 from dscbench.parity import Parity
 from dscbench.spec import VARIANTS, Case, RunSettings, spec_to_json
@@ -81,7 +83,6 @@ MAX_CRASHES = 3  # a worker that dies this many times in a row is given up on
 # With settings.fresh, a case is rebuilt on every visit unless its first build (compilation
 # included) took more than this share of the visit's timed budget in that environment.
 FRESH_BUILD_SHARE = 0.05
-MAX_EXTRA_ROUNDS = 100  # --precision never adds more rounds than this
 # Besides every round, a checkpoint follows a visit when this many seconds have passed since
 # the last one, so a kill loses at most this much (plus the visit in progress); checkpoints
 # append to a journal, so their cost does not grow with the run (results.Journal).
@@ -164,7 +165,7 @@ def run_sweep(
     return Coordinator(cases, settings, executors, **options).run()
 
 
-class Coordinator:
+class Coordinator(ExtraRounds):
     """One sweep being measured (``run_sweep`` says what it does). The state it builds up is
     ``self.sweep``; its methods are the steps of a round, top-down: ``run`` -> ``one_round``
     -> ``visit`` (``ready`` to prepare and calibrate a case, then one ``turn`` per run of
@@ -214,7 +215,7 @@ class Coordinator:
         self.first_round = 0
         if resume is not None:
             restore(self.states, resume)
-            self._renumber(resume)
+            self.renumber(resume)
             self.first_round = self.sweep.rounds_done = resume.rounds_done
             self.sweep.canary = [c for c in resume.canary if c.get("round", 0) < self.first_round]
             self.sweep.canary_flushed = len(self.sweep.canary)
@@ -233,22 +234,6 @@ class Coordinator:
         self.settle = self.harness.switch_settle if len(self.envs) > 1 else 0.0
         self.total = len(self.states) * settings.rounds  # visits, for the progress callback
         self.done = len(self.states) * min(self.first_round, settings.rounds)
-
-    def _renumber(self, resume: ResumePoint) -> None:
-        """A resumed run measures in new processes: number them after every process the
-        interrupted run used."""
-        used = resume.samples.get("process") or [0]
-        first = max(int(max(used)) + 1, max(self.next_identity.values(), default=0))
-        for env, pool in self.pools.items():
-            self.identity[env] = [first + i for i in range(len(pool))]
-            self.next_identity[env] = first + len(pool)
-
-    def renew(self, env: str, replica: int) -> None:
-        """Replica ``replica`` of ``env`` is a new process from now on (it was restarted)."""
-        self.identity[env][replica] = self.next_identity[env]
-        self.next_identity[env] += 1
-        for state in self.states:
-            state.envs[env].warmed.discard(replica)
 
     def _fresh_states(
         self, cases: list[Case], skipped: Mapping[tuple[Case, str], str]
@@ -289,6 +274,8 @@ class Coordinator:
                     self.save()
             if sweep.precision is not None:
                 self.refine(sweep.precision)
+                if sweep.precision.mode == "decide":
+                    self.confirm(sweep.precision.target)
         except KeyboardInterrupt:
             self.finish(RunStatus.INTERRUPTED)
             raise
@@ -522,54 +509,3 @@ class Coordinator:
             self.renew(env, replica)
         except ExecutorLost as again:
             self.lost(env, replica, state, again)
-
-    def refine(self, p: Precision) -> None:
-        """Extra rounds over the cases still short of the target (``Precision.open_rows``),
-        each in fresh worker processes: more rounds in the same processes would narrow only
-        what differs within a process, and the interval is over processes."""
-        while True:
-            todo = [s for s in self.states if s.healthy and p.open_rows(s)]
-            if not todo:
-                p.stopped = "every row reached the target"
-                break
-            if self.timed_out():
-                p.stopped = "--max-time ran out"
-                break
-            if p.extra_rounds >= MAX_EXTRA_ROUNDS:
-                p.stopped = f"{MAX_EXTRA_ROUNDS} extra rounds"
-                break
-            self.total += len(todo)
-            round_index = self.settings.rounds + p.extra_rounds
-            self.fresh_processes(round_index)
-            order = [todo[i] for i in self.rng.permutation(len(todo))]
-            if not self.one_round(round_index, order, deadline=True):
-                p.stopped = "--max-time ran out"  # while the fresh processes started
-                break
-            p.extra_rounds += 1
-            self.sweep.rounds_done = round_index + 1
-            self.save()
-        p.unmet = [
-            {
-                "config_id": s.case.spec.config_id,
-                "backend": s.case.backend,
-                "env": env,
-                "relative_half_width": width,
-            }
-            for s in self.states
-            for env, width in p.open_rows(s)
-        ]
-
-    def fresh_processes(self, round_index: int) -> None:
-        """Restart the processes that measure ``round_index`` (worker processes only; a run
-        measured in this process has one), counting the time as worker start-up."""
-        t0 = time.perf_counter()
-        for env, pool in self.pools.items():
-            replica = round_index % len(pool)
-            if not pool[replica].restartable:
-                continue
-            try:
-                pool[replica].restart()
-            except ExecutorLost:
-                continue  # its next request fails, and lost() handles it there
-            self.renew(env, replica)
-        self.phases.restart += time.perf_counter() - t0

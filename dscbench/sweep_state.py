@@ -251,6 +251,7 @@ class SweepState:
     phases: Phases = field(default_factory=Phases)
     canary: list[dict[str, float]] = field(default_factory=list)  # {"round": r, part: seconds}
     precision: Precision | None = None
+    confirmation: list[dict[str, Any]] | None = None  # extra_rounds.confirm's records
     crashes: dict[str, int] = field(default_factory=dict)  # env -> worker deaths
     canary_flushed: int = 0
 

@@ -309,6 +309,7 @@ def test_resume_under_another_tuning_variable_is_refused(finished, tmp_path, mon
         ("rounds_done", -1, "rounds_done is -1, not a count"),
         ("command", "rm -rf /", 'command is "rm -rf /", not a list of strings'),
         ("shard", {"index": "one", "count": 2}, 'shard.index is "one", not a positive'),
+        ("confirmation", [{"config_id": 1}], "not a list of confirmation records"),
     ],
 )  # fmt: skip
 def test_run_json_fields_are_checked_on_read(finished, tmp_path, field, value, message):

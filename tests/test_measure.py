@@ -502,9 +502,12 @@ class FreshProcess(runner.LocalExecutor):
         super().__init__({"fake": backend})
         self.restarts = 0
 
+    spread = 0.04  # of the personality a restart draws
+    after = 1.0  # what a restart's personality is centred on
+
     def restart(self):
         self.restarts += 1
-        self.personality = float(np.exp(self.rng.normal(0, 0.04)))
+        self.personality = self.after * float(np.exp(self.rng.normal(0, self.spread)))
 
 
 def test_decide_adds_rounds_in_fresh_processes_until_every_row_is_settled(clock):
@@ -536,8 +539,12 @@ def test_decide_adds_rounds_in_fresh_processes_until_every_row_is_settled(clock)
     slow, same = state.cases
     assert slow.envs["head"].visits < same.envs["head"].visits  # settled sooner
     assert same.envs["head"].visits == 3 + p.extra_rounds > 3
-    # every extra round ran in a fresh process of each environment, numbered after the first two
-    assert sum(e.restarts for pool in pools.values() for e in pool) == 2 * p.extra_rounds
+    # every extra round ran in a fresh process of each environment, numbered after the first
+    # two; so did the 3 rounds that confirmed the slowdown
+    assert sum(e.restarts for pool in pools.values() for e in pool) == 2 * (p.extra_rounds + 3)
+    assert [(r["config_id"], r["confirmed"]) for r in state.confirmation] == [
+        (slow.case.spec.config_id, True)
+    ] * 2
     series = same.envs["head"].series["standard"]
     measured = list(zip(series.processes, series.rounds, strict=True))
     assert sorted({pr for pr, r in measured if r >= 3}) == list(range(2, 2 + p.extra_rounds))
@@ -575,3 +582,82 @@ def test_decide_in_a_plain_run_settles_the_speedup_against_one(clock):
     assert state.precision.stopped == "every row reached the target"
     sp = even.speedup()
     assert sp.ci_low > 1 / 1.05 and sp.ci_high < 1.05
+
+
+def decide_with_confirmation(clock, first_head: float, later_head: float):
+    """An interleaved A/B on one 8-channel layer with --decide 5%: head's first two processes
+    run it ``first_head`` times slower, every fresh one ``later_head`` times (each process also
+    draws a 1% personality)."""
+    base = costs(2e-4, 1e-4)
+    pools = {
+        "base": [FreshProcess(clock, base, seed, noise=0.01) for seed in (1, 2)],
+        "head": [FreshProcess(clock, base, seed, noise=0.01) for seed in (3, 4)],
+    }
+    for pool in pools.values():
+        for process in pool:
+            process.personality = 1.0
+            process.spread = 0.01
+    for process in pools["head"]:
+        process.personality = first_head
+        process.after = later_head
+    state = runner.run_sweep(
+        fake_cases(1),
+        RunSettings(min_time=0.02, rounds=4, warmup=0.0),
+        pools,
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        decide=0.05,
+        wall=clock,
+    )
+    return state, pools
+
+
+def test_a_slowdown_is_confirmed_in_fresh_processes_before_it_fails(clock):
+    state, pools = decide_with_confirmation(clock, 1.25, 1.25)
+    records = state.confirmation
+    assert [(r["env"], r["variant"], r["confirmed"]) for r in records] == [
+        ("head", "standard", True),
+        ("head", "separable", True),
+    ]
+    extra = state.precision.extra_rounds
+    assert all(r["rounds"] == [4 + extra, 4 + extra + 3] for r in records)
+    assert state.rounds_done == 4 + extra + 3
+    assert all(1.2 < r["ratio"] < 1.3 and r["ci_low"] > 1 for r in records)
+    assert sum(p.restarts for pool in pools.values() for p in pool) == 2 * (extra + 3)
+
+
+def test_a_slowdown_of_the_first_processes_only_is_not_confirmed(clock):
+    # the first two head processes drew a slow mode; fresh ones do not: not a regression
+    state, _ = decide_with_confirmation(clock, 1.25, 1.0)
+    assert [r["confirmed"] for r in state.confirmation] == [False, False]
+    assert all(0.95 < r["ratio"] < 1.05 for r in state.confirmation)
+
+
+def test_compare_keeps_a_slowdown_only_when_fresh_processes_confirm_it(clock):
+    from dscbench import compare, results
+
+    from .tables import tables_of
+
+    state, _ = decide_with_confirmation(clock, 1.25, 1.25)
+    table, samples = tables_of(state, {"fake": ("cpu", "Test CPU")})
+
+    def judged(records):
+        meta = {"schema_version": results.SCHEMA_VERSION, "confirmation": records}
+        return compare.compare_envs(results.ResultSet(meta, table, samples))
+
+    shown = [
+        f"in 3 round(s) of fresh processes: x{r['ratio']:.3f} [{r['ci_low']:.3f}, "
+        f"{r['ci_high']:.3f}]"
+        for r in state.confirmation
+    ]
+    confirmed = judged(state.confirmation)
+    assert [c.verdict for c in confirmed.changes] == ["slower", "slower"]
+    assert [c.note for c in confirmed.changes] == [f"confirmed {w}" for w in shown]
+    assert confirmed.exit_code() == 1
+    # The same rows, had the fresh processes not reproduced the slowdown: no failure.
+    refuted = judged([dict(r, confirmed=False) for r in state.confirmation])
+    assert [c.verdict for c in refuted.changes] == ["inconclusive", "inconclusive"]
+    assert [c.note for c in refuted.changes] == [
+        f"slower in this run but not confirmed {w}" for w in shown
+    ]
+    assert refuted.exit_code() == 0
+    assert judged(None).changes[0].note == ""  # a run without --decide: nothing to say

@@ -46,6 +46,7 @@ import pandas as pd
 
 from dscbench import stats
 from dscbench.compare.canary_check import canary_check
+from dscbench.compare.confirm import apply_confirmation
 from dscbench.compare.decide import Decision, RowModel, between_run_variance, decide_rows
 from dscbench.compare.match import (
     Matched,
@@ -54,8 +55,14 @@ from dscbench.compare.match import (
     match_rows,
     why_nothing_comparable,
 )
-from dscbench.compare.model import CanaryCheck, Change, CompareError, Comparison, check_settings
-from dscbench.compare.noise import paired_round_values, typical_values
+from dscbench.compare.model import (
+    CanaryCheck,
+    Change,
+    CompareError,
+    Comparison,
+    check_settings,
+)
+from dscbench.compare.noise import one_process_notes, paired_round_values, typical_values
 from dscbench.compare.sides import env_meta, pick_envs, select_env
 from dscbench.defaults import CONFIDENCE, THRESHOLD
 from dscbench.env import environment_differences, hardware_differences
@@ -194,6 +201,11 @@ class Design:
         """(what, baseline, candidate) for every recorded fact that differs."""
         return environment_differences(self.base.meta, self.cand.meta)
 
+    def confirmed(self, changes: list[Change]) -> list[Change]:
+        """The changes after what the run recorded about re-measuring its slowdowns (an
+        interleaved run with --decide); unchanged by default."""
+        return changes
+
 
 def judge(design: Design, metric: str, threshold: float, confidence: float) -> Comparison:
     """The skeleton of both designs: estimate each side's rows, match them, settle the rows
@@ -230,6 +242,7 @@ def judge(design: Design, metric: str, threshold: float, confidence: float) -> C
             canary=canary,
         )
         changes, shifts = sides.changes(model, decision, sign), decision.shifts
+        changes = design.confirmed(changes)
     return Comparison(
         metric=metric,
         threshold=threshold,
@@ -244,21 +257,6 @@ def judge(design: Design, metric: str, threshold: float, confidence: float) -> C
         envs=design.envs,
         canary=check,
     )
-
-
-def one_process_notes(tables: dict[str, pd.DataFrame]) -> list[str]:
-    """A note for each side whose rows with two rounds or more were all measured in one
-    process: their intervals cover round-to-round noise only."""
-    notes = []
-    for side, table in tables.items():
-        several = table[table["rounds"] >= 2] if "rounds" in table else table.iloc[:0]
-        if len(several) and (several["unit"] == "round").all():
-            notes.append(
-                f"{side}: measured in one process, so intervals are over rounds and miss what "
-                "differs between processes (benchmarks/REPORT-noise.md); run with "
-                "--processes 3 or more"
-            )
-    return notes
 
 
 def _row_model(
@@ -420,6 +418,9 @@ class Interleaved(Design):
         d, v, df = (p[c].to_numpy(dtype=float) for c in ("mean", "se2", "df"))
         names = ["process pair" if u == "process" else "round" for u in p["unit"]]
         return _row_model(keys, d, v, df, sides, p["n"].to_numpy(), names)
+
+    def confirmed(self, changes: list[Change]) -> list[Change]:
+        return apply_confirmation(changes, self.run.meta.get("confirmation"), self.envs[1])
 
     def environment(self) -> list[tuple[str, str, str]]:
         meta = self.run.meta

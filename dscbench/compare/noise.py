@@ -49,3 +49,18 @@ def typical_values(table: pd.DataFrame, sign: float, confidence: float) -> dict[
     spread = np.where(df >= 1, np.expm1(half), np.nan)
     values = np.exp(sign * table["mean"].to_numpy())
     return dict(zip(table.index, zip(values, spread, strict=True), strict=True))
+
+
+def one_process_notes(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """A note for each side whose rows with two rounds or more were all measured in one
+    process: their intervals cover round-to-round noise only."""
+    notes = []
+    for side, table in tables.items():
+        several = table[table["rounds"] >= 2] if "rounds" in table else table.iloc[:0]
+        if len(several) and (several["unit"] == "round").all():
+            notes.append(
+                f"{side}: measured in one process, so intervals are over rounds and miss what "
+                "differs between processes (benchmarks/REPORT-noise.md); run with "
+                "--processes 3 or more"
+            )
+    return notes

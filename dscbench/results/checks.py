@@ -83,7 +83,30 @@ META_FIELDS: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("merged_from",), lambda v: isinstance(v, list), "a list"),
     (("harness",), lambda v: isinstance(v, dict), "an object"),
     (("harness", "confidence"), lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    (("confirmation",), _optional(lambda v: _confirmations(v)), "a list of confirmation records"),
 )
+
+
+def _confirmations(v: Any) -> bool:
+    """run.json's ``confirmation``: records naming a row (strings), saying whether it was
+    confirmed (a boolean), with its ratio and interval (numbers or null)."""
+    keys = ("config_id", "backend", "env", "variant")
+    return isinstance(v, list) and all(
+        isinstance(r, dict)
+        and all(isinstance(r.get(k), str) for k in keys)
+        and isinstance(r.get("confirmed"), bool)
+        and all(r.get(k) is None or _number(r.get(k)) for k in ("ratio", "ci_low", "ci_high"))
+        and _rounds(r.get("rounds"))
+        for r in v
+    )
+
+
+def _rounds(v: Any) -> bool:
+    """[first, end) rounds: two counts, the first not after the second."""
+    return (
+        isinstance(v, list) and len(v) == 2 and all(_integer(x) and x >= 0 for x in v)
+        and v[0] <= v[1]
+    )  # fmt: skip
 
 
 def meta_problem(meta: Mapping[str, Any]) -> str | None:

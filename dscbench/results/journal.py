@@ -46,6 +46,7 @@ DYNAMIC_META = (
     "finished_at",
     "timings",
     "precision",
+    "confirmation",
     "worker_crashes",
 )
 

@@ -249,9 +249,23 @@ class WorkerExecutor:
 
     def restart(self) -> None:
         """Stop what is left of the worker and start a fresh one (same backends)."""
+        self.begin_restart()
+        self.finish_restart()
+
+    def begin_restart(self) -> None:
+        """The first half of ``restart``: stop the worker, spawn its successor and ask for its
+        hello, without waiting (several restart in parallel; ``finish_restart`` waits)."""
         self.close()
         try:
-            self.start()
+            self.spawn()
+        except EnvError as exc:
+            raise ExecutorLost(str(exc)) from None
+        self.ask_hello()
+
+    def finish_restart(self) -> None:
+        """Wait for the successor's hello and check it (and set its backends up again)."""
+        try:
+            self.check_hello()
         except EnvError as exc:
             raise ExecutorLost(str(exc)) from None
 

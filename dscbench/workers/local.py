@@ -40,7 +40,8 @@ PHASES = ("prepare", "compile", "parity", "counting")  # PrepareReport.phases, i
 
 class Executor(Protocol):
     """What the coordinator calls; LocalExecutor and client.WorkerExecutor provide it.
-    ``restartable``: whether ``restart`` gives a new process (extra rounds ask for one)."""
+    ``restartable``: whether ``restart`` gives a new process (extra rounds ask for one, in
+    two halves, ``begin_restart`` and ``finish_restart``, so that several start at once)."""
 
     restartable: bool
 
@@ -63,6 +64,10 @@ class Executor(Protocol):
     ) -> TurnReport: ...
 
     def restart(self) -> None: ...
+
+    def begin_restart(self) -> None: ...
+
+    def finish_restart(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -295,6 +300,12 @@ class LocalExecutor:
 
     def restart(self) -> None:
         """Nothing to restart: this process is the executor."""
+
+    def begin_restart(self) -> None:
+        self.restart()
+
+    def finish_restart(self) -> None:
+        """Nothing to wait for."""
 
     def close(self) -> None:
         self.cache = PreparedCache(self.cache.budget)

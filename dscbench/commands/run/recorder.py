@@ -240,6 +240,8 @@ class Recorder:
         )
         if state.precision is not None:
             self.meta["precision"] = asdict(state.precision)
+        if state.confirmation is not None:
+            self.meta["confirmation"] = state.confirmation
         if state.crashes:
             self.meta["worker_crashes"] = dict(state.crashes)
 

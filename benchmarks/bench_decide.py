@@ -1,0 +1,308 @@
+"""Benchmarks behind the targets of issue 19 (a gate that knows its own resolution): interleaved
+A/A and A/B runs with the process as the unit and `--decide`, the coverage of a run's speedup
+interval by a rerun, and dscbench's latency against torch.utils.benchmark's.
+
+Parts (default all; runs are stored under results/bench-decide/, git-ignored, and reused when
+present; DSCBENCH_BENCH_STORE points elsewhere):
+  aa         RUNS interleaved A/A runs of the issue's configuration (one interpreter as two
+             environments) with `--decide 5% --max-time MAX_TIME`; each judged by `compare` on
+             its first 5 rounds (what a plain run measures: 5 rounds, 5 processes) and on all
+             of them (decided). Targets: at most 1 run exits 1, at most 1% of rows `slower`,
+             the 95% intervals contain 1.0 in at least 93% of rows; with --decide, at least
+             80% of rows `same` at 5%.
+  power      RUNS interleaved runs in which environment `slow` runs the 32-channel layer 10%
+             slower, for real: a sitecustomize busy-waits 10% of each Conv2d call's own time
+             inside the timed call. Target: that layer `slower` in at least 95% of runs; the
+             128-channel layer is an A/A control.
+  coverage   11 back-to-back plain runs of the same layers: how often a run's 95% speedup
+             interval contains the next run's estimate (20 rows, 10 pairs; target >= 90%).
+  agreement  dscbench's median latency against torch.utils.benchmark's median over as many
+             fresh processes (standard and separable, 1 thread), for 64->64 @28 k3,
+             128->128 @14 k5 and 32->32 @56 k3; the timers alternate (tub processes before and
+             after the run). Target: within 3%.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reporting import ROOT, load, main
+
+STORE = ROOT / os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-decide")
+RUNS = int(os.environ.get("DSCBENCH_BENCH_RUNS", "10"))
+MAX_TIME = os.environ.get("DSCBENCH_BENCH_MAX_TIME", "150")
+LAYERS = ["--in-channels", "32,128", "--size", "28", "--kernel", "3", "--threads", "1",
+          "--min-time", "1"]  # fmt: skip
+DECIDE = ["--decide", "5%", "--max-time", MAX_TIME]
+PLAIN_ROUNDS = 5
+
+SLOW_HOOK = r"""
+import os, time
+_share = float(os.environ.get("DSCBENCH_BENCH_SLOW", "0"))
+if _share:
+    import torch
+
+    _real = torch.nn.Conv2d.forward
+
+    def _forward(self, x):  # the 32-channel layer only (both variants: all its convs)
+        if self.in_channels != 32 and self.out_channels != 32:
+            return _real(self, x)
+        t0 = time.perf_counter()
+        y = _real(self, x)
+        until = time.perf_counter() + _share * (time.perf_counter() - t0)
+        while time.perf_counter() < until:
+            pass
+        return y
+
+    torch.nn.Conv2d.forward = _forward
+"""
+
+
+def dscbench(*args: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "dscbench", "run", "-q", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    return time.perf_counter() - t0
+
+
+def stored_runs(kind: str, args: list[str], count: int) -> list[Path]:
+    """``count`` runs of ``args`` under STORE/kind, made back to back where missing."""
+    dirs = [STORE / kind / f"run-{i:02d}" for i in range(count)]
+    for d in dirs:
+        if not (d / "run.json").exists():
+            dscbench(*args, "-o", str(d), "--force")
+    return dirs
+
+
+def first_rounds(rs, rounds: int):
+    """The run as a plain run would have measured it: its first ``rounds`` rounds."""
+    from dscbench.results import ResultSet
+
+    samples = rs.samples[rs.samples["round"] < rounds]
+    return ResultSet(dict(rs.meta, rounds_done=rounds), rs.results, samples)
+
+
+def busy(rs) -> str:
+    load1 = (rs.meta.get("environment") or {}).get("load_average") or [float("nan")]
+    spread = rs.meta.get("round_spread", float("nan"))
+    return f"round spread {spread:.1%}, load {load1[0]:.2f}"
+
+
+def outside(meta: dict) -> float:
+    t = meta["timings"]
+    return 1 - t["timed_s"] / t["wall_s"]
+
+
+def judged(rs, label: str) -> tuple[dict, str]:
+    """compare's verdicts on ``rs``: counts, and one line for the report."""
+    from dscbench import compare
+    from dscbench.export.comparison import resolution_lines
+
+    c = compare.compare_envs(rs)
+    rows = [ch for ch in c.changes if ch.verdict.comparable]
+    counts = {
+        "exit": c.exit_code(),
+        "rows": len(rows),
+        "same": sum(ch.verdict == "same" for ch in rows),
+        "slower": sum(ch.verdict == "slower" for ch in rows),
+        "covers": sum(ch.ci_low <= 1.0 <= ch.ci_high for ch in rows),
+        "units": [ch.units for ch in rows],
+        "verdicts": {f"{ch.label} {ch.variant}": ch.verdict.value for ch in rows},
+        "ratios": {f"{ch.label} {ch.variant}": (ch.ratio, ch.ci_low, ch.ci_high) for ch in rows},
+    }
+    resolution = resolution_lines(c)
+    text = (
+        f"{label}: exit {counts['exit']}, {counts['same']}/{len(rows)} same, "
+        f"{counts['slower']} slower, 1.0 inside {counts['covers']}/{len(rows)} intervals, "
+        f"process pairs {sorted(set(counts['units']))}"
+        + (f"; {resolution[0][len('Resolution: ') :]}" if resolution else "")
+    )
+    return counts, text
+
+
+def _aa_like(kind: str, args: list[str]) -> tuple[list[str], list[dict], list[dict]]:
+    from dscbench import results
+
+    t0 = time.time()
+    dirs = stored_runs(kind, args, RUNS)
+    lines, plain, decided = [], [], []
+    for d in dirs:
+        rs = results.load_results(d)
+        p = rs.meta.get("precision") or {}
+        a, text_a = judged(first_rounds(rs, PLAIN_ROUNDS), "first 5 rounds")
+        b, text_b = judged(rs, f"decided ({p.get('extra_rounds')} extra rounds, stopped: "
+                               f"{p.get('stopped')})")  # fmt: skip
+        plain.append(a)
+        decided.append(b)
+        lines += [
+            f"- {d.name}: wall {rs.meta['timings']['wall_s']:.0f} s, "
+            f"{outside(rs.meta):.0%} outside timed blocks (restarts "
+            f"{rs.meta['timings'].get('restart_s', 0):.0f} s); {busy(rs)}",
+            f"  - {text_a}",
+            f"  - {text_b}",
+        ]
+    head = [f"({time.time() - t0:.0f} s for this part; {load()} at its end)", ""]
+    return head + lines, plain, decided
+
+
+def _totals(label: str, runs: list[dict]) -> str:
+    rows = sum(r["rows"] for r in runs)
+    return (
+        f"| {label} | {sum(r['exit'] == 1 for r in runs)}/{len(runs)} | "
+        f"{sum(r['slower'] for r in runs) / rows:.1%} | {sum(r['same'] for r in runs) / rows:.0%} |"
+        f" {sum(r['covers'] for r in runs) / rows:.0%} |"
+    )
+
+
+def aa() -> list[str]:
+    args = [*LAYERS, "--env", "a=", "--env", "b=", *DECIDE]
+    body, plain, decided = _aa_like("aa", args)
+    return [
+        f"## aa: {RUNS} interleaved A/A runs `dscbench run {' '.join(args)}`",
+        "",
+        "| judged on | runs exit 1 | rows slower | rows same | 1.0 inside the 95% interval |",
+        "|---|---|---|---|---|",
+        _totals("first 5 rounds (5 process pairs)", plain),
+        _totals("all rounds (--decide 5%)", decided),
+        "",
+        *body,
+    ]
+
+
+def power() -> list[str]:
+    hook = STORE / "slow-hook"
+    hook.mkdir(parents=True, exist_ok=True)
+    (hook / "sitecustomize.py").write_text(SLOW_HOOK)
+    slow = f"slow=:PYTHONPATH={hook},DSCBENCH_BENCH_SLOW=0.10"
+    args = [*LAYERS, "--env", "base=", "--env", slow, *DECIDE]
+    body, plain, decided = _aa_like("power", args)
+    lines = [f"## power: {RUNS} runs `dscbench run {' '.join(args)}` (32-channel layer 10% slower)"]
+    lines += ["", "| judged on | 32->32 `slower` (standard, separable) | 128->128 `slower` |"]
+    lines += ["|---|---|---|"]
+    for label, runs in (("first 5 rounds", plain), ("all rounds (--decide 5%)", decided)):
+        hit = {v: sum(r["verdicts"].get(f"n1 32->32 @28 k3s1 float32 t1 {v}") == "slower"
+                      for r in runs) for v in ("standard", "separable")}  # fmt: skip
+        false = sum(
+            verdict == "slower"
+            for r in runs
+            for row, verdict in r["verdicts"].items()
+            if "128->128" in row
+        )
+        lines.append(
+            f"| {label} | {hit['standard']}/{len(runs)}, {hit['separable']}/{len(runs)} | "
+            f"{false}/{2 * len(runs)} |"
+        )
+    ratios = [r["ratios"].get("n1 32->32 @28 k3s1 float32 t1 standard") for r in decided]
+    measured = [x[0] for x in ratios if x]
+    lines += [
+        "",
+        f"Measured slow/base of the slowed layer (standard, decided): median "
+        f"{np.median(measured):.3f} [{min(measured):.3f}, {max(measured):.3f}] over runs.",
+        "",
+        *body,
+    ]
+    return lines
+
+
+def coverage() -> list[str]:
+    from dscbench import results
+
+    args = [*LAYERS]
+    dirs = stored_runs("coverage", args, 11)
+    sets = [results.load_results(d) for d in dirs]
+    hits = total = 0
+    lines = [f"## coverage: 11 back-to-back `dscbench run {' '.join(args)}`", ""]
+    for rs, nxt in itertools.pairwise(sets):
+        a = rs.results[rs.results.variant == "separable"].set_index("config_id")
+        b = nxt.results[nxt.results.variant == "separable"].set_index("config_id")
+        for cid in a.index:
+            total += 1
+            inside = a.speedup_ci_low[cid] <= b.speedup[cid] <= a.speedup_ci_high[cid]
+            hits += bool(inside)
+    lines.append(
+        f"A run's 95% speedup interval contains the next run's estimate in **{hits} of {total}** "
+        f"rows ({hits / total:.0%}; target >= 90%)."
+    )
+    lines += [f"- {d.name}: {busy(rs)}" for d, rs in zip(dirs, sets, strict=True)]
+    return lines
+
+
+TUB = r"""
+import json, sys, torch
+from torch.utils.benchmark import Timer
+torch.set_num_threads(1)
+out = {}
+for c, s, k in json.loads(sys.argv[1]):
+    std = torch.nn.Conv2d(c, c, k, padding=k // 2, bias=False).eval()
+    sep = torch.nn.Sequential(torch.nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False),
+                              torch.nn.Conv2d(c, c, 1, bias=False)).eval()
+    x = torch.randn(1, c, s, s)
+    with torch.inference_mode():
+        for name, m in (("standard", std), ("separable", sep)):
+            t = Timer("m(x)", globals={"m": m, "x": x}, num_threads=1)
+            out[f"{c}-{s}-{k}-{name}"] = t.blocked_autorange(min_run_time=0.5).median
+print(json.dumps(out))
+"""
+AGREEMENT = [(64, 28, 3), (128, 14, 5), (32, 56, 3)]
+
+
+def agreement() -> list[str]:
+    from dscbench import results
+
+    out = STORE / "agreement"
+    tub: list[dict] = []
+
+    def tub_process() -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", TUB, json.dumps(AGREEMENT)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        tub.append(json.loads(proc.stdout))
+
+    lines = ["## agreement: dscbench against torch.utils.benchmark, 1 thread", ""]
+    for _ in range(3):
+        tub_process()
+    rows = []
+    for c, s, k in AGREEMENT:
+        d = out / f"{c}-{s}-{k}"
+        dscbench("--in-channels", str(c), "--size", str(s), "--kernel", str(k), "--threads",
+                 "1", "--min-time", "1", "-o", str(d), "--force")  # fmt: skip
+        rows.append(results.load_results(d))
+    for _ in range(2):
+        tub_process()
+    lines += [
+        f"torch.utils.benchmark: `blocked_autorange(min_run_time=0.5)` in {len(tub)} fresh "
+        "processes (3 before the dscbench runs, 2 after), median over processes; dscbench: "
+        "`latency_median_s` of one default run (5 worker processes) per layer.",
+        "",
+        "| layer | variant | dscbench | torch.utils.benchmark | dscbench / tub | load |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for (c, s, k), rs in zip(AGREEMENT, rows, strict=True):
+        for v in ("standard", "separable"):
+            mine = float(rs.results.set_index("variant").latency_median_s[v])
+            theirs = float(np.median([t[f"{c}-{s}-{k}-{v}"] for t in tub]))
+            lines.append(
+                f"| {c}->{c} @{s} k{k} | {v} | {mine * 1e6:.0f} us | {theirs * 1e6:.0f} us | "
+                f"{mine / theirs:.3f} | {busy(rs)} |"
+            )
+    return lines
+
+
+PARTS = {"aa": aa, "power": power, "coverage": coverage, "agreement": agreement}
+
+if __name__ == "__main__":
+    main("Decide benchmark report (issue 19)", "bench_decide.py", "decide", PARTS)
