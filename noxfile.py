@@ -38,7 +38,8 @@ def bench(session: nox.Session) -> None:
     scale]` or `nox -s bench -- gate [runs interleaved calibration canary sequential aa power
     isa overhead]`, `nox -s bench -- models [default table flops]` or `nox -s bench -- reports
     [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` or
-    `nox -s bench -- noise [components personality]` runs one script, or some of its parts.
+    `nox -s bench -- noise [components personality]` or `nox -s bench -- decide [aa power
+    coverage agreement]` runs one script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
     scripts = {
@@ -50,6 +51,7 @@ def bench(session: nox.Session) -> None:
         "reports": "benchmarks/bench_reports.py",
         "robust": "benchmarks/bench_robust.py",
         "noise": "benchmarks/bench_noise.py",
+        "decide": "benchmarks/bench_decide.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

@@ -186,7 +186,9 @@ def power() -> list[str]:
     hook = STORE / "slow-hook"
     hook.mkdir(parents=True, exist_ok=True)
     (hook / "sitecustomize.py").write_text(SLOW_HOOK)
-    slow = f"slow=:PYTHONPATH={hook},DSCBENCH_BENCH_SLOW=0.10"
+    # the hook first, then this checkout (the workers import dscbench from it, as the
+    # coordinator does)
+    slow = f"slow=:PYTHONPATH={hook}{os.pathsep}{ROOT},DSCBENCH_BENCH_SLOW=0.10"
     args = [*LAYERS, "--env", "base=", "--env", slow, *DECIDE]
     body, plain, decided = _aa_like("power", args)
     lines = [f"## power: {RUNS} runs `dscbench run {' '.join(args)}` (32-channel layer 10% slower)"]
