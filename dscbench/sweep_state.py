@@ -99,7 +99,9 @@ class EnvState:
         return stats.round_speedup(a, b, r, processes=p) if a.size else None
 
 
-def env_ratio(candidate: Series | None, baseline: Series | None) -> stats.Speedup | None:
+def env_ratio(
+    candidate: Series | None, baseline: Series | None, confidence: float = stats.CONFIDENCE
+) -> stats.Speedup | None:
     """The candidate's latency over the baseline's, from the blocks one set measured in both
     (an interleaved run), with its interval over process pairs (stats.round_speedup)."""
     if candidate is None or baseline is None:
@@ -112,7 +114,7 @@ def env_ratio(candidate: Series | None, baseline: Series | None) -> stats.Speedu
         baseline.times,
         candidate.processes,
     )
-    return stats.round_speedup(a, b, r, processes=p) if a.size else None
+    return stats.round_speedup(a, b, r, confidence, processes=p) if a.size else None
 
 
 @dataclass(slots=True)

@@ -540,8 +540,8 @@ def test_decide_adds_rounds_in_fresh_processes_until_every_row_is_settled(clock)
     assert slow.envs["head"].visits < same.envs["head"].visits  # settled sooner
     assert same.envs["head"].visits == 3 + p.extra_rounds > 3
     # every extra round ran in a fresh process of each environment, numbered after the first
-    # two; so did the 3 rounds that confirmed the slowdown
-    assert sum(e.restarts for pool in pools.values() for e in pool) == 2 * (p.extra_rounds + 3)
+    # two; so did the 5 rounds that confirmed the slowdown
+    assert sum(e.restarts for pool in pools.values() for e in pool) == 2 * (p.extra_rounds + 5)
     assert [(r["config_id"], r["confirmed"]) for r in state.confirmation] == [
         (slow.case.spec.config_id, True)
     ] * 2
@@ -619,10 +619,11 @@ def test_a_slowdown_is_confirmed_in_fresh_processes_before_it_fails(clock):
         ("head", "separable", True),
     ]
     extra = state.precision.extra_rounds
-    assert all(r["rounds"] == [4 + extra, 4 + extra + 3] for r in records)
-    assert state.rounds_done == 4 + extra + 3
+    assert all(r["rounds"] == [4 + extra, 4 + extra + 5] for r in records)
+    assert state.rounds_done == 4 + extra + 5
     assert all(1.2 < r["ratio"] < 1.3 and r["ci_low"] > 1 for r in records)
-    assert sum(p.restarts for pool in pools.values() for p in pool) == 2 * (extra + 3)
+    assert all(r["confidence"] == pytest.approx(0.9) for r in records)  # one-sided 95%
+    assert sum(p.restarts for pool in pools.values() for p in pool) == 2 * (extra + 5)
 
 
 def test_a_slowdown_of_the_first_processes_only_is_not_confirmed(clock):
@@ -645,8 +646,8 @@ def test_compare_keeps_a_slowdown_only_when_fresh_processes_confirm_it(clock):
         return compare.compare_envs(results.ResultSet(meta, table, samples))
 
     shown = [
-        f"in 3 round(s) of fresh processes: x{r['ratio']:.3f} [{r['ci_low']:.3f}, "
-        f"{r['ci_high']:.3f}]"
+        f"in 5 round(s) of fresh processes: x{r['ratio']:.3f}, one-sided 95% lower bound "
+        f"{r['ci_low']:.3f}"
         for r in state.confirmation
     ]
     confirmed = judged(state.confirmation)

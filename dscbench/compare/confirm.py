@@ -30,8 +30,13 @@ def apply_confirmation(
             out.append(c)
             continue
         first, last = r.get("rounds") or (0, 0)
-        values = (r.get("ratio"), r.get("ci_low"), r.get("ci_high"))
-        shown = "x{:.3f} [{:.3f}, {:.3f}]".format(*values) if None not in values else "no interval"
+        ratio, low = r.get("ratio"), r.get("ci_low")
+        level = (1 + r.get("confidence", 0.9)) / 2  # ci_low is a one-sided bound at this level
+        shown = (
+            f"x{ratio:.3f}, one-sided {level:.0%} lower bound {low:.3f}"
+            if ratio is not None and low is not None
+            else "no interval"
+        )
         where = f"in {last - first} round(s) of fresh processes: {shown}"
         if r["confirmed"]:
             out.append(replace(c, note=join(f"confirmed {where}", c.note)))

@@ -97,6 +97,7 @@ def _confirmations(v: Any) -> bool:
         and isinstance(r.get("confirmed"), bool)
         and all(r.get(k) is None or _number(r.get(k)) for k in ("ratio", "ci_low", "ci_high"))
         and _rounds(r.get("rounds"))
+        and (r.get("confidence") is None or (_number(r["confidence"]) and 0 < r["confidence"] < 1))
         for r in v
     )
 
