@@ -283,8 +283,8 @@ def agreement() -> list[str]:
     for c, s, k in AGREEMENT:
         d = out / f"{c}-{s}-{k}"
         dscbench("--in-channels", str(c), "--out-channels", str(c), "--size", str(s),
-                 "--kernel", str(k), "--threads", "1", "--min-time", "1", "-o", str(d),
-                 "--force")  # fmt: skip
+                 "--kernel", str(k), "--stride", "1", "--threads", "1", "--min-time", "1",
+                 "-o", str(d), "--force")  # fmt: skip
         rows.append(results.load_results(d))
     for _ in range(2):
         tub_process()
