@@ -268,6 +268,8 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     # Measured in two worker processes, one round each; their logs are kept.
     assert loaded.meta["harness"]["processes"] == 2
     assert sorted(p.name for p in (out / "workers").iterdir()) == ["run-0.log", "run-1.log"]
+    assert sorted(set(loaded.samples.process)) == [0, 1]  # the unit of the intervals
+    assert loaded.meta["harness"]["context"].startswith("steady state of one process")
     assert loaded.meta["canary"]["describe"]["implementation"]["version"] == 2
     assert len(loaded.meta["canary"]["samples"]) == 4  # after each of 2 visits x 2 rounds
     import torch  # the workers run this interpreter

@@ -68,6 +68,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
             "interval": "t interval over processes, each the mean of its rounds (over rounds "
             "in a one-process run); trimmed mean from 10 of them",
             "confidence": CONFIDENCE,
+            "context": CONTEXT,
         },
         "precision": None
         if options.precision is None and options.decide is None
@@ -150,6 +151,16 @@ def calibrations_for(plan: Plan, measure_now: bool, console: Console) -> list[di
         if result is not None:
             found.append(result.to_json())
     return found
+
+
+# What a timed block's time depends on besides the conv: what ran just before it. Stated in
+# run.json and the README ("How it measures"); benchmarks/REPORT-noise.md measured it.
+CONTEXT = (
+    "steady state of one process: each visit starts with one untimed call of each variant, "
+    "then blocks in sets where a conv runs right after its twin (or another environment's "
+    "block), on inputs and weights rebuilt every visit (unless --no-fresh); repeating one conv "
+    "alone measured 0.1-1.4% faster (REPORT-noise.md)"
+)
 
 
 def _spin_defaults() -> dict[str, str]:
