@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 MAX_EXTRA_ROUNDS = 100  # --precision and --decide never add more rounds than this
 # Fresh process pairs that re-measure a slowdown before it fails a gate: with 3, a real 10%
-# slowdown went unconfirmed in 3 of 40 rows (benchmarks/REPORT-decide.md, first attempt).
+# slowdown went unconfirmed in 3 of 40 rows, with 5 in none (benchmarks/REPORT-decide.md).
 CONFIRM_ROUNDS = 5
 
 
