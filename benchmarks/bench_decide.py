@@ -21,6 +21,8 @@ present; DSCBENCH_BENCH_STORE points elsewhere):
              fresh processes (standard and separable, 1 thread), for 64->64 @28 k3,
              128->128 @14 k5 and 32->32 @56 k3; the timers alternate (tub processes before and
              after the run). Target: within 3%.
+  blocks     the lead for the agreement gap: dscbench's harness in one process at 2, 10 and
+             50 ms blocks against torch.utils.benchmark in the same process.
 """
 
 from __future__ import annotations
@@ -307,7 +309,82 @@ def agreement() -> list[str]:
     return lines
 
 
-PARTS = {"aa": aa, "power": power, "coverage": coverage, "agreement": agreement}
+BLOCKS = r"""
+import json, sys
+import numpy as np
+import torch
+from torch.utils.benchmark import Timer
+from dscbench import runner
+from dscbench.backends.torch_eager import TorchCPU
+from dscbench.measure import HarnessOptions
+from dscbench.spec import Case, RunSettings
+from dscbench.spec.specs import ConvSpec
+
+torch.set_num_threads(1)
+c, s, k = json.loads(sys.argv[1])
+spec = ConvSpec(batch=1, in_channels=c, out_channels=c, spatial=(s, s), kernel=k, stride=1,
+                threads=1)
+out = {}
+for block in (0.002, 0.010, 0.050):
+    state = runner.run_sweep(
+        [Case(spec, "torch-cpu")], RunSettings(min_time=1.0, rounds=5, parity=False),
+        runner.local({"torch-cpu": TorchCPU()}), harness=HarnessOptions(block_time=block),
+        verify_counts=False,
+    )
+    for v in ("standard", "separable"):
+        series = state.cases[0].only.series[v]
+        out[f"{block}|{v}"] = [float(np.median(series.times)), series.iterations]
+m = torch.nn.Conv2d(c, c, k, padding=k // 2, bias=False).eval()
+x = torch.randn(1, c, s, s)
+with torch.inference_mode():
+    out["tub"] = Timer("m(x)", globals={"m": m, "x": x}, num_threads=1).blocked_autorange(
+        min_run_time=0.5).median
+print(json.dumps(out))
+"""
+
+
+def blocks() -> list[str]:
+    """The block-length lead of the agreement gap: one process measures a layer with
+    dscbench's harness (alternated sets, fresh builds every visit) at 2, 10 and 50 ms blocks,
+    then with torch.utils.benchmark, in 3 fresh processes per layer."""
+    lines = [
+        "## blocks: dscbench's harness in one process (runner.run_sweep, 5 rounds, --min-time 1,"
+        " 1 thread) at three block lengths, then torch.utils.benchmark in the same process; "
+        "3 fresh processes per layer, medians over them",
+        "",
+        "| layer | variant | 2 ms blocks | 10 ms | 50 ms | tub (standard) | 50 ms / tub |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for c, s, k in AGREEMENT:
+        runs = []
+        for _ in range(3):
+            proc = subprocess.run(
+                [sys.executable, "-c", BLOCKS, json.dumps([c, s, k])],
+                capture_output=True, text=True, check=True, cwd=ROOT,
+            )  # fmt: skip
+            runs.append(json.loads(proc.stdout))
+        tub = float(np.median([r["tub"] for r in runs]))
+        for v in ("standard", "separable"):
+            med = {b: float(np.median([r[f"{b}|{v}"][0] for r in runs])) for b in
+                   ("0.002", "0.01", "0.05")}  # fmt: skip
+            iters = [runs[0][f"{b}|{v}"][1] for b in ("0.002", "0.01", "0.05")]
+            ratio = f"{med['0.05'] / tub:.3f}" if v == "standard" else ""
+            lines.append(
+                f"| {c}->{c} @{s} k{k} | {v} | {med['0.002'] * 1e6:.0f} us ({iters[0]} it) | "
+                f"{med['0.01'] * 1e6:.0f} us ({iters[1]} it) | {med['0.05'] * 1e6:.0f} us "
+                f"({iters[2]} it) | {tub * 1e6:.0f} us | {ratio} |"
+            )
+    lines += ["", f"({load()} at the end)"]
+    return lines
+
+
+PARTS = {
+    "aa": aa,
+    "power": power,
+    "coverage": coverage,
+    "agreement": agreement,
+    "blocks": blocks,
+}
 
 if __name__ == "__main__":
     main("Decide benchmark report (issue 19)", "bench_decide.py", "decide", PARTS)
