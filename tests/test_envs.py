@@ -440,7 +440,9 @@ def test_decide_measures_its_extra_rounds_in_fresh_worker_processes(tmp_path):
     rs = results.load_results(out)
     p = rs.meta["precision"]
     assert p["mode"] == "decide" and p["extra_rounds"] >= 1 and p["unmet"]
-    assert rs.meta["rounds_done"] == 2 + p["extra_rounds"]
+    # a row "slower" at so fine a threshold is then re-measured: 5 more rounds, fresh processes
+    confirming = 5 if rs.meta.get("confirmation") else 0
+    assert rs.meta["rounds_done"] == 2 + p["extra_rounds"] + confirming
     s = rs.samples
     for env in ("base", "head"):
         mine = s[s.env == env]
@@ -450,4 +452,6 @@ def test_decide_measures_its_extra_rounds_in_fresh_worker_processes(tmp_path):
         assert [list(v) for v in extra] == [[2 + i] for i in range(len(extra))]
     assert rs.meta["timings"]["restart_s"] > 0
     comparison = compare.compare_envs(rs)
-    assert {c.rounds for c in comparison.changes} == {(2 + p["extra_rounds"],) * 2}
+    assert {c.rounds[0] for c in comparison.changes} <= {
+        2 + p["extra_rounds"] + n for n in (0, confirming)
+    }
