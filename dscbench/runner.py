@@ -10,7 +10,9 @@ a case in interleaved sets of blocks.
   familiar pair (standard and separable adjacent in time); with several, the same
   configuration in every environment is measured within the same few milliseconds, so a
   machine that changes speed moves all of them alike. Samples record their set index
-  (``pair``), which is what pairs them up later.
+  (``pair``), which is what pairs them up later. The number of sets comes from block-length
+  estimates; blocks that ran shorter than estimated get more sets (``TOP_UPS``), so a visit's
+  timed seconds always reach its share.
 - **Turns.** Consecutive blocks of one environment go to its executor as one turn; only one
   executor works at a time, the others wait. Executors time their own blocks, so inter-process
   messages are never inside a sample.
@@ -95,6 +97,10 @@ Progress = Callable[[int, int, str], None]  # (visits done, visits total, label 
 def local(backends: Mapping[str, Backend], *, cache_bytes: int = 1 << 30) -> dict[str, Executor]:
     """The executors of a plain, single-environment sweep measured in this process."""
     return {"": LocalExecutor(backends, cache_bytes=cache_bytes)}
+
+
+# A visit tops up its sets at most this many times when its blocks ran shorter than planned.
+TOP_UPS = 3
 
 
 def plan_visit(
@@ -331,20 +337,35 @@ class Coordinator(ExtraRounds):
         ]
         if not live:
             return
-        sets = plan_visit(
-            live,
-            {env: state.envs[env].series for env in live},
-            self.share,
-            self.rng,
-            self.harness.order,
-        )
+        before = {(env, v): s.measured_s for env in live for v, s in state.envs[env].series.items()}
         warmed: set[str] = set()
-        for env, blocks in turns_of(sets):
-            if not state.envs[env].healthy:
-                continue  # failed earlier in this visit
-            self.turn(state, env, replica[env], blocks, round_index, rewarm=env not in warmed)
-            warmed.add(env)
-        state.sets += len(sets)
+        budget = self.share
+        for _ in range(1 + TOP_UPS):
+            sets = plan_visit(
+                live,
+                {env: state.envs[env].series for env in live},
+                budget,
+                self.rng,
+                self.harness.order,
+            )
+            for env, blocks in turns_of(sets):
+                if not state.envs[env].healthy:
+                    continue  # failed earlier in this visit
+                self.turn(state, env, replica[env], blocks, round_index, rewarm=env not in warmed)
+                warmed.add(env)
+            state.sets += len(sets)
+            # The plan trusted block-length estimates; blocks that ran shorter leave the visit
+            # short of its timed seconds: more sets (planned from the updated estimates) top
+            # it up.
+            live = [env for env in live if state.envs[env].healthy]
+            spent = [
+                s.measured_s - before[env, v]
+                for env in live
+                for v, s in state.envs[env].series.items()
+            ]
+            budget = self.share - sum(spent) / max(1, len(spent))
+            if not spent or budget <= 0:
+                break
         for env in live:
             env_state = state.envs[env]
             if env_state.healthy:

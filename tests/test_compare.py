@@ -165,13 +165,22 @@ def test_a_faster_row_is_faster_and_does_not_fail_the_gate():
     assert comparison.exit_code() == 0
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_two_percent_under_heavy_noise_is_never_slower(seed):
+def test_two_percent_under_heavy_noise_is_rarely_slower_and_its_intervals_cover_it():
+    """A 2% change under 40% block noise, below the 5% threshold: calling it slower takes an
+    interval whose low end missed the truth by more than 3%, which a 95% interval does at most
+    2.5% of the time (one side). Over 20 pairs of runs (240 rows): at most that share, and the
+    intervals cover the true 1.02 about 95% of the time."""
     noisy = dict(noise=0.4, wander=0.05)
-    base = synthetic(seed=100 + seed, **noisy)
-    cand = synthetic(lambda c, v: 1.02, seed=200 + seed, **noisy)
-    found = set(verdicts(compare.compare_sets(base, cand)).values())
-    assert found <= {"same", "inconclusive"}
+    changes = []
+    for seed in range(20):
+        base = synthetic(seed=100 + seed, **noisy)
+        cand = synthetic(lambda c, v: 1.02, seed=200 + seed, **noisy)
+        changes += compare.compare_sets(base, cand).changes
+    slower = sum(c.verdict == "slower" for c in changes)
+    covered = sum(c.ci_low <= 1.02 <= c.ci_high for c in changes)
+    assert len(changes) == 240 and slower <= 0.025 * 240
+    assert covered >= 0.9 * 240
+    assert {c.verdict for c in changes} <= {"same", "inconclusive", "slower"}
 
 
 def test_a_whole_run_moving_with_the_canary_is_a_machine_shift_not_a_regression():
