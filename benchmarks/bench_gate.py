@@ -13,8 +13,8 @@ results/bench-gate/, git-ignored; DSCBENCH_BENCH_STORE points at another store):
                canary against the rows' shared round effect) and between runs (whole-run shift
                of the rows against the canary's), the tracking error compare allows for
   sequential   the 10 back-to-back A/A pairs through `compare` (target: no exit 1); a copy of
-               the steadiest run with every latency x1.25, canary untouched (target: exit 1),
-               and with the canary x1.25 too (a machine shift: exit 0)
+               the steadiest and of the busiest run with every latency x1.25, canary untouched
+               (target: exit 1), and with the canary x1.25 too (a machine shift: exit 0)
   aa           the interleaved A/A runs through `compare RUN` (target: no exit 1, >= 90% same)
   power        resampled interleaved A/A runs (rounds, then sets within a round, keeping every
                block of a set together): false alarms, and power for a 15% and a 5% slowdown
@@ -287,28 +287,35 @@ def sequential() -> list[str]:
         shift = c.shifts[0]
         lines.append(
             f"- run-{i:02d} vs run-{i + 1:02d}: exit {c.exit_code()}; {_verdicts(c)}; rows moved "
-            f"x{shift.ratio:.3f} ({shift.cause or 'no shift'}), canary x{c.canary.ratio:.3f}; "
+            f"x{shift.ratio:.3f} ({shift.cause or 'no shift'}), canary {_canary(c)}; "
             f"{busy(a.meta)} / {busy(b.meta)}"
         )
     lines.append(f"- **{sum(e == 1 for e in exits)} of {len(exits)} A/A pairs exit 1** (target 0)")
-    steady = min(sets, key=lambda rs: rs.meta["round_spread"])
-    slow = ResultSet(steady.meta, steady.results, steady.samples.assign(
-        time_s=steady.samples.time_s * 1.25))  # fmt: skip
-    c = compare.compare_sets(steady, slow)
-    lines.append(
-        f"- steadiest run ({busy(steady.meta)}) against a copy with every latency x1.25, canary "
-        f"untouched: **exit {c.exit_code()}**; {_verdicts(c)}; shift read as {c.shifts[0].cause}"
-    )
-    meta = json.loads(json.dumps(steady.meta))
-    for sample in meta["canary"]["samples"]:
-        for part in meta["canary"]["describe"]["parts"]:
-            sample[part] *= 1.25
-    c = compare.compare_sets(steady, ResultSet(meta, slow.results, slow.samples))
-    lines.append(
-        f"- the same with the canary x1.25 too (the machine slowed): exit {c.exit_code()}; "
-        f"{_verdicts(c)}; shift read as {c.shifts[0].cause}"
-    )
+    by_spread = sorted(sets, key=lambda rs: rs.meta["round_spread"])
+    for name, run in (("steadiest", by_spread[0]), ("busiest", by_spread[-1])):
+        slow = ResultSet(run.meta, run.results, run.samples.assign(
+            time_s=run.samples.time_s * 1.25))  # fmt: skip
+        c = compare.compare_sets(run, slow)
+        lines.append(
+            f"- {name} run ({busy(run.meta)}) against a copy with every latency x1.25, canary "
+            f"untouched: **exit {c.exit_code()}**; {_verdicts(c)}; shift read as "
+            f"{c.shifts[0].cause}; canary {_canary(c)}"
+        )
+        meta = json.loads(json.dumps(run.meta))
+        for sample in meta["canary"]["samples"]:
+            for part in meta["canary"]["describe"]["parts"]:
+                sample[part] *= 1.25
+        c = compare.compare_sets(run, ResultSet(meta, slow.results, slow.samples))
+        lines.append(
+            f"- the same with the canary x1.25 too (the machine slowed): exit {c.exit_code()}; "
+            f"{_verdicts(c)}; shift read as {c.shifts[0].cause}; canary {_canary(c)}"
+        )
     return lines
+
+
+def _canary(c) -> str:
+    k = c.canary
+    return f"x{k.ratio:.3f} [{k.ci_low:.3f}, {k.ci_high:.3f}]" if k.available else k.reason
 
 
 def aa() -> list[str]:

@@ -145,20 +145,61 @@ def index(sample: dict[str, float]) -> float:
 
 
 def run_estimate(samples: Sequence[dict[str, float]]):
-    """A run's canary speed: per round, the median of its samples' ``index``; then the
-    (trimmed) mean of those round values on the log scale, with its standard error
-    (``stats.RoundEstimate``). None without samples."""
+    """How fast the machine was *during this run* (``stats.RoundEstimate``, log seconds): the
+    mean over rounds of each round's median sample, with the standard error of that average as
+    a measurement of the run's own time.
+
+    The samples are a dense record of the run (one after every visit, at least
+    ``MIN_PER_ROUND`` a round), taken between the rows' blocks; what the comparison asks is
+    whether the machine the rows ran on was slower in one run than in the other, not what a
+    further run would see. So the error is each round median's sampling error (its robust
+    within-round spread, 1.4826 x MAD, times sqrt(pi / 2n) for a median), averaged over the
+    rounds, with the within-round degrees of freedom. How far the rows and the canary can
+    drift apart while only the machine changes is a separate term (compare/decide.py
+    ``CANARY_TRACKING_SD``). Version 1 of this estimate treated the rounds as a sample of
+    machine states (their spread over rounds, n - 1 degrees of freedom), which on a busy
+    machine made the interval 60% wide and the canary unable to tell a machine from a
+    regression. A round of one sample borrows the other rounds' pooled spread; with no round of
+    two samples, the spread over rounds is all there is. None without samples."""
     from dscbench import stats
 
-    values = list(per_round(samples).values())
-    return stats.estimate(values) if values else None
+    by_round = _logs_by_round(samples)
+    if not by_round:
+        return None
+    centers = np.array([np.median(x) for x in by_round.values()])
+    within = [(robust_sd(x), x.size) for x in by_round.values() if x.size >= 2]
+    if not within:
+        return stats.estimate(centers)
+    dof = sum(n - 1 for _, n in within)
+    pooled = math.sqrt(sum((n - 1) * sd**2 for sd, n in within) / dof)
+    se2 = (
+        sum(
+            (math.pi / 2) * (robust_sd(x) if x.size >= 2 else pooled) ** 2 / x.size
+            for x in by_round.values()
+        )
+        / len(by_round) ** 2
+    )
+    return stats.RoundEstimate(float(centers.mean()), se2, float(dof), len(by_round))
 
 
-def per_round(samples: Sequence[dict[str, float]], part: str | None = None) -> dict[int, float]:
-    """round -> log of the median of that round's samples (of ``part``, or of the index)."""
+def robust_sd(x: np.ndarray) -> float:
+    """The normal-consistent median absolute deviation (one slow sample, a preempted thread,
+    does not widen it)."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _logs_by_round(
+    samples: Sequence[dict[str, float]], part: str | None = None
+) -> dict[int, np.ndarray]:
+    """round -> logs of its samples (of ``part``, or of the index), rounds in order."""
     by_round: dict[int, list[float]] = {}
     for s in samples:
         value = index(s) if part is None else s.get(part, math.nan)
         if math.isfinite(value) and value > 0:
-            by_round.setdefault(int(s["round"]), []).append(value)
-    return {r: math.log(float(np.median(v))) for r, v in sorted(by_round.items())}
+            by_round.setdefault(int(s["round"]), []).append(math.log(value))
+    return {r: np.array(v) for r, v in sorted(by_round.items())}
+
+
+def per_round(samples: Sequence[dict[str, float]], part: str | None = None) -> dict[int, float]:
+    """round -> log of the median of that round's samples (of ``part``, or of the index)."""
+    return {r: float(np.median(x)) for r, x in _logs_by_round(samples, part).items()}

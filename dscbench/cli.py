@@ -23,6 +23,7 @@ from dscbench.commands import (
     compare,
     env,
     export,
+    gate,
     merge,
     plot,
     presets,
@@ -34,7 +35,20 @@ from dscbench.commands.run import command as run
 from dscbench.errors import DscbenchError
 
 # In the order `dscbench --help` lists them.
-COMMANDS = (run, show, plot, report, merge, calibrate, presets, compare, export, backends, env)
+COMMANDS = (
+    run,
+    show,
+    plot,
+    report,
+    merge,
+    calibrate,
+    presets,
+    compare,
+    gate,
+    export,
+    backends,
+    env,
+)
 
 
 def _click_exceptions() -> tuple[type[Exception], type[BaseException]]:

@@ -16,8 +16,8 @@ a case in interleaved sets of blocks.
 - **Turns.** Consecutive blocks of one environment go to its executor as one turn; only one
   executor works at a time, the others wait. Executors time their own blocks, so inter-process
   messages are never inside a sample.
-- **Canary.** After every visit the machine canary (canary.py) takes one sample, recorded with
-  its round.
+- **Canary.** After every visit the machine canary (canary.py) takes a sample (several where a
+  round has fewer than ``CANARY_PER_ROUND`` visits), recorded with its round.
 - **Extra rounds** (extra_rounds.py). With ``precision`` or ``decide``, rounds continue after
   ``settings.rounds``, each in fresh worker processes, over the cases still short of the target,
   until none is or ``max_time`` seconds have passed since the sweep started; with ``decide``
@@ -98,6 +98,10 @@ def local(backends: Mapping[str, Backend], *, cache_bytes: int = 1 << 30) -> dic
     """The executors of a plain, single-environment sweep measured in this process."""
     return {"": LocalExecutor(backends, cache_bytes=cache_bytes)}
 
+
+# The machine canary samples after every visit, and more than once where a round has fewer
+# visits than this: a round's median needs samples of its own (canary.run_estimate).
+CANARY_PER_ROUND = 10
 
 # A visit tops up its sets at most this many times when its blocks ran shorter than planned.
 TOP_UPS = 3
@@ -238,6 +242,7 @@ class Coordinator(ExtraRounds):
         )
         self.share = settings.min_time / settings.rounds  # timed s per variant, env and visit
         self.settle = self.harness.switch_settle if len(self.envs) > 1 else 0.0
+        self.canary_samples = 1  # after each visit; one_round raises it for short rounds
         self.total = len(self.states) * settings.rounds  # visits, for the progress callback
         self.done = len(self.states) * min(self.first_round, settings.rounds)
 
@@ -308,6 +313,8 @@ class Coordinator(ExtraRounds):
         """Visit the healthy cases of ``order``; with ``deadline``, stop when ``max_time`` has
         run out. Returns the number of visits made."""
         visited = 0
+        healthy = sum(state.healthy for state in order)
+        self.canary_samples = max(1, math.ceil(CANARY_PER_ROUND / max(1, healthy)))
         for state in order:
             if deadline and self.timed_out():
                 break
@@ -374,9 +381,9 @@ class Coordinator(ExtraRounds):
                     env_state.status = Status.OK
         if self.canary is not None:
             t0 = time.perf_counter()
-            sample = self.canary.sample()
+            for _ in range(self.canary_samples):
+                self.sweep.canary.append({"round": round_index, **self.canary.sample()})
             self.phases.canary += time.perf_counter() - t0
-            self.sweep.canary.append({"round": round_index, **sample})
 
     def turn(
         self,

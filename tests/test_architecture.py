@@ -34,6 +34,7 @@ LONG_MODULES = {
 # Functions longer than that, and why.
 LONG_FUNCTIONS = {
     "commands/run/command.py:run": "option declarations (its body is ~40 lines)",
+    "commands/gate.py:gate": "option declarations (its body is ~40 lines)",
 }
 
 

@@ -66,6 +66,35 @@ def test_per_round_values_and_the_run_estimate():
     assert canary.per_round(samples, "memory") == pytest.approx({1: math.log(8e-3)})
     est = canary.run_estimate(samples)
     values = np.log([2e-3, 4e-3, 2e-3])
-    assert est.mean == pytest.approx(values.mean()) and est.n == 3 and est.df == 2
-    assert est.se2 == pytest.approx(values.var(ddof=1) / 3)
+    assert est.mean == pytest.approx(values.mean()) and est.n == 3
+    # The error of this run's average: round 0's robust spread (1.4826 x its MAD, log(3/2)),
+    # borrowed by the one-sample rounds, a median's sqrt(pi / 2n) each, averaged over 3 rounds;
+    # the within-round degrees of freedom (3 samples in round 0: 2).
+    sd = 1.4826 * math.log(1.5)
+    assert est.df == 2
+    assert est.se2 == pytest.approx(math.pi / 2 * (sd**2 / 3 + sd**2 + sd**2) / 9)
     assert canary.run_estimate([]) is None
+    # No round of two samples: the spread over rounds is all there is (the old estimate).
+    single = canary.run_estimate([s for s in samples if s["round"] > 0] + [samples[0]])
+    logs = np.log([1e-3, 4e-3, 2e-3])
+    assert single.se2 == pytest.approx(logs.var(ddof=1) / 3) and single.df == 2
+
+
+def test_the_run_estimate_measures_the_run_not_the_next_one():
+    """A busy machine: rounds 20% apart, samples within a round 1% apart. The estimate's error
+    is that of this run's average (small), not the spread of machine states over rounds."""
+    rng = np.random.default_rng(0)
+    level = {0: 1.0, 1: 1.2, 2: 0.9, 3: 1.15, 4: 1.0}
+    samples = [
+        {"round": r, "compute": 1e-3 * f * (1 + 0.01 * rng.standard_normal())}
+        for r, f in level.items()
+        for _ in range(10)
+    ]
+    est = canary.run_estimate(samples)
+    centers = np.log(1e-3 * np.array(list(level.values())))
+    assert est.mean == pytest.approx(centers.mean(), abs=0.005)
+    assert math.sqrt(est.se2) < 0.005  # the rounds' own spread would be 5%
+    assert est.df == 45
+    # One slow sample (a preempted thread) in a round moves neither its median nor its spread.
+    spiked = [*samples, {"round": 0, "compute": 5e-3}]
+    assert canary.run_estimate(spiked).se2 == pytest.approx(est.se2, rel=0.3)

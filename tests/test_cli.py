@@ -234,7 +234,7 @@ def test_help_lists_every_command_in_order():
     from typer.main import get_command
 
     names = ["run", "show", "plot", "report", "merge", "calibrate", "presets", "compare",
-             "export", "backends", "env"]  # fmt: skip
+             "gate", "export", "backends", "env"]  # fmt: skip
     assert list(get_command(app).commands) == names
     res = cli.invoke(app, ["--help"])
     assert res.exit_code == 0
@@ -271,7 +271,7 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert sorted(set(loaded.samples.process)) == [0, 1]  # the unit of the intervals
     assert loaded.meta["harness"]["context"].startswith("steady state of one process")
     assert loaded.meta["canary"]["describe"]["implementation"]["version"] == 2
-    assert len(loaded.meta["canary"]["samples"]) == 4  # after each of 2 visits x 2 rounds
+    assert len(loaded.meta["canary"]["samples"]) == 20  # 2 visits x 2 rounds, 5 after each
     import torch  # the workers run this interpreter
 
     assert loaded.meta["environment"]["torch"]["version"] == torch.__version__

@@ -427,7 +427,7 @@ def test_max_time_stops_the_extra_rounds_and_reports_the_unmet_rows(clock):
     assert all(u["relative_half_width"] > 0.001 for u in p.unmet)
 
 
-def test_the_canary_is_sampled_after_every_visit(clock):
+def test_the_canary_is_sampled_after_every_visit_at_least_ten_times_a_round(clock):
     class FakeCanary:
         def __init__(self):
             self.n = 0
@@ -438,15 +438,22 @@ def test_the_canary_is_sampled_after_every_visit(clock):
 
     canary = FakeCanary()
     backend = FakeBackend(clock, costs(1e-4, 1e-4))
-    state = runner.run_sweep(
-        fake_cases(3),
-        RunSettings(min_time=0.006, rounds=2, warmup=0.0),
-        runner.local({"fake": backend}),
-        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
-        canary=canary,
-    )
-    assert [s["round"] for s in state.canary] == [0, 0, 0, 1, 1, 1]
-    assert [s["compute"] for s in state.canary] == pytest.approx([0.001 * i for i in range(1, 7)])
+
+    def sweep(configurations: int, rounds: int):
+        return runner.run_sweep(
+            fake_cases(configurations),
+            RunSettings(min_time=0.006, rounds=rounds, warmup=0.0),
+            runner.local({"fake": backend}),
+            harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+            canary=canary,
+        )
+
+    state = sweep(3, 2)
+    # 3 visits a round: 4 samples after each (at least CANARY_PER_ROUND = 10 a round).
+    assert runner.CANARY_PER_ROUND == 10
+    assert [s["round"] for s in state.canary] == [0] * 12 + [1] * 12
+    assert [s["compute"] for s in state.canary] == pytest.approx([0.001 * i for i in range(1, 25)])
+    assert len(sweep(20, 1).canary) == 20  # a round of 20 visits: once after each
 
 
 def test_rounds_take_turns_between_an_environments_processes(clock):

@@ -122,6 +122,7 @@ def execute(
     fail_on_inconclusive: bool,
     allow_different_hardware: bool,
     console: Console,
+    append: bool = False,
 ) -> int:
     """Two runs (sequential design), or one run's two environments (interleaved design)."""
     from dscbench import compare  # pandas and scipy, no torch
@@ -141,7 +142,7 @@ def execute(
         allow_different_hardware=allow_different_hardware,
     )
     inputs = [baseline] if candidate is None else [baseline, candidate]
-    show(comparison, fmt, output, fail_on_inconclusive, console, inputs)
+    show(comparison, fmt, output, fail_on_inconclusive, console, inputs, append=append)
     return comparison.exit_code(fail_on_inconclusive)
 
 
@@ -152,9 +153,12 @@ def show(
     fail_on_inconclusive: bool,
     console: Console,
     inputs: list[Path] | None = None,
+    *,
+    append: bool = False,
 ) -> None:
-    """The chosen format to ``output`` (- is stdout); a file gets the format and the log the
-    terminal table. ``output`` may not overwrite the ``inputs``."""
+    """The chosen format to ``output`` (- is stdout; ``append``: at the end of the file); a
+    file gets the format and the log the terminal table. ``output`` may not overwrite the
+    ``inputs``."""
     from dscbench.export import write_output
     from dscbench.export.comparison import FORMATS as RENDERERS
     from dscbench.export.comparison import rich_table
@@ -163,9 +167,11 @@ def show(
         if output == "-":
             console.print(rich_table(comparison, fail_on_inconclusive))
         else:
-            write_output(output, table_text(comparison, fail_on_inconclusive), inputs or ())
+            text = table_text(comparison, fail_on_inconclusive)
+            write_output(output, text, inputs or (), append=append)
         return
-    write_output(output, RENDERERS[fmt](comparison, fail_on_inconclusive), inputs or ())
+    text = RENDERERS[fmt](comparison, fail_on_inconclusive)
+    write_output(output, text, inputs or (), append=append)
     if output != "-":
         console.print(rich_table(comparison, fail_on_inconclusive))
 

@@ -148,14 +148,15 @@ class _Rows:
         if cause == "rows":
             assert canary is not None
             self._judge_net_of_canary(mine, *canary)
-        elif cause == "machine":
+        elif cause in ("machine", "undetermined"):
             self._judge_beyond_shift(mine, s)
         low, high = sorted(math.exp(sign * x) for x in (s.low, s.high))
         return Shift(str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause)
 
     def _cause(self, s: stats.LogShift, reading: str, canary: tuple[float, float] | None) -> str:
         """Why all rows moved: ``real`` (interleaved), ``machine`` or ``rows`` (did the machine,
-        the canary, move with them?)."""
+        the canary, move with them?), or ``undetermined`` (the canary did not move, but the rows'
+        shift is within how far rows and canary drift apart on a machine alone)."""
         if reading == "real":
             return "real"
         if canary is None:
@@ -163,12 +164,17 @@ class _Rows:
         m, var_m = canary
         excess = s.center - m
         var_excess = (s.half_width / self.z) ** 2 + var_m + CANARY_TRACKING_SD**2
-        shared = not (
+        beyond = (
             abs(excess) >= self.bound / 2
             and abs(excess) > self.z * math.sqrt(var_excess)
             and np.sign(excess) == np.sign(s.center)
         )
-        return "machine" if shared else "rows"
+        if beyond:
+            return "rows"
+        # Not beyond the canary: the machine, if the canary itself moved the rows' way; if it
+        # did not, it is as consistent with a still machine as with a moving one.
+        moved = abs(m) > self.z * math.sqrt(var_m) and np.sign(m) == np.sign(s.center)
+        return "machine" if moved else "undetermined"
 
     def _judge_net_of_canary(self, mine: np.ndarray, m: float, var_m: float) -> None:
         """Every row changed: judge each on its own ratio, net of what the machine did."""

@@ -120,8 +120,10 @@ class Shift:
     """The shift all rows of one backend share: candidate / baseline of the metric.
 
     ``cause`` (when ``detected``): ``machine`` (the canary moved with the rows, or there is no
-    canary to tell), ``rows`` (the canary did not: every row changed), ``real`` (an interleaved
-    comparison, where the machine cancels)."""
+    canary to tell), ``rows`` (the canary did not: every row changed), ``undetermined`` (the
+    canary did not move, but the rows moved no further than rows and canary drift apart on a
+    machine alone: it cannot tell), ``real`` (an interleaved comparison, where the machine
+    cancels)."""
 
     backend: str
     ratio: float

@@ -21,10 +21,13 @@ def check_not_input(output: Path, inputs: Iterable[Path]) -> None:
             )
 
 
-def write_output(output: str, text: str, inputs: Iterable[Path] = ()) -> None:
-    """Write ``text`` to the file ``output`` ('-' is stdout); a failure is one-line exit 2.
-    ``output`` may not be, or lie in the directory of, any of ``inputs`` (the runs read): an
-    ``-o RUN/run.json`` would destroy what was measured."""
+def write_output(
+    output: str, text: str, inputs: Iterable[Path] = (), *, append: bool = False
+) -> None:
+    """Write ``text`` to the file ``output`` ('-' is stdout), or add it at the end
+    (``append``: a CI step summary); a failure is one-line exit 2. ``output`` may not be, or
+    lie in the directory of, any of ``inputs`` (the runs read): an ``-o RUN/run.json`` would
+    destroy what was measured."""
     import sys
 
     if output == "-":
@@ -32,6 +35,7 @@ def write_output(output: str, text: str, inputs: Iterable[Path] = ()) -> None:
         return
     check_not_input(Path(output), inputs)
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        with Path(output).open("a" if append else "w", encoding="utf-8") as file:
+            file.write(text)
     except OSError as exc:
         raise ResultsError(f"--output {output}: cannot write ({exc.strerror or exc})") from None

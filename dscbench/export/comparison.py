@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
+from dscbench.compare import CANARY_TRACKING_SD, MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
 from dscbench.defaults import POWER
 from dscbench.export.units import format_seconds
 from dscbench.jsonsafe import json_safe
@@ -134,6 +134,13 @@ SHIFT_READINGS = {
     "rows": (
         ": the machine canary moved only {canary}, so every row itself changed (a regression "
         "or improvement of the whole stack); each row is judged net of the canary"
+    ),
+    "undetermined": (
+        ": the machine canary moved {canary}, so it cannot tell a machine that changed speed "
+        "from code that did (rows and canary drift apart by up to "
+        f"{CANARY_TRACKING_SD:.0%} (sd) on a machine alone); rows that only moved with the "
+        "shift are inconclusive (exit 3 with --fail-on-inconclusive). Measure both sides in "
+        "one interleaved run (`dscbench gate`) to tell"
     ),
     "real": (
         ": the environments were measured interleaved, so this is the candidate environment, "
