@@ -23,6 +23,13 @@ present; DSCBENCH_BENCH_STORE points elsewhere):
              after the run). Target: within 3%.
   blocks     the lead for the agreement gap: dscbench's harness in one process at 2, 10 and
              50 ms blocks against torch.utils.benchmark in the same process.
+  context    in one process, what dscbench times against what tub times: tub, dscbench's
+             timer on the plain module, on dscbench's module and input, on the backend's
+             prepared call, and alternated with the twin; 40 rounds in random order, ratios
+             within each round.
+  alternated dscbench (`--processes 1`, a fresh process per run) and tub (a fresh process)
+             taking turns, 6 cycles per layer (DSCBENCH_BENCH_ALTERNATIONS): ratios within
+             each cycle, so the machine's phases hit both sides of each ratio alike.
 """
 
 from __future__ import annotations
@@ -378,12 +385,163 @@ def blocks() -> list[str]:
     return lines
 
 
+CONTEXT = r"""
+import json, random, sys
+import numpy as np
+import torch
+from torch.utils.benchmark import Timer as TubTimer
+from dscbench import ops
+from dscbench.backends.torch_eager import TorchCPU
+from dscbench.measure import Timer
+from dscbench.spec.specs import ConvSpec
+
+torch.set_num_threads(1)
+c, s, k, rounds = json.loads(sys.argv[1])
+spec = ConvSpec(batch=1, in_channels=c, out_channels=c, spatial=(s, s), kernel=k, stride=1,
+                threads=1)
+plain = torch.nn.Conv2d(c, c, k, padding=k // 2, bias=False).eval()
+x = torch.randn(1, c, s, s)
+built, xb = ops.instance(spec, "standard", 0)
+P = TorchCPU().prepare(spec, "standard", 0)
+Q = TorchCPU().prepare(spec, "separable", 0)
+timer = Timer()
+with torch.inference_mode():
+    n = max(1, round(2e-3 / TubTimer("m(x)", globals={"m": plain, "x": x}).timeit(20).median))
+
+def blocks(fn, count=15):
+    with torch.inference_mode():
+        fn()
+        return float(np.median([timer.time_block(fn, n) / n for _ in range(count)]))
+
+def alternated(count=15):
+    out = []
+    with torch.inference_mode():
+        for _ in range(count):
+            out.append(timer.time_block(P.run, n) / n)
+            timer.time_block(Q.run, n)
+    return float(np.median(out))
+
+def tub():
+    with torch.inference_mode():
+        t = TubTimer("m(x)", globals={"m": plain, "x": x}, num_threads=1)
+        return t.blocked_autorange(min_run_time=0.05).median
+
+conds = {
+    "torch.utils.benchmark, plain Conv2d": tub,
+    "dscbench timer, plain Conv2d": lambda: blocks(lambda: plain(x)),
+    "dscbench timer, ops.instance module and input": lambda: blocks(lambda: built(xb)),
+    "dscbench timer, the backend's prepared run()": lambda: blocks(P.run),
+    "... alternated block by block with the twin": alternated,
+}
+ratios = {name: [] for name in conds}
+for _ in range(rounds):
+    names = list(conds)
+    random.shuffle(names)
+    got = {name: conds[name]() for name in names}
+    for name in conds:
+        ratios[name].append(got[name] / got["torch.utils.benchmark, plain Conv2d"])
+print(json.dumps({"n": n, "ratios": ratios}))
+"""
+CONTEXT_ROUNDS = 40
+
+
+def context() -> list[str]:
+    """Does what dscbench times differ from what torch.utils.benchmark times, in one process?
+    Five conditions, each about 0.05 s, in a fresh random order every round, 40 rounds; each
+    condition's ratio to torch.utils.benchmark's median of the same round."""
+    lines = [
+        f"## context: in one process, {CONTEXT_ROUNDS} rounds of five conditions in random "
+        "order (each about 0.05 s, 1 thread, standard conv); ratio to torch.utils.benchmark's "
+        "median in the same round: median over rounds [quartiles]",
+        "",
+        "| layer | condition | ratio to tub |",
+        "|---|---|---:|",
+    ]
+    for c, s, k in AGREEMENT:
+        proc = subprocess.run(
+            [sys.executable, "-c", CONTEXT, json.dumps([c, s, k, CONTEXT_ROUNDS])],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        got = json.loads(proc.stdout)
+        for name, values in got["ratios"].items():
+            q = np.percentile(values, [25, 50, 75])
+            lines.append(
+                f"| {c}->{c} @{s} k{k} ({got['n']} it/block) | {name} | "
+                f"{q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}] |"
+            )
+    lines += ["", f"({load()} at the end)"]
+    return lines
+
+
+ALTERNATIONS = int(os.environ.get("DSCBENCH_BENCH_ALTERNATIONS", "6"))
+
+
+def alternated() -> list[str]:
+    """dscbench and torch.utils.benchmark, each in fresh processes, taking turns: per layer,
+    ALTERNATIONS cycles of (a tub process, a dscbench run with --processes 1, which measures in
+    its own fresh process) in a random order within each cycle; the ratio of each cycle's two
+    medians, so both sides of a ratio ran within seconds of each other."""
+    lines = [
+        f"## alternated: dscbench against torch.utils.benchmark, {ALTERNATIONS} cycles per "
+        "layer, each cycle one fresh tub process and one `dscbench run --processes 1 "
+        "--rounds 1 --min-time 0.5` (its own fresh process) in random order; ratio within each "
+        "cycle, median over cycles [range]",
+        "",
+        "| layer | variant | dscbench / tub | per cycle | dscbench | tub |",
+        "|---|---|---:|---|---:|---:|",
+    ]
+    rng = np.random.default_rng(0)
+    for c, s, k in AGREEMENT:
+        ours: dict[str, list[float]] = {"standard": [], "separable": []}
+        theirs: dict[str, list[float]] = {"standard": [], "separable": []}
+        for cycle in range(ALTERNATIONS):
+            for step in rng.permutation(2):
+                if step == 0:
+                    _alternated_ours((c, s, k), STORE / "alternated" / f"{c}-{s}-{k}-{cycle}", ours)
+                else:
+                    _alternated_theirs((c, s, k), theirs)
+        for v in ("standard", "separable"):
+            r = np.array(ours[v]) / np.array(theirs[v])
+            lines.append(
+                f"| {c}->{c} @{s} k{k} | {v} | **{np.median(r):.3f}** "
+                f"[{r.min():.3f}, {r.max():.3f}] | {' '.join(f'{x:.2f}' for x in r)} | "
+                f"{np.median(ours[v]) * 1e6:.0f} us | {np.median(theirs[v]) * 1e6:.0f} us |"
+            )
+    lines += ["", f"({load()} at the end)"]
+    return lines
+
+
+def _alternated_ours(layer: tuple[int, int, int], d: Path, out: dict[str, list[float]]) -> None:
+    from dscbench import results
+
+    c, s, k = layer
+    dscbench("--in-channels", str(c), "--out-channels", str(c), "--size", str(s),
+             "--kernel", str(k), "--stride", "1", "--threads", "1", "--min-time", "0.5",
+             "--rounds", "1", "--processes", "1", "-o", str(d), "--force")  # fmt: skip
+    rs = results.load_results(d).results.set_index("variant").latency_median_s
+    for v in out:
+        out[v].append(float(rs[v]))
+
+
+def _alternated_theirs(layer: tuple[int, int, int], out: dict[str, list[float]]) -> None:
+    c, s, k = layer
+    proc = subprocess.run(
+        [sys.executable, "-c", TUB, json.dumps([[c, s, k]])],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    got = json.loads(proc.stdout)
+    for v in out:
+        out[v].append(got[f"{c}-{s}-{k}-{v}"])
+
+
 PARTS = {
     "aa": aa,
     "power": power,
     "coverage": coverage,
     "agreement": agreement,
     "blocks": blocks,
+    "context": context,
+    "alternated": alternated,
 }
 
 if __name__ == "__main__":
