@@ -212,6 +212,7 @@ def _process_modes(sets) -> list[str]:
 def canary() -> list[str]:
     from dscbench import canary as canaries
     from dscbench import compare, stats
+    from dscbench.compare.canary_check import tracking_variance
 
     sets = _load("seq")
     if len(sets) < 2:
@@ -238,9 +239,15 @@ def canary() -> list[str]:
         + ", ".join(f"{part} {np.corrcoef(np.array(x), y)[0, 1]:+.2f}" for part, x in xs.items())
     )
     rows_shift = []
+    predicted = []
     part_shift: dict[str, list[float]] = {p: [] for p in parts}
     for a, b in itertools.pairwise(sets):
         rows_shift.append(np.log(compare.compare_sets(a, b).shifts[0].ratio))
+        predicted.append(
+            np.sqrt(
+                sum(tracking_variance(rs.samples, rs.meta["canary"]["samples"]) for rs in (a, b))
+            )
+        )
         for part in parts:
             pa = canaries.per_round(a.meta["canary"]["samples"], part)
             pb = canaries.per_round(b.meta["canary"]["samples"], part)
@@ -259,6 +266,15 @@ def canary() -> list[str]:
             f"{np.abs(excess).max():.1%} (compare allows CANARY_TRACKING_SD = "
             f"{compare.CANARY_TRACKING_SD:.0%} on top of both estimates' own uncertainty)"
         )
+    p = np.array(predicted)
+    excess = r - np.array(part_shift[parts[0]])
+    inside = int(np.sum(np.abs(excess) <= 1.96 * np.maximum(p, compare.CANARY_TRACKING_SD)))
+    lines.append(
+        f"- what compare now allows per pair, from the two runs' own rounds "
+        f"(canary_check.tracking_variance): sd median {np.median(p):.1%} (range "
+        f"{p.min():.1%}-{p.max():.1%}); the observed rows-minus-canary shift lies within 1.96 x "
+        f"max(that, {compare.CANARY_TRACKING_SD:.0%}) in **{inside} of {len(p)}** pairs"
+    )
     return lines
 
 

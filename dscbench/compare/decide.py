@@ -21,9 +21,12 @@ from dscbench.stats.runs import MIN_ROWS_FOR_SPREAD
 
 SHIFTED_QUANTILE = 3.0  # the interval quantile for "beyond the whole run's shift"
 # How far a run's conv rows and its canary can drift apart while the machine alone changes
-# speed: the standard deviation, between back-to-back runs, of (rows' whole-run shift - canary
-# shift). `nox -s bench -- gate` (benchmarks/REPORT-gate.md) measured 1.5%, 1.8% and 2.8% in
-# three sets of 11 quick runs on the development VM; this allows for the largest.
+# speed, at least: the standard deviation, between back-to-back runs, of (rows' whole-run
+# shift - canary shift). `nox -s bench -- gate` (benchmarks/REPORT-gate.md) measured 1.5%, 1.8%
+# and 2.8% in three sets of 11 quick steady runs on the development VM; this allows for the
+# largest. Busier runs drift apart further (6.5% at round spreads of 10-18%,
+# benchmarks/REPORT-canary.md), which the runs' own rounds show: compare uses the larger of this
+# and that (canary_check.tracking_variance).
 CANARY_TRACKING_SD = 0.03
 
 
@@ -77,7 +80,7 @@ def decide_rows(
     sign: float = 1.0,
     extra: np.ndarray | None = None,
     shift_reading: str = "machine",
-    canary: tuple[float, float] | None = None,
+    canary: tuple[float, float, float] | None = None,
 ) -> Decision:
     """Verdicts for the comparable rows.
 
@@ -85,7 +88,8 @@ def decide_rows(
     shifts are reported in the metric's direction. ``extra``: run-to-run variance added to each
     row (sequential). ``shift_reading``:
     ``machine`` (sequential: a detected whole-run shift may be the machine; with ``canary`` =
-    (log ratio, variance) it is the machine only if the canary shares it) or ``real``
+    (log ratio, its variance, the variance of how far rows and canary drift apart) it is the
+    machine only if the canary shares it) or ``real``
     (interleaved: the machine cancels, every row is judged on its own ratio).
     """
     rows = _Rows(model, bound, confidence, extra)
@@ -136,7 +140,7 @@ class _Rows:
         self.verdict[few] = Verdict.INCONCLUSIVE
 
     def judge_shift(
-        self, backend: str, sign: float, reading: str, canary: tuple[float, float] | None
+        self, backend: str, sign: float, reading: str, canary: tuple[float, float, float] | None
     ) -> Shift:
         """The shift ``backend``'s rows share; when it is detected, its cause decides how its
         rows are judged."""
@@ -151,9 +155,14 @@ class _Rows:
         elif cause in ("machine", "undetermined"):
             self._judge_beyond_shift(mine, s)
         low, high = sorted(math.exp(sign * x) for x in (s.low, s.high))
-        return Shift(str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause)
+        drift = math.sqrt(tracking(canary[2])) if canary is not None else math.nan
+        return Shift(
+            str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause, drift
+        )
 
-    def _cause(self, s: stats.LogShift, reading: str, canary: tuple[float, float] | None) -> str:
+    def _cause(
+        self, s: stats.LogShift, reading: str, canary: tuple[float, float, float] | None
+    ) -> str:
         """Why all rows moved: ``real`` (interleaved), ``machine`` or ``rows`` (did the machine,
         the canary, move with them?), or ``undetermined`` (the canary did not move, but the rows'
         shift is within how far rows and canary drift apart on a machine alone)."""
@@ -161,9 +170,9 @@ class _Rows:
             return "real"
         if canary is None:
             return "machine"
-        m, var_m = canary
+        m, var_m, var_track = canary
         excess = s.center - m
-        var_excess = (s.half_width / self.z) ** 2 + var_m + CANARY_TRACKING_SD**2
+        var_excess = (s.half_width / self.z) ** 2 + var_m + tracking(var_track)
         beyond = (
             abs(excess) >= self.bound / 2
             and abs(excess) > self.z * math.sqrt(var_excess)
@@ -176,10 +185,12 @@ class _Rows:
         moved = abs(m) > self.z * math.sqrt(var_m) and np.sign(m) == np.sign(s.center)
         return "machine" if moved else "undetermined"
 
-    def _judge_net_of_canary(self, mine: np.ndarray, m: float, var_m: float) -> None:
+    def _judge_net_of_canary(
+        self, mine: np.ndarray, m: float, var_m: float, var_track: float
+    ) -> None:
         """Every row changed: judge each on its own ratio, net of what the machine did."""
         d, v, few = self.model.d, self.model.v, self.model.few
-        var_rows = v + self.extra + var_m + CANARY_TRACKING_SD**2
+        var_rows = v + self.extra + var_m + tracking(var_track)
         adj_half = self.q * np.sqrt(np.where(few, np.nan, var_rows))
         e = d - m
         judged = classify(e - adj_half, e + adj_half, self.bound)
@@ -204,6 +215,13 @@ class _Rows:
                     self.notes[j] = "moved with the whole run (see the machine shift)"
                 else:
                     self.notes[j] = "beyond the whole run's shift"
+
+
+def tracking(var_track: float) -> float:
+    """The variance allowed for rows and canary drifting apart: what the two runs themselves
+    show (compare/canary_check.py ``tracking_variance``), at least CANARY_TRACKING_SD**2."""
+    floor = CANARY_TRACKING_SD**2
+    return max(floor, var_track) if math.isfinite(var_track) else floor
 
 
 # A change this large is beyond any drift a machine showed between runs (the busiest development

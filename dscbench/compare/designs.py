@@ -184,7 +184,7 @@ class Design:
 
     def canary(
         self, metric: str, confidence: float
-    ) -> tuple[CanaryCheck | None, tuple[float, float] | None]:
+    ) -> tuple[CanaryCheck | None, tuple[float, float, float] | None]:
         """The machine canary's check and (log ratio, variance); (None, None) without one."""
         return None, None
 
@@ -348,10 +348,11 @@ class Sequential(Design):
 
     def canary(
         self, metric: str, confidence: float
-    ) -> tuple[CanaryCheck | None, tuple[float, float] | None]:
+    ) -> tuple[CanaryCheck | None, tuple[float, float, float] | None]:
         if metric != "latency":
             return None, None
-        return canary_check(self.base.meta, self.cand.meta, confidence)
+        samples = (self.base.samples, self.cand.samples)
+        return canary_check(self.base.meta, self.cand.meta, confidence, samples)
 
     def row_model(self, sides: Sides, keys: list[tuple]) -> RowModel:
         sb, sc = sides.stats_b.loc[keys], sides.stats_c.loc[keys]

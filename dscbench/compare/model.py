@@ -132,6 +132,7 @@ class Shift:
     rows: int
     detected: bool
     cause: str = ""
+    drift: float = math.nan  # sd (log) allowed for rows and canary drifting apart; NaN: none
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dscbench.compare import CANARY_TRACKING_SD, MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
+from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
 from dscbench.defaults import POWER
 from dscbench.export.units import format_seconds
 from dscbench.jsonsafe import json_safe
@@ -137,10 +137,10 @@ SHIFT_READINGS = {
     ),
     "undetermined": (
         ": the machine canary moved {canary}, so it cannot tell a machine that changed speed "
-        "from code that did (rows and canary drift apart by up to "
-        f"{CANARY_TRACKING_SD:.0%} (sd) on a machine alone); rows that only moved with the "
-        "shift are inconclusive (exit 3 with --fail-on-inconclusive). Measure both sides in "
-        "one interleaved run (`dscbench gate`) to tell"
+        "from code that did (rows and canary drift apart by {drift} (sd) on this machine "
+        "alone, from these runs' rounds); rows that only moved with the shift are "
+        "inconclusive (exit 3 with --fail-on-inconclusive). Measure both sides in one "
+        "interleaved run (`dscbench gate`) to tell"
     ),
     "real": (
         ": the environments were measured interleaved, so this is the candidate environment, "
@@ -164,7 +164,7 @@ def shift_lines(comparison: Comparison) -> list[str]:
         )
         if s.detected:
             reading = "machine-blind" if s.cause == "machine" and not canary else s.cause
-            text += SHIFT_READINGS[reading].format(canary=canary)
+            text += SHIFT_READINGS[reading].format(canary=canary, drift=f"{s.drift:.1%}")
         lines.append(text + ".")
     if canary:
         lines.append(f"Machine canary (a fixed workload timed every round): moved {canary}.")
@@ -340,6 +340,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "rows": s.rows,
                 "detected": s.detected,
                 "cause": s.cause,
+                "drift": json_safe(s.drift),
             }
             for s in comparison.shifts
         ],
