@@ -266,7 +266,13 @@ def test_a_copy_of_a_busy_run_with_every_latency_x125_fails_the_gate():
     loose = synthetic(seed=1, machine=lambda t: 1.0 + 0.15 * math.sin(8.0 * t))
     copy_ = copy.deepcopy(loose)
     copy_.samples["time_s"] *= 1.25
-    assert compare.compare_sets(loose, copy_).shifts[0].drift > 2 * compare.CANARY_TRACKING_SD
+    looser = compare.compare_sets(loose, copy_)
+    assert looser.shifts[0].drift > 2 * compare.CANARY_TRACKING_SD
+    assert looser.shifts[0].cause == "rows" and set(verdicts(looser).values()) == {"inconclusive"}
+    assert looser.exit_code() == 0 and looser.exit_code(fail_on_inconclusive=True) == 3
+    line = " ".join(render.shift_lines(looser)[0].split())
+    assert "so every row itself changed" in line
+    assert "but how much each row changed is uncertain by how far rows and canary drift" in line
 
 
 def test_a_small_uniform_shift_the_canary_cannot_explain_is_said_to_be_undetermined():

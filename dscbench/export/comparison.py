@@ -165,10 +165,25 @@ def shift_lines(comparison: Comparison) -> list[str]:
         if s.detected:
             reading = "machine-blind" if s.cause == "machine" and not canary else s.cause
             text += SHIFT_READINGS[reading].format(canary=canary, drift=f"{s.drift:.1%}")
+            if s.cause == "rows" and not _decided_rows(comparison, s.backend):
+                text += (
+                    f"; but how much each row changed is uncertain by how far rows and canary "
+                    f"drift apart ({s.drift:.1%} sd, from these runs' rounds), so none is "
+                    "decided: inconclusive (exit 3 with --fail-on-inconclusive). Measure both "
+                    "sides in one interleaved run (`dscbench gate`) to tell"
+                )
         lines.append(text + ".")
     if canary:
         lines.append(f"Machine canary (a fixed workload timed every round): moved {canary}.")
     return lines
+
+
+def _decided_rows(comparison: Comparison, backend: str) -> bool:
+    """Whether any row of ``backend`` came out slower or faster."""
+    return any(
+        c.backend == backend and c.verdict in (Verdict.SLOWER, Verdict.FASTER)
+        for c in comparison.changes
+    )
 
 
 def resolution_lines(comparison: Comparison, named: int = 3) -> list[str]:
