@@ -267,12 +267,20 @@ def test_a_copy_of_a_busy_run_with_every_latency_x125_fails_the_gate():
     copy_ = copy.deepcopy(loose)
     copy_.samples["time_s"] *= 1.25
     looser = compare.compare_sets(loose, copy_)
-    assert looser.shifts[0].drift > 2 * compare.CANARY_TRACKING_SD
-    assert looser.shifts[0].cause == "rows" and set(verdicts(looser).values()) == {"inconclusive"}
-    assert looser.exit_code() == 0 and looser.exit_code(fail_on_inconclusive=True) == 3
+    (shift,) = looser.shifts
+    assert shift.drift > 2 * compare.CANARY_TRACKING_SD
+    # Each row's own change is uncertain by that drift; together they are clearly slower.
+    assert shift.cause == "rows" and set(verdicts(looser).values()) == {"inconclusive"}
+    assert shift.verdict == "slower" and 1.05 < shift.beyond_low < 1.25 < shift.beyond_high
+    assert looser.run_regressions == [shift] and looser.exit_code() == 1
     line = " ".join(render.shift_lines(looser)[0].split())
     assert "so every row itself changed" in line
-    assert "but how much each row changed is uncertain by how far rows and canary drift" in line
+    assert "together, net of the canary, the run is slower by more than the threshold" in line
+    assert "how much each row changed is uncertain by how far rows and canary drift" in line
+    assert "every row slower together" in render.summary(looser)
+    assert render.decision(looser, False) == (
+        "REGRESSION: 0 row(s) got worse, and every row of 1 backend(s) together (exit 1)."
+    )
 
 
 def test_a_small_uniform_shift_the_canary_cannot_explain_is_said_to_be_undetermined():
@@ -281,7 +289,7 @@ def test_a_small_uniform_shift_the_canary_cannot_explain_is_said_to_be_undetermi
     line, and the rows are inconclusive: exit 0, or 3 with --fail-on-inconclusive."""
     comparison = compare.compare_sets(synthetic(seed=1), synthetic(lambda c, v: 1.04, seed=2))
     (shift,) = comparison.shifts
-    assert shift.detected and shift.cause == "undetermined"
+    assert shift.detected and shift.cause == "undetermined" and shift.verdict == ""
     assert set(verdicts(comparison).values()) <= {"inconclusive", "same"}
     assert "inconclusive" in set(verdicts(comparison).values())
     assert comparison.exit_code() == 0 and comparison.exit_code(fail_on_inconclusive=True) == 3

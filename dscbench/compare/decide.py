@@ -149,16 +149,38 @@ class _Rows:
         enough = s.rows >= MIN_ROWS_FOR_SPREAD
         detected = enough and abs(s.center) >= self.bound / 2 and (s.low > 0 or s.high < 0)
         cause = self._cause(s, reading, canary) if detected else ""
+        whole = ("", math.nan, math.nan)
         if cause == "rows":
             assert canary is not None
             self._judge_net_of_canary(mine, *canary)
+            whole = self._whole_run(s, canary)
         elif cause in ("machine", "undetermined"):
             self._judge_beyond_shift(mine, s)
         low, high = sorted(math.exp(sign * x) for x in (s.low, s.high))
         drift = math.sqrt(tracking(canary[2])) if canary is not None else math.nan
         return Shift(
-            str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause, drift
-        )
+            str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause, drift,
+            *whole,
+        )  # fmt: skip
+
+    def _excess(self, s: stats.LogShift, canary: tuple[float, float, float]) -> tuple[float, float]:
+        """The rows' shift beyond the canary's (log) and its variance: the shift's own, the
+        canary's, and how far rows and canary drift apart."""
+        m, var_m, var_track = canary
+        return s.center - m, (s.half_width / self.z) ** 2 + var_m + tracking(var_track)
+
+    def _whole_run(
+        self, s: stats.LogShift, canary: tuple[float, float, float]
+    ) -> tuple[str, float, float]:
+        """Every row changed together: is the run as a whole beyond the threshold, net of the
+        canary? (verdict "slower", "faster" or "", and the interval of that ratio). Each row's
+        own change can stay uncertain (the drift applies to each) while their common one is
+        clear."""
+        excess, var = self._excess(s, canary)
+        half = self.z * math.sqrt(var)
+        verdict = classify(np.array([excess - half]), np.array([excess + half]), self.bound)[0]
+        named = verdict.value if verdict in (Verdict.SLOWER, Verdict.FASTER) else ""
+        return named, math.exp(excess - half), math.exp(excess + half)
 
     def _cause(
         self, s: stats.LogShift, reading: str, canary: tuple[float, float, float] | None
@@ -170,9 +192,8 @@ class _Rows:
             return "real"
         if canary is None:
             return "machine"
-        m, var_m, var_track = canary
-        excess = s.center - m
-        var_excess = (s.half_width / self.z) ** 2 + var_m + tracking(var_track)
+        m, var_m, _ = canary
+        excess, var_excess = self._excess(s, canary)
         beyond = (
             abs(excess) >= self.bound / 2
             and abs(excess) > self.z * math.sqrt(var_excess)

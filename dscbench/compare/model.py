@@ -133,6 +133,12 @@ class Shift:
     detected: bool
     cause: str = ""
     drift: float = math.nan  # sd (log) allowed for rows and canary drifting apart; NaN: none
+    # cause "rows": the whole run's change net of the canary, "slower" or "faster" when its
+    # interval lies beyond the threshold (a regression of every row together fails the gate
+    # even where each row's own change stays uncertain), with that interval.
+    verdict: str = ""
+    beyond_low: float = math.nan
+    beyond_high: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -182,10 +188,16 @@ class Comparison:
             return math.nan
         return float(np.exp(np.mean(np.log(ratios))))
 
+    @property
+    def run_regressions(self) -> list[Shift]:
+        """Whole-run shifts that are regressions: every row slower together, net of the
+        machine canary, by more than the threshold."""
+        return [s for s in self.shifts if s.verdict == Verdict.SLOWER.value]
+
     def exit_code(self, fail_on_inconclusive: bool = False) -> int:
-        """0 no regression, 1 at least one regression, 3 inconclusive rows when asked to fail
-        on them (a regression wins over inconclusive)."""
-        if self.regressions:
+        """0 no regression, 1 at least one regression (a row, or every row together), 3
+        inconclusive rows when asked to fail on them (a regression wins over inconclusive)."""
+        if self.regressions or self.run_regressions:
             return 1
         if fail_on_inconclusive and self.count(Verdict.INCONCLUSIVE):
             return 3

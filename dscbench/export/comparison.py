@@ -102,13 +102,23 @@ def summary(comparison: Comparison) -> str:
     newly = sum(c.shown == Verdict.NEWLY_FAILING for c in comparison.changes)
     if newly:
         text += f" {newly} row(s) fail in the candidate only (counted as regressions)."
+    for shift in comparison.run_regressions:
+        text += (
+            f" {shift.backend}: every row slower together, net of the machine canary "
+            f"(x{shift.beyond_low:.3f} to x{shift.beyond_high:.3f}; counted as a regression)."
+        )
     return text
 
 
 def decision(comparison: Comparison, fail_on_inconclusive: bool) -> str:
     code = comparison.exit_code(fail_on_inconclusive)
     if code == 1:
-        return f"REGRESSION: {len(comparison.regressions)} row(s) got worse (exit 1)."
+        whole = len(comparison.run_regressions)
+        return (
+            f"REGRESSION: {len(comparison.regressions)} row(s) got worse"
+            + (f", and every row of {whole} backend(s) together" if whole else "")
+            + " (exit 1)."
+        )
     if code == 3:
         return f"INCONCLUSIVE: {comparison.count(Verdict.INCONCLUSIVE)} row(s) (exit 3)."
     return "No regression (exit 0)."
@@ -165,12 +175,19 @@ def shift_lines(comparison: Comparison) -> list[str]:
         if s.detected:
             reading = "machine-blind" if s.cause == "machine" and not canary else s.cause
             text += SHIFT_READINGS[reading].format(canary=canary, drift=f"{s.drift:.1%}")
+            if s.verdict:
+                text += (
+                    f"; together, net of the canary, the run is {s.verdict} by more than the "
+                    f"threshold: x{s.beyond_low:.3f} to x{s.beyond_high:.3f} "
+                    + ("(a regression of every row: exit 1)" if s.verdict == "slower" else "")
+                )
             if s.cause == "rows" and not _decided_rows(comparison, s.backend):
                 text += (
-                    f"; but how much each row changed is uncertain by how far rows and canary "
-                    f"drift apart ({s.drift:.1%} sd, from these runs' rounds), so none is "
-                    "decided: inconclusive (exit 3 with --fail-on-inconclusive). Measure both "
-                    "sides in one interleaved run (`dscbench gate`) to tell"
+                    f"; how much each row changed is uncertain by how far rows and canary "
+                    f"drift apart ({s.drift:.1%} sd, from these runs' rounds), so no row is "
+                    "decided on its own"
+                    + ("" if s.verdict else ": inconclusive (exit 3 with --fail-on-inconclusive)")
+                    + ". Measure both sides in one interleaved run (`dscbench gate`) to tell"
                 )
         lines.append(text + ".")
     if canary:
@@ -339,6 +356,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
         "summary": {
             **{v.value: comparison.count(v) for v in Verdict.in_summaries()},
             "regressions": len(comparison.regressions),
+            "run_regressions": [s.backend for s in comparison.run_regressions],
             "geometric_mean_ratio": json_safe(comparison.geometric_mean_ratio()),
             "power": POWER,
             "resolved_rows": sum(
@@ -356,6 +374,9 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "detected": s.detected,
                 "cause": s.cause,
                 "drift": json_safe(s.drift),
+                "verdict": s.verdict,
+                "beyond_low": json_safe(s.beyond_low),
+                "beyond_high": json_safe(s.beyond_high),
             }
             for s in comparison.shifts
         ],
