@@ -303,7 +303,7 @@ def sequential() -> list[str]:
         shift = c.shifts[0]
         lines.append(
             f"- run-{i:02d} vs run-{i + 1:02d}: exit {c.exit_code()}; {_verdicts(c)}; rows moved "
-            f"x{shift.ratio:.3f} ({shift.cause or 'no shift'}), canary {_canary(c)}; "
+            f"x{shift.ratio:.3f} ({_reading(shift)}), canary {_canary(c)}; "
             f"{busy(a.meta)} / {busy(b.meta)}"
         )
     lines.append(f"- **{sum(e == 1 for e in exits)} of {len(exits)} A/A pairs exit 1** (target 0)")
@@ -315,7 +315,7 @@ def sequential() -> list[str]:
         lines.append(
             f"- {name} run ({busy(run.meta)}) against a copy with every latency x1.25, canary "
             f"untouched: **exit {c.exit_code()}**; {_verdicts(c)}; shift read as "
-            f"{c.shifts[0].cause}; canary {_canary(c)}"
+            f"{_reading(c.shifts[0])}; canary {_canary(c)}"
         )
         meta = json.loads(json.dumps(run.meta))
         for sample in meta["canary"]["samples"]:
@@ -324,9 +324,17 @@ def sequential() -> list[str]:
         c = compare.compare_sets(run, ResultSet(meta, slow.results, slow.samples))
         lines.append(
             f"- the same with the canary x1.25 too (the machine slowed): exit {c.exit_code()}; "
-            f"{_verdicts(c)}; shift read as {c.shifts[0].cause}; canary {_canary(c)}"
+            f"{_verdicts(c)}; shift read as {_reading(c.shifts[0])}; canary {_canary(c)}"
         )
     return lines
+
+
+def _reading(shift) -> str:
+    """The shift's cause, with the whole run's verdict net of the canary where there is one."""
+    text = shift.cause or "no shift"
+    if shift.verdict:
+        text += f", whole run {shift.verdict} x{shift.beyond_low:.3f}-x{shift.beyond_high:.3f}"
+    return text
 
 
 def _canary(c) -> str:
