@@ -150,12 +150,14 @@ def run_estimate(samples: Sequence[dict[str, float]]):
     a measurement of the run's own time.
 
     The samples are a dense record of the run (one after every visit, at least
-    ``MIN_PER_ROUND`` a round), taken between the rows' blocks; what the comparison asks is
-    whether the machine the rows ran on was slower in one run than in the other, not what a
-    further run would see. So the error is each round median's sampling error (its robust
-    within-round spread, 1.4826 x MAD, times sqrt(pi / 2n) for a median), averaged over the
-    rounds, with the within-round degrees of freedom. How far the rows and the canary can
-    drift apart while only the machine changes is a separate term (compare/decide.py
+    ``runner.CANARY_PER_ROUND`` a round: the extra ones after a visit are back to back, and a
+    round cut short by --max-time has fewer), taken between the rows' blocks. What the
+    comparison asks is whether the machine the rows ran on was slower in one run than in the
+    other, not what a further run would see. So the error is each round median's sampling
+    error (its robust within-round spread, 1.4826 x MAD, times sqrt(pi / 2n) for a median),
+    averaged over the rounds, with the within-round degrees of freedom. How far the rows and
+    the canary drift apart while only the machine changes is a separate term
+    (compare/canary_check.py ``tracking_variance``, at least compare/decide.py
     ``CANARY_TRACKING_SD``). Version 1 of this estimate treated the rounds as a sample of
     machine states (their spread over rounds, n - 1 degrees of freedom), which on a busy
     machine made the interval 60% wide and the canary unable to tell a machine from a

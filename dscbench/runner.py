@@ -11,8 +11,9 @@ a case in interleaved sets of blocks.
   configuration in every environment is measured within the same few milliseconds, so a
   machine that changes speed moves all of them alike. Samples record their set index
   (``pair``), which is what pairs them up later. The number of sets comes from block-length
-  estimates; blocks that ran shorter than estimated get more sets (``TOP_UPS``), so a visit's
-  timed seconds always reach its share.
+  estimates; blocks that ran shorter than estimated get more sets (up to ``TOP_UPS`` more
+  batches), so a visit's timed seconds, averaged over its environment x variant slots, reach
+  its share.
 - **Turns.** Consecutive blocks of one environment go to its executor as one turn; only one
   executor works at a time, the others wait. Executors time their own blocks, so inter-process
   messages are never inside a sample.

@@ -38,8 +38,12 @@ measure.Workload.block = block
         (["--resume", "r"], "use `dscbench run --resume DIR`, then `dscbench compare DIR`"),
         (["--threshold", "0"], "--threshold '0': must be between 0 and 100%"),
         (["--max-time", "0"], "--max-time 0: must be a positive number of seconds"),
-        (["--confidence", "2"], "--confidence"),
-        (["--kernel", "4"], "4"),  # the run's own check of its sweep options, exit 2 as well
+        (["--confidence", "2"], "--confidence '2': give a fraction (0.95) or a percentage"),
+        (["--confidence", "0.3"], "--confidence '0.3': must be between 0.5 and 1"),
+        (["--", "-o", "x"], "gate: -o is the gate's to set; use the gate's own --output"),
+        (["--", "--max-time", "9"], "gate: --max-time is the gate's to set"),
+        # the run's own check of its sweep options, exit 2 as well
+        (["--kernel", "4"], "kernel 4 is even; 'same' padding (kernel // 2) needs an odd kernel"),
     ],
 )
 def test_bad_gate_input_is_one_line_and_exit_2_before_measuring(tmp_path, extra, message):

@@ -38,6 +38,10 @@ OWNED = {
     "--precision": "--threshold (the gate decides; it does not aim at a width)",
     "--resume": "`dscbench run --resume DIR`, then `dscbench compare DIR`",
     "--dry-run": "`dscbench run --dry-run` (the gate measures)",
+    # Reachable only after `--` (before it they are the gate's own options):
+    "--output": "the gate's own --output, before `--`",
+    "-o": "the gate's own --output, before `--`",
+    "--max-time": "the gate's own --max-time, before `--`",
 }
 EXIT_RUN_FAILED_SOME = 1  # `run`: some configurations failed; everything else is written
 
@@ -62,8 +66,9 @@ def gate(
     threshold: Annotated[
         str,
         typer.Option(
-            help="Smallest change that counts, as 0.05 or 5%: the run decides every row at it "
-            "(`run --decide`) and compare judges at it."
+            help="Smallest change that counts, as 0.05 or 5%: the run decides every row's "
+            "latency at it (`run --decide`, 95% confidence) and compare judges at it (with "
+            "--metric and --confidence)."
         ),
     ] = f"{THRESHOLD:.0%}",
     max_time: Annotated[
@@ -108,12 +113,12 @@ def gate(
     target = summary_target(summary)
     args = [
         "run",
-        *run_options,
         "--env", f"{BASE}={base}",
         "--env", f"{HEAD}={head}",
         "--decide", threshold,
         "--max-time", f"{max_time:g}",
         "--output", str(out),
+        *run_options,
     ]  # fmt: skip
     started = time.perf_counter()
     code = run_as_typed(ctx, args)
@@ -168,7 +173,8 @@ def check_gate_input(
             raise SpecError(f"gate: {name} is the gate's to set; use {OWNED[name]}")
     if not 0 < parse_fraction("--threshold", threshold) < 1:
         raise SpecError(f"--threshold {threshold!r}: must be between 0 and 100%")
-    parse_fraction("--confidence", confidence, example=CONFIDENCE)
+    if not 0.5 <= parse_fraction("--confidence", confidence, example=CONFIDENCE) < 1:
+        raise SpecError(f"--confidence {confidence!r}: must be between 0.5 and 1")
     if not (math.isfinite(max_time) and max_time > 0):
         raise SpecError(f"--max-time {max_time:g}: must be a positive number of seconds")
 

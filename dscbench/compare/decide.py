@@ -157,7 +157,7 @@ class _Rows:
         elif cause in ("machine", "undetermined"):
             self._judge_beyond_shift(mine, s)
         low, high = sorted(math.exp(sign * x) for x in (s.low, s.high))
-        drift = math.sqrt(tracking(canary[2])) if canary is not None else math.nan
+        drift = math.sqrt(tracking(canary[2] - canary[1])) if canary is not None else math.nan
         return Shift(
             str(backend), math.exp(sign * s.center), low, high, s.rows, detected, cause, drift,
             *whole,
@@ -167,7 +167,7 @@ class _Rows:
         """The rows' shift beyond the canary's (log) and its variance: the shift's own, the
         canary's, and how far rows and canary drift apart."""
         m, var_m, var_track = canary
-        return s.center - m, (s.half_width / self.z) ** 2 + var_m + tracking(var_track)
+        return s.center - m, (s.half_width / self.z) ** 2 + var_m + tracking(var_track - var_m)
 
     def _whole_run(
         self, s: stats.LogShift, canary: tuple[float, float, float]
@@ -211,7 +211,7 @@ class _Rows:
     ) -> None:
         """Every row changed: judge each on its own ratio, net of what the machine did."""
         d, v, few = self.model.d, self.model.v, self.model.few
-        var_rows = v + self.extra + var_m + tracking(var_track)
+        var_rows = v + self.extra + var_m + tracking(var_track - var_m)
         adj_half = self.q * np.sqrt(np.where(few, np.nan, var_rows))
         e = d - m
         judged = classify(e - adj_half, e + adj_half, self.bound)
@@ -240,7 +240,8 @@ class _Rows:
 
 def tracking(var_track: float) -> float:
     """The variance allowed for rows and canary drifting apart: what the two runs themselves
-    show (compare/canary_check.py ``tracking_variance``), at least CANARY_TRACKING_SD**2."""
+    show (compare/canary_check.py ``tracking_variance``, less the canary's own variance, which
+    its round values carry and which is counted on its own), at least CANARY_TRACKING_SD**2."""
     floor = CANARY_TRACKING_SD**2
     return max(floor, var_track) if math.isfinite(var_track) else floor
 

@@ -185,7 +185,8 @@ class Design:
     def canary(
         self, metric: str, confidence: float
     ) -> tuple[CanaryCheck | None, tuple[float, float, float] | None]:
-        """The machine canary's check and (log ratio, variance); (None, None) without one."""
+        """The machine canary's check and (log ratio, its variance, the variance of the drift
+        between rows and canary); (None, None) without one."""
         return None, None
 
     def units(self, sides: Sides) -> dict[str, pd.DataFrame]:

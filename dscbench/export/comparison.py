@@ -178,8 +178,8 @@ def shift_lines(comparison: Comparison) -> list[str]:
             if s.verdict:
                 text += (
                     f"; together, net of the canary, the run is {s.verdict} by more than the "
-                    f"threshold: x{s.beyond_low:.3f} to x{s.beyond_high:.3f} "
-                    + ("(a regression of every row: exit 1)" if s.verdict == "slower" else "")
+                    f"threshold: x{s.beyond_low:.3f} to x{s.beyond_high:.3f}"
+                    + (" (a regression of every row: exit 1)" if s.verdict == "slower" else "")
                 )
             if s.cause == "rows" and not _decided_rows(comparison, s.backend):
                 text += (
