@@ -154,34 +154,46 @@ def run_estimate(samples: Sequence[dict[str, float]]):
     round cut short by --max-time has fewer), taken between the rows' blocks. What the
     comparison asks is whether the machine the rows ran on was slower in one run than in the
     other, not what a further run would see. So the error is each round median's sampling
-    error (its robust within-round spread, 1.4826 x MAD, times sqrt(pi / 2n) for a median),
-    averaged over the rounds, with the within-round degrees of freedom. How far the rows and
-    the canary drift apart while only the machine changes is a separate term
+    error (its robust within-round spread, 1.4826 x MAD, times sqrt(pi / 2n) for a median,
+    where n counts the visits the samples followed: samples taken back to back after one visit
+    are one moment), averaged over the rounds, with the within-round degrees of freedom. How
+    far the rows and the canary drift apart while only the machine changes is a separate term
     (compare/canary_check.py ``tracking_variance``, at least compare/decide.py
     ``CANARY_TRACKING_SD``). Version 1 of this estimate treated the rounds as a sample of
     machine states (their spread over rounds, n - 1 degrees of freedom), which on a busy
     machine made the interval 60% wide and the canary unable to tell a machine from a
-    regression. A round of one sample borrows the other rounds' pooled spread; with no round of
-    two samples, the spread over rounds is all there is. None without samples."""
+    regression. A round of one visit borrows the other rounds' pooled spread; with no round of
+    two visits, the spread over rounds is all there is. None without samples."""
     from dscbench import stats
 
     by_round = _logs_by_round(samples)
     if not by_round:
         return None
+    units = _visits_by_round(samples)
     centers = np.array([np.median(x) for x in by_round.values()])
-    within = [(robust_sd(x), x.size) for x in by_round.values() if x.size >= 2]
+    within = [(robust_sd(x), units[r]) for r, x in by_round.items() if units[r] >= 2]
     if not within:
         return stats.estimate(centers)
     dof = sum(n - 1 for _, n in within)
     pooled = math.sqrt(sum((n - 1) * sd**2 for sd, n in within) / dof)
     se2 = (
         sum(
-            (math.pi / 2) * (robust_sd(x) if x.size >= 2 else pooled) ** 2 / x.size
-            for x in by_round.values()
+            (math.pi / 2) * (robust_sd(x) if units[r] >= 2 else pooled) ** 2 / units[r]
+            for r, x in by_round.items()
         )
         / len(by_round) ** 2
     )
     return stats.RoundEstimate(float(centers.mean()), se2, float(dof), len(by_round))
+
+
+def _visits_by_round(samples: Sequence[dict[str, float]]) -> dict[int, int]:
+    """round -> how many independent moments its samples come from: the visits they followed
+    (the samples taken back to back after one visit are one), or, for samples that do not
+    record their visit (runs before this was recorded), each sample on its own."""
+    seen: dict[int, set] = {}
+    for i, s in enumerate(samples):
+        seen.setdefault(int(s["round"]), set()).add(s.get("visit", ("sample", i)))
+    return {r: len(v) for r, v in seen.items()}
 
 
 def robust_sd(x: np.ndarray) -> float:

@@ -244,6 +244,7 @@ class Coordinator(ExtraRounds):
         self.share = settings.min_time / settings.rounds  # timed s per variant, env and visit
         self.settle = self.harness.switch_settle if len(self.envs) > 1 else 0.0
         self.canary_samples = 1  # after each visit; one_round raises it for short rounds
+        self.canary_visits = 0
         self.total = len(self.states) * settings.rounds  # visits, for the progress callback
         self.done = len(self.states) * min(self.first_round, settings.rounds)
 
@@ -382,8 +383,11 @@ class Coordinator(ExtraRounds):
                     env_state.status = Status.OK
         if self.canary is not None:
             t0 = time.perf_counter()
+            self.canary_visits += 1  # samples of one visit are one moment (canary.run_estimate)
             for _ in range(self.canary_samples):
-                self.sweep.canary.append({"round": round_index, **self.canary.sample()})
+                self.sweep.canary.append(
+                    {"round": round_index, "visit": self.canary_visits, **self.canary.sample()}
+                )
             self.phases.canary += time.perf_counter() - t0
 
     def turn(

@@ -95,6 +95,12 @@ def test_the_run_estimate_measures_the_run_not_the_next_one():
     assert est.mean == pytest.approx(centers.mean(), abs=0.005)
     assert math.sqrt(est.se2) < 0.005  # the rounds' own spread would be 5%
     assert est.df == 45
+    # Samples that record their visit: those taken back to back after one visit are one
+    # moment, so 10 samples from 2 visits a round give the error of 2, not of 10.
+    two_visits = [{**x, "visit": 2 * x["round"] + (i % 10) // 5} for i, x in enumerate(samples)]
+    paired = canary.run_estimate(two_visits)
+    assert paired.mean == est.mean and paired.df == 5  # 5 rounds of 2 visits: 1 each
+    assert paired.se2 == pytest.approx(est.se2 * 10 / 2)
     # One slow sample (a preempted thread) in a round moves neither its median nor its spread.
     spiked = [*samples, {"round": 0, "compute": 5e-3}]
     assert canary.run_estimate(spiked).se2 == pytest.approx(est.se2, rel=0.3)

@@ -453,6 +453,8 @@ def test_the_canary_is_sampled_after_every_visit_at_least_ten_times_a_round(cloc
     assert runner.CANARY_PER_ROUND == 10
     assert [s["round"] for s in state.canary] == [0] * 12 + [1] * 12
     assert [s["compute"] for s in state.canary] == pytest.approx([0.001 * i for i in range(1, 25)])
+    # Each sample names the visit it followed: the 4 after one visit are one moment.
+    assert [s["visit"] for s in state.canary] == [v for v in range(1, 7) for _ in range(4)]
     assert len(sweep(20, 1).canary) == 20  # a round of 20 visits: once after each
 
 
