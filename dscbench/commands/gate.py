@@ -43,7 +43,6 @@ OWNED = {
     "-o": "the gate's own --output, before `--`",
     "--max-time": "the gate's own --max-time, before `--`",
 }
-EXIT_RUN_FAILED_SOME = 1  # `run`: some configurations failed; everything else is written
 
 
 @app.command(
@@ -122,7 +121,9 @@ def gate(
     ]  # fmt: skip
     started = time.perf_counter()
     code = run_as_typed(ctx, args)
-    if code not in (0, EXIT_RUN_FAILED_SOME):
+    from dscbench.commands.run.execute import EXIT_OK, EXIT_SOME_FAILED  # loaded by the run
+
+    if code not in (EXIT_OK, EXIT_SOME_FAILED):
         raise typer.Exit(code)  # bad input (2) or interrupted (130): nothing to judge
     code = compare_command.execute(
         out,
