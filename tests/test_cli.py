@@ -267,7 +267,14 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert loaded.meta["settings"]["min_time"] == 0.02
     # Measured in two worker processes, one round each; their logs are kept.
     assert loaded.meta["harness"]["processes"] == 2
-    assert sorted(p.name for p in (out / "workers").iterdir()) == ["run-0.log", "run-1.log"]
+    assert sorted(p.name for p in (out / "workers").iterdir()) == [
+        "run-0.log",
+        "run-1.log",
+        "run-forks.log",  # the fork server they were forked from
+    ]
+    assert loaded.meta["harness"]["worker_start"] == {
+        "run": "forked from a fork server that had imported torch"
+    }
     assert sorted(set(loaded.samples.process)) == [0, 1]  # the unit of the intervals
     assert loaded.meta["harness"]["context"].startswith("steady state of one process")
     assert loaded.meta["canary"]["describe"]["implementation"]["version"] == 2

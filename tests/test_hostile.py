@@ -468,7 +468,10 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_signals_while_workers_start_stop_them_and_exit_130(tmp_path):
+@pytest.mark.parametrize(("method", "starting"), [("fork", 2), ("spawn", 4)])
+def test_signals_while_workers_start_stop_them_and_exit_130(tmp_path, method, starting):
+    """Interrupted while the slow interpreters start: with fork, the two environments' fork
+    servers; with spawn, the four workers."""
     pids = tmp_path / "pids"
     pids.mkdir()
     python = tmp_path / "slow-python"
@@ -478,7 +481,7 @@ def test_signals_while_workers_start_stop_them_and_exit_130(tmp_path):
     envs = [f"--env=a={python}:PIDS={pids}", f"--env=b={python}:PIDS={pids}"]
     args = ["--size", "8", "--kernel", "3", "--stride", "1", "--in-channels", "4",
             "--min-time", "0.02", "--rounds", "2", "--warmup", "0", "--threads", "1",
-            "--processes", "2"]  # fmt: skip
+            "--processes", "2", "--start-method", method]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "dscbench", "run", *args, *envs, "-o", str(out)],
         stdout=subprocess.PIPE,
@@ -486,9 +489,9 @@ def test_signals_while_workers_start_stop_them_and_exit_130(tmp_path):
         text=True,
     )
     deadline = time.monotonic() + 60
-    while len(list(pids.iterdir())) < 4 and time.monotonic() < deadline:
+    while len(list(pids.iterdir())) < starting and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(list(pids.iterdir())) == 4, "the workers did not start"
+    assert len(list(pids.iterdir())) == starting, "the workers did not start"
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)

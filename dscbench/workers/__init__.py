@@ -8,10 +8,13 @@
 - ``transport``: a worker process and its pipes (process life, JSON lines, logs).
 - ``client``: the coordinator's side: ``--env`` parsing, WorkerExecutor, start_workers.
 - ``server``: a worker's main loop (``python -m dscbench.worker`` runs it).
+- ``forkserver``: a fork server per environment (it has imported torch; workers are forked
+  from it), the coordinator's handle on it and on the workers it forks.
 
 Modules here import protocol and each other downwards (protocol <- failures <- checks <- local
-<- server; protocol <- transport <- client), plus spec, measure, counting, models, backends and
-env; never runner, results, commands or cli. The names below are the package's public ones.
+<- server <- forkserver; protocol <- transport <- forkserver <- client), plus spec, measure,
+counting, models, backends and env; never runner, results, commands or cli. The names below
+are the package's public ones.
 """
 
 from dscbench.workers.checks import user_model_problems

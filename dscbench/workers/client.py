@@ -38,6 +38,8 @@ from typing import Any
 from dscbench.about import __version__
 from dscbench.errors import DscbenchError, SpecError
 from dscbench.models import CALLER_CWD_VARIABLE
+from dscbench.workers.forkserver import ForkFailed, ForkServer
+from dscbench.workers.forkserver import supported as forks_supported
 from dscbench.workers.protocol import (
     PROTOCOL_VERSION,
     BackendReport,
@@ -150,16 +152,26 @@ class WorkerExecutor:
     restartable = True
 
     def __init__(
-        self, spec: EnvSpec, log_dir: Path, replica: int = 0, *, spin_defaults: bool = True
+        self,
+        spec: EnvSpec,
+        log_dir: Path,
+        replica: int = 0,
+        *,
+        spin_defaults: bool = True,
+        forks: ForkServer | None = None,
     ):
         self.spec = spec
         self.replica = replica
         self.spin_defaults = spin_defaults  # interleaved environments: short OpenMP spinning
+        self.forks = forks  # the environment's fork server; None: spawn a fresh interpreter
+        if forks is not None:
+            forks.users.add(id(self))
         self.log_path = Path(log_dir) / f"{spec.name or 'run'}-{replica}.log"
         self.process = WorkerProcess(self.log_path, self.label())
         self._setup: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
         self.info: dict[str, Any] = {}
         self.starts = 0
+        self.forked = 0  # of the starts, how many were forked from the fork server
         self.start_s = 0.0  # seconds from spawning to a checked handshake, all starts
         self._spawned_at = 0.0
 
@@ -171,8 +183,19 @@ class WorkerExecutor:
         return self.handshake()
 
     def spawn(self) -> None:
-        """Start the worker process (it imports dscbench and torch while we go on)."""
+        """Start the worker process: forked from the environment's fork server when it has
+        a usable one, else a fresh interpreter (it imports dscbench and torch while we go
+        on)."""
         self._spawned_at = time.perf_counter()
+        if self.forks is not None and self.forks.usable:
+            try:
+                self.process.fork(self.forks, f"start {self.starts + 1}: forked")
+                self.starts += 1
+                self.forked += 1
+                return
+            except ForkFailed as exc:  # the server died: spawn this one and the next ones
+                self.forks.why = str(exc)
+                self.forks.close()
         command = [self.spec.python, "-m", WORKER_MODULE]
         try:
             self.process.spawn(
@@ -255,7 +278,7 @@ class WorkerExecutor:
     def begin_restart(self) -> None:
         """The first half of ``restart``: stop the worker, spawn its successor and ask for its
         hello, without waiting (several restart in parallel; ``finish_restart`` waits)."""
-        self.close()
+        self.process.close()
         try:
             self.spawn()
         except EnvError as exc:
@@ -270,7 +293,12 @@ class WorkerExecutor:
             raise ExecutorLost(str(exc)) from None
 
     def close(self) -> None:
+        """Stop the worker; the last worker of a fork server stops the server too."""
         self.process.close()
+        if self.forks is not None:
+            self.forks.users.discard(id(self))
+            if not self.forks.users:
+                self.forks.close()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -341,17 +369,41 @@ class WorkerExecutor:
 
 
 def start_workers(
-    specs: list[EnvSpec], log_dir: Path, processes: int = 1, *, spin_defaults: bool = True
+    specs: list[EnvSpec],
+    log_dir: Path,
+    processes: int = 1,
+    *,
+    spin_defaults: bool = True,
+    fork: bool = True,
 ) -> dict[str, list[WorkerExecutor]]:
     """Start ``processes`` workers for every environment and check their handshakes; on any
-    failure, stop the ones already started and raise."""
+    failure, stop the ones already started and raise. With ``fork`` (where supported), every
+    environment first starts a fork server and its workers are forked from it; an environment
+    whose server does not come up spawns its workers instead."""
     workers: dict[str, list[WorkerExecutor]] = {}
     started: list[WorkerExecutor] = []
+    servers: dict[str, ForkServer] = {}
     try:
-        for spec in specs:  # all import torch at once
+        if fork and forks_supported():
+            for spec in specs:  # all import torch at once
+                servers[spec.name] = ForkServer(
+                    spec.python,
+                    worker_environment(spec, spin_defaults),
+                    Path(log_dir) / f"{spec.name or 'run'}-forks.log",
+                )
+                servers[spec.name].start()
+            for server in servers.values():
+                server.ready(START_TIMEOUT_S)
+        for spec in specs:
             workers[spec.name] = []
             for replica in range(processes):
-                worker = WorkerExecutor(spec, log_dir, replica, spin_defaults=spin_defaults)
+                worker = WorkerExecutor(
+                    spec,
+                    log_dir,
+                    replica,
+                    spin_defaults=spin_defaults,
+                    forks=servers.get(spec.name),
+                )
                 worker.spawn()
                 started.append(worker)
                 workers[spec.name].append(worker)
@@ -362,5 +414,7 @@ def start_workers(
     except BaseException:
         for worker in started:
             worker.close()
+        for server in servers.values():
+            server.close()
         raise
     return workers

@@ -16,11 +16,15 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dscbench.workers.protocol import BYE, ExecutorLost, encode
 
+if TYPE_CHECKING:
+    from dscbench.workers.forkserver import ForkServer
+
 LOG_TAIL_LINES = 3
+UNKNOWN_EXIT = 1000  # forkserver.UNKNOWN_EXIT: a forked worker nobody could reap
 LOG_HEADER = "--- worker"  # how the lines we write into a worker's log begin
 
 
@@ -32,6 +36,8 @@ def describe_exit(code: int | None) -> str:
     """'exit status 3', 'killed by SIGSEGV' or 'still running'."""
     if code is None:
         return "still running"
+    if code == UNKNOWN_EXIT:
+        return "exit status unknown: its fork server had ended"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -50,14 +56,24 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._pending = b""  # bytes read from the worker, not yet a whole line
 
-    def spawn(self, command: list[str], env: dict[str, str], header: str) -> None:
-        """Start ``command`` with ``env``, its stderr appended to the log after ``header``;
-        CannotStart when the command does not start."""
+    def _open_log(self, header: str) -> Any:
         self._pending = b""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - the child keeps it
         log.write(f"{LOG_HEADER} {header}\n")
         log.flush()
+        return log
+
+    def fork(self, server: ForkServer, header: str) -> None:
+        """Fork the worker from ``server``, its output appended to the log after ``header``;
+        ForkFailed when the server cannot fork."""
+        self._open_log(header).close()
+        self.proc = server.fork(self.log_path)  # type: ignore[assignment]
+
+    def spawn(self, command: list[str], env: dict[str, str], header: str) -> None:
+        """Start ``command`` with ``env``, its stderr appended to the log after ``header``;
+        CannotStart when the command does not start."""
+        log = self._open_log(header)
         try:
             self.proc = subprocess.Popen(
                 command,

@@ -19,6 +19,7 @@ from dscbench.commands.run.options import (
     DEFAULT_MAX_TIME_S,
     Interleave,
     RunOptions,
+    StartMethod,
     Twin,
     default_output,
 )
@@ -306,6 +307,15 @@ def run(
             "between processes shows in them. 1 measures a plain run in this process.",
         ),
     ] = PROCESSES,
+    start_method: Annotated[
+        StartMethod,
+        typer.Option(
+            case_sensitive=False,
+            help="How worker processes start: 'fork' them from one process per environment "
+            "that has imported torch (each is still a new process, with its own heap and "
+            "caches), or 'spawn' a fresh interpreter for each (seconds more per process).",
+        ),
+    ] = StartMethod.fork,
     interleave: Annotated[
         Interleave,
         typer.Option(
@@ -360,6 +370,7 @@ def run(
         canary=canary,
         interleave=interleave.value,
         processes=processes,
+        start_method=start_method.value,
         breakdown=breakdown,
         calibrate=calibrate,
         max_configs=sys.maxsize if yes else max_configs,

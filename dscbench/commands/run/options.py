@@ -22,6 +22,13 @@ class Twin(str, Enum):
     dense = "dense"
 
 
+class StartMethod(str, Enum):
+    """How worker processes start (workers/forkserver.py says why fork is the default)."""
+
+    fork = "fork"  # forked from a fork server per environment that has imported torch
+    spawn = "spawn"  # a fresh interpreter each
+
+
 class Interleave(str, Enum):
     """How a set orders its blocks when several environments are measured."""
 
@@ -46,6 +53,7 @@ class RunOptions:
     canary: bool = True
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = PROCESSES  # worker processes per environment, rounds taken in turn
+    start_method: str = "fork"  # StartMethod: how worker processes start
     breakdown: bool = False  # print each model variant's MACs and params per layer type
     max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
     shard: Any = None  # shards.Shard: run only the configurations this shard owns

@@ -60,6 +60,17 @@ class Plan:
                 executor.close()
 
 
+def started_by(pool: list[Any]) -> str:
+    """How an environment's worker processes started: 'forked from a fork server' or
+    'spawned' (with the reason, when fork was asked for and its server could not serve)."""
+    forks = pool[0].forks
+    if all(w.forked == w.starts for w in pool):
+        return "forked from a fork server that had imported torch"
+    if forks is None:
+        return "spawned (fresh interpreters)"
+    return f"spawned (fresh interpreters): its fork server was not used ({forks.why})"
+
+
 def harness_for(sweep: Sweep, plan: Plan, order: str = "env") -> HarnessOptions:
     if plan.envs == [""]:
         return HarnessOptions(warmup=sweep.settings.warmup)
@@ -191,7 +202,11 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
             sweep.options.ort_threadpool = _interleaved_threadpool(sweep, plan_notes)
         specs = env_specs or [environments.EnvSpec("", sys.executable)]
         workers = environments.start_workers(
-            specs, out_dir / "workers", processes, spin_defaults=interleaved
+            specs,
+            out_dir / "workers",
+            processes,
+            spin_defaults=interleaved,
+            fork=options.start_method == "fork",
         )
         names = list(workers)
         everyone = [w for pool in workers.values() for w in pool]
@@ -223,7 +238,10 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
                 "python_version": info.get("python"),
                 "environment": info.get("environment", {}),
                 "processes": len(pool),
-                "start_s": max(w.start_s for w in pool),
+                # a fork server's start, then its slowest worker's
+                "start_s": (pool[0].forks.start_s if pool[0].forks else 0.0)
+                + max(w.start_s for w in pool),
+                "started": started_by(pool),
             }
     plan.sweep = expansion.sweep
     if not cases and options.shard is not None:

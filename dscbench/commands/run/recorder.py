@@ -69,6 +69,10 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
             "in a one-process run); trimmed mean from 10 of them",
             "confidence": CONFIDENCE,
             "context": CONTEXT,
+            # how each environment's worker processes started (workers/forkserver.py)
+            "worker_start": {
+                name or "run": m["started"] for name, m in plan.env_meta.items() if "started" in m
+            },
         },
         "precision": None
         if options.precision is None and options.decide is None
