@@ -27,6 +27,9 @@ present; DSCBENCH_BENCH_STORE points elsewhere):
              timer on the plain module, on dscbench's module and input, on the backend's
              prepared call, and alternated with the twin; 40 rounds in random order, ratios
              within each round.
+  startup    the fork server against spawned workers, side by side (alternated pairs): the
+             README's quick run and the A/A decide run; wall time, the share outside timed
+             blocks (target <= 15%), worker start and restarts.
   alternated dscbench (`--processes 1`, a fresh process per run) and tub (a fresh process)
              taking turns, 6 cycles per layer (DSCBENCH_BENCH_ALTERNATIONS): ratios within
              each cycle, so the machine's phases hit both sides of each ratio alike.
@@ -534,7 +537,65 @@ def _alternated_theirs(layer: tuple[int, int, int], out: dict[str, list[float]])
         out[v].append(got[f"{c}-{s}-{k}-{v}"])
 
 
+STARTUP_PAIRS = int(os.environ.get("DSCBENCH_BENCH_STARTUP_PAIRS", "3"))
+
+
+def startup() -> list[str]:
+    """Fork server against spawned workers, side by side: the README's quick run and the A/A
+    decide run, each alternating `--start-method fork` and `spawn` (STARTUP_PAIRS pairs, order
+    swapped every pair). Wall is the command's own (interpreter start and exit included)."""
+    from dscbench import results
+
+    kinds = {
+        "quick default `dscbench run`": [],
+        "A/A decide " + " ".join([*LAYERS, "--env", "a=", "--env", "b=", *DECIDE]): [
+            *LAYERS, "--env", "a=", "--env", "b=", *DECIDE,
+        ],
+    }  # fmt: skip
+    lines = [
+        "## startup: fork server against spawned workers, alternated, "
+        f"{STARTUP_PAIRS} pairs per kind",
+        "",
+        "Outside = share of the command's wall time (interpreter start and exit included) not "
+        "spent in timed blocks; per run, then the median per method.",
+        "",
+    ]
+    for label, args in kinds.items():
+        got: dict[str, list[dict]] = {"fork": [], "spawn": []}
+        for i in range(STARTUP_PAIRS):
+            for method in ("fork", "spawn") if i % 2 == 0 else ("spawn", "fork"):
+                d = STORE / "startup" / f"{len(lines)}-{method}-{i}"
+                elapsed = dscbench(*args, "--start-method", method, "-o", str(d), "--force")
+                rs = results.load_results(d)
+                t = rs.meta["timings"]
+                got[method].append(
+                    {"wall": elapsed, "outside": 1 - t["timed_s"] / elapsed,
+                     "start": t["worker_start_s"], "restart": t["restart_s"],
+                     "rounds": rs.meta["rounds_done"], "busy": busy(rs)}
+                )  # fmt: skip
+        lines += [f"### {label}", "",
+                  "| method | run | wall | outside timed blocks | worker start | restarts "
+                  "| rounds | machine |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for method, runs in got.items():
+            for i, r in enumerate(runs):
+                lines.append(
+                    f"| {method} | {i} | {r['wall']:.1f} s | {r['outside']:.1%} | "
+                    f"{r['start']:.2f} s | {r['restart']:.1f} s | {r['rounds']} | {r['busy']} |"
+                )
+        med = {m: {k: float(np.median([r[k] for r in runs])) for k in ("wall", "outside")}
+               for m, runs in got.items()}  # fmt: skip
+        lines += [
+            "",
+            f"Median: fork {med['fork']['wall']:.1f} s wall, {med['fork']['outside']:.1%} "
+            f"outside; spawn {med['spawn']['wall']:.1f} s, {med['spawn']['outside']:.1%}; "
+            f"wall fork/spawn {med['fork']['wall'] / med['spawn']['wall']:.2f}.",
+            "",
+        ]
+    return lines
+
+
 PARTS = {
+    "startup": startup,
     "aa": aa,
     "power": power,
     "coverage": coverage,
