@@ -92,7 +92,8 @@ def test_an_environment_whose_fork_server_does_not_start_spawns_its_workers(tmp_
     meta = results.load_results(out).meta
     assert meta["harness"]["worker_start"] == {
         "a": "forked from a fork server that had imported torch",
-        "b": "spawned (fresh interpreters): its fork server was not used (it did not answer)",
+        "b": "spawned (fresh interpreters): its fork server was not used (it did not answer "
+        "(exit status 3))",
     }
     assert "no fork server here" in (out / "workers" / "b-forks.log").read_text()
 

@@ -1,8 +1,9 @@
 """Interleaved environments, the coordinator's side: ``dscbench run --env
 NAME=PYTHON[:VAR=VALUE,...]``.
 
-Each environment is a worker process (server.py) started with its own interpreter and extra
-environment variables, so one run can A/B two virtualenvs (a library's release against its
+Each environment is measured by worker processes (server.py) of its own interpreter with its
+extra environment variables (forked from the environment's fork server, forkserver.py, or
+spawned), so one run can A/B two virtualenvs (a library's release against its
 next version) or one interpreter under two settings (``ONEDNN_MAX_CPU_ISA=AVX2``). The
 coordinator drives the rounds and interleaves the environments' blocks (runner.py); this module
 parses ``--env``, starts and checks the workers and calls them (WorkerExecutor: the Executor
@@ -404,9 +405,9 @@ def start_workers(
                     spin_defaults=spin_defaults,
                     forks=servers.get(spec.name),
                 )
-                worker.spawn()
-                started.append(worker)
+                started.append(worker)  # closed on any failure, even one while it starts
                 workers[spec.name].append(worker)
+                worker.spawn()
         for worker in started:
             worker.ask_hello()
         for worker in started:

@@ -26,6 +26,7 @@ own handshake says what is wrong.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import select
@@ -34,11 +35,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dscbench.about import __version__
 from dscbench.workers.protocol import PROTOCOL_VERSION
+from dscbench.workers.server import flush_all
 from dscbench.workers.transport import UNKNOWN_EXIT  # a child whose server is gone
 
 # Run as ``-c`` rather than ``-m`` (the package imports this module first, which ``-m``
@@ -49,15 +52,21 @@ POLL_S = 0.005  # how often ``wait`` looks at a child that has not ended yet
 
 
 def supported() -> bool:
-    """Fork servers need fork and descriptor passing: Linux. (macOS forks badly once system
-    frameworks are loaded, Windows cannot fork.)"""
-    return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
+    """Fork servers need fork, descriptor passing and pidfds: Linux 5.3 or later. (macOS
+    forks badly once system frameworks are loaded, Windows cannot fork.)"""
+    if not (sys.platform.startswith("linux") and hasattr(socket, "send_fds")):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 # -- the server process ---------------------------------------------------------------------
 
 
-def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] = ()) -> None:  # type: ignore[assignment]
+def _send(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
     socket.send_fds(sock, [json.dumps(message).encode()], list(fds))
 
 
@@ -102,8 +111,7 @@ def _child(fds: list[int]) -> None:
 
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
+        flush_all()
         os._exit(code)
 
 
@@ -121,19 +129,24 @@ def serve_forks(control: socket.socket) -> None:
         message = json.loads(data)
         op = message.get("op")
         if op == "fork":
-            sys.stderr.flush()
+            flush_all()  # nothing buffered here may be written again by a child
             pid = os.fork()
             if pid == 0:
                 control.close()
                 _child(fds)
+            ended.pop(pid, None)  # a pid the kernel reused: this child has not ended
             for fd in fds:
                 os.close(fd)
             _send(control, {"ok": True, "pid": pid})
         elif op == "wait":
             code = _reap(int(message["pid"]), float(message.get("timeout", 0.0)), ended)
             _send(control, {"ok": True, "code": code})
-        else:  # bye: the coordinator is not listening any more
+        elif op == "bye":  # the coordinator is not listening any more
             return
+        else:
+            for fd in fds:
+                os.close(fd)
+            _send(control, {"ok": False, "error": f"no op {op!r}"})
 
 
 def main() -> None:
@@ -141,6 +154,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    sys.stdout.flush()  # what a sitecustomize printed, before stdout is pointed at the log
     os.dup2(2, 1)  # stray prints land in the server's log
     sys.stdout = sys.stderr
     # What every worker imports anyway; a missing torch is reported by a backend, as usual.
@@ -149,43 +163,60 @@ def main() -> None:
     import dscbench.workers.local
     import dscbench.workers.server  # noqa: F401
 
+    # Imported objects go to the permanent generation: a child's garbage collections neither
+    # walk them nor write to (and so copy) the pages they share with the server.
+    gc.collect()
+    gc.freeze()
     serve_forks(control)
+    flush_all()
+    os._exit(0)  # no interpreter teardown: the coordinator waits for this process to end
 
 
 # -- the coordinator's side -----------------------------------------------------------------
 
 
 class ForkFailed(Exception):
-    """The fork server cannot fork (it died, or never started)."""
+    """The fork server cannot fork (it died, never started, or stopped making sense)."""
 
 
 class ForkedProcess:
     """A worker forked by a ForkServer, with the part of ``subprocess.Popen`` that
     transport.WorkerProcess uses (``stdin``, ``stdout``, ``poll``, ``wait``, ``kill``,
-    ``returncode``). Its parent is the server, so the server reaps it and says how it ended."""
+    ``returncode``). The coordinator watches it through a pidfd (readable once it has ended;
+    signals through it cannot reach a process that reused its pid); its parent, the server,
+    reaps it and says how it ended."""
 
-    def __init__(self, pid: int, stdin: Any, stdout: Any, server: ForkServer):
+    def __init__(self, pid: int, pidfd: int, stdin: Any, stdout: Any, server: ForkServer):
         self.pid = pid
+        self.pidfd = pidfd
         self.stdin = stdin
         self.stdout = stdout
         self.server = server
         self.returncode: int | None = None
 
+    def _ended(self, timeout: float | None) -> bool:
+        if self.returncode is not None:
+            return True
+        ready, _, _ = select.select([self.pidfd], [], [], timeout)
+        if ready:
+            self.returncode = self.server.exit_code(self.pid)
+            os.close(self.pidfd)
+        return bool(ready)
+
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self.server.wait(self.pid, 0.0)
+        self._ended(0.0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.returncode = self.server.wait(self.pid, 3600.0 if timeout is None else timeout)
-        if self.returncode is None:
+        if not self._ended(timeout):
             raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+        assert self.returncode is not None
         return self.returncode
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
 
 class ForkServer:
@@ -233,9 +264,17 @@ class ForkServer:
         """Wait for the server's hello; usable only if it speaks this dscbench's version."""
         hello = self._receive(timeout) if self.control is not None else None
         if hello is None:
-            self.why = self.why if self.control is None else "it did not answer"
-        elif hello.get("dscbench") != __version__ or hello.get("protocol") != PROTOCOL_VERSION:
+            if self.control is not None:
+                code = None
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = self.proc.wait(timeout=1) if self.proc is not None else None
+                self.why = "it did not answer" + (
+                    f" (exit status {code})" if code is not None else ""
+                )
+        elif hello.get("dscbench") != __version__:
             self.why = f"it runs dscbench {hello.get('dscbench')}"
+        elif hello.get("protocol") != PROTOCOL_VERSION:
+            self.why = f"it speaks worker protocol {hello.get('protocol')}"
         else:
             self.usable = True
             self.start_s = time.perf_counter() - self._started_at
@@ -244,59 +283,76 @@ class ForkServer:
         return False
 
     def _receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next packet as an object; None on a timeout, the end, or a malformed one."""
         assert self.control is not None
         ready, _, _ = select.select([self.control], [], [], timeout)
         if not ready:
             return None
         try:
-            data = self.control.recv(MAX_MESSAGE)
-        except OSError:
+            answer = json.loads(self.control.recv(MAX_MESSAGE) or b"null")
+        except (OSError, ValueError):
             return None
-        return json.loads(data) if data else None
+        return answer if isinstance(answer, dict) else None
 
-    def _ask(self, message: dict[str, Any], fds: list[int] = (), timeout: float = 60.0) -> dict:  # type: ignore[assignment]
+    def _ask(self, message: dict[str, Any], fds: Sequence[int] = (), timeout: float = 60.0) -> dict:
+        """One request, one answer. Anything that could leave an answer unread on the socket
+        (an interrupt, a timeout, nonsense) drops the server: its next answer could otherwise
+        be taken for another request's."""
         if self.control is None:
             raise ForkFailed(self.why)
         try:
             _send(self.control, message, fds)
+            answer = self._receive(timeout)
         except OSError:
-            raise ForkFailed("the fork server has ended") from None
-        answer = self._receive(timeout)
-        if answer is None:
-            raise ForkFailed("the fork server did not answer")
+            answer = None
+        except BaseException:
+            self._drop("interrupted while it answered")
+            raise
+        if answer is None or not answer.get("ok"):
+            self._drop("it stopped answering" if answer is None else f"it answered {answer}")
+            raise ForkFailed(self.why)
         return answer
+
+    def _drop(self, why: str) -> None:
+        """Stop using the server (it ends when its socket closes); workers forked from it go
+        on."""
+        self.why = why
+        self.usable = False
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
     def fork(self, log_path: Path) -> ForkedProcess:
         """A new worker logging to ``log_path``; ForkFailed when the server cannot fork."""
         to_child, from_us = os.pipe()  # its requests
         to_us, from_child = os.pipe()  # its answers
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        theirs, ours = [to_child, from_child], [from_us, to_us]
         try:
-            answer = self._ask({"op": "fork"}, [to_child, from_child, log_fd])
-        except ForkFailed:
-            for fd in (from_us, to_us):
+            theirs.append(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+            pid = self._ask({"op": "fork"}, theirs).get("pid")
+            if not isinstance(pid, int):
+                self._drop(f"it answered pid {pid!r}")
+                raise ForkFailed(self.why)
+            pidfd = os.pidfd_open(pid)  # not reaped before we ask: the pid is still its own
+        except BaseException:
+            for fd in ours:  # a child forked anyway sees the end of its requests and ends
                 os.close(fd)
             raise
         finally:
-            for fd in (to_child, from_child, log_fd):
+            for fd in theirs:
                 os.close(fd)
         stdin = open(from_us, "wb", buffering=0)  # noqa: SIM115 - the worker's pipes
         stdout = open(to_us, "rb", buffering=0)  # noqa: SIM115
-        return ForkedProcess(int(answer["pid"]), stdin, stdout, self)
+        return ForkedProcess(pid, pidfd, stdin, stdout, self)
 
-    def wait(self, pid: int, timeout: float) -> int | None:
-        """Child ``pid``'s exit code once it ends within ``timeout`` s, else None. With the
-        server gone, a child that is no more is UNKNOWN_EXIT."""
+    def exit_code(self, pid: int) -> int:
+        """How child ``pid``, which has ended, ended (reaped by the server); UNKNOWN_EXIT
+        when the server cannot say."""
         try:
-            return self._ask({"op": "wait", "pid": pid, "timeout": timeout}, timeout=timeout + 60)[
-                "code"
-            ]
+            code = self._ask({"op": "wait", "pid": pid, "timeout": 5.0}, timeout=65.0).get("code")
         except ForkFailed:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return UNKNOWN_EXIT
-            return None
+            return UNKNOWN_EXIT
+        return code if isinstance(code, int) else UNKNOWN_EXIT
 
     def close(self) -> None:
         """Say bye and let the server end (its children, if any still run, are unaffected);

@@ -72,7 +72,20 @@ def serve(requests: IO[str], out: IO[str], executor: Any = None) -> None:
         _answer(out, dispatch(executor, request))
 
 
+def flush_all() -> None:
+    """Flush Python's standard streams and C stdio's buffers (a library's printf, oneDNN's
+    verbose output): before a fork copies them, and before ``os._exit`` would drop them."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()  # type: ignore[union-attr]
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+
+
 def main() -> None:
+    sys.stdout.flush()  # a sitecustomize's prints go out first, to the coordinator's log
     protocol_out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # stray prints from libraries land in the log, not in the protocol
     sys.stdout = sys.stderr
@@ -85,7 +98,7 @@ def main() -> None:
 
     caller_directory_on_path()
     serve(sys.stdin, protocol_out)
-    # Everything is answered and nothing is left to write: skip the interpreter's teardown
-    # (torch's takes about half a second, and the coordinator waits for it at every restart).
-    sys.stderr.flush()
+    # Everything is answered: skip the interpreter's teardown (torch's takes about half a
+    # second, and the coordinator waits for it at every restart), once every buffer is out.
+    flush_all()
     os._exit(0)

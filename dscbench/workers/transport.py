@@ -1,9 +1,11 @@
-"""A worker process and the JSON-lines pipes to it: start it, send one message, read the next
-one with a deadline, say how it ended (with the end of its log), stop it.
+"""A worker process and the JSON-lines pipes to it: start it (spawn a fresh interpreter, or
+fork it from a forkserver.ForkServer), send one message, read the next one with a deadline, say
+how it ended (with the end of its log), stop it.
 
 The worker's stderr goes to its log file (one per worker, kept in the run directory), and so
-does anything it prints to stdout that is not a message (a sitecustomize, an interpreter
-banner). Knows nothing of what the messages mean (client.py) or of dscbench's versions.
+does anything a spawned worker prints to stdout that is not a message (a sitecustomize, an
+interpreter banner; a forked worker's stdout is the log already). Knows nothing of what the
+messages mean (client.py) or of dscbench's versions.
 """
 
 from __future__ import annotations
