@@ -15,8 +15,10 @@ present; DSCBENCH_BENCH_STORE points elsewhere):
              with 32 input and 32 output channels, inside the timed call (also the depthwise
              conv of the 32->128 separable twin). Target: the 32->32 rows `slower` in at least
              95% of runs; the 128->128 and 128->32 rows and 32->128 standard are A/A controls.
-  coverage   11 back-to-back plain runs of the same layers: how often a run's 95% speedup
-             interval contains the next run's estimate (20 rows, 10 pairs; target >= 90%).
+  coverage   COVERAGE_RUNS (21) back-to-back plain runs of the same layers: how often a run's
+             95% speedup interval, and its rerun interval, contain the next run's estimate
+             (target >= 90%); the between-run sd is fitted on the first half of the pairs and
+             checked on the second.
   agreement  dscbench's median latency against torch.utils.benchmark's median over as many
              fresh processes (standard and separable, 1 thread), for 64->64 @28 k3,
              128->128 @14 k5 and 32->32 @56 k3; the timers alternate (tub processes before and
@@ -233,25 +235,98 @@ def power() -> list[str]:
     return lines
 
 
+COVERAGE_RUNS = int(os.environ.get("DSCBENCH_BENCH_COVERAGE_RUNS", "21"))
+
+
+def speedups(rs) -> dict[str, object]:
+    """Each separable row's Speedup (with its se and degrees of freedom), as rows.py computes
+    it from the samples."""
+    from dscbench import stats
+
+    out = {}
+    s = rs.samples
+    for cid, g in s.groupby("config_id"):
+        std, sep = (
+            g[g.variant == v].sort_values(["round", "pair"]) for v in ("standard", "separable")
+        )
+        a, b, r, p = stats.pair_blocks(
+            std.pair.tolist(), std.time_s.tolist(), std["round"].tolist(),
+            sep.pair.tolist(), sep.time_s.tolist(), std.process.tolist(),
+        )  # fmt: skip
+        out[cid] = stats.round_speedup(a, b, r, processes=p)
+    return out
+
+
 def coverage() -> list[str]:
-    from dscbench import results
+    """COVERAGE_RUNS back-to-back plain runs. The between-run sd is fitted on the first half of
+    the consecutive pairs and checked on the second half; each interval's coverage of the next
+    run's estimate is shown for both halves."""
+    import math
+
+    from dscbench import defaults, results, stats
 
     args = [*LAYERS]
-    dirs = stored_runs("coverage", args, 11)
+    dirs = stored_runs("coverage", args, COVERAGE_RUNS)
     sets = [results.load_results(d) for d in dirs]
-    hits = total = 0
-    lines = [f"## coverage: 11 back-to-back `dscbench run {' '.join(args)}`", ""]
-    for rs, nxt in itertools.pairwise(sets):
-        a = rs.results[rs.results.variant == "separable"].set_index("config_id")
-        b = nxt.results[nxt.results.variant == "separable"].set_index("config_id")
-        for cid in a.index:
-            total += 1
-            inside = a.speedup_ci_low[cid] <= b.speedup[cid] <= a.speedup_ci_high[cid]
-            hits += bool(inside)
-    lines.append(
-        f"A run's 95% speedup interval contains the next run's estimate in **{hits} of {total}** "
-        f"rows ({hits / total:.0%}; target >= 90%)."
+    fits = [speedups(rs) for rs in sets]
+    pairs = []  # (pair index, row, this run's Speedup, the next run's estimate, its se2)
+    for i, (a, b) in enumerate(itertools.pairwise(fits)):
+        pairs += [(i, cid, a[cid], b[cid].value, b[cid].se2) for cid in a if cid in b]
+    n_pairs = len(sets) - 1
+    half = n_pairs // 2
+    fit = [p for p in pairs if p[0] < half]
+    check = [p for p in pairs if p[0] >= half]
+    tau2 = stats.between_run_variance(
+        np.array([math.log(p[3] / p[2].value) for p in fit]),
+        np.array([p[2].se2 for p in fit]),
+        np.array([p[4] for p in fit]),
     )
+    tau = math.sqrt(tau2)
+    shipped = defaults.BETWEEN_RUN_SD
+
+    def covered(part, interval) -> str:
+        hits = sum(lo <= nxt <= hi for lo, hi, nxt in ((*interval(p[2]), p[3]) for p in part))
+        return f"{hits}/{len(part)} ({hits / len(part):.0%})"
+
+    intervals = {
+        "the run's 95% interval (speedup_ci_low/high)": lambda s: (s.ci_low, s.ci_high),
+        "rerun interval, between-run sd 0 (sampling error only)": lambda s: stats.rerun_interval(
+            s, 0.0
+        ),
+        f"rerun interval, between-run sd fitted on the first half ({tau:.1%})": lambda s: (
+            stats.rerun_interval(s, tau)
+        ),
+        f"rerun interval, dscbench's default between-run sd ({shipped:.1%})": lambda s: (
+            stats.rerun_interval(s, shipped)
+        ),
+    }
+    lines = [
+        f"## coverage: {len(sets)} back-to-back `dscbench run {' '.join(args)}`",
+        "",
+        f"{n_pairs} consecutive pairs, {len(pairs)} rows. The between-run sd (tau) is fitted on "
+        f"pairs 0-{half - 1} (method of moments: E[d^2] = se_a^2 + se_b^2 + 2 tau^2, d the log "
+        f"difference of the two estimates): **{tau:.1%}**. Coverage = how often the interval "
+        "of a run contains the next run's estimate (target >= 90%).",
+        "",
+        f"| interval | pairs 0-{half - 1} (fit) | pairs {half}-{n_pairs - 1} (check) | all |",
+        "|---|---|---|---|",
+    ]
+    for label, interval in intervals.items():
+        lines.append(
+            f"| {label} | {covered(fit, interval)} | {covered(check, interval)} | "
+            f"{covered(pairs, interval)} |"
+        )
+    widths = [
+        (math.log(hi) - math.log(lo)) / 2
+        for lo, hi in (stats.rerun_interval(p[2], shipped) for p in pairs)
+    ]
+    se = [math.sqrt(p[2].se2) for p in pairs]
+    lines += [
+        "",
+        f"Median half-width of the rerun interval at the default: {np.median(widths):.1%} "
+        f"(log scale); median se of a run's log speedup: {np.median(se):.1%}.",
+        "",
+    ]
     lines += [f"- {d.name}: {busy(rs)}" for d, rs in zip(dirs, sets, strict=True)]
     return lines
 

@@ -193,7 +193,8 @@ def run(
     The run is written to ``output`` (default ``results/<UTC time>-<host>``, as the CLI), so
     nothing measured is lost and ``load``/``dscbench show`` read it again. ``processes`` and
     ``envs`` are ``--processes`` and ``--env``; other run options (``canary``, ``precision``,
-    ``decide``, ``max_time``, ``skip_unavailable``, ``verify_counts``, ``calibrate``;
+    ``decide``, ``max_time``, ``skip_unavailable``, ``verify_counts``, ``calibrate``,
+    ``start_method``, ``between_run_sd``;
     ``dry_run`` is not one) are keywords too. ``quiet=False`` prints the progress bar and the
     table to ``console`` (a rich Console; default: standard output). A run some of whose rows
     failed is returned (their ``status`` says why); one interrupted (Ctrl-C) returns what it
@@ -205,8 +206,17 @@ def run(
     from dscbench.commands.run.options import DEFAULT_MAX_TIME_S, RunOptions, default_output
 
     run_keys = ("canary", "precision", "decide", "max_time", "skip_unavailable", "verify_counts",
-                "calibrate", "interleave", "breakdown", "max_configs", "shard")  # fmt: skip
+                "calibrate", "interleave", "breakdown", "max_configs", "shard",
+                "start_method", "between_run_sd")  # fmt: skip
     chosen = {k: options.pop(k) for k in run_keys if k in options}
+    if "start_method" in chosen:
+        from dscbench.commands.run.options import StartMethod
+
+        methods = [m.value for m in StartMethod]
+        if chosen["start_method"] not in methods:
+            raise SpecError(
+                f"start_method={chosen['start_method']!r}: choose one of {', '.join(methods)}"
+            )
     if sweep_ is None:
         sweep_ = sweep(**options)
     elif options:

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dscbench
-from dscbench import __version__, results
+from dscbench import __version__, defaults, results
 from dscbench.cli import app
 
 cli = CliRunner()
@@ -263,6 +263,10 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert (table.rounds == 2).all() and table.latency_median_s.gt(0).all()
     sep = table[table.variant == "separable"]
     assert sep.speedup.notna().all() and (sep.speedup_ci_low <= sep.speedup).all()
+    assert (sep.speedup_rerun_low < sep.speedup).all() and (
+        sep.speedup_rerun_high > sep.speedup
+    ).all()
+    assert loaded.meta["harness"]["between_run_sd"] == defaults.BETWEEN_RUN_SD
     assert loaded.meta["status"] == "complete" and loaded.meta["rounds_done"] == 2
     assert loaded.meta["settings"]["min_time"] == 0.02
     # Measured in two worker processes, one round each; their logs are kept.

@@ -182,8 +182,25 @@ def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
     same = [
         c
         for c in results.RESULT_COLUMNS
-        if c not in results.ADDED_IN_V2 and c not in results.ADDED_IN_V4
+        if c not in (*results.ADDED_IN_V2, *results.ADDED_IN_V4, *results.ADDED_IN_V6)
     ]
+    pd.testing.assert_frame_equal(loaded[same], table[same])
+
+
+def test_a_version_5_run_reads_back_without_rerun_intervals(sweep, tmp_path):
+    """Schema 6 added the rerun interval; older files read back with it empty, every other
+    column as written."""
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
+    assert table.speedup_rerun_low.notna().any()  # this dscbench writes it
+    out = tmp_path / "v5"
+    out.mkdir()
+    table.drop(columns=list(results.ADDED_IN_V6)).to_parquet(out / "results.parquet", index=False)
+    samples.to_parquet(out / "samples.parquet", index=False)
+    (out / "run.json").write_text(json.dumps({"schema_version": 5}))
+    loaded = results.load_results(out).results
+    assert list(loaded.columns) == results.RESULT_COLUMNS
+    assert loaded.speedup_rerun_low.isna().all() and loaded.speedup_rerun_high.isna().all()
+    same = [c for c in results.RESULT_COLUMNS if c not in results.ADDED_IN_V6]
     pd.testing.assert_frame_equal(loaded[same], table[same])
 
 

@@ -66,6 +66,50 @@ def test_one_round_gives_no_interval_and_a_warning():
     assert stats.check_rounds(3) == []
 
 
+def test_the_rerun_interval_is_a_prediction_interval_with_the_between_run_sd():
+    rounds = np.repeat([0, 1, 2], 3)
+    ratios = np.array([2.0, 1.9, 2.1, 2.2, 2.2, 2.3, 1.8, 1.7, 1.8])
+    sp = stats.round_speedup(ratios * 1e-3, np.full(9, 1e-3), rounds)
+    logs = np.log([2.0, 2.2, 1.8])
+    se2 = logs.var(ddof=1) / 3
+    assert (sp.se2, sp.df) == (pytest.approx(se2), 2.0)
+    # tau = 0: a rerun has its own sampling error, as large as this run's: sqrt(2) se, same df.
+    low, high = stats.rerun_interval(sp, 0.0)
+    half = scipy_stats.t.ppf(0.975, 2) * math.sqrt(2 * se2)
+    assert (low, high) == (
+        pytest.approx(sp.value * math.exp(-half)),
+        pytest.approx(sp.value * math.exp(half)),
+    )
+    # tau > 0 adds 2 tau^2; tau is known, so the degrees of freedom grow (Welch-Satterthwaite).
+    tau = 0.04
+    v = 2 * se2 + 2 * tau**2
+    df = v**2 / ((2 * se2) ** 2 / 2)
+    low, high = stats.rerun_interval(sp, tau)
+    assert math.log(high / sp.value) == pytest.approx(scipy_stats.t.ppf(0.975, df) * math.sqrt(v))
+    assert math.log(sp.value / low) == pytest.approx(math.log(high / sp.value))
+    # No interval without a spread to estimate from.
+    flat = stats.round_speedup([2e-3] * 8, [1e-3] * 8, [i % 4 for i in range(8)])
+    assert all(math.isnan(x) for x in stats.rerun_interval(flat, tau))
+
+
+def test_the_between_run_variance_is_recovered_from_pairs_of_runs():
+    """Runs whose true log speedup moves by tau = 5% from run to run, each estimated with a
+    known se: tau^2 comes back from the pairs, and the rerun interval with it covers the
+    next run's estimate about 95% of the time, the run's own interval far less often."""
+    rng = np.random.default_rng(3)
+    tau, se, n = 0.05, 0.02, 4000
+    truth = rng.normal(0, tau, n)
+    estimate = truth + rng.normal(0, se, n)
+    d = np.diff(estimate)
+    got = stats.between_run_variance(d, np.full(n - 1, se**2), np.full(n - 1, se**2))
+    assert math.sqrt(got) == pytest.approx(tau, rel=0.05)
+    assert stats.between_run_variance(np.zeros(3), np.ones(3), np.ones(3)) == 0.0  # floored
+    z = scipy_stats.norm.ppf(0.975)
+    prediction = np.mean(np.abs(d) <= z * math.sqrt(2 * se**2 + 2 * tau**2))
+    confidence = np.mean(np.abs(d) <= z * se)
+    assert 0.93 < prediction < 0.97 and confidence < 0.5
+
+
 def test_round_speedup_rejects_mismatched_lengths():
     with pytest.raises(ValueError):
         stats.round_speedup([1.0, 2.0], [1.0], [0, 0])

@@ -111,7 +111,15 @@ def _speedup_summary(ok: pd.DataFrame) -> str:
     )
     if no_interval:
         text += f", no interval (one round, or no spread) in {no_interval}"
-    return text + " (95% intervals over processes, or over rounds in a one-process run)."
+    text += " (95% intervals over processes, or over rounds in a one-process run)."
+    rerun = ok[["speedup_rerun_low", "speedup_rerun_high"]].div(ok.speedup, axis=0).dropna()
+    if len(rerun):
+        text += (
+            f" A rerun here should land within x{rerun.speedup_rerun_low.median():.2f} to "
+            f"x{rerun.speedup_rerun_high.median():.2f} of each speedup (median 95% rerun "
+            "interval: speedup_rerun_low/high)."
+        )
+    return text
 
 
 def summary_lines(results: pd.DataFrame) -> list[str]:

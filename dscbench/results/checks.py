@@ -18,6 +18,7 @@ from dscbench.results.schema import (
     ADDED_IN_V2,
     ADDED_IN_V3,
     ADDED_IN_V4,
+    ADDED_IN_V6,
     RUN_STATUSES,
     SCHEMA_VERSION,
 )
@@ -83,6 +84,7 @@ META_FIELDS: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("merged_from",), lambda v: isinstance(v, list), "a list"),
     (("harness",), lambda v: isinstance(v, dict), "an object"),
     (("harness", "confidence"), lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    (("harness", "between_run_sd"), lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     (("confirmation",), _optional(lambda v: _confirmations(v)), "a list of confirmation records"),
 )
 
@@ -146,6 +148,9 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
         for column, default in ADDED_IN_V4.items():
             results[column] = default
         results["step_flops"] = results["flops"]
+    if version < 6:
+        for column, default in ADDED_IN_V6.items():
+            results[column] = default
     return results
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dscbench import stats
+from dscbench.defaults import BETWEEN_RUN_SD
 from dscbench.jsonsafe import json_safe
 from dscbench.results.checks import upgrade_samples
 from dscbench.results.schema import (
@@ -193,9 +194,14 @@ def _variant_row(
     return row
 
 
-def _add_speedup(sep: dict[str, Any], series: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """The separable row's speedup over standard, with its interval over rounds, from the sets
-    of blocks both variants completed."""
+def _add_speedup(
+    sep: dict[str, Any],
+    series: Mapping[str, Mapping[str, np.ndarray]],
+    between_run_sd: float,
+) -> None:
+    """The separable row's speedup over standard, with its interval over processes and its
+    rerun interval (``between_run_sd`` added), from the sets of blocks both variants
+    completed."""
     std_series, sep_series = series["standard"], series["separable"]
     a, b, r, p = stats.pair_blocks(
         std_series["pair"].tolist(),
@@ -210,10 +216,13 @@ def _add_speedup(sep: dict[str, Any], series: Mapping[str, Mapping[str, np.ndarr
     # Only complete sets (both variants measured) enter the speedup; an interrupt can leave a
     # lone block, which stays in the samples and latency statistics.
     speedup = stats.round_speedup(a, b, r, processes=p)
+    rerun_low, rerun_high = stats.rerun_interval(speedup, between_run_sd)
     sep.update(
         speedup=speedup.value,
         speedup_ci_low=speedup.ci_low,
         speedup_ci_high=speedup.ci_high,
+        speedup_rerun_low=rerun_low,
+        speedup_rerun_high=rerun_high,
         efficiency=speedup.value / sep.get("mac_reduction", math.nan),
     )
     few = stats.check_rounds(speedup.rounds, math.isfinite(speedup.ci_low))
@@ -228,6 +237,7 @@ def _rows_for(
     series: Mapping[str, Mapping[str, np.ndarray]],
     device: tuple[str, str],
     timer_overhead: float | None,
+    between_run_sd: float = BETWEEN_RUN_SD,
 ) -> list[dict[str, Any]]:
     """Both variants' rows of one record; ``series`` holds each variant's samples (arrays of
     SAMPLE_COLUMNS, in the order measured)."""
@@ -241,7 +251,7 @@ def _rows_for(
         sep["mac_reduction"] = std["macs"] / sep["macs"]
         sep["param_reduction"] = std["params"] / sep["params"]
     if measured:
-        _add_speedup(sep, series)
+        _add_speedup(sep, series, between_run_sd)
     return [std, sep]
 
 
@@ -276,6 +286,7 @@ def build_tables(
     calibrations = list(meta.get("calibration") or ())
     host = str(meta.get("host") or (meta.get("environment") or {}).get("hostname") or "")
     shard = (meta.get("shard") or {}).get("index")
+    between_run_sd = (meta.get("harness") or {}).get("between_run_sd", BETWEEN_RUN_SD)
     # Arrays and group indices, not a DataFrame slice per row: 10,000 rows take a second,
     # not a minute (benchmarks/REPORT-robust.md).
     columns = {
@@ -296,7 +307,7 @@ def build_tables(
             if (cid, backend, env, v) in groups
         }
         for row in _rows_for(
-            record, series, devices.get(backend, ("", "")), overheads.get(backend)
+            record, series, devices.get(backend, ("", "")), overheads.get(backend), between_run_sd
         ):
             row.update(seed=settings.get("seed", 0), host=host, shard=shard)
             for c, values in table.items():  # column by column: each row's dict goes at once

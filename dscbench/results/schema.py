@@ -21,6 +21,9 @@ checks.upgrade_table and the columns' defaults below):
   5  ``process`` in samples: which worker process of its environment measured the block (older
      files: round mod run.json's ``processes``, the rule those runs followed); intervals take
      the process as their unit (the rounds of one process are averaged first)
+  6  ``speedup_rerun_low``, ``speedup_rerun_high``: where a rerun's speedup estimate lands (this
+     run's sampling error twice, and run.json's ``harness.between_run_sd``); empty in older
+     files
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dscbench.status import RUN_STATUSES as RUN_STATUSES
 from dscbench.status import RunStatus as RunStatus
 from dscbench.status import Status as Status
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -104,6 +107,8 @@ RESULT_SCHEMA = pa.schema(
         column("speedup", FLOAT, "pair", "separable row: standard / separable latency", "x"),
         column("speedup_ci_low", FLOAT, "pair", "lower end of the 95% interval", "x"),
         column("speedup_ci_high", FLOAT, "pair", "upper end of the 95% interval", "x"),
+        column("speedup_rerun_low", FLOAT, "pair", "lower end of the 95% rerun interval", "x"),
+        column("speedup_rerun_high", FLOAT, "pair", "upper end of the 95% rerun interval", "x"),
         column("mac_reduction", FLOAT, "pair", "standard / separable MACs", "x"),
         column("param_reduction", FLOAT, "pair", "standard / separable params", "x"),
         column("efficiency", FLOAT, "pair", "speedup / mac_reduction"),
@@ -210,6 +215,7 @@ ADDED_IN_V4 = {
     "host": "",
     "shard": None,
 }
+ADDED_IN_V6 = {"speedup_rerun_low": math.nan, "speedup_rerun_high": math.nan}
 
 # The files of a run directory (journal.py names the two a run in progress adds).
 RESULTS_PARQUET = "results.parquet"

@@ -134,6 +134,8 @@ class Speedup:
     confidence: float
     rounds: int
     units: int = 0  # processes (or rounds, when all ran in one process) behind the interval
+    se2: float = math.nan  # squared standard error of log(value)
+    df: float = 0.0  # its degrees of freedom
 
     @property
     def relative_half_width(self) -> float:
@@ -214,7 +216,33 @@ def round_speedup(
         confidence=confidence,
         rounds=len(per_round),
         units=est.n,
+        se2=est.se2,
+        df=est.df,
     )
+
+
+def rerun_interval(ratio: Speedup, between_run_sd: float) -> tuple[float, float]:
+    """Where another run's estimate of this speedup lands, at ``ratio.confidence``: a
+    prediction interval, log(value) +/- t * sqrt(2 se^2 + 2 tau^2). The rerun has a sampling
+    error of its own (as large as this run's, with the same settings), and each run's machine
+    state moves its true speedup by ``between_run_sd`` (tau; nothing inside one run sees it).
+    Degrees of freedom by Welch-Satterthwaite, tau taken as known. NaN without an interval."""
+    if not (math.isfinite(ratio.se2) and ratio.df >= 1 and ratio.se2 > 0):
+        return math.nan, math.nan
+    sampling = 2 * ratio.se2
+    variance = sampling + 2 * between_run_sd**2
+    df = min(variance**2 / (sampling**2 / ratio.df), 1e6)
+    half = float(t_quantile(ratio.confidence, df)) * math.sqrt(variance)
+    center = math.log(ratio.value)
+    return math.exp(center - half), math.exp(center + half)
+
+
+def between_run_variance(d: np.ndarray, se2_a: np.ndarray, se2_b: np.ndarray) -> float:
+    """tau^2 from pairs of runs: ``d`` the log differences of their estimates, ``se2_*`` their
+    squared standard errors. E[d^2] = se2_a + se2_b + 2 tau^2, so tau^2 is half the mean excess
+    (method of moments), at least 0."""
+    excess = np.asarray(d, float) ** 2 - np.asarray(se2_a, float) - np.asarray(se2_b, float)
+    return max(0.0, float(np.mean(excess)) / 2) if len(excess) else math.nan
 
 
 def decided(ratio: Speedup, bound: float) -> bool:

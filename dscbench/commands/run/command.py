@@ -23,7 +23,7 @@ from dscbench.commands.run.options import (
     Twin,
     default_output,
 )
-from dscbench.defaults import PROCESSES
+from dscbench.defaults import BETWEEN_RUN_SD, PROCESSES
 from dscbench.errors import SpecError
 from dscbench.spec import CompileMode, OrtOptLevel, OrtThreadpool, parse_fraction
 
@@ -307,6 +307,18 @@ def run(
             "between processes shows in them. 1 measures a plain run in this process.",
         ),
     ] = PROCESSES,
+    between_run_sd: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            metavar="<fraction>",
+            help="How far a speedup moves between runs on this machine (standard deviation, "
+            "about relative): the rerun interval (speedup_rerun_low/high) adds it to twice "
+            "the run's own sampling error. The default was measured on reruns of a busy 2-core "
+            "VM (benchmarks/REPORT-decide.md); a quiet, dedicated machine can set less.",
+        ),
+    ] = BETWEEN_RUN_SD,
     start_method: Annotated[
         StartMethod,
         typer.Option(
@@ -371,6 +383,7 @@ def run(
         interleave=interleave.value,
         processes=processes,
         start_method=start_method.value,
+        between_run_sd=between_run_sd,
         breakdown=breakdown,
         calibrate=calibrate,
         max_configs=sys.maxsize if yes else max_configs,

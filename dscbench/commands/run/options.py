@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from dscbench.defaults import PROCESSES
+from dscbench.defaults import BETWEEN_RUN_SD, PROCESSES
 
 DEFAULT_MAX_TIME_S = 600.0  # how long --precision may keep adding rounds, unless --max-time
 
@@ -54,6 +54,7 @@ class RunOptions:
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = PROCESSES  # worker processes per environment, rounds taken in turn
     start_method: str = "fork"  # StartMethod: how worker processes start
+    between_run_sd: float = BETWEEN_RUN_SD  # the rerun interval's between-run component
     breakdown: bool = False  # print each model variant's MACs and params per layer type
     max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
     shard: Any = None  # shards.Shard: run only the configurations this shard owns

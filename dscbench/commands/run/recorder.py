@@ -68,6 +68,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
             "interval": "t interval over processes, each the mean of its rounds (over rounds "
             "in a one-process run); trimmed mean from 10 of them",
             "confidence": CONFIDENCE,
+            "between_run_sd": options.between_run_sd,  # the rerun interval's (defaults.py)
             "context": CONTEXT,
             # how each environment's worker processes started (workers/forkserver.py)
             "worker_start": {
