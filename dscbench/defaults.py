@@ -10,9 +10,10 @@ POWER = 0.8  # of the minimum detectable change each compared row reports
 # Intervals are over processes (their rounds averaged first): rounds of one process share what
 # it drew at start-up, so they are not independent (benchmarks/REPORT-noise.md).
 PROCESSES = 5
-# The between-run standard deviation of a speedup (log scale) on this machine: how far the
-# speedup itself moves from one run to the next (the machine's slower phases), which nothing
-# inside one run can see. The rerun interval (speedup_rerun_low/high) adds it; run
-# --between-run-sd sets it. benchmarks/REPORT-decide.md ("coverage") fits it on reruns of the
-# 2-core VM and checks it on other reruns.
-BETWEEN_RUN_SD = 0.04
+# The between-run standard deviation of a speedup (log scale): how far the speedup itself
+# moves from one run to the next (the machine's phases), which nothing inside one run can see.
+# The rerun interval (speedup_rerun_low/high) adds it; run --between-run-sd sets it. Fitted on
+# 10 pairs of back-to-back runs of the 2-core development VM (busy: rounds disagreeing by
+# 5-20%) and checked on 10 other pairs, where the rerun interval then held the next run's
+# estimate in 38 of 40 rows (benchmarks/REPORT-decide.md, "coverage", commit 3fa515b).
+BETWEEN_RUN_SD = 0.021
