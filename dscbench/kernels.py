@@ -1,0 +1,136 @@
+"""Which kernel ran: what a library says it executed for each convolution of a variant, taken
+once per configuration outside timing (issue 20).
+
+Two sources for torch on the CPU:
+
+- torch's own choice of convolution backend for each conv call
+  (``torch._C._select_conv_backend``: ``Mkldnn``, ``Slow2d``, ``CudaDepthwise2d``, ``Cudnn``...),
+  asked with the exact input each conv receives (forward pre-hooks on one untimed call);
+- oneDNN's implementation name, from its verbose log of one untimed call
+  (``onednn_verbose,v1,primitive,exec,cpu,convolution,IMPL,...``, e.g. ``jit:avx512_core``,
+  ``jit_dw:avx2``, ``brg_conv_fwd:avx512_core``, ``ref:any``). The log goes to file
+  descriptor 1, which is pointed at a temporary file meanwhile.
+
+A kernel is ``BACKEND`` or ``BACKEND/IMPL`` (``Mkldnn/jit_dw:avx512_core``); a variant's
+kernels are listed in call order, joined by `` + ``. A reference implementation where an
+optimised one exists (``ref``, ``Slow2d`` and the like) is what ``is_reference`` flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# oneDNN's verbose line for an executed convolution (verbose format v1, oneDNN 3.x) and the
+# older form without the version and "primitive" fields (oneDNN 2.x).
+_EXEC = re.compile(r"^onednn_verbose,(?:v\d+,primitive,)?exec,(\w+),convolution,([^,]+),")
+# torch's slow, reference-like convolution backends (aten/src/ATen/native/ConvUtils.h).
+REFERENCE_BACKENDS = frozenset(
+    {"Slow2d", "Slow3d", "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d", "SlowTranspose3d"}
+)
+
+
+def is_reference(kernel: str) -> bool:
+    """Whether ``kernel`` (``BACKEND`` or ``BACKEND/IMPL``) is a reference or fallback
+    implementation rather than an optimised one."""
+    backend, _, impl = kernel.partition("/")
+    return backend in REFERENCE_BACKENDS or impl.startswith(("ref", "gemm:ref"))
+
+
+def parse_onednn_verbose(text: str) -> list[str]:
+    """The implementation of every convolution oneDNN executed, in order, from its verbose
+    log."""
+    return [m.group(2) for line in text.splitlines() if (m := _EXEC.match(line.strip()))]
+
+
+@contextlib.contextmanager
+def _stdout_to_file() -> Iterator[Callable[[], str]]:
+    """Point file descriptor 1 at a temporary file (oneDNN writes its verbose log there with C
+    stdio); yields a function that returns what was written."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 1)
+        text: list[str] = []
+        try:
+            yield lambda: "".join(text)
+        finally:
+            sys.stdout.flush()
+            libc.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            log.seek(0)
+            text.append(log.read().decode("utf-8", errors="replace"))
+
+
+def torch_conv_kernels(module: Any, inputs: tuple[Any, ...]) -> list[str]:
+    """The kernel of every convolution ``module`` runs on ``inputs``, in call order: torch's
+    backend choice for that call and, where it is oneDNN on the CPU, oneDNN's implementation.
+    Runs the module once (untimed; its output is discarded)."""
+    import torch
+
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    backends: list[str] = []
+
+    def before(conv: Any, args: tuple[Any, ...]) -> None:
+        dims = conv.weight.dim() - 2
+        choice = torch._C._select_conv_backend(
+            args[0], conv.weight, conv.bias, conv.stride,
+            conv.padding if not isinstance(conv.padding, str) else (0,) * dims,
+            conv.dilation, False, (0,) * dims, conv.groups, None,
+        )  # fmt: skip
+        backends.append(str(choice).rsplit(".", 1)[-1])
+
+    hooks = [m.register_forward_pre_hook(before) for m in module.modules() if isinstance(m, convs)]
+    try:
+        with torch.inference_mode():
+            if torch.backends.mkldnn.is_available():
+                with (
+                    _stdout_to_file() as log,
+                    torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON),
+                ):
+                    module(*inputs)
+                impls = parse_onednn_verbose(log())
+            else:
+                module(*inputs)
+                impls = []
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return _pair(backends, impls)
+
+
+def _pair(backends: list[str], impls: list[str]) -> list[str]:
+    """Each conv's backend with oneDNN's implementation where the backend is oneDNN (Mkldnn
+    convs execute one oneDNN convolution each, in the same order)."""
+    impls = list(impls)
+    kernels = []
+    for backend in backends:
+        if backend.startswith("Mkldnn") and impls:
+            kernels.append(f"{backend}/{impls.pop(0)}")
+        else:
+            kernels.append(backend)
+    return kernels
+
+
+def describe(kernels: list[str]) -> str:
+    """A variant's kernels as one stable string: ``A + B`` in call order, a run of the same
+    kernel written once with its count (``Mkldnn/jit:avx2 x3``)."""
+    parts: list[str] = []
+    counts: list[int] = []
+    for kernel in kernels:
+        if parts and parts[-1] == kernel:
+            counts[-1] += 1
+        else:
+            parts.append(kernel)
+            counts.append(1)
+    return " + ".join(k if n == 1 else f"{k} x{n}" for k, n in zip(parts, counts, strict=True))
