@@ -72,10 +72,10 @@ def _stdout_to_file() -> Iterator[Callable[[], str]]:
             text.append(log.read().decode("utf-8", errors="replace"))
 
 
-def torch_conv_kernels(module: Any, inputs: tuple[Any, ...]) -> list[str]:
-    """The kernel of every convolution ``module`` runs on ``inputs``, in call order: torch's
+def torch_conv_kernels(module: Any, call: Callable[[], Any]) -> list[str]:
+    """The kernel of every convolution of ``module`` that ``call`` runs, in call order: torch's
     backend choice for that call and, where it is oneDNN on the CPU, oneDNN's implementation.
-    Runs the module once (untimed; its output is discarded)."""
+    Runs ``call`` once (untimed; its output is discarded)."""
     import torch
 
     convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
@@ -83,10 +83,14 @@ def torch_conv_kernels(module: Any, inputs: tuple[Any, ...]) -> list[str]:
 
     def before(conv: Any, args: tuple[Any, ...]) -> None:
         dims = conv.weight.dim() - 2
+        if not args or not isinstance(args[0], torch.Tensor):
+            backends.append("unknown")  # called in a way the probe cannot follow
+            return
+        # padding="same"/"valid" is resolved by the module; the choice does not depend on it
+        padding = conv.padding if not isinstance(conv.padding, str) else (0,) * dims
         choice = torch._C._select_conv_backend(
-            args[0], conv.weight, conv.bias, conv.stride,
-            conv.padding if not isinstance(conv.padding, str) else (0,) * dims,
-            conv.dilation, False, (0,) * dims, conv.groups, None,
+            args[0], conv.weight, conv.bias, conv.stride, padding, conv.dilation, False,
+            (0,) * dims, conv.groups, None,
         )  # fmt: skip
         backends.append(str(choice).rsplit(".", 1)[-1])
 
@@ -98,10 +102,10 @@ def torch_conv_kernels(module: Any, inputs: tuple[Any, ...]) -> list[str]:
                     _stdout_to_file() as log,
                     torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON),
                 ):
-                    module(*inputs)
+                    call()
                 impls = parse_onednn_verbose(log())
             else:
-                module(*inputs)
+                call()
                 impls = []
     finally:
         for hook in hooks:

@@ -511,6 +511,7 @@ class Coordinator(ExtraRounds):
             (env_state.compile_s, report.compile_s),
             (env_state.peak_memory_bytes, report.peak_memory_bytes),
             (env_state.execution, report.execution),
+            (env_state.kernels, report.kernels),
         ):
             for v, value in values.items():
                 target.setdefault(v, value)

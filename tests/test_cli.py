@@ -267,6 +267,10 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
         sep.speedup_rerun_high > sep.speedup
     ).all()
     assert loaded.meta["harness"]["between_run_sd"] == defaults.BETWEEN_RUN_SD
+    # The kernel of each conv, named once per configuration: one conv for standard, two for
+    # separable (depthwise, then pointwise), each a torch convolution backend.
+    assert table.kernels.str.count(r" \+ ").tolist() == [0, 1, 0, 1]
+    assert table.kernels.str.match(r"^(Mkldnn/\S+|Slow2d|\w+)( \+ (Mkldnn/\S+|Slow2d|\w+))?$").all()
     assert loaded.meta["status"] == "complete" and loaded.meta["rounds_done"] == 2
     assert loaded.meta["settings"]["min_time"] == 0.02
     # Measured in two worker processes, one round each; their logs are kept.

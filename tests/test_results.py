@@ -182,7 +182,13 @@ def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
     same = [
         c
         for c in results.RESULT_COLUMNS
-        if c not in (*results.ADDED_IN_V2, *results.ADDED_IN_V4, *results.ADDED_IN_V6)
+        if c
+        not in (
+            *results.ADDED_IN_V2,
+            *results.ADDED_IN_V4,
+            *results.ADDED_IN_V6,
+            *results.ADDED_IN_V7,
+        )
     ]
     pd.testing.assert_frame_equal(loaded[same], table[same])
 
@@ -200,8 +206,11 @@ def test_a_version_5_run_reads_back_without_rerun_intervals(sweep, tmp_path):
     loaded = results.load_results(out).results
     assert list(loaded.columns) == results.RESULT_COLUMNS
     assert loaded.speedup_rerun_low.isna().all() and loaded.speedup_rerun_high.isna().all()
-    same = [c for c in results.RESULT_COLUMNS if c not in results.ADDED_IN_V6]
+    same = [
+        c for c in results.RESULT_COLUMNS if c not in (*results.ADDED_IN_V6, *results.ADDED_IN_V7)
+    ]
     pd.testing.assert_frame_equal(loaded[same], table[same])
+    assert (loaded.kernels == "").all()  # schema 7's column, empty in older files
 
 
 @pytest.mark.parametrize("processes", [None, 1, 3])

@@ -56,6 +56,9 @@ class Prepared:
     compile_s: float = math.nan  # seconds compiling (torch.compile, engine builds); NaN if none
     peak_memory_bytes: float = math.nan  # set by the executor from ``memory``
     execution: str = ""  # what actually ran: kernels library, execution providers, options
+    # The kernel of each conv one call runs (kernels.py), asked once per first build, untimed;
+    # None where the backend cannot say.
+    kernels: Callable[[], list[str]] | None = None
     # Peak bytes of one iteration (memory.py), measured on request: it runs the workload
     # (training: a step, weights restored after); None where the backend cannot see memory.
     memory: Callable[[], float] | None = None

@@ -79,6 +79,10 @@ class CompileCPU(TorchCPU):
     def engine(self) -> str:
         return f"torch.compile inductor mode={self.options.compile_mode}"
 
+    def kernel_probe(self, module: torch.nn.Module, fn: Any, x: Any) -> None:
+        """Inductor generates its own kernels; naming them is not built yet."""
+        return None
+
     def forward(self, module: torch.nn.Module, spec: Spec) -> Any:
         mode = None if self.options.compile_mode == "default" else self.options.compile_mode
         return torch.compile(own_code(module), fullgraph=True, dynamic=False, mode=mode)

@@ -98,6 +98,14 @@ class TorchCPU:
 
         return cpu_peak_bytes(run_once, resident)
 
+    def kernel_probe(
+        self, module: torch.nn.Module, fn: Callable[[Any], Any], x: Any
+    ) -> Callable[[], list[str]] | None:
+        """What names the kernel of each conv one forward call runs (kernels.py)."""
+        from dscbench.kernels import torch_conv_kernels
+
+        return functools.partial(torch_conv_kernels, module, functools.partial(fn, x))
+
     def prepare(self, spec: Spec, variant: str, seed: int) -> Prepared:
         start = time.perf_counter()
         placed = self.place(spec, variant, seed)
@@ -126,6 +134,8 @@ class TorchCPU:
             example_input=placed.cpu_x,
             execution=self.execution(spec),
         )
+        if trainer is None:
+            prepared.kernels = self.kernel_probe(placed.module, fn, x)
         prepared.compile_s = self.first_call(prepared)
         if trainer is not None:
             trainer.restore()  # compiling took a step; parity runs at the initial weights

@@ -19,6 +19,7 @@ from dscbench.results.schema import (
     ADDED_IN_V3,
     ADDED_IN_V4,
     ADDED_IN_V6,
+    ADDED_IN_V7,
     RUN_STATUSES,
     SCHEMA_VERSION,
 )
@@ -150,6 +151,9 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
         results["step_flops"] = results["flops"]
     if version < 6:
         for column, default in ADDED_IN_V6.items():
+            results[column] = default
+    if version < 7:
+        for column, default in ADDED_IN_V7.items():
             results[column] = default
     return results
 

@@ -58,6 +58,7 @@ class CaseRecord:
     compile_s: dict[str, float] = field(default_factory=dict)
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
+    kernels: dict[str, str] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # parity.Parity fields
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -164,6 +165,7 @@ def _variant_row(
         compile_s=record.compile_s.get(variant, math.nan),
         peak_memory_bytes=record.peak_memory_bytes.get(variant, math.nan),
         execution=record.execution.get(variant, ""),
+        kernels=record.kernels.get(variant, ""),
         rounds=record.visits,
     )
     check = record.parity.get(variant)

@@ -24,6 +24,9 @@ checks.upgrade_table and the columns' defaults below):
   6  ``speedup_rerun_low``, ``speedup_rerun_high``: where a rerun's speedup estimate lands (this
      run's sampling error twice, and run.json's ``harness.between_run_sd``); empty in older
      files
+  7  ``kernels``: the kernel of each conv a variant ran, in call order (kernels.py: torch's
+     backend choice, and oneDNN's implementation); empty in older files and where a backend
+     cannot say
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from dscbench.status import RUN_STATUSES as RUN_STATUSES
 from dscbench.status import RunStatus as RunStatus
 from dscbench.status import Status as Status
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -124,6 +127,7 @@ RESULT_SCHEMA = pa.schema(
         column("peak_memory_bytes", FLOAT, "cost", "peak bytes of one iteration", "bytes"),
         column("device_name", STR, "meta", "CPU or GPU model", nullable=False),
         column("execution", STR, "meta", "what actually ran", nullable=False),
+        column("kernels", STR, "meta", "the kernel of each conv, in call order", nullable=False),
         column("warnings", STR, "meta", "typed warnings, '; '-separated", nullable=False),
         column("status", STR, "meta", "ok, or the kind of failure", nullable=False),
         column("error", STR, "meta", "one-line cause of a failure", nullable=False),
@@ -216,6 +220,7 @@ ADDED_IN_V4 = {
     "shard": None,
 }
 ADDED_IN_V6 = {"speedup_rerun_low": math.nan, "speedup_rerun_high": math.nan}
+ADDED_IN_V7 = {"kernels": ""}
 
 # The files of a run directory (journal.py names the two a run in progress adds).
 RESULTS_PARQUET = "results.parquet"

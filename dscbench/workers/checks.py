@@ -90,12 +90,16 @@ def checked(spec: Spec, report: PrepareReport, what: str, check: Callable[[], No
 
 
 def first_build(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareReport) -> None:
-    """Peak memory of each variant, and a network's counts and breakdown (a conv layer's
-    counts are closed forms the coordinator computes itself)."""
+    """Peak memory and kernels of each variant, and a network's counts and breakdown (a conv
+    layer's counts are closed forms the coordinator computes itself)."""
+    from dscbench.kernels import describe
+
     for v in VARIANTS:
         p = prepared[v]
         if p.memory is not None:
             report.peak_memory_bytes[v] = p.memory()
+        if p.kernels is not None:
+            report.kernels[v] = describe(p.kernels())
         if spec.kind == "model" and p.module is not None:
             records = counting.layer_counts(p.module, spec.input_dims(), spec.mode == "training")
             report.counts[v] = asdict(counting.model_counts(records))
