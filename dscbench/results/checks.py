@@ -133,28 +133,20 @@ def meta_problem(meta: Mapping[str, Any]) -> str | None:
 def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> pd.DataFrame:
     """Bring a result table written under ``version`` to the current columns, step by step."""
     results = results.copy()
+    for added_in, added in ((2, ADDED_IN_V2), (3, ADDED_IN_V3), (4, ADDED_IN_V4),
+                            (6, ADDED_IN_V6), (7, ADDED_IN_V7)):  # fmt: skip
+        if version < added_in:
+            for column, default in added.items():
+                results[column] = default
     if version < 2:
-        for column, default in ADDED_IN_V2.items():
-            results[column] = default
         names = {
             name: info.get("device_name", "")
             for name, info in (meta.get("backends") or {}).items()
             if isinstance(info, dict)
         }
         results["device_name"] = results["backend"].map(names).fillna("")
-    if version < 3:
-        for column, default in ADDED_IN_V3.items():
-            results[column] = default
     if version < 4:
-        for column, default in ADDED_IN_V4.items():
-            results[column] = default
         results["step_flops"] = results["flops"]
-    if version < 6:
-        for column, default in ADDED_IN_V6.items():
-            results[column] = default
-    if version < 7:
-        for column, default in ADDED_IN_V7.items():
-            results[column] = default
     return results
 
 

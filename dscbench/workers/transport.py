@@ -18,12 +18,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dscbench.workers.protocol import BYE, ExecutorLost, encode
-
-if TYPE_CHECKING:
-    from dscbench.workers.forkserver import ForkServer
 
 LOG_TAIL_LINES = 3
 UNKNOWN_EXIT = 1000  # forkserver.UNKNOWN_EXIT: a forked worker nobody could reap
@@ -66,8 +63,9 @@ class WorkerProcess:
         log.flush()
         return log
 
-    def fork(self, server: ForkServer, header: str) -> None:
-        """Fork the worker from ``server``, its output appended to the log after ``header``;
+    def fork(self, server: Any, header: str) -> None:
+        """Fork the worker from ``server`` (a forkserver.ForkServer, not imported here: that
+        module builds on this one), its output appended to the log after ``header``;
         ForkFailed when the server cannot fork."""
         self._open_log(header).close()
         self.proc = server.fork(self.log_path)  # type: ignore[assignment]
