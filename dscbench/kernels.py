@@ -14,6 +14,16 @@ Two sources for torch on the CPU:
 A kernel is ``BACKEND`` or ``BACKEND/IMPL`` (``Mkldnn/jit_dw:avx512_core``); a variant's
 kernels are listed in call order, joined by `` + ``. A reference implementation where an
 optimised one exists (``ref``, ``Slow2d`` and the like) is what ``is_reference`` flags.
+
+Not every reference kernel is a fallback. torch picks its native ``Slow2d`` path on purpose for
+small single-image float32 convs and for 1x1 convs on one thread (its ``use_mkldnn`` heuristic:
+"for some case, native is faster"; measured here 1.4-3.2x faster than oneDNN for such shapes).
+A ``Slow*`` choice is a fallback (``Found.fallbacks``, the row's ``reference_kernel`` warning)
+only when torch still picks it for the same conv at batch 16, where the heuristic prefers
+oneDNN (or NNPACK): no optimised kernel can take it (a bfloat16 or float16 conv on an
+instruction set without them, oneDNN switched off). float64 has no optimised CPU kernel in
+torch, so its ``Slow2d`` is no fallback. oneDNN's own ``ref`` implementations are always
+fallbacks: its dispatcher tries them last.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 # oneDNN's verbose line for an executed convolution (verbose format v1, oneDNN 3.x) and the
@@ -33,6 +44,30 @@ _EXEC = re.compile(r"^onednn_verbose,(?:v\d+,primitive,)?exec,(\w+),convolution,
 REFERENCE_BACKENDS = frozenset(
     {"Slow2d", "Slow3d", "SlowDilated2d", "SlowDilated3d", "SlowTranspose2d", "SlowTranspose3d"}
 )
+
+
+# dtypes torch serves with oneDNN on the CPU: a Slow* conv in these had an optimised kernel.
+OPTIMISED_DTYPES = frozenset({"float32", "bfloat16", "float16"})
+
+
+@dataclass
+class Found:
+    """What a variant ran: every conv's kernel in call order, and the reference kernels among
+    them that ran where the library has an optimised one (module doc), each as
+    ``(position, kernel, dtype)`` with position counted from 1."""
+
+    kernels: list[str]
+    fallbacks: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def warning(self) -> str:
+        """The row's ``reference_kernel`` warning ("" when no fallback ran)."""
+        if not self.fallbacks:
+            return ""
+        convs = ", ".join(f"conv {i} {k} ({dtype})" for i, k, dtype in self.fallbacks)
+        return (
+            f"reference_kernel: {convs}: a reference implementation ran where the library has "
+            "an optimised one (it did not accept this conv here)"
+        )
 
 
 def is_reference(kernel: str) -> bool:
@@ -72,27 +107,56 @@ def _stdout_to_file() -> Iterator[Callable[[], str]]:
             text.append(log.read().decode("utf-8", errors="replace"))
 
 
-def torch_conv_kernels(module: Any, call: Callable[[], Any]) -> list[str]:
+def _select(torch: Any, conv: Any, x: Any) -> str:
+    """torch's convolution backend for ``conv`` called on ``x`` (its enum's member name)."""
+    dims = conv.weight.dim() - 2
+    # padding="same"/"valid" is resolved by the module; the choice does not depend on it
+    padding = conv.padding if not isinstance(conv.padding, str) else (0,) * dims
+    choice = torch._C._select_conv_backend(
+        x, conv.weight, conv.bias, conv.stride, padding, conv.dilation, False, (0,) * dims,
+        conv.groups, None,
+    )  # fmt: skip
+    return str(choice).rsplit(".", 1)[-1]
+
+
+def _at_batch_16(torch: Any, x: Any) -> Any:
+    """An uninitialised input like ``x`` with 16 images (only its sizes, dtype, device and
+    memory format matter to torch's choice)."""
+    big = torch.empty((16, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    for fmt in (torch.channels_last, torch.channels_last_3d):
+        if x.dim() == (4 if fmt is torch.channels_last else 5) and x.is_contiguous(
+            memory_format=fmt
+        ):
+            return big.contiguous(memory_format=fmt)
+    return big
+
+
+def torch_conv_kernels(module: Any, call: Callable[[], Any]) -> Found:
     """The kernel of every convolution of ``module`` that ``call`` runs, in call order: torch's
-    backend choice for that call and, where it is oneDNN on the CPU, oneDNN's implementation.
-    Runs ``call`` once (untimed; its output is discarded)."""
+    backend choice for that call and, where it is oneDNN on the CPU, oneDNN's implementation;
+    and which of them are fallbacks (module doc). Runs ``call`` once (untimed; its output is
+    discarded)."""
     import torch
 
     convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
     backends: list[str] = []
+    dtypes: list[str] = []
+    slow_fallbacks: set[int] = set()  # positions
 
     def before(conv: Any, args: tuple[Any, ...]) -> None:
-        dims = conv.weight.dim() - 2
         if not args or not isinstance(args[0], torch.Tensor):
             backends.append("unknown")  # called in a way the probe cannot follow
+            dtypes.append("")
             return
-        # padding="same"/"valid" is resolved by the module; the choice does not depend on it
-        padding = conv.padding if not isinstance(conv.padding, str) else (0,) * dims
-        choice = torch._C._select_conv_backend(
-            args[0], conv.weight, conv.bias, conv.stride, padding, conv.dilation, False,
-            (0,) * dims, conv.groups, None,
-        )  # fmt: skip
-        backends.append(str(choice).rsplit(".", 1)[-1])
+        x = args[0]
+        backends.append(_select(torch, conv, x))
+        dtypes.append(str(x.dtype).removeprefix("torch."))
+        if (
+            backends[-1] in REFERENCE_BACKENDS
+            and dtypes[-1] in OPTIMISED_DTYPES
+            and _select(torch, conv, _at_batch_16(torch, x)) in REFERENCE_BACKENDS
+        ):
+            slow_fallbacks.add(len(backends))
 
     hooks = [m.register_forward_pre_hook(before) for m in module.modules() if isinstance(m, convs)]
     try:
@@ -110,7 +174,13 @@ def torch_conv_kernels(module: Any, call: Callable[[], Any]) -> list[str]:
     finally:
         for hook in hooks:
             hook.remove()
-    return _pair(backends, impls)
+    kernels = _pair(backends, impls)
+    fallbacks = [
+        (i, kernel, dtypes[i - 1])
+        for i, kernel in enumerate(kernels, start=1)
+        if i in slow_fallbacks or (is_reference(kernel) and "/" in kernel)
+    ]
+    return Found(kernels, fallbacks)
 
 
 def _pair(backends: list[str], impls: list[str]) -> list[str]:

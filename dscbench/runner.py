@@ -512,6 +512,7 @@ class Coordinator(ExtraRounds):
             (env_state.peak_memory_bytes, report.peak_memory_bytes),
             (env_state.execution, report.execution),
             (env_state.kernels, report.kernels),
+            (env_state.warnings, report.warnings),
         ):
             for v, value in values.items():
                 target.setdefault(v, value)

@@ -71,6 +71,7 @@ class EnvState:
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)  # found while preparing
     parity: dict[str, Parity] = field(default_factory=dict)
 
     @property
@@ -149,6 +150,7 @@ class CaseState:
             peak_memory_bytes=dict(e.peak_memory_bytes),
             execution=dict(e.execution),
             kernels=dict(e.kernels),
+            warnings=dict(e.warnings),
             parity={v: asdict(p) for v, p in e.parity.items()},
             breakdown=dict(self.breakdown),
         )
@@ -384,7 +386,7 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
             e.checked, e.build_s, e.fresh = r.checked, r.build_s, r.fresh
             e.prepare_s, e.compile_s = dict(r.prepare_s), dict(r.compile_s)
             e.peak_memory_bytes, e.execution = dict(r.peak_memory_bytes), dict(r.execution)
-            e.kernels = dict(r.kernels)
+            e.kernels, e.warnings = dict(r.kernels), dict(r.warnings)
             e.parity = {v: Parity(**p) for v, p in r.parity.items()}
             rounds_seen: set[int] = set()
             for v, n in r.iterations.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from dscbench import parity
 from dscbench.backends.base import Availability, Prepared
+from dscbench.kernels import Found
 from dscbench.measure import Timer
 from dscbench.spec import Case, ConvSpec
 
@@ -51,6 +53,7 @@ class FakeBackend:
         fail_run: Callable[[ConvSpec, str, int], Exception | None] = lambda s, v, n: None,
         corrupt: Callable[[ConvSpec, str, np.ndarray], np.ndarray] | None = None,
         build_s: float = 0.0,
+        kernels: Callable[[ConvSpec, str], Found] | None = None,
     ) -> None:
         self.clock = clock
         self.cost = cost
@@ -61,6 +64,7 @@ class FakeBackend:
         self.fail_run = fail_run
         self.corrupt = corrupt  # turns the true output into a wrong one (parity tests)
         self.build_s = build_s  # real seconds each prepare() sleeps (an expensive build)
+        self.kernels = kernels  # what a variant's kernel probe finds (kernels.Found)
         self.threads_set: list[int] = []
         self.calls = 0
         self.calls_of: dict[tuple[ConvSpec, str], int] = {}
@@ -112,7 +116,10 @@ class FakeBackend:
             out = parity.reference_output(spec, variant, seed).astype(np.float32)
             return out if self.corrupt is None else self.corrupt(spec, variant, out)
 
-        return Prepared(run=run, output=output, prepare_s=0.0, execution="fake engine")
+        probe = None if self.kernels is None else functools.partial(self.kernels, spec, variant)
+        return Prepared(
+            run=run, output=output, prepare_s=0.0, execution="fake engine", kernels=probe
+        )
 
 
 class FakeCanary:

@@ -278,7 +278,7 @@ def test_a_copy_of_a_busy_run_with_every_latency_x125_fails_the_gate():
     assert "together, net of the canary, the run is slower by more than the threshold" in line
     assert "how much each row changed is uncertain by how far rows and canary drift" in line
     assert "every row slower together" in render.summary(looser)
-    assert render.decision(looser, False) == (
+    assert render.decision(looser, compare.FailOn()) == (
         "REGRESSION: 0 row(s) got worse, and every row of 1 backend(s) together (exit 1)."
     )
 
@@ -677,6 +677,77 @@ def test_a_disturbed_run_is_called_out():
 # ---------------------------------------------------------------------------------------------
 # Interleaved environments: paired rounds
 # ---------------------------------------------------------------------------------------------
+
+
+def _with_kernels(rs: results.ResultSet, kernels, env: str | None = None) -> results.ResultSet:
+    """``rs`` with its rows' kernels set by ``kernels(channels, variant)`` (in ``env`` only)."""
+    table = rs.results.copy()
+    for i, row in table.iterrows():
+        if env is None or row.env == env:
+            table.at[i, "kernels"] = kernels(int(row.in_channels), row.variant)
+    return results.ResultSet(rs.meta, table, rs.samples)
+
+
+def _onednn(isa):
+    return lambda c, v: f"Mkldnn/jit:{isa}" if v == "standard" else f"Mkldnn/jit_dw:{isa} + Slow2d"
+
+
+def test_a_row_that_ran_another_kernel_gets_a_note_whatever_its_time_and_can_fail_the_gate():
+    base = _with_kernels(synthetic(seed=1), _onednn("avx512_core"))
+    isa = lambda c, v: "sse41" if (c, v) == (16, "standard") else "avx512_core"  # noqa: E731
+    cand = _with_kernels(synthetic(seed=2), lambda c, v: _onednn(isa(c, v))(c, v))
+    comparison = compare.compare_sets(base, cand)
+    assert set(verdicts(comparison).values()) == {"same"}  # its time did not move
+    (changed,) = comparison.kernel_changes
+    assert changed.config_id.startswith("n1_c16-")
+    assert changed.variant == "standard" and changed.verdict == "same"
+    assert (changed.kernels_before, changed.kernels_after) == (
+        "Mkldnn/jit:avx512_core",
+        "Mkldnn/jit:sse41",
+    )
+    assert "kernel changed: Mkldnn/jit:avx512_core -> Mkldnn/jit:sse41" in changed.note
+    assert comparison.exit_code() == 0
+    assert comparison.exit_code(fail_on_kernel_change=True) == 1
+    assert render.decision(comparison, compare.FailOn(kernel_change=True)) == (
+        "KERNEL CHANGE: 1 row(s) ran another kernel (exit 1, --fail-on-kernel-change)."
+    )
+    assert "1 row(s) ran a different kernel" in render.summary(comparison)
+    doc = json.loads(render.as_json(comparison, compare.FailOn(kernel_change=True)))
+    assert doc["exit_code"] == 1 and doc["summary"]["kernel_changes"] == 1
+    assert sum(c["kernel_changed"] for c in doc["changes"]) == 1
+    # The speedup metric: the pair row names both variants' kernels.
+    speed = compare.compare_sets(base, cand, metric="speedup")
+    (pair,) = speed.kernel_changes
+    assert pair.kernels_after == (
+        "standard: Mkldnn/jit:sse41 | separable: Mkldnn/jit_dw:avx512_core + Slow2d"
+    )
+
+
+def test_a_side_without_kernels_is_no_kernel_change():
+    # A file from before schema 7 (or a backend that names none) has empty kernels.
+    base = synthetic(seed=1)
+    cand = _with_kernels(synthetic(seed=2), _onednn("avx2"))
+    comparison = compare.compare_sets(base, cand)
+    assert comparison.kernel_changes == []
+    assert comparison.exit_code(fail_on_kernel_change=True) == 0
+    assert not any("kernel" in c.note for c in comparison.changes)
+
+
+def test_interleaved_kernel_change_between_environments_and_the_cli_flag(tmp_path):
+    run = _with_kernels(interleaved(seed=1), _onednn("avx512_core"))
+    run = _with_kernels(run, _onednn("sse41"), env="head")
+    comparison = compare.compare_envs(run)
+    assert set(verdicts(comparison).values()) == {"same"}
+    assert len(comparison.kernel_changes) == len(comparison.changes) == 2 * len(CHANNELS)
+    a_a = compare.compare_envs(_with_kernels(interleaved(seed=1), _onednn("avx2")))
+    assert a_a.kernel_changes == []
+    out = tmp_path
+    results.write_run(out, run.results, run.samples, run.meta)
+    res = cli.invoke(app, ["compare", str(out)])
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(app, ["compare", str(out), "--fail-on-kernel-change"])
+    assert res.exit_code == 1, res.output
+    assert "KERNEL CHANGE" in res.output and "Mkldnn/jit:sse41" in res.output
 
 
 def test_interleaved_a_a_is_the_same_everywhere():

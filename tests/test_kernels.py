@@ -3,6 +3,8 @@ per conv, reference kernels flagged."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from dscbench import kernels
@@ -53,16 +55,73 @@ def test_torch_names_the_kernels_of_a_standard_conv_and_its_separable_twin():
         torch.nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False),
         torch.nn.Conv2d(32, 32, 1, bias=False),
     ).eval()
-    std = kernels.torch_conv_kernels(standard, lambda: standard(x))
-    sep = kernels.torch_conv_kernels(separable, lambda: separable(x))
+    std = kernels.torch_conv_kernels(standard, lambda: standard(x)).kernels
+    found = kernels.torch_conv_kernels(separable, lambda: separable(x))
+    sep = found.kernels
     assert len(std) == 1 and len(sep) == 2
+    # A Slow2d here is torch's size heuristic choosing its native path, not a fallback.
+    assert found.fallbacks == [] and found.warning() == ""
     if torch.backends.mkldnn.is_available():
         # The depthwise conv is oneDNN's depthwise kernel, whatever the instruction set; the
         # dense ones are oneDNN's or torch's own im2col path (its heuristics pick by size).
         assert sep[0].startswith("Mkldnn/jit_dw:")
         assert all(k.startswith("Mkldnn/") or k == "Slow2d" for k in (std[0], sep[1]))
     # Nothing of oneDNN's log is left on standard output.
-    assert kernels.torch_conv_kernels(standard, lambda: standard(x)) == std
+    assert kernels.torch_conv_kernels(standard, lambda: standard(x)).kernels == std
+
+
+@pytest.mark.parametrize(
+    ("dtype", "mkldnn", "fallback"),
+    [
+        ("float32", True, False),  # oneDNN takes it at batch 16: a heuristic choice
+        # oneDNN switched off, and NNPACK takes float32 only: the reference path is a fallback
+        ("bfloat16", False, True),
+        ("float64", False, False),  # torch has no optimised float64 CPU conv at all
+    ],
+)
+def test_a_slow_conv_is_a_fallback_only_when_no_optimised_kernel_took_it(dtype, mkldnn, fallback):
+    torch = pytest.importorskip("torch")
+    conv = torch.nn.Conv2d(8, 8, 1, bias=False).to(getattr(torch, dtype)).eval()
+    x = torch.randn(1, 8, 8, 8, dtype=getattr(torch, dtype))
+    with _one_thread(torch), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flags() announces TF32 for Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=mkldnn):
+            found = kernels.torch_conv_kernels(conv, lambda: conv(x))
+    assert found.kernels == ["Slow2d"]  # a 1x1 conv on one image and one thread
+    assert found.fallbacks == ([(1, "Slow2d", dtype)] if fallback else [])
+    if fallback:
+        assert found.warning() == (
+            "reference_kernel: conv 1 Slow2d (bfloat16): a reference implementation ran where "
+            "the library has an optimised one (it did not accept this conv here)"
+        )
+
+
+def _one_thread(torch):
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return scope()
+
+
+def test_a_onednn_reference_implementation_is_always_a_fallback(monkeypatch):
+    torch = pytest.importorskip("torch")
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch")
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False).eval()
+    x = torch.randn(1, 8, 8, 8)
+    # oneDNN picks ref only where nothing optimised accepts a problem: fake its log
+    monkeypatch.setattr(kernels, "parse_onednn_verbose", lambda text: ["ref:any"])
+    found = kernels.torch_conv_kernels(conv, lambda: conv(x))
+    assert found.kernels == ["Mkldnn/ref:any"]
+    assert found.fallbacks == [(1, "Mkldnn/ref:any", "float32")]
 
 
 def test_only_onednn_convs_take_an_implementation_from_the_log():
@@ -70,3 +129,37 @@ def test_only_onednn_convs_take_an_implementation_from_the_log():
     # im2col path (Slow2d), as it does for small layers: one oneDNN line, for the first.
     assert kernels._pair(["Mkldnn", "Slow2d"], ["jit_dw:avx2"]) == ["Mkldnn/jit_dw:avx2", "Slow2d"]
     assert kernels._pair(["Cudnn"], []) == ["Cudnn"]
+
+
+def test_a_run_records_each_variants_kernels_and_a_fallback_warning_on_its_row():
+    from dscbench import runner
+    from dscbench.measure import HarnessOptions
+    from dscbench.spec import Case, RunSettings
+    from tests.conftest import FakeBackend, FakeClock, spec
+    from tests.tables import tables_of
+
+    def found(s, variant):
+        if variant == "standard":
+            return kernels.Found(["Mkldnn/jit:avx2"])
+        return kernels.Found(["Mkldnn/jit_dw:avx2", "Slow2d"], [(2, "Slow2d", "bfloat16")])
+
+    clock = FakeClock()
+    backend = FakeBackend(clock, lambda s, v: 1e-4, kernels=found)
+    sweep = runner.run_sweep(
+        [Case(spec(in_channels=8, out_channels=8), "fake")],
+        RunSettings(min_time=0.01, rounds=2, seed=0, parity=False),
+        runner.local({"fake": backend}),
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        verify_counts=False,
+    )
+    table, _ = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
+    rows = table.set_index("variant")
+    assert rows.at["standard", "kernels"] == "Mkldnn/jit:avx2"
+    assert rows.at["separable", "kernels"] == "Mkldnn/jit_dw:avx2 + Slow2d"
+    assert rows.at["standard", "warnings"] == ""
+    assert rows.at["separable", "warnings"].startswith(
+        "reference_kernel: conv 2 Slow2d (bfloat16): a reference implementation ran"
+    )
+    # The journal's record keeps them for a resumed run.
+    (record,) = sweep.records()
+    assert record.warnings == {"separable": found(None, "separable").warning()}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from dscbench.kernels import Found
     from dscbench.measure import Timer
     from dscbench.spec import Spec
 
@@ -58,7 +59,7 @@ class Prepared:
     execution: str = ""  # what actually ran: kernels library, execution providers, options
     # The kernel of each conv one call runs (kernels.py), asked once per first build, untimed;
     # None where the backend cannot say.
-    kernels: Callable[[], list[str]] | None = None
+    kernels: Callable[[], Found] | None = None
     # Peak bytes of one iteration (memory.py), measured on request: it runs the workload
     # (training: a step, weights restored after); None where the backend cannot see memory.
     memory: Callable[[], float] | None = None

@@ -21,6 +21,7 @@ from dscbench.spec import BackendOptions
 from dscbench.training import Trainer
 
 if TYPE_CHECKING:
+    from dscbench.kernels import Found
     from dscbench.spec import Spec
 
 
@@ -100,7 +101,7 @@ class TorchCPU:
 
     def kernel_probe(
         self, module: torch.nn.Module, fn: Callable[[Any], Any], x: Any
-    ) -> Callable[[], list[str]] | None:
+    ) -> Callable[[], Found] | None:
         """What names the kernel of each conv one forward call runs (kernels.py)."""
         from dscbench.kernels import torch_conv_kernels
 

@@ -20,6 +20,7 @@ from dscbench.spec import parse_fraction
 
 if TYPE_CHECKING:
     from dscbench import compare
+    from dscbench.compare import FailOn
 
 app = typer.Typer()
 
@@ -73,6 +74,13 @@ def compare_runs(
     fail_on_inconclusive: Annotated[
         bool, typer.Option(help="Exit 3 when rows are inconclusive (and nothing regressed).")
     ] = False,
+    fail_on_kernel_change: Annotated[
+        bool,
+        typer.Option(
+            help="Exit 1 when a row ran a different kernel (the kernels column), whatever its "
+            "time did."
+        ),
+    ] = False,
     allow_different_hardware: Annotated[
         bool, typer.Option(help="Compare runs measured on different CPUs or GPUs.")
     ] = False,
@@ -88,9 +96,12 @@ def compare_runs(
     """Compare two runs row by row, or two environments of one interleaved run; exit 1 on a
     regression (a CI gate).
 
-    Exit codes: 0 no regression, 1 at least one regression, 2 bad input, 3 inconclusive rows
+    Exit codes: 0 no regression, 1 at least one regression (or, with
+    --fail-on-kernel-change, a row that ran another kernel), 2 bad input, 3 inconclusive rows
     with --fail-on-inconclusive.
     """
+    from dscbench.compare import FailOn  # pandas, now that the command runs
+
     code = execute(
         baseline,
         candidate,
@@ -101,7 +112,7 @@ def compare_runs(
         confidence=confidence,
         fmt=fmt.value,
         output=output,
-        fail_on_inconclusive=fail_on_inconclusive,
+        fail_on=FailOn(fail_on_inconclusive, fail_on_kernel_change),
         allow_different_hardware=allow_different_hardware,
         console=common.console,
     )
@@ -119,7 +130,7 @@ def execute(
     confidence: str,
     fmt: str,
     output: str,
-    fail_on_inconclusive: bool,
+    fail_on: FailOn,
     allow_different_hardware: bool,
     console: Console,
     append: bool = False,
@@ -142,15 +153,15 @@ def execute(
         allow_different_hardware=allow_different_hardware,
     )
     inputs = [baseline] if candidate is None else [baseline, candidate]
-    show(comparison, fmt, output, fail_on_inconclusive, console, inputs, append=append)
-    return comparison.exit_code(fail_on_inconclusive)
+    show(comparison, fmt, output, fail_on, console, inputs, append=append)
+    return comparison.code(fail_on)
 
 
 def show(
     comparison: compare.Comparison,
     fmt: str,
     output: str,
-    fail_on_inconclusive: bool,
+    fail_on: FailOn,
     console: Console,
     inputs: list[Path] | None = None,
     *,
@@ -165,21 +176,21 @@ def show(
 
     if fmt == "table":
         if output == "-":
-            console.print(rich_table(comparison, fail_on_inconclusive))
+            console.print(rich_table(comparison, fail_on))
         else:
-            text = table_text(comparison, fail_on_inconclusive)
+            text = table_text(comparison, fail_on)
             write_output(output, text, inputs or (), append=append)
         return
-    text = RENDERERS[fmt](comparison, fail_on_inconclusive)
+    text = RENDERERS[fmt](comparison, fail_on)
     write_output(output, text, inputs or (), append=append)
     if output != "-":
-        console.print(rich_table(comparison, fail_on_inconclusive))
+        console.print(rich_table(comparison, fail_on))
 
 
-def table_text(comparison: compare.Comparison, fail_on_inconclusive: bool) -> str:
+def table_text(comparison: compare.Comparison, fail_on: FailOn) -> str:
     """The terminal table as plain text, 160 columns wide (for --output FILE)."""
     from dscbench.export.comparison import rich_table
 
     buffer = Console(width=160, file=io.StringIO(), record=True)
-    buffer.print(rich_table(comparison, fail_on_inconclusive))
+    buffer.print(rich_table(comparison, fail_on))
     return buffer.export_text()

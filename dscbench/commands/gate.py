@@ -87,6 +87,9 @@ def gate(
     fail_on_inconclusive: Annotated[
         bool, typer.Option(help="Exit 3 when rows are inconclusive (and nothing regressed).")
     ] = False,
+    fail_on_kernel_change: Annotated[
+        bool, typer.Option(help="Exit 1 when a row ran a different kernel in head than in base.")
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Run directory (default results/<UTC time>-<host>)."),
@@ -103,7 +106,8 @@ def gate(
     compare's code: the CI gate in one command. Any further options are `dscbench run`'s
     sweep options (e.g. --preset quick --threads 1).
 
-    Exit codes: 0 no regression, 1 at least one regression, 2 bad input, 3 inconclusive rows
+    Exit codes: 0 no regression, 1 at least one regression (or, with --fail-on-kernel-change,
+    a row that ran another kernel), 2 bad input, 3 inconclusive rows
     with --fail-on-inconclusive, 130 interrupted (resume with `dscbench run --resume DIR`).
     """
     run_options = list(ctx.args)
@@ -122,6 +126,7 @@ def gate(
     started = time.perf_counter()
     code = run_as_typed(ctx, args)
     from dscbench.commands.run.execute import EXIT_OK, EXIT_SOME_FAILED  # loaded by the run
+    from dscbench.compare import FailOn
 
     if code not in (EXIT_OK, EXIT_SOME_FAILED):
         raise typer.Exit(code)  # bad input (2) or interrupted (130): nothing to judge
@@ -135,7 +140,7 @@ def gate(
         confidence=confidence,
         fmt="markdown" if target is not None else "table",
         output=str(target) if target is not None else "-",
-        fail_on_inconclusive=fail_on_inconclusive,
+        fail_on=FailOn(fail_on_inconclusive, fail_on_kernel_change),
         allow_different_hardware=False,
         console=common.console,
         append=target is not None,

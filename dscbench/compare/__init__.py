@@ -26,6 +26,7 @@ from dscbench.compare.model import (
     Change,
     CompareError,
     Comparison,
+    FailOn,
     Shift,
     Verdict,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "Change",
     "CompareError",
     "Comparison",
+    "FailOn",
     "Shift",
     "Verdict",
     "compare_envs",

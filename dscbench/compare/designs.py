@@ -152,7 +152,7 @@ class Sides:
                 units=int(model.units[j]) if model.units is not None else 0,
                 unit=model.unit_names[j] if model.unit_names is not None else "",
             )
-        return [changes[k] for k in matched.keys]
+        return [matched.with_kernels(changes[k]) for k in matched.keys]
 
 
 class Design:

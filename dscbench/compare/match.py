@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -108,7 +108,13 @@ class Matched:
     labels: dict[tuple, str]
     settled: dict[tuple, Change]
     comparable: list[tuple]
-    counts: dict[tuple, str]
+    counts: dict[tuple, str]  # every row's notes on what changed besides time
+    kernels: dict[tuple, tuple[str, str]] = field(default_factory=dict)  # (before, after)
+
+    def with_kernels(self, change: Change) -> Change:
+        """``change`` with the kernels both sides ran."""
+        before, after = self.kernels.get(change.key, ("", ""))
+        return replace(change, kernels_before=before, kernels_after=after)
 
     def fail_unmeasured(self, *why: Callable[[tuple], str]) -> None:
         """Comparable rows that some ``why(key)`` says cannot be compared become ``failed``."""
@@ -133,6 +139,10 @@ def match_rows(
     """Match result rows on config_id (every config column), backend, env and variant."""
     rows_b, rows_c = _rows(base, metric), _rows(cand, metric)
     counts = count_changes(base, cand, metric)
+    kernels = kernels_of(base, cand, metric)
+    for key, (before, after) in kernels.items():
+        if before and after and before != after:
+            counts[key] = join(counts.get(key), f"kernel changed: {before} -> {after}")
     keys = list(dict.fromkeys([*rows_b, *rows_c]))
     labels: dict[tuple, str] = {}
     settled: dict[tuple, Change] = {}
@@ -168,7 +178,7 @@ def match_rows(
             )
             continue
         comparable.append(key)
-    return Matched(keys, labels, settled, comparable, counts)
+    return Matched(keys, labels, settled, comparable, counts, kernels)
 
 
 def _own_error(error: str, variant: str) -> str:
@@ -181,6 +191,35 @@ def _own_error(error: str, variant: str) -> str:
 
 def join(*parts: str | None) -> str:
     return "; ".join(p for p in parts if p)
+
+
+def kernels_of(base: pd.DataFrame, cand: pd.DataFrame, metric: str) -> dict[tuple, tuple[str, str]]:
+    """key -> (baseline's kernels, candidate's): the ``kernels`` column of the rows both sides
+    have; for the speedup metric, both variants' as ``standard: A | separable: B``."""
+    on = ["config_id", "backend", "env"]
+    both = base[[*on, "variant", "kernels"]].merge(
+        cand[[*on, "variant", "kernels"]], on=[*on, "variant"], suffixes=("_b", "_c")
+    )
+    if metric == "latency":
+        return {
+            (r.config_id, r.backend, r.env, r.variant): (r.kernels_b, r.kernels_c)
+            for r in both.itertuples(index=False)
+        }
+    out: dict[tuple, tuple[str, str]] = {}
+    for (config_id, backend, env), group in both.groupby(on, sort=False):
+        by_variant = {r.variant: (r.kernels_b, r.kernels_c) for r in group.itertuples()}
+        sides = []
+        for side in (0, 1):
+            named = {v: k[side] for v, k in by_variant.items()}
+            # both variants named, or nothing to compare (an older file, a backend without)
+            complete = all(named.get(v) for v in ("standard", "separable"))
+            sides.append(
+                f"standard: {named['standard']} | separable: {named['separable']}"
+                if complete
+                else ""
+            )
+        out[(config_id, backend, env, "pair")] = (sides[0], sides[1])
+    return out
 
 
 def count_changes(base: pd.DataFrame, cand: pd.DataFrame, metric: str) -> dict[tuple, str]:

@@ -96,6 +96,10 @@ class Change:
     detectable: float = math.nan
     units: int = 0
     unit: str = ""  # "process", "process pair" or "round"
+    # The kernels each side ran (the ``kernels`` column; for the speedup metric, both variants'
+    # as "standard: A | separable: B"); "" where a side did not record them.
+    kernels_before: str = ""
+    kernels_after: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))  # a plain string is read too
@@ -104,6 +108,13 @@ class Change:
     def newly_failing(self) -> bool:
         """Ok in the baseline, failing in the candidate: counted as a regression."""
         return self.failed_in == "candidate"
+
+    @property
+    def kernel_changed(self) -> bool:
+        """Both sides named their kernels, and they differ (whatever the timing verdict)."""
+        return bool(self.kernels_before and self.kernels_after) and (
+            self.kernels_before != self.kernels_after
+        )
 
     @property
     def shown(self) -> Verdict:
@@ -153,6 +164,15 @@ class CanaryCheck:
     ci_high: float = math.nan
 
 
+@dataclass(frozen=True)
+class FailOn:
+    """What fails a comparison beyond a regression: inconclusive rows (exit 3) and rows that
+    ran a different kernel (exit 1)."""
+
+    inconclusive: bool = False
+    kernel_change: bool = False
+
+
 @dataclass
 class Comparison:
     metric: str
@@ -194,14 +214,28 @@ class Comparison:
         machine canary, by more than the threshold."""
         return [s for s in self.shifts if s.verdict == Verdict.SLOWER.value]
 
-    def exit_code(self, fail_on_inconclusive: bool = False) -> int:
-        """0 no regression, 1 at least one regression (a row, or every row together), 3
-        inconclusive rows when asked to fail on them (a regression wins over inconclusive)."""
+    @property
+    def kernel_changes(self) -> list[Change]:
+        """Rows whose kernels differ between the sides (``Change.kernel_changed``)."""
+        return [c for c in self.changes if c.kernel_changed]
+
+    def exit_code(
+        self, fail_on_inconclusive: bool = False, fail_on_kernel_change: bool = False
+    ) -> int:
+        """0 no regression, 1 at least one regression (a row, or every row together) or, when
+        asked to fail on them, a row that ran another kernel; 3 inconclusive rows when asked
+        to fail on them (a regression wins over inconclusive)."""
         if self.regressions or self.run_regressions:
+            return 1
+        if fail_on_kernel_change and self.kernel_changes:
             return 1
         if fail_on_inconclusive and self.count(Verdict.INCONCLUSIVE):
             return 3
         return 0
+
+    def code(self, fail_on: FailOn) -> int:
+        """``exit_code`` under a ``FailOn`` policy."""
+        return self.exit_code(fail_on.inconclusive, fail_on.kernel_change)
 
 
 def check_settings(metric: str, threshold: float, confidence: float) -> None:

@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, Verdict
+from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, FailOn, Verdict
 from dscbench.defaults import POWER
 from dscbench.export.units import format_seconds
 from dscbench.jsonsafe import json_safe
@@ -42,7 +42,7 @@ def shown_rows(comparison: Comparison, limit: int) -> tuple[list[Change], str]:
     rows = ordered(comparison)
     if len(rows) <= limit:
         return rows, ""
-    kept = [c for c in rows if c.verdict != Verdict.SAME][:limit]
+    kept = [c for c in rows if c.verdict != Verdict.SAME or c.kernel_changed][:limit]
     left = len(rows) - len(kept)
     same = comparison.count(Verdict.SAME) - sum(c.verdict == Verdict.SAME for c in kept)
     return kept, (
@@ -102,6 +102,9 @@ def summary(comparison: Comparison) -> str:
     newly = sum(c.shown == Verdict.NEWLY_FAILING for c in comparison.changes)
     if newly:
         text += f" {newly} row(s) fail in the candidate only (counted as regressions)."
+    kernels = len(comparison.kernel_changes)
+    if kernels:
+        text += f" {kernels} row(s) ran a different kernel (see their notes)."
     for shift in comparison.run_regressions:
         text += (
             f" {shift.backend}: every row slower together, net of the machine canary "
@@ -110,8 +113,13 @@ def summary(comparison: Comparison) -> str:
     return text
 
 
-def decision(comparison: Comparison, fail_on_inconclusive: bool) -> str:
-    code = comparison.exit_code(fail_on_inconclusive)
+def decision(comparison: Comparison, fail_on: FailOn) -> str:
+    code = comparison.code(fail_on)
+    if code == 1 and not (comparison.regressions or comparison.run_regressions):
+        return (
+            f"KERNEL CHANGE: {len(comparison.kernel_changes)} row(s) ran another kernel "
+            "(exit 1, --fail-on-kernel-change)."
+        )
     if code == 1:
         whole = len(comparison.run_regressions)
         return (
@@ -243,7 +251,7 @@ def notes(comparison: Comparison) -> list[str]:
     return lines
 
 
-def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Group:
+def rich_table(comparison: Comparison, fail_on: FailOn = FailOn()) -> Group:
     table = Table(title=title(comparison), header_style="bold")
     for column, justify in (
         ("verdict", "left"),
@@ -279,10 +287,8 @@ def rich_table(comparison: Comparison, fail_on_inconclusive: bool = False) -> Gr
     if comparison.environment:
         parts.append(Text(f"{_differences_title(comparison)} (baseline -> candidate):"))
         parts += [Text(f"  {what}: {b} -> {c}") for what, b, c in comparison.environment]
-    code = comparison.exit_code(fail_on_inconclusive)
-    parts.append(
-        Text(decision(comparison, fail_on_inconclusive), style="bold red" if code else "bold green")
-    )
+    code = comparison.code(fail_on)
+    parts.append(Text(decision(comparison, fail_on), style="bold red" if code else "bold green"))
     return Group(*parts)
 
 
@@ -296,7 +302,7 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+def markdown(comparison: Comparison, fail_on: FailOn = FailOn()) -> str:
     """GitHub-flavoured markdown for $GITHUB_STEP_SUMMARY or a PR comment."""
     heading = f"## dscbench compare: {comparison.metric}"
     if comparison.design == "interleaved":
@@ -304,7 +310,7 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     lines = [
         heading,
         "",
-        f"**{decision(comparison, fail_on_inconclusive)}** {summary(comparison)} "
+        f"**{decision(comparison, fail_on)}** {summary(comparison)} "
         f"Threshold {percent(comparison.threshold)}, {percent(comparison.confidence)} "
         "intervals.",
         "",
@@ -344,7 +350,7 @@ def markdown(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+def as_json(comparison: Comparison, fail_on: FailOn = FailOn()) -> str:
     canary = comparison.canary
     doc = {
         "design": comparison.design,
@@ -352,10 +358,11 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
         "metric": comparison.metric,
         "threshold": comparison.threshold,
         "confidence": comparison.confidence,
-        "exit_code": comparison.exit_code(fail_on_inconclusive),
+        "exit_code": comparison.code(fail_on),
         "summary": {
             **{v.value: comparison.count(v) for v in Verdict.in_summaries()},
             "regressions": len(comparison.regressions),
+            "kernel_changes": len(comparison.kernel_changes),
             "run_regressions": [s.backend for s in comparison.run_regressions],
             "geometric_mean_ratio": json_safe(comparison.geometric_mean_ratio()),
             "power": POWER,
@@ -411,6 +418,9 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
                 "rounds_candidate": c.rounds[1],
                 "units": c.units,
                 "detectable": json_safe(c.detectable),
+                "kernels_baseline": c.kernels_before,
+                "kernels_candidate": c.kernels_after,
+                "kernel_changed": c.kernel_changed,
                 "note": c.note,
             }
             for c in ordered(comparison)
@@ -419,7 +429,7 @@ def as_json(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def github_benchmark(comparison: Comparison, fail_on_inconclusive: bool = False) -> str:
+def github_benchmark(comparison: Comparison, fail_on: FailOn = FailOn()) -> str:
     """github-action-benchmark's ``customSmallerIsBetter`` input: one entry per row measured in
     the candidate. Latency in microseconds; for ``--metric speedup`` the separable/standard time
     ratio (1 / speedup), so that smaller is better there too."""

@@ -59,6 +59,7 @@ class CaseRecord:
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)  # found while preparing
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # parity.Parity fields
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -160,7 +161,7 @@ def _variant_row(
     row.update(
         status=record.status,
         error=record.error,
-        warnings="",
+        warnings=record.warnings.get(variant, ""),
         prepare_s=record.prepare_s.get(variant, math.nan),
         compile_s=record.compile_s.get(variant, math.nan),
         peak_memory_bytes=record.peak_memory_bytes.get(variant, math.nan),
@@ -191,7 +192,9 @@ def _variant_row(
             latency_cv=s.cv,
             n_samples=s.n,
             iterations_per_sample=iterations,
-            warnings="; ".join(f"{w.code}: {w.message}" for w in warns),
+            warnings="; ".join(
+                [w for w in [row["warnings"]] if w] + [f"{w.code}: {w.message}" for w in warns]
+            ),
         )
     return row
 

@@ -99,7 +99,10 @@ def first_build(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareRep
         if p.memory is not None:
             report.peak_memory_bytes[v] = p.memory()
         if p.kernels is not None:
-            report.kernels[v] = describe(p.kernels())
+            found = p.kernels()
+            report.kernels[v] = describe(found.kernels)
+            if found.warning():
+                report.warnings[v] = found.warning()
         if spec.kind == "model" and p.module is not None:
             records = counting.layer_counts(p.module, spec.input_dims(), spec.mode == "training")
             report.counts[v] = asdict(counting.model_counts(records))

@@ -147,6 +147,7 @@ class PrepareReport(Failable):
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, str] = field(default_factory=dict)  # first build: kernels.describe(...)
+    warnings: dict[str, str] = field(default_factory=dict)  # first build: "code: message; ..."
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> Parity fields
     # On a first build: counts.Counts fields per variant (whole networks, whose counts need
     # torch to trace), and their per-layer-type breakdown.
