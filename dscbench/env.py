@@ -123,6 +123,9 @@ def collect_environment(*, with_torch: bool = True) -> dict[str, Any]:
                 "version": torch.__version__,
                 "num_threads": torch.get_num_threads(),
                 "num_interop_threads": torch.get_num_interop_threads(),
+                # the instruction set ATen dispatches to (AVX2 under valgrind, which emulates
+                # no AVX-512)
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "mkldnn_enabled": bool(
                     torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
                 ),

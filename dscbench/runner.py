@@ -200,8 +200,10 @@ class Coordinator(ExtraRounds):
         max_time: float = math.inf,
         wall: Callable[[], float] = time.perf_counter,
         resume: ResumePoint | None = None,
+        measure: str = "time",
     ):
         self.settings = settings
+        self.count_instructions = measure == "instructions"  # count instructions instead of timing
         self.checkpoint = checkpoint
         self.progress = progress
         self.harness = harness or HarnessOptions(warmup=settings.warmup)
@@ -346,6 +348,9 @@ class Coordinator(ExtraRounds):
         ]
         if not live:
             return
+        if self.count_instructions:
+            self.count(state, live, replica)
+            return
         before = {(env, v): s.measured_s for env in live for v, s in state.envs[env].series.items()}
         warmed: set[str] = set()
         budget = self.share
@@ -473,12 +478,38 @@ class Coordinator(ExtraRounds):
         env_state.checked = True
         if not env_state.healthy:
             return False
+        if self.count_instructions:
+            return True
         if not env_state.calibrated and not self.calibrate(state, env, replica):
             return False
         # Other processes start with the turn's untimed call of each variant, as every visit
         # does with its freshly built tensors.
         env_state.warmed.add(replica)
         return True
+
+    def count(self, state: CaseState, live: list[str], replica: dict[str, int]) -> None:
+        """--measure instructions: one count of each variant's instructions per call in every
+        live environment (instructions.per_iteration), instead of timed blocks."""
+        from dscbench.instructions import ITERATIONS
+
+        for env in live:
+            env_state = state.envs[env]
+            t0 = time.perf_counter()
+            try:
+                report = self.pools[env][replica[env]].count(state.key, ITERATIONS)
+            except ExecutorLost as exc:
+                self.lost(env, replica[env], state, exc)
+                continue
+            self.phases.instructions += report.untimed_s
+            self.phases.ipc += max(0.0, time.perf_counter() - t0 - report.untimed_s)
+            if report.status != Status.OK:
+                env_state.fail(report.status, report.error, report.traceback)
+                continue
+            for v, n in report.instructions.items():
+                env_state.instructions.setdefault(v, []).append(n)
+            env_state.visits += 1
+            if env_state.status == Status.NOT_MEASURED:
+                env_state.status = Status.OK
 
     def calibrate(self, state: CaseState, env: str, replica: int) -> bool:
         """Warm the case up and size its blocks (the first process to see it does)."""

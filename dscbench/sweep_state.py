@@ -73,6 +73,8 @@ class EnvState:
     kernels: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # found while preparing
     parity: dict[str, Parity] = field(default_factory=dict)
+    # --measure instructions: per variant, instructions per call, one count per visit
+    instructions: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -151,6 +153,7 @@ class CaseState:
             execution=dict(e.execution),
             kernels=dict(e.kernels),
             warnings=dict(e.warnings),
+            instructions={v: list(c) for v, c in e.instructions.items()},
             parity={v: asdict(p) for v, p in e.parity.items()},
             breakdown=dict(self.breakdown),
         )
@@ -221,6 +224,7 @@ class Phases:
     compile: float = 0.0  # torch.compile, TensorRT engine builds
     parity: float = 0.0  # float64 reference outputs and comparisons
     counting: float = 0.0
+    instructions: float = 0.0  # counting instructions under valgrind (--measure instructions)
     canary: float = 0.0  # machine canary samples, settle sleep included
     ipc: float = 0.0  # waiting for executors beyond the work they report (messages, start-up)
     restart: float = 0.0  # fresh worker processes for extra rounds (--precision, --decide)
@@ -387,6 +391,7 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
             e.prepare_s, e.compile_s = dict(r.prepare_s), dict(r.compile_s)
             e.peak_memory_bytes, e.execution = dict(r.peak_memory_bytes), dict(r.execution)
             e.kernels, e.warnings = dict(r.kernels), dict(r.warnings)
+            e.instructions = {v: list(c) for v, c in r.instructions.items()}
             e.parity = {v: Parity(**p) for v, p in r.parity.items()}
             rounds_seen: set[int] = set()
             for v, n in r.iterations.items():

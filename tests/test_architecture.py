@@ -18,7 +18,7 @@ LAYERS = {
                    "lock", "labels"),
     "model": ("spec", "shards", "counting", "stats", "env", "roofline", "memory", "parity",
               "measure", "ops", "models", "training", "backends", "plan", "calibrate", "canary",
-              "where", "kernels"),
+              "where", "kernels", "instructions"),
     "data": ("results",),
     "execution": ("workers", "worker", "runner", "extra_rounds", "sweep_state"),
     "judging": ("compare", "analysis", "merge"),

@@ -44,7 +44,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dscbench import results
+from dscbench import instructions, results
 from dscbench.cli import app
 
 from . import compare_data
@@ -192,7 +192,14 @@ def test_backends_table(monkeypatch):
 
     real = dscbench.backends.listing
     monkeypatch.setattr(dscbench.backends, "listing", lambda: placeholder_listing(real))
+    # whether this machine has valgrind, pinned: the line it gives and the one it does not
+    monkeypatch.setattr(instructions, "valgrind_version", lambda: "valgrind-3.19.0")
     check("backends.txt", invoke(["backends"]))
+    monkeypatch.setattr(instructions, "valgrind_version", lambda: "")
+    assert invoke(["backends"]).endswith(
+        "--measure instructions: no valgrind on the PATH; install it with your package manager "
+        "(apt-get install valgrind)\n"
+    )
 
 
 def test_backends_json():

@@ -19,12 +19,20 @@ app = typer.Typer()
 def list_backends(as_json: JsonFlag = False) -> None:
     """List the backends: device, whether they can run here and why not, library versions."""
     from dscbench.backends import listing
+    from dscbench.instructions import INSTALL_HINT, valgrind_version
 
     rows = listing()
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     console.print(backends_table(rows))
+    version = valgrind_version()
+    console.print(
+        f"--measure instructions: {version} (callgrind)"
+        if version
+        else Text(f"--measure instructions: no valgrind on the PATH; {INSTALL_HINT}", "yellow"),
+        highlight=False,
+    )
 
 
 def backends_table(rows: list[dict[str, Any]]) -> Table:

@@ -28,6 +28,7 @@ app = typer.Typer()
 class CompareMetric(str, Enum):
     latency = "latency"
     speedup = "speedup"
+    instructions = "instructions"
 
 
 class CompareFormat(str, Enum):

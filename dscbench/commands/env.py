@@ -17,10 +17,13 @@ app = typer.Typer()
 
 @app.command()
 def env(as_json: JsonFlag = False) -> None:
-    """Print the environment dscbench records with every run."""
+    """Print the environment dscbench records with every run, and whether valgrind (for
+    `dscbench run --measure instructions`) is installed."""
     from dscbench.env import collect_environment
+    from dscbench.instructions import valgrind_version
 
     info = collect_environment()
+    info["valgrind"] = valgrind_version() or None  # --measure instructions needs it
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return

@@ -49,12 +49,21 @@ def show_run(
     breakdown: Annotated[
         bool, typer.Option("--breakdown", help="Also print each model's layer-type breakdown.")
     ] = False,
+    kernels: Annotated[
+        bool,
+        typer.Option(
+            "--kernels",
+            help="Only which kernel each conv of each pair ran (the kernels column), with "
+            "reference-kernel fallbacks flagged.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Summary lines only.")] = False,
 ) -> None:
     """Print a stored run's table and summary again, as `dscbench run` printed them."""
     backends = [b.strip() for b in backend.split(",")] if backend else None
     chosen = variant.value if variant else None
-    raise typer.Exit(execute(run, backends, chosen, where, breakdown, quiet, common.console))
+    view = "kernels" if kernels else "variant" if chosen else "run"
+    raise typer.Exit(execute(run, backends, chosen, where, breakdown, quiet, common.console, view))
 
 
 def select(
@@ -94,11 +103,15 @@ def rows_table(table: pd.DataFrame) -> Table:
     constant = constant_axes(table.to_dict("records"))
     out = Table(title=f"{describe_constant(constant)}", header_style="bold")
     machine = ["machine"] if "machine" in table.columns else []  # a run that mixes hardware
+    counted = bool(table.instructions.notna().any())
     for column in (*machine, "configuration", "variant", "latency", "params", "MACs",
-                   "achieved", "roofline", "peak mem", "status"):  # fmt: skip
+                   "achieved", "roofline", "peak mem", *(["instructions"] if counted else []),
+                   "kernels", "status"):  # fmt: skip
         out.add_column(
             column,
-            justify="left" if column in ("machine", "configuration", "variant") else "right",
+            justify="left"
+            if column in ("machine", "configuration", "variant", "kernels")
+            else "right",
         )
     for row in table.to_dict("records"):
         iqr = row["latency_iqr_s"] / row["latency_median_s"] if row["latency_median_s"] else 0
@@ -116,6 +129,11 @@ def rows_table(table: pd.DataFrame) -> Table:
             format_rate(row["achieved_flops_per_s"], "FLOP/s"),
             f"{fraction:.0%} of {bound}" if bound and pd.notna(fraction) else "-",
             format_bytes(row["peak_memory_bytes"]),
+            *([format_count(row["instructions"])] if counted else []),
+            Text(
+                row["kernels"] or "-",
+                style="yellow" if "reference_kernel:" in row["warnings"] else "",
+            ),
             Text(row["status"], style="" if row["status"] == "ok" else "red"),
         )
     return out
@@ -129,7 +147,10 @@ def execute(
     breakdown: bool,
     quiet: bool,
     console: Console,
+    view: str = "run",
 ) -> int:
+    """``view``: the run's table and summary ("run"), one variant's rows ("variant") or the
+    kernels each pair ran ("kernels")."""
     import pandas as pd
 
     from dscbench import results
@@ -141,6 +162,11 @@ def execute(
     table = select(with_machines(loaded.results, loaded.meta), backends, variant, where)
     if table.empty:
         raise SpecError(f"{run}: no rows match the filters")
+    if view == "kernels":
+        from dscbench.export.table import kernels_table
+
+        console.print(kernels_table(table))
+        return 0
     if variant:
         console.print(rows_table(table))
         if "machine" in table.columns:

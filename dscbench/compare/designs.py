@@ -47,6 +47,8 @@ import pandas as pd
 from dscbench import stats
 from dscbench.compare.canary_check import canary_check
 from dscbench.compare.confirm import apply_confirmation
+from dscbench.compare.counts import METRIC as COUNT_METRIC
+from dscbench.compare.counts import compare_count_envs, compare_count_sets
 from dscbench.compare.decide import Decision, RowModel, between_run_variance, decide_rows
 from dscbench.compare.match import (
     Matched,
@@ -63,9 +65,9 @@ from dscbench.compare.model import (
     check_settings,
 )
 from dscbench.compare.noise import one_process_notes, paired_round_values, typical_values
-from dscbench.compare.sides import env_meta, pick_envs, select_env
+from dscbench.compare.sides import env_meta, pick_envs, select_env, select_runs
 from dscbench.defaults import CONFIDENCE, THRESHOLD
-from dscbench.env import environment_differences, hardware_differences
+from dscbench.env import environment_differences
 from dscbench.results import ResultSet, load_results
 from dscbench.stats.runs import DISTURBED_ROUND_SPREAD, KEY, row_stats
 from dscbench.status import Status
@@ -86,6 +88,10 @@ def compare_sets(
     the module doc). ``baseline_env``/``candidate_env`` pick one environment of a run that
     measured several."""
     check_settings(metric, threshold, confidence)
+    if metric == COUNT_METRIC:
+        return compare_count_sets(
+            base, cand, threshold, allow_different_hardware, baseline_env, candidate_env
+        )
     design = Sequential.of(base, cand, allow_different_hardware, baseline_env, candidate_env)
     return judge(design, metric, threshold, confidence)
 
@@ -103,6 +109,8 @@ def compare_envs(
     Without ``baseline_env``/``candidate_env`` the run must have exactly two environments: the
     first given is the baseline."""
     check_settings(metric, threshold, confidence)
+    if metric == COUNT_METRIC:
+        return compare_count_envs(rs, threshold, baseline_env, candidate_env)
     return judge(Interleaved.of(rs, baseline_env, candidate_env), metric, threshold, confidence)
 
 
@@ -131,12 +139,9 @@ class Sides:
         for j, key in enumerate(model.keys):
             d, half = model.d[j], decision.half[j]
             lo, hi = sorted((math.exp(sign * (d - half)), math.exp(sign * (d + half))))
-            changes[key] = Change(
-                config_id=key[0],
-                backend=key[1],
-                env=key[2],
-                variant=key[3],
-                label=matched.labels[key],
+            changes[key] = Change.of(
+                key,
+                matched.labels[key],
                 verdict=decision.verdict[j],
                 baseline=math.exp(sign * model.mean_b[j]),
                 candidate=math.exp(sign * model.mean_c[j]),
@@ -310,15 +315,9 @@ class Sequential(Design):
     ) -> Sequential:
         """The two runs' chosen environments, refused when their hardware differs (unless
         allowed) or when a side measured rows but kept no samples."""
-        base = select_env(base, baseline_env, "--baseline-env")
-        cand = select_env(cand, candidate_env, "--candidate-env")
-        hardware = hardware_differences(base.meta, cand.meta)
-        if hardware and not allow_different_hardware:
-            raise CompareError(
-                "the runs were measured on different hardware ("
-                + "; ".join(hardware)
-                + "); pass --allow-different-hardware to compare anyway"
-            )
+        base, cand, hardware = select_runs(
+            base, cand, allow_different_hardware, baseline_env, candidate_env
+        )
         for name, rs in (("baseline", base), ("candidate", cand)):
             ok = rs.results[rs.results.status == Status.OK]
             if len(ok) and rs.samples.empty:

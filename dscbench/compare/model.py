@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
 from dscbench.errors import DscbenchError
 
-METRICS = ("latency", "speedup")
+METRICS = ("latency", "speedup", "instructions")
 
 
 class CompareError(DscbenchError):
@@ -103,6 +104,13 @@ class Change:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))  # a plain string is read too
+
+    @classmethod
+    def of(cls, key: tuple[str, str, str, str], label: str, **fields: Any) -> Change:
+        """The Change of the row ``key`` (config_id, backend, env, variant) labelled ``label``."""
+        return cls(
+            config_id=key[0], backend=key[1], env=key[2], variant=key[3], label=label, **fields
+        )
 
     @property
     def newly_failing(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dscbench.compare.model import CompareError
+from dscbench.env import hardware_differences
 from dscbench.results import ResultSet
 
 
@@ -18,6 +19,27 @@ def env_meta(meta: dict[str, Any], env: str) -> dict[str, Any]:
         "backends": info.get("backends", {}),
         "variables": info.get("variables", {}),
     }
+
+
+def select_runs(
+    base: ResultSet,
+    cand: ResultSet,
+    allow_different_hardware: bool,
+    baseline_env: str | None,
+    candidate_env: str | None,
+) -> tuple[ResultSet, ResultSet, list[str]]:
+    """The chosen environment of each of two runs, and how their hardware differs; refused
+    (CompareError) when it does and that is not allowed."""
+    base = select_env(base, baseline_env, "--baseline-env")
+    cand = select_env(cand, candidate_env, "--candidate-env")
+    hardware = hardware_differences(base.meta, cand.meta)
+    if hardware and not allow_different_hardware:
+        raise CompareError(
+            "the runs were measured on different hardware ("
+            + "; ".join(hardware)
+            + "); pass --allow-different-hardware to compare anyway"
+        )
+    return base, cand, hardware
 
 
 def select_env(rs: ResultSet, env: str | None, flag: str) -> ResultSet:

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from dscbench.compare import MIN_ROWS_FOR_SPREAD, Change, Comparison, FailOn, Verdict
 from dscbench.defaults import POWER
-from dscbench.export.units import format_seconds
+from dscbench.export.units import format_count, format_seconds
 from dscbench.jsonsafe import json_safe
 
 
@@ -59,18 +59,22 @@ def _value(comparison: Comparison, value: float) -> str:
         return "-"
     if comparison.metric == "latency":
         return format_seconds(value)
+    if comparison.metric == "instructions":
+        return format_count(value)
     return f"{value:.2f}x"
 
 
 def _ratio(change: Change) -> str:
     if not math.isfinite(change.ratio):
         return "-"
+    if change.ci_low == change.ci_high:  # instruction counts: exact, no interval
+        return f"{change.ratio:.4f}"
     return f"{change.ratio:.3f} [{change.ci_low:.3f}, {change.ci_high:.3f}]"
 
 
 def _row_name(comparison: Comparison, change: Change, several: bool) -> str:
     text = change.label
-    if comparison.metric == "latency":
+    if comparison.metric != "speedup":
         text += f" {change.variant}"
     if several:
         text += f" [{change.backend}]"
@@ -79,10 +83,17 @@ def _row_name(comparison: Comparison, change: Change, several: bool) -> str:
     return text
 
 
+def _intervals(comparison: Comparison) -> str:
+    """What the ratios' brackets are: intervals at a confidence, or none (exact counts)."""
+    if comparison.metric == "instructions":
+        return "exact counts (no intervals)"
+    return f"{percent(comparison.confidence)} intervals"
+
+
 def title(comparison: Comparison) -> str:
     text = (
         f"dscbench compare: {comparison.metric}, threshold {comparison.threshold:.0%}, "
-        f"{percent(comparison.confidence)} intervals"
+        f"{_intervals(comparison)}"
     )
     if comparison.design == "interleaved":
         base, cand = comparison.envs
@@ -95,7 +106,9 @@ def summary(comparison: Comparison) -> str:
         f"{comparison.count(v)} {v.value}" for v in Verdict.in_summaries() if comparison.count(v)
     )
     gm = comparison.geometric_mean_ratio()
-    what = "latency" if comparison.metric == "latency" else "separable speedup"
+    what = {"latency": "latency", "instructions": "instructions"}.get(
+        comparison.metric, "separable speedup"
+    )
     text = f"{len(comparison.changes)} rows: {counts}."
     if math.isfinite(gm):
         text += f" Geometric-mean {what} ratio candidate/baseline: {gm:.3f}."
@@ -311,8 +324,7 @@ def markdown(comparison: Comparison, fail_on: FailOn = FailOn()) -> str:
         heading,
         "",
         f"**{decision(comparison, fail_on)}** {summary(comparison)} "
-        f"Threshold {percent(comparison.threshold)}, {percent(comparison.confidence)} "
-        "intervals.",
+        f"Threshold {percent(comparison.threshold)}, {_intervals(comparison)}.",
         "",
         "| verdict | configuration | baseline | candidate | ratio [CI] | note |",
         "|---|---|---:|---:|---:|---|",
@@ -439,6 +451,8 @@ def github_benchmark(comparison: Comparison, fail_on: FailOn = FailOn()) -> str:
             continue
         if comparison.metric == "latency":
             name, unit, value = f"{c.label} {c.variant} [{c.backend}]", "us", c.candidate * 1e6
+        elif comparison.metric == "instructions":
+            name, unit, value = f"{c.label} {c.variant} [{c.backend}]", "instr", c.candidate
         else:
             name, unit, value = f"{c.label} sep/std time [{c.backend}]", "ratio", 1 / c.candidate
         if c.env:

@@ -81,10 +81,16 @@ def render_run(
     t = meta.get("timings") or {}
     if t.get("wall_s"):
         compiled = f", {t['compile_s']:.1f} s compiling" if t.get("compile_s", 0) > 0 else ""
+        spent = (
+            f"{t['instructions_s'] / t['wall_s']:.0%} counting instructions under valgrind, "
+            f"{t.get('worker_start_s', 0) / t['wall_s']:.0%} starting its workers"
+            if t.get("instructions_s")
+            else f"{t['timed_s'] / t['wall_s']:.0%} in timed blocks, "
+            f"{t['warmup_s'] / t['wall_s']:.0%} warming up"
+        )
         console.print(
             f"Results in {out_dir}/ ({', '.join(result_files(Path(out_dir)))}); wall "
-            f"{t['wall_s']:.1f} s, {t['timed_s'] / t['wall_s']:.0%} in timed blocks, "
-            f"{t['warmup_s'] / t['wall_s']:.0%} warming up{compiled}.",
+            f"{t['wall_s']:.1f} s, {spent}{compiled}.",
             highlight=False,
         )
     state = state_line(meta, out_dir) if stored else ""

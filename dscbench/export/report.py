@@ -37,6 +37,7 @@ from dscbench.analysis import (
 )
 from dscbench.export.report_document import COLUMNS, Report, RunInfo
 from dscbench.export.report_html import to_html
+from dscbench.export.table import KERNEL_HEADER, kernel_rows
 from dscbench.export.units import (
     format_bytes,
     format_count,
@@ -133,6 +134,7 @@ def build(results_sets: list[Any], names: list[str]) -> Report:
         notes=_mixed_hardware_notes(results_sets, names),
         text_columns=2 + len(series),
         numbers=_numbers(joined, labels),
+        kernels=kernel_rows(joined, labels),
     )
     for row, label, record in zip(joined.itertuples(index=False), labels, records, strict=True):
         cells, keys = _cells(row, label), _sort_keys(row, label)
@@ -300,6 +302,10 @@ def to_markdown(report: Report) -> str:
         lines += table(["backend", "kernel", "separable wins"], report.break_even_rows())
     lines += ["", "## Results", ""]
     lines += table(report.header, report.rows)
+    if report.kernels:
+        lines += ["", "## Kernels", "", "Which kernel each conv ran, in call order (the "
+                  "`kernels` column; `dscbench show --kernels`).", ""]  # fmt: skip
+        lines += table(KERNEL_HEADER, report.kernels)
     lines += ["", "## Environment", ""]
     for run in report.runs:
         lines += [f"### {run.name}", "", f"- command: `{run.command}`"]

@@ -49,6 +49,7 @@ class Report:
     sort_keys: list[list[float | str]] = field(default_factory=list)  # HTML sorting
     figures: dict[str, str] = field(default_factory=dict)  # kind -> inline SVG (HTML only)
     numbers: pd.DataFrame | None = None  # the table in SI units (CSV)
+    kernels: list[list[str]] = field(default_factory=list)  # table.kernel_rows
 
     def break_even_rows(self) -> list[list[str]]:
         """The break-even table's lines: backend, kernel, where separable wins."""

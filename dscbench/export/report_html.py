@@ -7,6 +7,7 @@ import html
 import math
 
 from dscbench.export.report_document import Report
+from dscbench.export.table import KERNEL_HEADER
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -103,7 +104,19 @@ def to_html(report: Report) -> str:
             for i, (c, k) in enumerate(zip(row, keys, strict=True))
         )
         parts.append(f"<tr>{cells}</tr>")
-    parts.append("</tbody></table><h2>Environment</h2>")
+    parts.append("</tbody></table>")
+    if report.kernels:
+        parts.append(
+            "<h2>Kernels</h2><p>Which kernel each conv ran, in call order.</p><table><thead><tr>"
+            + "".join(f"<th>{e(h)}</th>" for h in KERNEL_HEADER)
+            + "</tr></thead><tbody>"
+            + "".join(
+                "<tr>" + "".join(f'<td style="text-align: left">{e(c)}</td>' for c in row) + "</tr>"
+                for row in report.kernels
+            )
+            + "</tbody></table>"
+        )
+    parts.append("<h2>Environment</h2>")
     for run in report.runs:
         parts.append(
             f"<h3>{e(run.name)}</h3><ul><li>command: <code>{e(run.command)}</code></li>"

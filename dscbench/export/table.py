@@ -60,9 +60,10 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
     table.add_column("model" if models else "Cin->Cout @HxW k s")
     table.add_column("params std/sep", justify="right")
     table.add_column("MACs std/sep", justify="right")
-    table.add_column("standard", justify="right")
-    table.add_column("separable", justify="right")
-    table.add_column("speedup [95% CI]", justify="right")
+    counted = counts_instructions(joined)
+    table.add_column("standard" + (" instr." if counted else ""), justify="right")
+    table.add_column("separable" + (" instr." if counted else ""), justify="right")
+    table.add_column("instr. red." if counted else "speedup [95% CI]", justify="right")
     table.add_column("MAC red.", justify="right")
     table.add_column("eff.", justify="right")
     if memory:
@@ -75,7 +76,16 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
             f"{format_count(row.params_std)}/{format_count(row.params_sep)}",
             f"{format_count(row.macs_std)}/{format_count(row.macs_sep)}",
         ]
-        if row.status in ("ok", "count_mismatch") and math.isfinite(row.speedup):
+        if counted and row.status == "ok" and math.isfinite(row.instructions_sep):
+            reduction = row.instructions_std / row.instructions_sep
+            cells += [
+                format_count(row.instructions_std),
+                format_count(row.instructions_sep),
+                format_ratio(reduction),
+                format_ratio(row.mac_reduction),
+                f"{reduction / row.mac_reduction:.0%}",
+            ]
+        elif row.status in ("ok", "count_mismatch") and math.isfinite(row.speedup):
             cells += [
                 format_latency(row.latency_median_s_std, row.latency_iqr_s_std),
                 format_latency(row.latency_median_s_sep, row.latency_iqr_s_sep),
@@ -98,6 +108,69 @@ def results_table(results: pd.DataFrame, title: str | None = None) -> Table:
             )
         table.add_row(*cells)
     return table
+
+
+KERNEL_HEADER = ("configuration", "backend", "standard kernels", "separable kernels", "flag")
+
+
+def kernel_rows(joined: pd.DataFrame, labels: list[str]) -> list[list[str]]:
+    """What each pair ran (the ``kernels`` columns of ``joined``, analysis.pairs): one line
+    per configuration labelled by ``labels``, flagged where a reference kernel was a fallback
+    (the ``reference_kernel`` warning). Empty when no row named its kernels."""
+    if not joined.kernels_std.fillna("").astype(bool).any():
+        return []
+    out = []
+    for row, label in zip(joined.itertuples(index=False), labels, strict=True):
+        warned = [
+            variant
+            for variant, warnings in (
+                ("standard", row.warnings_std),
+                ("separable", row.warnings_sep),
+            )
+            if "reference_kernel:" in str(warnings)
+        ]
+        backend = row.backend + (f" {{{row.env}}}" if row.env else "")
+        out.append([
+            label, backend, str(row.kernels_std or "-"), str(row.kernels_sep or "-"),
+            f"reference kernel in {' and '.join(warned)}" if warned else "",
+        ])  # fmt: skip
+    return out
+
+
+def kernels_table(results: pd.DataFrame) -> Table:
+    """``dscbench show --kernels``: which kernel each conv of each pair ran."""
+    joined = pairs(results)
+    records = joined.to_dict("records")
+    constant = constant_axes(records)
+    table = Table(title=f"kernels that ran: {describe_constant(constant)}", header_style="bold")
+    for column in KERNEL_HEADER:
+        table.add_column(column)
+    labels = [table_label(r, constant) for r in records]
+    rows = kernel_rows(joined, labels)
+    for cells in rows:
+        table.add_row(*cells[:-1], Text(cells[-1], style="yellow"))
+    if not rows:
+        table.caption = (
+            "no row names its kernels (a run from before schema 7, or a backend that cannot say)"
+        )
+    return table
+
+
+def counts_instructions(joined: pd.DataFrame) -> bool:
+    """Whether the pairs of ``joined`` were counted in instructions (--measure instructions)."""
+    return "instructions_sep" in joined.columns and bool(joined.instructions_sep.notna().any())
+
+
+def _instructions_summary(ok: pd.DataFrame) -> str:
+    reduction = geometric_mean(ok.instructions_std / ok.instructions_sep)
+    gm_macs = geometric_mean(ok.mac_reduction)
+    fewer = int((ok.instructions_sep < ok.instructions_std).sum())
+    return (
+        f"geometric-mean instruction reduction {reduction:.2f}x against a geometric-mean MAC "
+        f"reduction of {gm_macs:.2f}x ({reduction / gm_macs:.0%}); separable executes fewer "
+        f"instructions in {fewer} (counted under valgrind: deterministic, blind to memory "
+        "stalls)."
+    )
 
 
 def _speedup_summary(ok: pd.DataFrame) -> str:
@@ -140,7 +213,9 @@ def summary_lines(results: pd.DataFrame) -> list[str]:
         for column, value in zip(key, group, strict=True):
             mask &= joined[column] == value
         rows = joined[mask]
-        ok = rows[(rows.status == "ok") & rows.speedup.notna()]
+        counted = counts_instructions(rows)
+        measured = rows.instructions_sep.notna() if counted else rows.speedup.notna()
+        ok = rows[(rows.status == "ok") & measured]
         skipped = int((rows.status == "skipped").sum())
         failed = len(rows) - len(ok) - skipped
         name = series_of(dict(zip(key, group, strict=True)))
@@ -148,8 +223,8 @@ def summary_lines(results: pd.DataFrame) -> list[str]:
         if ok.empty:
             text = f"{who}eparable vs standard: no configuration was measured."
         else:
-            text = f"{who}eparable vs standard over {len(ok)} configurations: " + _speedup_summary(
-                ok
+            text = f"{who}eparable vs standard over {len(ok)} configurations: " + (
+                _instructions_summary(ok) if counted else _speedup_summary(ok)
             )
         if failed:
             text += f" {failed} configuration(s) failed or were not measured."

@@ -20,6 +20,7 @@ from dscbench.results.schema import (
     ADDED_IN_V4,
     ADDED_IN_V6,
     ADDED_IN_V7,
+    ADDED_IN_V8,
     RUN_STATUSES,
     SCHEMA_VERSION,
 )
@@ -134,7 +135,7 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
     """Bring a result table written under ``version`` to the current columns, step by step."""
     results = results.copy()
     for added_in, added in ((2, ADDED_IN_V2), (3, ADDED_IN_V3), (4, ADDED_IN_V4),
-                            (6, ADDED_IN_V6), (7, ADDED_IN_V7)):  # fmt: skip
+                            (6, ADDED_IN_V6), (7, ADDED_IN_V7), (8, ADDED_IN_V8)):  # fmt: skip
         if version < added_in:
             for column, default in added.items():
                 results[column] = default

@@ -60,6 +60,8 @@ class CaseRecord:
     execution: dict[str, str] = field(default_factory=dict)
     kernels: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # found while preparing
+    # --measure instructions: per variant, instructions per call, one count per visit
+    instructions: dict[str, list[float]] = field(default_factory=dict)
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # parity.Parity fields
     breakdown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -158,6 +160,7 @@ def _variant_row(
     if c is not None:
         row.update(_counts_columns(c))
     row.update(dict.fromkeys(LATENCY_COLUMNS + PAIR_COLUMNS + PARITY_COLUMNS, math.nan))
+    row.update(instructions=math.nan, instructions_spread=math.nan)
     row.update(
         status=record.status,
         error=record.error,
@@ -169,6 +172,9 @@ def _variant_row(
         kernels=record.kernels.get(variant, ""),
         rounds=record.visits,
     )
+    counts = record.instructions.get(variant)
+    if counts:
+        row.update(_instruction_columns(counts, row["warnings"]))
     check = record.parity.get(variant)
     if check is not None:
         row.update(
@@ -197,6 +203,28 @@ def _variant_row(
             ),
         )
     return row
+
+
+# Counts of one row from different processes that differ by more than this are said to vary
+# (instructions.py: placement alone moves a small layer's count by about 0.02%).
+INSTRUCTIONS_AGREE = 1e-4
+
+
+def _instruction_columns(counts: list[float], warnings: str) -> dict[str, Any]:
+    """A row's ``instructions`` (the median of its processes' counts), their spread and, when
+    they disagree, an ``instructions_vary`` warning."""
+    median = float(np.median(counts))
+    spread = (max(counts) - min(counts)) / median if median > 0 else math.nan
+    out: dict[str, Any] = {"instructions": median, "instructions_spread": spread}
+    if spread > INSTRUCTIONS_AGREE:
+        out["warnings"] = "; ".join(
+            [w for w in [warnings] if w]
+            + [
+                f"instructions_vary: {len(counts)} processes counted {min(counts):.0f} to "
+                f"{max(counts):.0f} ({spread:.3%} apart)"
+            ]
+        )
+    return out
 
 
 def _add_speedup(

@@ -27,6 +27,9 @@ checks.upgrade_table and the columns' defaults below):
   7  ``kernels``: the kernel of each conv a variant ran, in call order (kernels.py: torch's
      backend choice, and oneDNN's implementation); empty in older files and where a backend
      cannot say
+  8  ``instructions``, ``instructions_spread``: instructions per call counted under valgrind
+     (``--measure instructions``; empty in timed runs and older files); run.json's
+     ``harness.measure`` says which the run measured
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from dscbench.status import RUN_STATUSES as RUN_STATUSES
 from dscbench.status import RunStatus as RunStatus
 from dscbench.status import Status as Status
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -107,6 +110,8 @@ RESULT_SCHEMA = pa.schema(
         column("n_samples", INT, "latency", "timed blocks"),
         column("iterations_per_sample", INT, "latency", "iterations per timed block"),
         column("rounds", INT, "latency", "rounds that measured the row", nullable=False),
+        column("instructions", FLOAT, "instructions", "per call, under valgrind (median)", "instr"),
+        column("instructions_spread", FLOAT, "instructions", "(max - min) / median over processes"),
         column("speedup", FLOAT, "pair", "separable row: standard / separable latency", "x"),
         column("speedup_ci_low", FLOAT, "pair", "lower end of the 95% interval", "x"),
         column("speedup_ci_high", FLOAT, "pair", "upper end of the 95% interval", "x"),
@@ -221,6 +226,7 @@ ADDED_IN_V4 = {
 }
 ADDED_IN_V6 = {"speedup_rerun_low": math.nan, "speedup_rerun_high": math.nan}
 ADDED_IN_V7 = {"kernels": ""}
+ADDED_IN_V8 = {"instructions": math.nan, "instructions_spread": math.nan}
 
 # The files of a run directory (journal.py names the two a run in progress adds).
 RESULTS_PARQUET = "results.parquet"

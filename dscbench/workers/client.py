@@ -45,6 +45,7 @@ from dscbench.workers.protocol import (
     PROTOCOL_VERSION,
     BackendReport,
     CalibrateReport,
+    CountReport,
     ExecutorLost,
     PrepareReport,
     PrepareRequest,
@@ -57,6 +58,7 @@ ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SPIN_DEFAULTS = {"GOMP_SPINCOUNT": "10000"}
 START_TIMEOUT_S = 300.0  # importing torch on a cold disk can take a while
 TURN_TIMEOUT_S = 600.0  # a turn lasts milliseconds; this only catches a hung kernel
+COUNT_TIMEOUT_S = 1800.0  # counting under valgrind: first calls JIT under emulation
 WORKER_MODULE = "dscbench.worker"  # python -m WORKER_MODULE: stable across dscbench versions
 
 
@@ -132,9 +134,23 @@ def parse_envs(texts: list[str]) -> list[EnvSpec]:
     return specs
 
 
-def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, str]:
+@dataclass(frozen=True)
+class Launch:
+    """How worker processes (and fork servers) start beyond their environment: a command in
+    front of the interpreter (valgrind, for --measure instructions), variables of dscbench's
+    own, and how long to wait for their hello."""
+
+    wrapper: tuple[str, ...] = ()
+    variables: tuple[tuple[str, str], ...] = ()
+    start_timeout: float = START_TIMEOUT_S
+
+
+def worker_environment(
+    spec: EnvSpec, spin_defaults: bool = True, launch: Launch = Launch()
+) -> dict[str, str]:
     """The process environment of ``spec``'s worker: ours, its variables, and (when
-    ``spin_defaults``, for interleaved environments) SPIN_DEFAULTS where neither sets them."""
+    ``spin_defaults``, for interleaved environments) SPIN_DEFAULTS where neither sets them;
+    then ``launch``'s variables."""
     env = dict(os.environ)
     for var, value in SPIN_DEFAULTS.items() if spin_defaults else ():
         if var not in env and var not in spec.variables:
@@ -143,6 +159,7 @@ def worker_environment(spec: EnvSpec, spin_defaults: bool = True) -> dict[str, s
     # Models of the user's own (--model pkg.mod:build) import from where dscbench was run,
     # as they would in-process; the worker itself starts elsewhere (transport.py).
     env[CALLER_CWD_VARIABLE] = os.getcwd()
+    env.update(launch.variables)
     return env
 
 
@@ -160,8 +177,10 @@ class WorkerExecutor:
         *,
         spin_defaults: bool = True,
         forks: ForkServer | None = None,
+        launch: Launch = Launch(),
     ):
         self.spec = spec
+        self.launch = launch
         self.replica = replica
         self.spin_defaults = spin_defaults  # interleaved environments: short OpenMP spinning
         self.forks = forks  # the environment's fork server; None: spawn a fresh interpreter
@@ -197,11 +216,11 @@ class WorkerExecutor:
             except ForkFailed as exc:  # the server died: spawn this one and the next ones
                 self.forks.why = str(exc)
                 self.forks.close()
-        command = [self.spec.python, "-m", WORKER_MODULE]
+        command = [*self.launch.wrapper, self.spec.python, "-m", WORKER_MODULE]
         try:
             self.process.spawn(
                 command,
-                worker_environment(self.spec, self.spin_defaults),
+                worker_environment(self.spec, self.spin_defaults, self.launch),
                 f"start {self.starts + 1}: {' '.join(command)}",
             )
         except CannotStart as exc:
@@ -223,7 +242,7 @@ class WorkerExecutor:
     def check_hello(self) -> dict[str, Any]:
         """Read and check the answer to ``ask_hello``."""
         try:
-            info = self._answer("hello", self.process.receive("hello", START_TIMEOUT_S))
+            info = self._answer("hello", self.process.receive("hello", self.launch.start_timeout))
         except ExecutorLost as lost:
             raise self._start_failure(lost.how) from None
         self._check_handshake(info)
@@ -347,6 +366,10 @@ class WorkerExecutor:
         answer = self._call("calibrate", {"key": key, "harness": harness})
         return CalibrateReport.from_json(answer)
 
+    def count(self, key: str, iterations: int) -> CountReport:
+        answer = self._call("count", {"key": key, "iterations": iterations}, COUNT_TIMEOUT_S)
+        return CountReport.from_json(answer)
+
     def turn(
         self, key: str, blocks: list[tuple[str, int]], rewarm: list[str], settle_s: float
     ) -> TurnReport:
@@ -376,6 +399,7 @@ def start_workers(
     *,
     spin_defaults: bool = True,
     fork: bool = True,
+    launch: Launch = Launch(),
 ) -> dict[str, list[WorkerExecutor]]:
     """Start ``processes`` workers for every environment and check their handshakes; on any
     failure, stop the ones already started and raise. With ``fork`` (where supported), every
@@ -389,12 +413,13 @@ def start_workers(
             for spec in specs:  # all import torch at once
                 servers[spec.name] = ForkServer(
                     spec.python,
-                    worker_environment(spec, spin_defaults),
+                    worker_environment(spec, spin_defaults, launch),
                     Path(log_dir) / f"{spec.name or 'run'}-forks.log",
+                    launch.wrapper,
                 )
                 servers[spec.name].start()
             for server in servers.values():
-                server.ready(START_TIMEOUT_S)
+                server.ready(launch.start_timeout)
         for spec in specs:
             workers[spec.name] = []
             for replica in range(processes):
@@ -404,6 +429,7 @@ def start_workers(
                     replica,
                     spin_defaults=spin_defaults,
                     forks=servers.get(spec.name),
+                    launch=launch,
                 )
                 started.append(worker)  # closed on any failure, even one while it starts
                 workers[spec.name].append(worker)

@@ -222,8 +222,11 @@ class ForkedProcess:
 class ForkServer:
     """The coordinator's handle on one environment's fork server."""
 
-    def __init__(self, python: str, env: dict[str, str], log_path: Path):
+    def __init__(
+        self, python: str, env: dict[str, str], log_path: Path, wrapper: tuple[str, ...] = ()
+    ):
         self.python = python
+        self.wrapper = wrapper  # a command in front of the interpreter (valgrind)
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -240,11 +243,12 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as log:
-            log.write(f"--- worker fork server: {self.python} -c {SERVER_CODE!r}\n")
+            command = [*self.wrapper, self.python, "-c", SERVER_CODE]
+            log.write(f"--- worker fork server: {' '.join(command)}\n")
             log.flush()
             try:
                 self.proc = subprocess.Popen(
-                    [self.python, "-c", SERVER_CODE],
+                    command,
                     stdin=theirs,
                     stdout=log,
                     stderr=log,

@@ -27,6 +27,7 @@ from dscbench.workers.protocol import (
     PROTOCOL_VERSION,
     BackendReport,
     CalibrateReport,
+    CountReport,
     PrepareReport,
     PrepareRequest,
     TurnReport,
@@ -62,6 +63,8 @@ class Executor(Protocol):
     def turn(
         self, key: str, blocks: list[tuple[str, int]], rewarm: list[str], settle_s: float
     ) -> TurnReport: ...
+
+    def count(self, key: str, iterations: int) -> CountReport: ...
 
     def restart(self) -> None: ...
 
@@ -297,6 +300,27 @@ class LocalExecutor:
             fail(report, exc)
             return report
         return TurnReport(block_s=times.block_s, untimed_s=times.untimed_s)
+
+    def count(self, key: str, iterations: int) -> CountReport:
+        """Instructions per call of each variant (instructions.per_iteration): only in a
+        worker started under valgrind (``dscbench run --measure instructions``)."""
+        from dscbench import instructions
+
+        if not instructions.under_valgrind():
+            raise RuntimeError("count asked of a worker that does not run under valgrind")
+        entry = self.entries[key]
+        self.backends[entry.backend].set_threads(entry.spec.threads)
+        report = CountReport()
+        t0 = time.perf_counter()
+        try:
+            for v in VARIANTS:
+                work = entry.workloads[v]
+                with work.context():
+                    report.instructions[v] = instructions.per_iteration(work.fn, iterations)
+        except Exception as exc:
+            fail(report, exc)
+        report.untimed_s = time.perf_counter() - t0
+        return report
 
     def restart(self) -> None:
         """Nothing to restart: this process is the executor."""

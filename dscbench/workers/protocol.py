@@ -5,8 +5,8 @@ is ``{"ok": true, "result": ...}``, or ``{"ok": false, "user": true, "message": 
 problem with the user's input or environment (the coordinator prints it as one line and exits
 2), or ``{"ok": false, "user": false, "type": ..., "message": ..., "traceback": ...}`` for a bug
 in dscbench (the coordinator raises it with this traceback). Operations: ``hello``,
-``available``, ``setup``, ``prepare``, ``calibrate``, ``turn`` (local.LocalExecutor documents
-them) and ``bye``, answered ``{"ok": true, "result": null}`` before the worker ends.
+``available``, ``setup``, ``prepare``, ``calibrate``, ``turn``, ``count`` (local.LocalExecutor
+documents them) and ``bye``, answered ``{"ok": true, "result": null}`` before the worker ends.
 
 Arguments and results are plain data; the reports below are JSON-ready dataclasses, so a
 LocalExecutor in this process and one behind a pipe give the coordinator the same objects.
@@ -161,6 +161,15 @@ class PrepareReport(Failable):
 class CalibrateReport(Failable):
     iterations: dict[str, int] = field(default_factory=dict)
     per_iteration_s: dict[str, float] = field(default_factory=dict)
+    untimed_s: float = 0.0
+
+
+@dataclass
+class CountReport(Failable):
+    """Instructions one call of each variant executes (instructions.per_iteration), counted in a
+    worker under valgrind."""
+
+    instructions: dict[str, float] = field(default_factory=dict)
     untimed_s: float = 0.0
 
 

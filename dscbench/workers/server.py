@@ -42,6 +42,7 @@ def dispatch(executor: Any, request: dict[str, Any]) -> dict[str, Any]:
         "prepare": executor.prepare,
         "calibrate": executor.calibrate,
         "turn": executor.turn,
+        "count": executor.count,
     }
     op = request.get("op")
     if op not in handlers:

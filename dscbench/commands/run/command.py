@@ -18,6 +18,7 @@ from dscbench.commands import common
 from dscbench.commands.run.options import (
     DEFAULT_MAX_TIME_S,
     Interleave,
+    Measure,
     RunOptions,
     StartMethod,
     Twin,
@@ -319,6 +320,15 @@ def run(
             "VM (benchmarks/REPORT-decide.md); a quiet, dedicated machine can set less.",
         ),
     ] = BETWEEN_RUN_SD,
+    measure: Annotated[
+        Measure,
+        typer.Option(
+            case_sensitive=False,
+            help="'time' each variant, or count its 'instructions' per call under valgrind "
+            "(callgrind; deterministic, blind to memory stalls; needs valgrind installed). "
+            "Counting takes each row once in 2 worker processes; timing options do not apply.",
+        ),
+    ] = Measure.time,
     start_method: Annotated[
         StartMethod,
         typer.Option(
@@ -365,6 +375,7 @@ def run(
         name=api.flag,
     )
     check_run_flags(precision, decide, max_time, resume, output, dry_run)
+    check_measure(measure, precision, decide)
     options = RunOptions(
         output=resume or (output if output is not None else default_output()),
         resume=resume is not None,
@@ -383,6 +394,7 @@ def run(
         interleave=interleave.value,
         processes=processes,
         start_method=start_method.value,
+        measure=measure.value,
         between_run_sd=between_run_sd,
         breakdown=breakdown,
         calibrate=calibrate,
@@ -424,6 +436,15 @@ def check_run_flags(
         raise SpecError(f"--resume {resume} writes into that run; leave out -o {output}")
     if resume is not None and dry_run:
         raise SpecError("--resume measures; it cannot be combined with --dry-run")
+
+
+def check_measure(measure: Measure, precision: float | None, decide: float | None) -> None:
+    """--measure instructions counts exactly once per process: nothing to add rounds for."""
+    if measure is Measure.instructions and (precision is not None or decide is not None):
+        flag = "--precision" if precision is not None else "--decide"
+        raise SpecError(
+            f"{flag} adds timed rounds; --measure instructions counts exactly (no rounds to add)"
+        )
 
 
 def shard_of_run(text: str | None, count: int | None) -> Any:

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from dscbench import lock as run_lock
 from dscbench import results, runner
-from dscbench.commands.run.options import RunOptions
+from dscbench.commands.run.options import RunOptions, for_instructions
 from dscbench.commands.run.planning import (
     Plan,
     check_size,
@@ -53,6 +53,7 @@ def execute(sweep: Sweep, options: RunOptions, *, console: Console, command_star
 
     env_specs = environments.parse_envs(options.envs)
     check_size(sweep, options.max_configs)
+    for_instructions(sweep, options)
     if options.dry_run:
         dry_run(sweep, options, console)
         return EXIT_OK
@@ -138,7 +139,7 @@ def measure_planned(
     for note in plan.notes:
         console.print(Text(f"note: {note}", style="yellow"), highlight=False)
     if not options.quiet:
-        for line in estimate_lines(sweep, plan, previous):
+        for line in estimate_lines(sweep, plan, previous, options.measure == "instructions"):
             console.print(line, highlight=False)
     if previous is None:
         meta["calibration"] = calibrations_for(plan, options.calibrate, console)
@@ -201,6 +202,7 @@ def measure(
                     decide=options.decide,
                     max_time=options.max_time if options.max_time is not None else math.inf,
                     resume=previous.point if previous is not None else None,
+                    measure=options.measure,
                 )
             except KeyboardInterrupt:
                 # What was measured is written; a further Ctrl-C must not turn a clean exit

@@ -29,6 +29,13 @@ class StartMethod(str, Enum):
     spawn = "spawn"  # a fresh interpreter each
 
 
+class Measure(str, Enum):
+    """What a run measures of each variant."""
+
+    time = "time"  # timed blocks (the default)
+    instructions = "instructions"  # instructions per call, workers under valgrind
+
+
 class Interleave(str, Enum):
     """How a set orders its blocks when several environments are measured."""
 
@@ -54,12 +61,31 @@ class RunOptions:
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = PROCESSES  # worker processes per environment, rounds taken in turn
     start_method: str = "fork"  # StartMethod: how worker processes start
+    measure: str = "time"  # Measure: timed blocks, or instruction counts under valgrind
     between_run_sd: float = BETWEEN_RUN_SD  # the rerun interval's between-run component
     breakdown: bool = False  # print each model variant's MACs and params per layer type
     max_configs: int = 2000  # larger sweeps are refused unless raised (--max-configs, --yes)
     shard: Any = None  # shards.Shard: run only the configurations this shard owns
     calibrate: bool = False  # measure the roofline's roofs first (else use cached ones)
     resume: bool = False  # finish the interrupted run in ``output`` (--resume DIR)
+
+
+def for_instructions(sweep: Any, options: RunOptions) -> None:
+    """--measure instructions counts every row once in each of instructions.PROCESSES worker
+    processes (their agreement is checked), with no canary and no fvcore check of the counts:
+    timing settings do not apply."""
+    import dataclasses
+
+    from dscbench.instructions import PROCESSES
+
+    if options.measure != Measure.instructions.value:
+        return
+    sweep.settings = dataclasses.replace(sweep.settings, rounds=PROCESSES)
+    options.processes = PROCESSES
+    options.canary = False
+    # fvcore's trace of each layer under valgrind costs more than the counting itself; the
+    # closed forms it checks are the same in a timed run
+    options.verify_counts = False
 
 
 def default_output() -> Path:

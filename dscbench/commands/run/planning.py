@@ -145,10 +145,19 @@ def check_size(sweep: Sweep, limit: int) -> None:
         )
 
 
-def estimate_lines(sweep: Sweep, plan: Plan, previous: Previous | None = None) -> list[str]:
+def estimate_lines(
+    sweep: Sweep, plan: Plan, previous: Previous | None = None, counting: bool = False
+) -> list[str]:
     """What the run will take: configurations, and seconds of timed blocks (both variants in
     every environment) plus about 10% for warm-up and set-up (REPORT-run.md); a resumed run
-    only has its remaining rounds to go."""
+    only has its remaining rounds to go. ``counting``: instructions under valgrind instead."""
+    if counting:
+        return [
+            f"{len(plan.cases)} configuration(s) x {len(plan.envs)} environment(s), counting "
+            f"instructions under valgrind in {sweep.settings.rounds} processes each: minutes "
+            "(torch's import under valgrind takes about 100 s per environment, and each "
+            "configuration's first calls several seconds; benchmarks/REPORT-kernels.md)"
+        ]
     measured = [c for c in plan.cases if all((c, e) not in plan.skips for e in plan.envs)]
     timed = sweep.settings.min_time * 2 * len(plan.envs) * len(measured)
     rounds = sweep.settings.rounds
@@ -182,6 +191,24 @@ def unavailable_backends(cases: list[Case]) -> dict[str, str]:
     return found
 
 
+def launch_for(options: RunOptions, out_dir: Path) -> Any:
+    """How the workers start: as usual, or under valgrind's callgrind for --measure
+    instructions (its dumps in workers/callgrind/; no valgrind is one line, exit 2)."""
+    from dscbench import instructions
+    from dscbench.workers import Launch
+
+    if options.measure != "instructions":
+        return Launch()
+    dumps = (out_dir / "workers" / "callgrind").absolute()
+    wrapper = instructions.command_prefix(dumps)  # ValgrindMissing before anything starts
+    dumps.mkdir(parents=True, exist_ok=True)
+    return Launch(
+        tuple(wrapper),
+        ((instructions.OUT_DIR_VARIABLE, str(dumps)), *instructions.QUIET_THREADS.items()),
+        instructions.START_TIMEOUT_S,
+    )
+
+
 def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> Plan:
     """Validate the sweep, start its executors (worker processes, unless a plain run asked for
     one process), and let every backend in every environment say what it cannot run. Bad
@@ -189,7 +216,8 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
     from dscbench import workers as environments
 
     processes = max(1, min(options.processes, sweep.settings.rounds))
-    if not env_specs and processes == 1:  # measured in this process, as before --processes
+    counting = options.measure == "instructions"  # workers under valgrind, always
+    if not env_specs and processes == 1 and not counting:  # in this process, as before
         expansion = expand_cases(sweep, None, shard=options.shard)
         skips = expansion.validate(options.skip_unavailable)
         cases = expansion.cases
@@ -207,6 +235,7 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
             processes,
             spin_defaults=interleaved,
             fork=options.start_method == "fork",
+            launch=launch_for(options, out_dir),
         )
         names = list(workers)
         everyone = [w for pool in workers.values() for w in pool]

@@ -74,6 +74,8 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
             "worker_start": {
                 name or "run": m["started"] for name, m in plan.env_meta.items() if "started" in m
             },
+            "measure": options.measure,
+            **({"instructions": instructions_meta()} if options.measure == "instructions" else {}),
         },
         "precision": None
         if options.precision is None and options.decide is None
@@ -90,6 +92,21 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
         load = meta["environment"].get("load_average")
         meta["environment"] = dict(plan.measured_environment, load_average=load)
     return meta
+
+
+def instructions_meta() -> dict[str, Any]:
+    """run.json's ``harness.instructions``: how the counts were taken (instructions.py)."""
+    from dscbench import instructions
+
+    return {
+        "tool": instructions.TOOL,
+        "valgrind": instructions.valgrind_version(),
+        "iterations": instructions.ITERATIONS,
+        "processes": instructions.PROCESSES,
+        "method": "(instructions of 1 + N calls - of 1 call) / N, collection toggled around "
+        "the calls only; valgrind emulates no AVX-512 (torch's cpu_capability in each "
+        "environment says what the workers saw)",
+    }
 
 
 # Variables that change what is measured (thread pools, instruction sets, allocators, devices):
@@ -243,6 +260,7 @@ class Recorder:
                 "compile_s": p.compile,
                 "parity_s": p.parity,
                 "counting_s": p.counting,
+                "instructions_s": p.instructions,
                 "canary_s": p.canary,
                 "ipc_s": p.ipc,
                 "restart_s": p.restart,

@@ -1,0 +1,221 @@
+"""Instruction counts (dscbench/instructions.py, ``dscbench run --measure instructions``): the
+dump parsing and the two-window difference on fakes, the coordinator's counting visits, the
+rows and compare's verdicts on them; one real run under valgrind where it is installed."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dscbench import compare, instructions, results, runner
+from dscbench.cli import app
+from dscbench.measure import HarnessOptions
+from dscbench.spec import Case, RunSettings
+from tests.tables import tables_of
+
+from .conftest import FakeBackend, FakeClock, spec
+
+cli = CliRunner()
+
+DUMP = """\
+# callgrind format
+version: 1
+creator: callgrind-3.19.0
+pid: 4242
+cmd:  python -m dscbench.worker
+part: 2
+
+positions: line
+events: Ir
+summary: {n}
+
+fn=(1) main
+0 {n}
+
+totals: {n}
+"""
+
+
+def test_a_dump_names_its_total_instructions():
+    assert instructions.total(DUMP.format(n=2002193)) == 2002193
+    with pytest.raises(ValueError):
+        instructions.total("events: Ir\n")
+
+
+def test_a_call_costs_the_difference_of_two_windows_and_the_dumps_are_removed(
+    tmp_path, monkeypatch
+):
+    # A fake callgrind: each window's dump counts 5000 for the toggles and loop, 1234 per call.
+    torch = pytest.importorskip("torch")
+    calls = []
+    windows = []
+
+    def toggle():
+        windows.append(len(calls))
+
+    def dump():
+        n = len(calls) - windows[-1]
+        part = len(windows)
+        (tmp_path / f"callgrind.{pid}.{part}").write_text(DUMP.format(n=5000 + 1234 * n))
+
+    pid = __import__("os").getpid()
+    monkeypatch.setattr(torch._C, "_valgrind_toggle", toggle)
+    monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
+    monkeypatch.setenv(instructions.OUT_DIR_VARIABLE, str(tmp_path))
+    assert instructions.per_iteration(lambda: calls.append(1), iterations=10) == 1234.0
+    assert len(calls) == 1 + 1 + 11  # the uncounted first call, then the two windows
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_wrapper_runs_callgrind_with_collection_off_until_toggled(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/valgrind")
+    assert instructions.command_prefix(tmp_path) == [
+        "/usr/bin/valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={tmp_path}/callgrind.%p",
+        "--trace-children=no",
+        "--quiet",
+    ]
+
+
+def test_without_valgrind_measure_instructions_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    res = cli.invoke(
+        app,
+        ["run", "--in-channels", "8", "--size", "8", "--kernel", "3", "--measure",
+         "instructions", "-o", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--measure instructions: valgrind is not on the PATH" in res.output
+    assert "Traceback" not in res.output
+    bad = cli.invoke(app, ["run", "--measure", "instructions", "--decide", "5%"])
+    assert bad.exit_code == 2 and "--measure instructions counts exactly" in bad.output
+
+
+def test_the_coordinator_counts_each_row_once_per_process_and_times_nothing(monkeypatch):
+    counts = iter([1000.0, 500.0, 2000.0, 900.0, 1000.0, 500.0, 2000.0, 900.0])
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: next(counts))
+    clock = FakeClock()
+    backend = FakeBackend(clock, lambda s, v: 1e-4)
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16)]
+    sweep = runner.run_sweep(
+        cases,
+        RunSettings(min_time=0.01, rounds=2, seed=0, parity=False),
+        {"": [runner.LocalExecutor({"fake": backend}) for _ in range(2)]},
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        verify_counts=False,
+        measure="instructions",
+    )
+    assert backend.calls == 0  # nothing was timed (the fake per_iteration calls nothing)
+    table, samples = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
+    assert samples.empty
+    assert (table.status == "ok").all() and table.latency_median_s.isna().all()
+    assert sorted(table.instructions) == [500.0, 900.0, 1000.0, 2000.0]
+    assert (table.instructions_spread == 0).all() and (table.warnings == "").all()
+    assert sweep.phases.timed == 0
+
+
+def test_processes_that_disagree_leave_a_warning_on_the_row(monkeypatch):
+    counts = iter([1000.0, 500.0, 1010.0, 500.0])
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: next(counts))
+    backend = FakeBackend(FakeClock(), lambda s, v: 1e-4)
+    sweep = runner.run_sweep(
+        [Case(spec(in_channels=8, out_channels=8), "fake")],
+        RunSettings(min_time=0.01, rounds=2, seed=0, parity=False),
+        {"": [runner.LocalExecutor({"fake": backend}) for _ in range(2)]},
+        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+        verify_counts=False,
+        measure="instructions",
+    )
+    table, _ = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
+    std = table[table.variant == "standard"].iloc[0]
+    assert std.instructions == 1005.0 and std.instructions_spread == pytest.approx(0.01 / 1.005)
+    assert std.warnings.startswith("instructions_vary: 2 processes counted 1000 to 1010")
+    assert table[table.variant == "separable"].iloc[0].warnings == ""
+
+
+def test_count_refuses_to_run_outside_valgrind():
+    executor = runner.LocalExecutor({"fake": FakeBackend(FakeClock(), lambda s, v: 1e-4)})
+    with pytest.raises(RuntimeError, match="does not run under valgrind"):
+        executor.count("x", 10)
+
+
+def _counted(rs_rows: list[tuple[int, str, float]], *, env: str = "") -> results.ResultSet:
+    """A result set of a counted run: (in_channels, variant, instructions) rows."""
+    from tests.test_compare import synthetic
+
+    rs = synthetic(seed=1, channels=sorted({c for c, _, _ in rs_rows}))
+    table = rs.results.copy()
+    for c, v, n in rs_rows:
+        mask = (table.in_channels == c) & (table.variant == v)
+        table.loc[mask, "instructions"] = n
+        table.loc[mask, "instructions_spread"] = 0.0
+    meta = dict(rs.meta, harness={"measure": "instructions"})
+    return results.ResultSet(meta, table, rs.samples.iloc[0:0])
+
+
+def test_compare_judges_counts_exactly_against_the_threshold():
+    base = _counted([(8, "standard", 1e6), (8, "separable", 5e5), (16, "standard", 2e6),
+                     (16, "separable", 9e5)])  # fmt: skip
+    cand = _counted([(8, "standard", 1.0004e6), (8, "separable", 5.5e5), (16, "standard", 1.8e6),
+                     (16, "separable", 9e5)])  # fmt: skip
+    comparison = compare.compare_sets(base, cand, metric="instructions", threshold=0.05)
+    verdicts = {(c.config_id.split("_")[1], c.variant): c.verdict for c in comparison.changes}
+    assert verdicts == {
+        ("c8-8", "standard"): "same",  # +0.04%: within 5%
+        ("c8-8", "separable"): "slower",  # +10%
+        ("c16-16", "standard"): "faster",  # -10%
+        ("c16-16", "separable"): "same",
+    }
+    slower = next(c for c in comparison.changes if c.verdict == "slower")
+    assert slower.ratio == pytest.approx(1.1) and slower.ci_low == slower.ci_high == slower.ratio
+    assert comparison.exit_code() == 1
+    from dscbench.export import comparison as render
+
+    assert "exact counts (no intervals)" in render.title(comparison)
+    assert "1.1000" in render.markdown(comparison)
+    # A timed run on one side is one line, not a traceback.
+    with pytest.raises(compare.CompareError, match="the candidate did not count instructions"):
+        from tests.test_compare import synthetic
+
+        compare.compare_sets(base, synthetic(seed=2), metric="instructions")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_path):
+    # Two forked workers under callgrind count a 16->16 conv and its twin on one thread.
+    out = tmp_path / "run"
+    res = cli.invoke(
+        app,
+        ["run", "--in-channels", "16", "--size", "14", "--kernel", "3", "--threads", "1",
+         "--measure", "instructions", "--no-parity", "-o", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    loaded = results.load_results(out)
+    table = loaded.results.set_index("variant")
+    assert loaded.meta["harness"]["measure"] == "instructions"
+    assert loaded.meta["harness"]["instructions"]["valgrind"].startswith("valgrind-")
+    # A conv of 16x14x14 outputs with 144 MACs each takes at least that many instructions'
+    # worth of work, and the same code in two processes counts the same, or within 0.01%.
+    std, sep = table.loc["standard"], table.loc["separable"]
+    assert std.instructions > 16 * 14 * 14 * 144 / 16  # at most 16 float MACs per instruction
+    assert sep.instructions > 0
+    assert std.instructions_spread <= 1e-4 and sep.instructions_spread <= 1e-4
+    assert std.kernels and " + " in sep.kernels
+    assert math.isnan(std.latency_median_s)
+    assert "counting instructions under valgrind" in res.output
+    assert json.loads((out / "run.json").read_text())["environment"]["torch"]["cpu_capability"] in (
+        "AVX2",
+        "DEFAULT",
+        "NO AVX",
+    )  # valgrind emulates no AVX-512
+    assert not list(Path(out / "workers" / "callgrind").glob("callgrind.*.*"))
