@@ -39,7 +39,8 @@ def bench(session: nox.Session) -> None:
     isa overhead]`, `nox -s bench -- models [default table flops]` or `nox -s bench -- reports
     [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` or
     `nox -s bench -- noise [components personality]` or `nox -s bench -- decide [aa power
-    coverage agreement]` runs one script, or some of its parts.
+    coverage agreement]` or `nox -s bench -- kernels [heuristic named aa isa counts counts-isa
+    counts-model]` runs one script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
     scripts = {
@@ -52,6 +53,7 @@ def bench(session: nox.Session) -> None:
         "robust": "benchmarks/bench_robust.py",
         "noise": "benchmarks/bench_noise.py",
         "decide": "benchmarks/bench_decide.py",
+        "kernels": "benchmarks/bench_kernels.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

@@ -6,19 +6,27 @@ How a count is taken (``per_iteration``), in a worker started under
 ``valgrind --tool=callgrind --collect-atstart=no``:
 
 1. one untimed, uncounted call (first-call work: oneDNN's JIT, weight reorders, caches);
-2. collection switched on around 1 call, then around 1 + N calls, each window dumped to its own
-   file (torch's ``_valgrind_toggle`` and ``_valgrind_toggle_and_dump_stats``, the client
-   requests ``torch.utils.benchmark``'s ``collect_callgrind`` uses);
+2. collection switched on around 1 call, then around 1 + N calls (N at least 10, and enough
+   for about 20 M instructions, at most 200), each window dumped to its own file (torch's
+   ``_valgrind_toggle`` and ``_valgrind_toggle_and_dump_stats``, the client requests
+   ``torch.utils.benchmark``'s ``collect_callgrind`` uses);
 3. instructions per call = (window 2 - window 1) / N: what the toggles and the loop cost
-   cancels. Python's garbage collector is off meanwhile.
+   cancels. Python's garbage collector is off meanwhile. The instructions in the memory
+   allocators (``ALLOCATORS``, from each function's self cost in the dump) are counted apart.
 
 What it is and is not:
 
-- Instructions executed ("Ir"), summed over every thread. Two processes agree to about 100
-  instructions per call (where buffers land changes loop peeling and the allocator's work):
-  0.02% of a 16->16 conv at 14x14, less on larger layers. Idle OpenMP threads are told not to
-  spin (``QUIET_THREADS``), but with several threads the split of work still varies a little;
-  the row's ``instructions_spread`` says by how much between processes.
+- Instructions executed ("Ir"), summed over every thread. What the memory allocators do
+  depends on the heap's state, that is on the process's history: the same 50 calls counted
+  0.1-0.3% apart in three processes with different histories, all of it in glibc's malloc
+  family and Python's object allocator; without them, 0.00005-0.0009% apart. So the count
+  compare judges (``instructions``) leaves the allocators out, and their share is reported
+  beside it (``allocator_instructions``: 2% of a 16->16 conv's call at 14x14, 43% of its
+  separable twin's). Every count also runs in a fresh process forked from the environment's
+  fork server, which builds the configuration and counts it before anything else
+  (runner.count_visit), and the fork servers of every run start alike (``VARIABLES``). Idle
+  OpenMP threads are told not to spin, but with several threads the split of work still
+  varies a little; the row's ``instructions_spread`` says by how much its processes differ.
 - valgrind emulates a CPU without AVX-512: torch and oneDNN pick their AVX2 paths under it
   (the row's ``kernels`` column, taken in the same worker, names them; run.json's environment
   records torch's ``cpu_capability``). The count is of that code, not of what runs natively.
@@ -34,18 +42,25 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dscbench.errors import DscbenchError
 
 TOOL = "callgrind"
-ITERATIONS = 10  # calls in the second window beyond the first's one
+ITERATIONS = 10  # calls in the second window beyond the first's one, at least
+MAX_ITERATIONS = 200
+# The second window counts calls until it holds about this many instructions: single calls
+# differ (0.1-2% on a small layer, most of it in the allocators), and the mean over ~20 M
+# instructions evens out what is left.
+WINDOW_INSTRUCTIONS = 20_000_000
 PROCESSES = 2  # processes that count each row: their agreement is checked
 OUT_DIR_VARIABLE = "DSCBENCH_CALLGRIND_DIR"  # where a worker's dumps go
-# Idle OpenMP threads sleep at once instead of spinning: under valgrind, which runs one thread
-# at a time, a spinning thread's instructions would be counted and vary from run to run.
-QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}
+# The workers' variables: idle OpenMP threads sleep at once instead of spinning (under valgrind,
+# which runs one thread at a time, a spinning thread's instructions would be counted and vary
+# from run to run), and one hash seed, so that every run's fork server imports alike.
+VARIABLES = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "PYTHONHASHSEED": "0"}
 START_TIMEOUT_S = 1800.0  # importing torch under valgrind: about 100 s on a 2-core VM
 INSTALL_HINT = "install it with your package manager (apt-get install valgrind)"
 _TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
@@ -99,6 +114,41 @@ def under_valgrind() -> bool:
     return "vgpreload" in os.environ.get("LD_PRELOAD", "")
 
 
+# The memory allocators' functions: glibc's malloc family and CPython's small-object
+# allocator. How many instructions they take depends on the heap's state, that is on everything
+# the process did before (callgrind dumps of the same 50 calls in three processes: 0.1-0.3%
+# apart in total, 0.00005-0.0009% apart without these), so their instructions are reported
+# apart (``Count.allocator``) and left out of the count compare judges.
+ALLOCATORS = frozenset({
+    "malloc", "free", "realloc", "calloc", "posix_memalign", "memalign", "aligned_alloc",
+    "valloc", "pvalloc", "_int_malloc", "_int_free", "_int_realloc", "_int_memalign",
+    "_mid_memalign", "malloc_consolidate", "sysmalloc", "systrim", "unlink_chunk",
+    "unlink_chunk.constprop.0", "alloc_perturb", "tcache_get", "tcache_put", "tcache_init",
+    "munmap_chunk", "mremap_chunk", "malloc_trim", "mtrim", "new_heap", "grow_heap",
+    "shrink_heap", "heap_trim", "arena_get2", "__libc_malloc", "__libc_free",
+    "__libc_realloc", "__libc_calloc", "__libc_memalign", "__posix_memalign",
+    "_int_free_merge_chunk", "_int_free_create_chunk", "_int_free_maybe_consolidate",
+    "_PyObject_Malloc", "_PyObject_Free", "_PyObject_Realloc", "_PyObject_Calloc",
+    "pymalloc_alloc", "pymalloc_free", "pymalloc_realloc", "_PyMem_RawMalloc",
+    "_PyMem_RawFree", "_PyMem_RawRealloc", "_PyMem_RawCalloc", "PyMem_Malloc", "PyMem_Free",
+    "PyMem_Realloc", "PyMem_Calloc", "PyMem_RawMalloc", "PyMem_RawFree", "PyObject_Malloc",
+    "PyObject_Free", "PyObject_Realloc", "PyObject_Calloc",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Count:
+    """Instructions of one callgrind dump: ``total`` (its summary), of which ``allocator`` in
+    the memory allocators (``ALLOCATORS``); ``compute`` is the rest."""
+
+    total: int
+    allocator: int
+
+    @property
+    def compute(self) -> int:
+        return self.total - self.allocator
+
+
 def total(text: str) -> int:
     """The instructions a callgrind dump counted (its ``summary:`` or ``totals:`` line; Ir is
     the first event)."""
@@ -108,11 +158,52 @@ def total(text: str) -> int:
     return int(match.group(1))
 
 
+def _name(text: str, names: dict[str, str]) -> str:
+    """A function name of callgrind's compressed form: ``(id) name`` defines, ``(id)`` reuses."""
+    text = text.strip()
+    if not text.startswith("("):
+        return text
+    key, _, rest = text[1:].partition(")")
+    if rest.strip():
+        names[key] = rest.strip()
+    return names.get(key, key)
+
+
+def self_costs(text: str) -> dict[str, int]:
+    """Each function's self cost (instructions in its own code, callees excluded) in a callgrind
+    dump: the cost lines of its ``fn=`` block, less the inclusive cost line after each
+    ``calls=``."""
+    names: dict[str, str] = {}
+    costs: dict[str, int] = {}
+    fn = ""
+    after_call = False
+    for line in text.splitlines():
+        if line.startswith("fn="):
+            fn = _name(line[3:], names)
+        elif line.startswith("cfn="):
+            _name(line[4:], names)  # defines a name later fn= lines may reuse
+        elif line.startswith("calls="):
+            after_call = True
+        elif line[:1].isdigit() or line[:1] in ("+", "-", "*"):
+            parts = line.split()
+            if after_call:
+                after_call = False
+            elif len(parts) > 1:
+                costs[fn] = costs.get(fn, 0) + int(parts[1])
+    return costs
+
+
+def count(text: str) -> Count:
+    """The ``Count`` of one callgrind dump."""
+    costs = self_costs(text)
+    return Count(total(text), sum(n for f, n in costs.items() if f in ALLOCATORS))
+
+
 def _dumps(out_dir: Path, pid: int) -> set[Path]:
     return set(out_dir.glob(f"callgrind.{pid}.*"))
 
 
-def _window(fn: Callable[[], Any], calls: int, out_dir: Path) -> int:
+def _window(fn: Callable[[], Any], calls: int, out_dir: Path) -> Count:
     """Instructions of ``calls`` calls of ``fn`` with collection on, from the dump it makes."""
     import torch
 
@@ -124,26 +215,32 @@ def _window(fn: Callable[[], Any], calls: int, out_dir: Path) -> int:
     torch._C._valgrind_toggle_and_dump_stats()
     (dump,) = _dumps(out_dir, pid) - before
     try:
-        return total(dump.read_text(errors="replace"))
+        return count(dump.read_text(errors="replace"))
     finally:
         dump.unlink()
 
 
-def per_iteration(fn: Callable[[], Any], iterations: int = ITERATIONS) -> float:
-    """Instructions one call of ``fn`` executes (module doc, steps 1-3). Only under valgrind
-    (``under_valgrind``) with ``OUT_DIR_VARIABLE`` set."""
+def per_iteration(fn: Callable[[], Any], iterations: int = ITERATIONS) -> tuple[float, float]:
+    """Instructions one call of ``fn`` executes outside the memory allocators, and in them
+    (module doc, steps 1-3). Only under valgrind (``under_valgrind``) with ``OUT_DIR_VARIABLE``
+    set."""
     out_dir = Path(os.environ[OUT_DIR_VARIABLE])
     fn()  # first-call work, not counted
     # Python's collector runs when allocations since the last collection reach a threshold:
-    # inside one window in one process and not in another (counted 0.1-0.4% apart on a
-    # 16->16 conv). Off while counting, as timeit does.
+    # inside one window in one process and not in another. Off while counting, as timeit does.
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         one = _window(fn, 1, out_dir)
+        iterations = min(
+            MAX_ITERATIONS, max(iterations, -(-WINDOW_INSTRUCTIONS // max(one.total, 1)))
+        )
         more = _window(fn, 1 + iterations, out_dir)
     finally:
         if enabled:
             gc.enable()
-    return (more - one) / iterations
+    return (
+        (more.compute - one.compute) / iterations,
+        (more.allocator - one.allocator) / iterations,
+    )

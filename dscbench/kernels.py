@@ -196,6 +196,83 @@ def _pair(backends: list[str], impls: list[str]) -> list[str]:
     return kernels
 
 
+# The ops a convolution dispatches to, as torch's profiler names them, and the backend each
+# is (``_select_conv_backend``'s names).
+PROFILED_BACKENDS = {
+    "aten::mkldnn_convolution": "Mkldnn",
+    "mkldnn::_convolution_pointwise": "Mkldnn",
+    "aten::thnn_conv2d": "Slow2d",
+    "aten::slow_conv3d": "Slow3d",
+    "aten::slow_conv_dilated2d": "SlowDilated2d",
+    "aten::slow_conv_dilated3d": "SlowDilated3d",
+    "aten::_nnpack_spatial_convolution": "NnpackSpatial",
+    "aten::cudnn_convolution": "Cudnn",
+    "aten::_conv_depthwise2d": "CudaDepthwise2d",
+    "aten::conv_depthwise3d": "CudaDepthwise3d",
+    "aten::miopen_convolution": "Miopen",
+}
+
+
+def parse_compiled_profile(names: list[str], convs: int) -> list[str]:
+    """What a torch.compile'd call did with each of its ``convs`` convolutions, from the op
+    names torch's profiler saw, in order: ``Inductor/extern:BACKEND`` for each conv Inductor
+    left to an ATen kernel (``aten::convolution`` and the backend op it dispatched to, or
+    oneDNN's fused ``mkldnn::_convolution_pointwise``), then ``Inductor/generated`` for each
+    conv it did not call out for (fused into code it generated)."""
+    kernels: list[str] = []
+    open_conv = False  # an aten::convolution whose backend op has not been seen yet
+    for name in names:
+        if name == "aten::convolution":
+            kernels.append("Inductor/extern")
+            open_conv = True
+        elif name in PROFILED_BACKENDS and (open_conv or name.startswith("mkldnn::")):
+            backend = f"Inductor/extern:{PROFILED_BACKENDS[name]}"
+            if open_conv:
+                kernels[-1] = backend
+            else:
+                kernels.append(backend)
+            open_conv = False
+    return kernels + ["Inductor/generated"] * max(0, convs - len(kernels))
+
+
+def compiled_conv_kernels(module: Any, call: Callable[[], Any]) -> Found:
+    """``parse_compiled_profile`` of one call of a compiled ``module`` (already compiled: the
+    call is profiled, untimed)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    convs = sum(
+        isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) for m in module.modules()
+    )
+    activities = [ProfilerActivity.CPU]
+    with torch.inference_mode(), profile(activities=activities) as prof:
+        call()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    return Found(parse_compiled_profile([e.name for e in events], convs))
+
+
+def parse_ort_profile(events: list[dict[str, Any]]) -> list[str]:
+    """The kernel of every node ONNX Runtime ran, in order, from its profile (a session with
+    ``enable_profiling``): ``PROVIDER/OP`` with the execution provider's short name and the
+    node's operator after graph optimisation, so fusions show (``CPU/FusedConv``), and
+    ``:nchwc`` on a node its NCHWc layout transformer made (``CPU/Conv:nchwc``, between
+    ``CPU/ReorderInput`` and ``CPU/ReorderOutput``)."""
+    nodes = [
+        e
+        for e in events
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+    ]
+    kernels = []
+    for event in sorted(nodes, key=lambda e: e.get("ts", 0)):
+        args = event.get("args") or {}
+        provider = str(args.get("provider", "")).removesuffix("ExecutionProvider") or "unknown"
+        op = str(args.get("op_name", "unknown"))
+        if event["name"].removesuffix("_kernel_time").endswith("_nchwc"):
+            op += ":nchwc"
+        kernels.append(f"{provider}/{op}")
+    return kernels
+
+
 def describe(kernels: list[str]) -> str:
     """A variant's kernels as one stable string: ``A + B`` in call order, a run of the same
     kernel written once with its count (``Mkldnn/jit:avx2 x3``)."""

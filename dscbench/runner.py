@@ -340,6 +340,9 @@ class Coordinator(ExtraRounds):
         """One visit of a case: prepare it in every healthy environment, then its sets of
         blocks, turn by turn; a canary sample after."""
         state.dirty = True
+        if self.count_instructions:
+            self.count_visit(state, round_index)
+            return
         replica = {env: round_index % len(self.pools[env]) for env in self.envs}
         live = [
             env
@@ -347,9 +350,6 @@ class Coordinator(ExtraRounds):
             if state.envs[env].healthy and self.ready(state, env, replica[env])
         ]
         if not live:
-            return
-        if self.count_instructions:
-            self.count(state, live, replica)
             return
         before = {(env, v): s.measured_s for env in live for v, s in state.envs[env].series.items()}
         warmed: set[str] = set()
@@ -444,13 +444,14 @@ class Coordinator(ExtraRounds):
         self.phases.timed += sum(report.block_s)
         self.phases.warmup += report.untimed_s
 
-    def ready(self, state: CaseState, env: str, replica: int) -> bool:
+    def ready(self, state: CaseState, env: str, replica: int, checking: bool = True) -> bool:
         """Prepare the case in ``env``'s process ``replica``: on the case's first build, check
-        it, and on its first visit, warm it up and calibrate its blocks."""
+        it (unless not ``checking`` yet), and on its first visit, warm it up and calibrate its
+        blocks."""
         env_state = state.envs[env]
         executor = self.pools[env][replica]
         settings = self.settings
-        checks = not env_state.checked
+        checks = checking and not env_state.checked
         fresh = settings.fresh and env_state.fresh and env_state.checked
         t0 = time.perf_counter()
         try:
@@ -472,10 +473,10 @@ class Coordinator(ExtraRounds):
             return False
         self.phases.ipc += max(0.0, time.perf_counter() - t0 - sum(report.phases.values()))
         self.absorb(state, env_state, report)
-        if not env_state.checked:
+        if checks:
             env_state.build_s = report.phases["prepare"] + report.phases["compile"]
             env_state.fresh = env_state.build_s <= FRESH_BUILD_SHARE * 2 * self.share
-        env_state.checked = True
+            env_state.checked = True
         if not env_state.healthy:
             return False
         if self.count_instructions:
@@ -486,6 +487,22 @@ class Coordinator(ExtraRounds):
         # does with its freshly built tensors.
         env_state.warmed.add(replica)
         return True
+
+    def count_visit(self, state: CaseState, round_index: int) -> None:
+        """--measure instructions: every count in a fresh process, built and counted before
+        anything else runs there (a count depends on the process's history: instructions.py),
+        then, on the first build, its checks (kernels under valgrind, parity)."""
+        self.fresh_processes(round_index)
+        replica = {env: round_index % len(self.pools[env]) for env in self.envs}
+        live = [
+            env
+            for env in self.envs
+            if state.envs[env].healthy and self.ready(state, env, replica[env], checking=False)
+        ]
+        self.count(state, live, replica)
+        for env in live:
+            if state.envs[env].healthy and not state.envs[env].checked:
+                self.ready(state, env, replica[env])
 
     def count(self, state: CaseState, live: list[str], replica: dict[str, int]) -> None:
         """--measure instructions: one count of each variant's instructions per call in every
@@ -507,6 +524,8 @@ class Coordinator(ExtraRounds):
                 continue
             for v, n in report.instructions.items():
                 env_state.instructions.setdefault(v, []).append(n)
+            for v, n in report.allocator.items():
+                env_state.allocator_instructions.setdefault(v, []).append(n)
             env_state.visits += 1
             if env_state.status == Status.NOT_MEASURED:
                 env_state.status = Status.OK

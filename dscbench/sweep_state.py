@@ -75,6 +75,7 @@ class EnvState:
     parity: dict[str, Parity] = field(default_factory=dict)
     # --measure instructions: per variant, instructions per call, one count per visit
     instructions: dict[str, list[float]] = field(default_factory=dict)
+    allocator_instructions: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -154,6 +155,7 @@ class CaseState:
             kernels=dict(e.kernels),
             warnings=dict(e.warnings),
             instructions={v: list(c) for v, c in e.instructions.items()},
+            allocator_instructions={v: list(c) for v, c in e.allocator_instructions.items()},
             parity={v: asdict(p) for v, p in e.parity.items()},
             breakdown=dict(self.breakdown),
         )
@@ -224,6 +226,7 @@ class Phases:
     compile: float = 0.0  # torch.compile, TensorRT engine builds
     parity: float = 0.0  # float64 reference outputs and comparisons
     counting: float = 0.0
+    kernels: float = 0.0  # naming each variant's kernels on its first build (kernels.py)
     instructions: float = 0.0  # counting instructions under valgrind (--measure instructions)
     canary: float = 0.0  # machine canary samples, settle sleep included
     ipc: float = 0.0  # waiting for executors beyond the work they report (messages, start-up)
@@ -392,6 +395,7 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
             e.peak_memory_bytes, e.execution = dict(r.peak_memory_bytes), dict(r.execution)
             e.kernels, e.warnings = dict(r.kernels), dict(r.warnings)
             e.instructions = {v: list(c) for v, c in r.instructions.items()}
+            e.allocator_instructions = {v: list(c) for v, c in r.allocator_instructions.items()}
             e.parity = {v: Parity(**p) for v, p in r.parity.items()}
             rounds_seen: set[int] = set()
             for v, n in r.iterations.items():

@@ -47,6 +47,39 @@ def test_a_dump_names_its_total_instructions():
         instructions.total("events: Ir\n")
 
 
+# A callgrind dump with compressed names, a call and its inclusive cost (not main's own), and
+# allocator functions.
+CALLS = """\
+events: Ir
+summary: 1000
+ob=(1) /usr/lib/libc.so.6
+fl=(1) ???
+fn=(1) main
+0 100
+cfn=(2) malloc
+calls=2 0
+0 300
+fn=(2)
+0 250
+fn=(3) _int_malloc
++3 50
+fn=(4) 0x000000002b33a000
+0 600
+totals: 1000
+"""
+
+
+def test_self_costs_leave_callees_out_and_the_allocators_are_counted_apart():
+    assert instructions.self_costs(CALLS) == {
+        "main": 100,
+        "malloc": 250,
+        "_int_malloc": 50,
+        "0x000000002b33a000": 600,  # oneDNN's JIT code has no name, only an address
+    }
+    count = instructions.count(CALLS)
+    assert (count.total, count.allocator, count.compute) == (1000, 300, 700)
+
+
 def test_a_call_costs_the_difference_of_two_windows_and_the_dumps_are_removed(
     tmp_path, monkeypatch
 ):
@@ -67,8 +100,11 @@ def test_a_call_costs_the_difference_of_two_windows_and_the_dumps_are_removed(
     monkeypatch.setattr(torch._C, "_valgrind_toggle", toggle)
     monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
     monkeypatch.setenv(instructions.OUT_DIR_VARIABLE, str(tmp_path))
-    assert instructions.per_iteration(lambda: calls.append(1), iterations=10) == 1234.0
-    assert len(calls) == 1 + 1 + 11  # the uncounted first call, then the two windows
+    monkeypatch.setattr(instructions, "WINDOW_INSTRUCTIONS", 100_000)
+    assert instructions.per_iteration(lambda: calls.append(1), iterations=10) == (1234.0, 0.0)
+    # the uncounted first call, then 1 call, then 1 + enough calls for 100000 instructions
+    # (the first window counted 6234: 17 calls)
+    assert len(calls) == 1 + 1 + 1 + 17
     assert list(tmp_path.iterdir()) == []
 
 
@@ -101,7 +137,7 @@ def test_without_valgrind_measure_instructions_is_one_line_and_exit_2(tmp_path, 
 def test_the_coordinator_counts_each_row_once_per_process_and_times_nothing(monkeypatch):
     counts = iter([1000.0, 500.0, 2000.0, 900.0, 1000.0, 500.0, 2000.0, 900.0])
     monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
-    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: next(counts))
+    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: (next(counts), 7.0))
     clock = FakeClock()
     backend = FakeBackend(clock, lambda s, v: 1e-4)
     cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16)]
@@ -119,13 +155,14 @@ def test_the_coordinator_counts_each_row_once_per_process_and_times_nothing(monk
     assert (table.status == "ok").all() and table.latency_median_s.isna().all()
     assert sorted(table.instructions) == [500.0, 900.0, 1000.0, 2000.0]
     assert (table.instructions_spread == 0).all() and (table.warnings == "").all()
+    assert (table.allocator_instructions == 7.0).all()
     assert sweep.phases.timed == 0
 
 
 def test_processes_that_disagree_leave_a_warning_on_the_row(monkeypatch):
-    counts = iter([1000.0, 500.0, 1010.0, 500.0])
+    counts = iter([1000.0, 500.0, 1020.0, 500.0])
     monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
-    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: next(counts))
+    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: (next(counts), 7.0))
     backend = FakeBackend(FakeClock(), lambda s, v: 1e-4)
     sweep = runner.run_sweep(
         [Case(spec(in_channels=8, out_channels=8), "fake")],
@@ -137,8 +174,8 @@ def test_processes_that_disagree_leave_a_warning_on_the_row(monkeypatch):
     )
     table, _ = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
     std = table[table.variant == "standard"].iloc[0]
-    assert std.instructions == 1005.0 and std.instructions_spread == pytest.approx(0.01 / 1.005)
-    assert std.warnings.startswith("instructions_vary: 2 processes counted 1000 to 1010")
+    assert std.instructions == 1010.0 and std.instructions_spread == pytest.approx(0.02 / 1.01)
+    assert std.warnings.startswith("instructions_vary: 2 processes counted 1000 to 1020")
     assert table[table.variant == "separable"].iloc[0].warnings == ""
 
 
@@ -196,8 +233,8 @@ def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_p
     out = tmp_path / "run"
     res = cli.invoke(
         app,
-        ["run", "--in-channels", "16", "--size", "14", "--kernel", "3", "--threads", "1",
-         "--measure", "instructions", "--no-parity", "-o", str(out)],
+        ["run", "--in-channels", "16", "--size", "14", "--kernel", "3", "--stride", "1",
+         "--threads", "1", "--measure", "instructions", "--no-parity", "-o", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     loaded = results.load_results(out)
@@ -205,11 +242,14 @@ def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_p
     assert loaded.meta["harness"]["measure"] == "instructions"
     assert loaded.meta["harness"]["instructions"]["valgrind"].startswith("valgrind-")
     # A conv of 16x14x14 outputs with 144 MACs each takes at least that many instructions'
-    # worth of work, and the same code in two processes counts the same, or within 0.01%.
+    # worth of work, and the same code in two processes counts the same to within 0.01% (the
+    # memory allocators, whose work depends on the process's history, counted apart).
     std, sep = table.loc["standard"], table.loc["separable"]
     assert std.instructions > 16 * 14 * 14 * 144 / 16  # at most 16 float MACs per instruction
     assert sep.instructions > 0
     assert std.instructions_spread <= 1e-4 and sep.instructions_spread <= 1e-4
+    assert std.allocator_instructions > 0 and sep.allocator_instructions > 0
+    assert "instructions_vary" not in std.warnings + sep.warnings
     assert std.kernels and " + " in sep.kernels
     assert math.isnan(std.latency_median_s)
     assert "counting instructions under valgrind" in res.output

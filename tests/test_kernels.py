@@ -163,3 +163,56 @@ def test_a_run_records_each_variants_kernels_and_a_fallback_warning_on_its_row()
     # The journal's record keeps them for a resumed run.
     (record,) = sweep.records()
     assert record.warnings == {"separable": found(None, "separable").warning()}
+
+
+def _node(name, op, provider="CPUExecutionProvider", ts=0):
+    return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts,
+            "args": {"op_name": op, "provider": provider}}  # fmt: skip
+
+
+def test_onnx_runtime_nodes_name_provider_operator_and_layout_in_order():
+    events = [
+        {"cat": "Session", "name": "model_run", "ts": 0},
+        _node("y_nchwc", "Conv", ts=20),
+        _node("ReorderInput", "ReorderInput", ts=10),
+        {"cat": "Node", "name": "y_nchwc_fence_before", "ts": 19, "args": {}},
+        _node("ReorderOutput", "ReorderOutput", ts=30),
+        _node("fused", "FusedConv", "CUDAExecutionProvider", ts=40),
+    ]
+    assert kernels.parse_ort_profile(events) == [
+        "CPU/ReorderInput",
+        "CPU/Conv:nchwc",
+        "CPU/ReorderOutput",
+        "CUDA/FusedConv",
+    ]
+
+
+def test_a_real_onnx_runtime_session_names_its_nodes():
+    pytest.importorskip("onnxruntime")
+    from dscbench.backends.ort import OrtCPU
+    from tests.conftest import spec
+
+    backend = OrtCPU()
+    s = spec(in_channels=8, out_channels=8, height=8, width=8)
+    prepared = backend.prepare(s, "separable", 0)
+    found = prepared.kernels()
+    convs = [k for k in found.kernels if "Conv" in k]
+    assert len(convs) == 2 and all(k.startswith("CPU/") for k in found.kernels)
+    assert found.fallbacks == []
+
+
+def test_inductor_names_the_convs_it_left_to_aten_and_those_it_generated():
+    names = [
+        "Torch-Compiled Region: 0/0",
+        "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution", "aten::empty",
+        "aten::convolution", "aten::_convolution", "aten::_nnpack_available",
+        "aten::thnn_conv2d", "aten::_slow_conv2d_forward",
+        "mkldnn::_convolution_pointwise",
+    ]  # fmt: skip
+    assert kernels.parse_compiled_profile(names, convs=4) == [
+        "Inductor/extern:Mkldnn",
+        "Inductor/extern:Slow2d",
+        "Inductor/extern:Mkldnn",  # a conv fused with its activation by oneDNN
+        "Inductor/generated",
+    ]
+    assert kernels.parse_compiled_profile([], convs=2) == ["Inductor/generated"] * 2

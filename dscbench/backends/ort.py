@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import json
 import math
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +44,7 @@ from dscbench.measure import Timer
 from dscbench.spec import BackendOptions
 
 if TYPE_CHECKING:
+    from dscbench.kernels import Found
     from dscbench.spec import Spec
 
 CPU_EP = "CPUExecutionProvider"
@@ -260,6 +266,7 @@ class OrtCPU:
 
         compile_s = self.first_call(run)
         compiling = 0.0 if math.isnan(compile_s) else compile_s
+        probe = self.kernel_probe(model.SerializeToString(), spec, x.numpy())
         return Prepared(
             run=run,
             output=output,
@@ -268,7 +275,25 @@ class OrtCPU:
             prepare_s=time.perf_counter() - start - compiling,
             compile_s=compile_s,
             execution=self.execution(session, spec),
+            kernels=probe,
         )
+
+    def kernel_probe(self, model: bytes, spec: Spec, x: np.ndarray) -> Callable[[], Found] | None:
+        """What names the kernel of each node: a second session, the same options with
+        profiling on, run once (kernels.parse_ort_profile)."""
+        return functools.partial(self._profiled_kernels, model, spec, x)
+
+    def _profiled_kernels(self, model: bytes, spec: Spec, x: np.ndarray) -> Found:
+        from dscbench.kernels import Found, parse_ort_profile
+
+        so = self.session_options(spec)
+        so.enable_profiling = True
+        with tempfile.TemporaryDirectory() as directory:
+            so.profile_file_prefix = str(Path(directory) / "profile")
+            session = ort.InferenceSession(model, so, providers=self.providers(spec))
+            session.run(None, {onnx_graph.INPUT: x})
+            events = json.loads(Path(session.end_profiling()).read_text())
+        return Found(parse_ort_profile(events))
 
 
 class OrtCUDA(OrtCPU):
@@ -347,6 +372,10 @@ class OrtTensorRT(OrtCUDA):
             f"onnxruntime {ort.__version__} [{', '.join(session.get_providers())}], "
             f"opt={self.options.ort_opt_level}, TensorRT engine"
         )
+
+    def kernel_probe(self, model: bytes, spec: Spec, x: np.ndarray) -> Callable[[], Found] | None:
+        """None: a profiled second session would build a second engine (minutes)."""
+        return None
 
     def first_call(self, run: Any) -> float:
         start = time.perf_counter()

@@ -14,6 +14,7 @@ to ``compile_s``, never into latency. Two details keep the numbers honest:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import shutil
 import time
@@ -79,9 +80,12 @@ class CompileCPU(TorchCPU):
     def engine(self) -> str:
         return f"torch.compile inductor mode={self.options.compile_mode}"
 
-    def kernel_probe(self, module: torch.nn.Module, fn: Any, x: Any) -> None:
-        """Inductor generates its own kernels; naming them is not built yet."""
-        return None
+    def kernel_probe(self, module: torch.nn.Module, fn: Any, x: Any) -> Any:
+        """Which convs Inductor left to an ATen kernel, and which backend that ran, from one
+        profiled call of the compiled forward (kernels.compiled_conv_kernels)."""
+        from dscbench.kernels import compiled_conv_kernels
+
+        return functools.partial(compiled_conv_kernels, module, functools.partial(fn, x))
 
     def forward(self, module: torch.nn.Module, spec: Spec) -> Any:
         mode = None if self.options.compile_mode == "default" else self.options.compile_mode

@@ -145,7 +145,7 @@ def kernels_table(results: pd.DataFrame) -> Table:
     table = Table(title=f"kernels that ran: {describe_constant(constant)}", header_style="bold")
     for column in KERNEL_HEADER:
         table.add_column(column)
-    labels = [table_label(r, constant) for r in records]
+    labels = [table_label(r, {**constant, "backend": 1, "env": 1}) for r in records]
     rows = kernel_rows(joined, labels)
     for cells in rows:
         table.add_row(*cells[:-1], Text(cells[-1], style="yellow"))

@@ -27,9 +27,10 @@ checks.upgrade_table and the columns' defaults below):
   7  ``kernels``: the kernel of each conv a variant ran, in call order (kernels.py: torch's
      backend choice, and oneDNN's implementation); empty in older files and where a backend
      cannot say
-  8  ``instructions``, ``instructions_spread``: instructions per call counted under valgrind
-     (``--measure instructions``; empty in timed runs and older files); run.json's
-     ``harness.measure`` says which the run measured
+  8  ``instructions``, ``instructions_spread``, ``allocator_instructions``: instructions per
+     call counted under valgrind, outside and inside the memory allocators (``--measure
+     instructions``; empty in timed runs and older files); run.json's ``harness.measure`` says
+     which the run measured
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ RESULT_SCHEMA = pa.schema(
         column("n_samples", INT, "latency", "timed blocks"),
         column("iterations_per_sample", INT, "latency", "iterations per timed block"),
         column("rounds", INT, "latency", "rounds that measured the row", nullable=False),
-        column("instructions", FLOAT, "instructions", "per call, under valgrind (median)", "instr"),
+        column("instructions", FLOAT, "instructions", "per call, allocators apart", "instr"),
         column("instructions_spread", FLOAT, "instructions", "(max - min) / median over processes"),
+        column("allocator_instructions", FLOAT, "instructions", "per call, in allocators", "instr"),
         column("speedup", FLOAT, "pair", "separable row: standard / separable latency", "x"),
         column("speedup_ci_low", FLOAT, "pair", "lower end of the 95% interval", "x"),
         column("speedup_ci_high", FLOAT, "pair", "upper end of the 95% interval", "x"),
@@ -226,7 +228,11 @@ ADDED_IN_V4 = {
 }
 ADDED_IN_V6 = {"speedup_rerun_low": math.nan, "speedup_rerun_high": math.nan}
 ADDED_IN_V7 = {"kernels": ""}
-ADDED_IN_V8 = {"instructions": math.nan, "instructions_spread": math.nan}
+ADDED_IN_V8 = {
+    "instructions": math.nan,
+    "instructions_spread": math.nan,
+    "allocator_instructions": math.nan,
+}
 
 # The files of a run directory (journal.py names the two a run in progress adds).
 RESULTS_PARQUET = "results.parquet"

@@ -7,6 +7,7 @@ The checks write into a PrepareReport; local.LocalExecutor decides when each run
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,9 @@ def first_build(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareRep
         if p.memory is not None:
             report.peak_memory_bytes[v] = p.memory()
         if p.kernels is not None:
+            t0 = time.perf_counter()
             found = p.kernels()
+            report.phases["kernels"] = report.phases.get("kernels", 0.0) + time.perf_counter() - t0
             report.kernels[v] = describe(found.kernels)
             if found.warning():
                 report.warnings[v] = found.warning()

@@ -36,7 +36,8 @@ from dscbench.workers.protocol import (
 if TYPE_CHECKING:
     from dscbench.backends.base import Backend, Prepared
 
-PHASES = ("prepare", "compile", "parity", "counting")  # PrepareReport.phases, in seconds
+# PrepareReport.phases, in seconds ("kernels": naming each variant's kernels, kernels.py)
+PHASES = ("prepare", "compile", "parity", "counting", "kernels")
 
 
 class Executor(Protocol):
@@ -255,7 +256,7 @@ class LocalExecutor:
             return False
         if report.counts:
             entry.size = sum(c["bytes"] for c in report.counts.values())
-        report.phases["counting"] += time.perf_counter() - t0
+        report.phases["counting"] += time.perf_counter() - t0 - report.phases["kernels"]
         return True
 
     def calibrate(self, key: str, harness: dict[str, Any]) -> CalibrateReport:
@@ -316,7 +317,8 @@ class LocalExecutor:
             for v in VARIANTS:
                 work = entry.workloads[v]
                 with work.context():
-                    report.instructions[v] = instructions.per_iteration(work.fn, iterations)
+                    counted = instructions.per_iteration(work.fn, iterations)
+                report.instructions[v], report.allocator[v] = counted
         except Exception as exc:
             fail(report, exc)
         report.untimed_s = time.perf_counter() - t0

@@ -169,7 +169,8 @@ class CountReport(Failable):
     """Instructions one call of each variant executes (instructions.per_iteration), counted in a
     worker under valgrind."""
 
-    instructions: dict[str, float] = field(default_factory=dict)
+    instructions: dict[str, float] = field(default_factory=dict)  # the memory allocators' apart
+    allocator: dict[str, float] = field(default_factory=dict)  # in the memory allocators
     untimed_s: float = 0.0
 
 

@@ -204,7 +204,7 @@ def launch_for(options: RunOptions, out_dir: Path) -> Any:
     dumps.mkdir(parents=True, exist_ok=True)
     return Launch(
         tuple(wrapper),
-        ((instructions.OUT_DIR_VARIABLE, str(dumps)), *instructions.QUIET_THREADS.items()),
+        ((instructions.OUT_DIR_VARIABLE, str(dumps)), *instructions.VARIABLES.items()),
         instructions.START_TIMEOUT_S,
     )
 

@@ -260,6 +260,7 @@ class Recorder:
                 "compile_s": p.compile,
                 "parity_s": p.parity,
                 "counting_s": p.counting,
+                "kernels_s": p.kernels,
                 "instructions_s": p.instructions,
                 "canary_s": p.canary,
                 "ipc_s": p.ipc,
