@@ -229,15 +229,27 @@ def counts() -> list[str]:
         f"differ by at most {spread:.4%}. `compare counts-a counts-b --metric instructions "
         f"--threshold 1%`: exit {code}.",
         "",
-        "| row | run a | run b | difference |",
-        "|---|---:|---:|---:|",
+        "| row | run a | run b | difference | in the allocators, a / b |",
+        "|---|---:|---:|---:|---:|",
     ]
     for key in a.index:
         lines.append(
             f"| {key[0]} {key[1]} | {a.at[key, 'instructions']:.0f} | "
-            f"{b.at[key, 'instructions']:.0f} | {diff[key]:.4%} |"
+            f"{b.at[key, 'instructions']:.0f} | {diff[key]:.4%} | "
+            f"{a.at[key, 'allocator_instructions']:.0f} / "
+            f"{b.at[key, 'allocator_instructions']:.0f} |"
         )
     return lines
+
+
+def _change_rows(doc: dict) -> list[str]:
+    """A markdown line per row of compare's JSON: verdict, counts, ratio, kernels."""
+    return [
+        f"| {c['label']} {c['variant']} | {c['verdict']} | {c['baseline']:.0f} | "
+        f"{c['candidate']:.0f} | {c['ratio']:.3f} | {c['kernels_baseline']} -> "
+        f"{c['kernels_candidate']} |"
+        for c in doc["changes"]
+    ]
 
 
 def counts_isa() -> list[str]:
@@ -257,17 +269,10 @@ def counts_isa() -> list[str]:
         "| row | verdict | base | sse41 | ratio | kernels base -> sse41 |",
         "|---|---|---:|---:|---:|---|",
     ]
-    dense = slower_dense = 0
-    for c in doc["changes"]:
-        if c["variant"] == "standard":
-            dense += 1
-            slower_dense += c["verdict"] == "slower"
-        lines.append(
-            f"| {c['label']} {c['variant']} | {c['verdict']} | {c['baseline']:.0f} | "
-            f"{c['candidate']:.0f} | {c['ratio']:.3f} | {c['kernels_baseline']} -> "
-            f"{c['kernels_candidate']} |"
-        )
-    lines += ["", f"**`slower` on {slower_dense} of {dense} dense (standard) conv rows.**"]
+    dense = [c for c in doc["changes"] if c["variant"] == "standard"]
+    slower_dense = sum(c["verdict"] == "slower" for c in dense)
+    lines += _change_rows(doc)
+    lines += ["", f"**`slower` on {slower_dense} of {len(dense)} dense (standard) conv rows.**"]
     return lines
 
 
@@ -293,13 +298,7 @@ def counts_model() -> list[str]:
         "| row | verdict | base | extra | ratio | kernels base -> extra |",
         "|---|---|---:|---:|---:|---|",
     ]
-    for c in doc["changes"]:
-        lines.append(
-            f"| {c['label']} {c['variant']} | {c['verdict']} | {c['baseline']:.0f} | "
-            f"{c['candidate']:.0f} | {c['ratio']:.3f} | {c['kernels_baseline']} -> "
-            f"{c['kernels_candidate']} |"
-        )
-    return lines
+    return lines + _change_rows(doc)
 
 
 PARTS = {
