@@ -21,12 +21,10 @@ What it is and is not:
   0.1-0.3% apart in three processes with different histories, all of it in glibc's malloc
   family and Python's object allocator; without them, 0.00005-0.0009% apart. So the count
   compare judges (``instructions``) leaves the allocators out, and their share is reported
-  beside it (``allocator_instructions``: 2% of a 16->16 conv's call at 14x14, 43% of its
-  separable twin's). Every count also runs in a fresh process forked from the environment's
-  fork server, which builds the configuration and counts it before anything else
-  (runner.count_visit), and the fork servers of every run start alike (``VARIABLES``). Idle
-  OpenMP threads are told not to spin, but with several threads the split of work still
-  varies a little; the row's ``instructions_spread`` says by how much its processes differ.
+  beside it (``allocator_instructions``; benchmarks/REPORT-kernels.md shows how large a share
+  it is). The fork servers of every run start alike (``VARIABLES``). Idle OpenMP threads are
+  told not to spin, but with several threads the split of work still varies a little; the
+  row's ``instructions_spread`` says by how much its processes differ.
 - valgrind emulates a CPU without AVX-512: torch and oneDNN pick their AVX2 paths under it
   (the row's ``kernels`` column, taken in the same worker, names them; run.json's environment
   records torch's ``cpu_capability``). The count is of that code, not of what runs natively.

@@ -489,10 +489,9 @@ class Coordinator(ExtraRounds):
         return True
 
     def count_visit(self, state: CaseState, round_index: int) -> None:
-        """--measure instructions: every count in a fresh process, built and counted before
-        anything else runs there (a count depends on the process's history: instructions.py),
-        then, on the first build, its checks (kernels under valgrind, parity)."""
-        self.fresh_processes(round_index)
+        """--measure instructions: build and count the case in every healthy environment,
+        then, on its first build, check it (kernels under valgrind, parity): the count comes
+        before anything else touches the freshly built variants."""
         replica = {env: round_index % len(self.pools[env]) for env in self.envs}
         live = [
             env
