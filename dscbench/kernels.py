@@ -1,7 +1,7 @@
 """Which kernel ran: what a library says it executed for each convolution of a variant, taken
 once per configuration outside timing (issue 20).
 
-Two sources for torch on the CPU:
+The sources for torch eager:
 
 - torch's own choice of convolution backend for each conv call
   (``torch._C._select_conv_backend``: ``Mkldnn``, ``Slow2d``, ``CudaDepthwise2d``, ``Cudnn``...),
@@ -9,7 +9,12 @@ Two sources for torch on the CPU:
 - oneDNN's implementation name, from its verbose log of one untimed call
   (``onednn_verbose,v1,primitive,exec,cpu,convolution,IMPL,...``, e.g. ``jit:avx512_core``,
   ``jit_dw:avx2``, ``brg_conv_fwd:avx512_core``, ``ref:any``). The log goes to file
-  descriptor 1, which is pointed at a temporary file meanwhile.
+  descriptor 1, which is pointed at a temporary file meanwhile;
+- on a GPU, the kernels each conv launched, from one more call under torch's profiler with a
+  range around each conv (``Cudnn/implicit_convolve_sgemm``).
+
+torch.compile (``compiled_conv_kernels``) and ONNX Runtime (``parse_ort_profile``) have their
+own sources: the ATen ops a compiled call dispatched to, and a profiled session's nodes.
 
 A kernel is ``BACKEND`` or ``BACKEND/IMPL`` (``Mkldnn/jit_dw:avx512_core``); a variant's
 kernels are listed in call order, joined by `` + ``. A reference implementation where an
@@ -175,12 +180,89 @@ def torch_conv_kernels(module: Any, call: Callable[[], Any]) -> Found:
         for hook in hooks:
             hook.remove()
     kernels = _pair(backends, impls)
+    device = next((p.device for p in module.parameters()), None)
+    if device is not None and device.type == "cuda":
+        kernels = with_gpu_kernels(kernels, _gpu_kernels_per_conv(module, call, convs))
     fallbacks = [
         (i, kernel, dtypes[i - 1])
         for i, kernel in enumerate(kernels, start=1)
         if i in slow_fallbacks or (is_reference(kernel) and "/" in kernel)
     ]
     return Found(kernels, fallbacks)
+
+
+RANGE = "dscbench.conv."  # the profiler range around each conv (its position after the dot)
+
+
+def short_kernel_name(name: str) -> str:
+    """A GPU kernel's name without return type, namespaces, template and call arguments:
+    ``void cudnn::cnn::conv2d_grouped_direct_kernel<float, float>(...)`` ->
+    ``conv2d_grouped_direct_kernel``."""
+    name = name.strip().removeprefix("void ")
+    name = name.split("<", 1)[0].split("(", 1)[0]
+    return name.rsplit("::", 1)[-1]
+
+
+def launched_in_ranges(events: list[Any]) -> dict[int, list[str]]:
+    """Per conv position, the GPU kernels launched inside its profiler range (``RANGE``): each
+    range event's own kernels and its CPU descendants' (torch profiler ``FunctionEvent``s:
+    ``name``, ``kernels`` with a ``name`` each, ``cpu_children``)."""
+
+    def kernels_of(event: Any) -> list[str]:
+        names = [k.name for k in getattr(event, "kernels", [])]
+        for child in getattr(event, "cpu_children", []):
+            names += kernels_of(child)
+        return names
+
+    found: dict[int, list[str]] = {}
+    for event in events:
+        if event.name.startswith(RANGE):
+            found.setdefault(int(event.name[len(RANGE) :]), []).extend(kernels_of(event))
+    return found
+
+
+def with_gpu_kernels(kernels: list[str], launched: dict[int, list[str]]) -> list[str]:
+    """Each conv's kernel with the GPU kernels its call launched (short names, in order, each
+    once, comma-separated): ``Cudnn/implicit_convolve_sgemm``."""
+    out = []
+    for i, kernel in enumerate(kernels):
+        names = list(dict.fromkeys(short_kernel_name(n) for n in launched.get(i, [])))
+        out.append(f"{kernel}/{','.join(names)}" if names else kernel)
+    return out
+
+
+def _gpu_kernels_per_conv(
+    module: Any, call: Callable[[], Any], convs: tuple
+) -> dict[int, list[str]]:
+    """One more untimed call, profiled on the GPU with a range around each conv."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    open_ranges: list[Any] = []
+    count = [0]
+
+    def enter(conv: Any, args: tuple[Any, ...]) -> None:
+        scope = record_function(f"{RANGE}{count[0]}")
+        scope.__enter__()
+        open_ranges.append(scope)
+        count[0] += 1
+
+    def leave(conv: Any, args: tuple[Any, ...], output: Any) -> None:
+        if open_ranges:
+            open_ranges.pop().__exit__(None, None, None)
+
+    mods = [m for m in module.modules() if isinstance(m, convs)]
+    hooks = [m.register_forward_pre_hook(enter) for m in mods]
+    hooks += [m.register_forward_hook(leave) for m in mods]
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    try:
+        with torch.inference_mode(), profile(activities=activities) as prof:
+            call()
+            torch.cuda.synchronize()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return launched_in_ranges(list(prof.events()))
 
 
 def _pair(backends: list[str], impls: list[str]) -> list[str]:

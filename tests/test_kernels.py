@@ -216,3 +216,58 @@ def test_inductor_names_the_convs_it_left_to_aten_and_those_it_generated():
         "Inductor/generated",
     ]
     assert kernels.parse_compiled_profile([], convs=2) == ["Inductor/generated"] * 2
+
+
+def test_gpu_kernels_are_named_per_conv_from_the_profiler_ranges():
+    from types import SimpleNamespace as E
+
+    def k(name):
+        return E(name=name)
+
+    events = [
+        E(name="aten::empty", kernels=[], cpu_children=[]),
+        E(
+            name="dscbench.conv.0",
+            kernels=[],
+            cpu_children=[
+                E(
+                    name="aten::cudnn_convolution",
+                    cpu_children=[],
+                    kernels=[k("void cudnn::cnn::conv2d_grouped_direct_kernel<float, float>(int)")],
+                ),
+            ],
+        ),
+        E(
+            name="dscbench.conv.1",
+            kernels=[],
+            cpu_children=[
+                E(
+                    name="aten::cudnn_convolution",
+                    cpu_children=[],
+                    kernels=[
+                        k("void nchwToNhwcKernel<float>(int)"),
+                        k("sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_f32_nhwckrsc_nhwc"),
+                        k("void nchwToNhwcKernel<float>(int)"),
+                    ],
+                ),
+            ],
+        ),
+    ]
+    launched = kernels.launched_in_ranges(events)
+    assert kernels.with_gpu_kernels(["CudaDepthwise2d", "Cudnn", "Cudnn"], launched) == [
+        "CudaDepthwise2d/conv2d_grouped_direct_kernel",
+        "Cudnn/nchwToNhwcKernel,sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_f32_nhwckrsc_nhwc",
+        "Cudnn",  # a conv whose range launched nothing the profiler saw
+    ]
+
+
+@pytest.mark.gpu
+def test_a_real_gpu_conv_names_its_cuda_kernels():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (none visible to torch)")
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1, groups=32).cuda().eval()
+    x = torch.randn(1, 32, 28, 28, device="cuda")
+    found = kernels.torch_conv_kernels(conv, lambda: conv(x))
+    (kernel,) = found.kernels
+    assert kernel.split("/")[0] in ("Cudnn", "CudaDepthwise2d") and "/" in kernel
