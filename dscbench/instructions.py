@@ -6,11 +6,11 @@ How a count is taken (``per_iteration``), in a worker started under
 ``valgrind --tool=callgrind --collect-atstart=no``:
 
 1. one untimed, uncounted call (first-call work: oneDNN's JIT, weight reorders, caches);
-2. collection switched on around 1 call, then around 1 + N calls (N at least 10, and enough
-   for about 20 M instructions, at most 200), each window dumped to its own file (torch's
-   ``_valgrind_toggle`` and ``_valgrind_toggle_and_dump_stats``, the client requests
-   ``torch.utils.benchmark``'s ``collect_callgrind`` uses);
-3. instructions per call = (window 2 - window 1) / N: what the toggles and the loop cost
+2. collection switched on around an empty call, then around N calls of ``fn`` (N = 1, or as
+   many as make about 20 M instructions for a small layer, at most 200), each window dumped to
+   its own file (torch's ``_valgrind_toggle`` and ``_valgrind_toggle_and_dump_stats``, the
+   client requests ``torch.utils.benchmark``'s ``collect_callgrind`` uses);
+3. instructions per call = (window N - empty window) / N: what the toggles and the loop cost
    cancels. Python's garbage collector is off meanwhile. The instructions in the memory
    allocators (``ALLOCATORS``, from each function's self cost in the dump) are counted apart.
 
@@ -47,13 +47,14 @@ from typing import Any
 from dscbench.errors import DscbenchError
 
 TOOL = "callgrind"
-ITERATIONS = 10  # calls in the second window beyond the first's one, at least
+ITERATIONS = 1  # calls in the counted window, at least
 MAX_ITERATIONS = 200
-# The second window counts calls until it holds about this many instructions: single calls
-# differ (0.1-2% on a small layer, most of it in the allocators), and the mean over ~20 M
-# instructions evens out what is left.
+# The counted window holds calls until it has about this many instructions: a small layer's
+# single calls differ a little (most of it in the allocators), which the mean evens out; a
+# large layer is counted in one call (callgrind runs a 128->128 conv at 28x28 at about 12 s
+# a call on a 2-core VM).
 WINDOW_INSTRUCTIONS = 20_000_000
-PROCESSES = 2  # processes that count each row: their agreement is checked
+PROCESSES = 1  # processes that count each row unless --processes says more (then compared)
 OUT_DIR_VARIABLE = "DSCBENCH_CALLGRIND_DIR"  # where a worker's dumps go
 # The workers' variables: idle OpenMP threads sleep at once instead of spinning (under valgrind,
 # which runs one thread at a time, a spinning thread's instructions would be counted and vary
@@ -230,15 +231,18 @@ def per_iteration(fn: Callable[[], Any], iterations: int = ITERATIONS) -> tuple[
     gc.collect()
     gc.disable()
     try:
+        empty = _window(_nothing, 1, out_dir)  # what the toggles and the loop cost
         one = _window(fn, 1, out_dir)
-        iterations = min(
-            MAX_ITERATIONS, max(iterations, -(-WINDOW_INSTRUCTIONS // max(one.total, 1)))
-        )
-        more = _window(fn, 1 + iterations, out_dir)
+        calls = min(MAX_ITERATIONS, max(iterations, -(-WINDOW_INSTRUCTIONS // max(one.total, 1))))
+        more = one if calls == 1 else _window(fn, calls, out_dir)
     finally:
         if enabled:
             gc.enable()
     return (
-        (more.compute - one.compute) / iterations,
-        (more.allocator - one.allocator) / iterations,
+        (more.compute - empty.compute) / calls,
+        (more.allocator - empty.allocator) / calls,
     )
+
+
+def _nothing() -> None:
+    """The call an empty window makes."""

@@ -100,10 +100,14 @@ def test_a_call_costs_the_difference_of_two_windows_and_the_dumps_are_removed(
     monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
     monkeypatch.setenv(instructions.OUT_DIR_VARIABLE, str(tmp_path))
     monkeypatch.setattr(instructions, "WINDOW_INSTRUCTIONS", 100_000)
-    assert instructions.per_iteration(lambda: calls.append(1), iterations=10) == (1234.0, 0.0)
-    # the uncounted first call, then 1 call, then 1 + enough calls for 100000 instructions
-    # (the first window counted 6234: 17 calls)
-    assert len(calls) == 1 + 1 + 1 + 17
+    assert instructions.per_iteration(lambda: calls.append(1)) == (1234.0, 0.0)
+    # the uncounted first call, an empty window, 1 call, then enough calls for 100000
+    # instructions (the one call's window counted 6234: 17 calls)
+    assert len(calls) == 1 + 1 + 17
+    calls.clear()
+    monkeypatch.setattr(instructions, "WINDOW_INSTRUCTIONS", 1_000)
+    assert instructions.per_iteration(lambda: calls.append(1)) == (1234.0, 0.0)
+    assert len(calls) == 1 + 1  # a call over the window's size is counted once
     assert list(tmp_path.iterdir()) == []
 
 
@@ -234,7 +238,8 @@ def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_p
     res = cli.invoke(
         app,
         ["run", "--in-channels", "16", "--size", "14", "--kernel", "3", "--stride", "1,2",
-         "--threads", "1", "--measure", "instructions", "--no-parity", "-o", str(out)],
+         "--threads", "1", "--measure", "instructions", "--processes", "2", "--no-parity",
+         "-o", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     loaded = results.load_results(out)

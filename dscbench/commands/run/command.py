@@ -326,7 +326,8 @@ def run(
             case_sensitive=False,
             help="'time' each variant, or count its 'instructions' per call under valgrind "
             "(callgrind; deterministic, blind to memory stalls; needs valgrind installed). "
-            "Counting takes each row once in 2 worker processes; timing options do not apply.",
+            "Counting takes each row once per worker process (one, unless --processes says); "
+            "timing options do not apply.",
         ),
     ] = Measure.time,
     start_method: Annotated[
@@ -393,6 +394,8 @@ def run(
         canary=canary,
         interleave=interleave.value,
         processes=processes,
+        processes_given=getattr(ctx.get_parameter_source("processes"), "name", "DEFAULT")
+        != "DEFAULT",
         start_method=start_method.value,
         measure=measure.value,
         between_run_sd=between_run_sd,

@@ -60,6 +60,7 @@ class RunOptions:
     canary: bool = True
     interleave: str = "env"  # runner.plan_visit's order of a set's blocks
     processes: int = PROCESSES  # worker processes per environment, rounds taken in turn
+    processes_given: bool = False  # --processes was given (--measure instructions honours it)
     start_method: str = "fork"  # StartMethod: how worker processes start
     measure: str = "time"  # Measure: timed blocks, or instruction counts under valgrind
     between_run_sd: float = BETWEEN_RUN_SD  # the rerun interval's between-run component
@@ -71,17 +72,19 @@ class RunOptions:
 
 
 def for_instructions(sweep: Any, options: RunOptions) -> None:
-    """--measure instructions counts every row once in each of instructions.PROCESSES worker
-    processes (their agreement is checked), with no canary and no fvcore check of the counts:
-    timing settings do not apply."""
+    """--measure instructions counts every row once in each worker process: one
+    (instructions.PROCESSES) unless --processes asks for more (their agreement is then
+    checked), with no canary and no fvcore check of the counts: timing settings do not
+    apply."""
     import dataclasses
 
     from dscbench.instructions import PROCESSES
 
     if options.measure != Measure.instructions.value:
         return
-    sweep.settings = dataclasses.replace(sweep.settings, rounds=PROCESSES)
-    options.processes = PROCESSES
+    processes = options.processes if options.processes_given else PROCESSES
+    sweep.settings = dataclasses.replace(sweep.settings, rounds=processes)
+    options.processes = processes
     options.canary = False
     # fvcore's trace of each layer under valgrind costs more than the counting itself; the
     # closed forms it checks are the same in a timed run

@@ -75,7 +75,7 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
                 name or "run": m["started"] for name, m in plan.env_meta.items() if "started" in m
             },
             "measure": options.measure,
-            **({"instructions": instructions_meta()} if options.measure == "instructions" else {}),
+            **instructions_meta(options),
         },
         "precision": None
         if options.precision is None and options.decide is None
@@ -94,18 +94,24 @@ def run_meta(sweep: Sweep, options: RunOptions, plan: Plan) -> dict[str, Any]:
     return meta
 
 
-def instructions_meta() -> dict[str, Any]:
-    """run.json's ``harness.instructions``: how the counts were taken (instructions.py)."""
+def instructions_meta(options: RunOptions) -> dict[str, Any]:
+    """run.json's ``harness.instructions`` for --measure instructions: how the counts were taken
+    (instructions.py); nothing for a timed run."""
     from dscbench import instructions
 
+    if options.measure != "instructions":
+        return {}
     return {
-        "tool": instructions.TOOL,
-        "valgrind": instructions.valgrind_version(),
-        "iterations": instructions.ITERATIONS,
-        "processes": instructions.PROCESSES,
-        "method": "(instructions of 1 + N calls - of 1 call) / N, collection toggled around "
-        "the calls only; valgrind emulates no AVX-512 (torch's cpu_capability in each "
-        "environment says what the workers saw)",
+        "instructions": {
+            "tool": instructions.TOOL,
+            "valgrind": instructions.valgrind_version(),
+            "iterations": instructions.ITERATIONS,
+            "processes": options.processes,
+            "method": "(instructions of N calls - of an empty call) / N, collection toggled "
+            "around the calls only, the memory allocators' apart (allocator_instructions); "
+            "valgrind emulates no AVX-512 (torch's cpu_capability in each environment says what "
+            "the workers saw)",
+        }
     }
 
 
