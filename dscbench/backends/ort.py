@@ -235,8 +235,9 @@ class OrtCPU:
         else:
             model = onnx_graph.build_model(spec, variant, module)
             out_shape = [spec.batch, spec.out_channels, spec.out_height, spec.out_width]
+        serialized = model.SerializeToString()
         session = ort.InferenceSession(
-            model.SerializeToString(),
+            serialized,
             self.session_options(spec),
             providers=self.providers(spec),
         )
@@ -266,7 +267,7 @@ class OrtCPU:
 
         compile_s = self.first_call(run)
         compiling = 0.0 if math.isnan(compile_s) else compile_s
-        probe = self.kernel_probe(model.SerializeToString(), spec, x.numpy())
+        probe = self.kernel_probe(serialized, spec, x.numpy())
         return Prepared(
             run=run,
             output=output,
