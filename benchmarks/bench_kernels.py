@@ -212,8 +212,9 @@ def counts() -> list[str]:
             f"({before} at its start): wall **{t['wall_s']:.0f} s** ({wall:.0f} s with the "
             f"interpreter), of which starting the workers under valgrind (torch's import, once "
             f"per environment) {t['worker_start_s']:.0f} s and counting {configs} "
-            f"configurations {rest:.0f} s ({rest / configs:.1f} s each, 2 processes x 2 "
-            f"variants); {rs.meta['harness']['instructions']['valgrind']}, torch's "
+            f"configurations {rest:.0f} s ({rest / configs:.1f} s each: "
+            f"{rs.meta['harness']['instructions']['processes']} process(es) x 2 variants); "
+            f"{rs.meta['harness']['instructions']['valgrind']}, torch's "
             f"cpu_capability under it {rs.meta['environment']['torch']['cpu_capability']}"
         )
         runs.append(rs)
@@ -225,8 +226,9 @@ def counts() -> list[str]:
     lines += [
         "",
         f"Between the runs: largest difference of any row **{diff.max():.4%}** (median "
-        f"{diff.median():.4%}; target <= 0.01%); within a run, the two processes of a row "
-        f"differ by at most {spread:.4%}. `compare counts-a counts-b --metric instructions "
+        f"{diff.median():.4%}; target <= 0.01%); within a run, the processes that counted a "
+        f"row ({runs[0].meta['harness']['instructions']['processes']}) differ by at most "
+        f"{spread:.4%}. `compare counts-a counts-b --metric instructions "
         f"--threshold 1%`: exit {code}.",
         "",
         "| row | run a | run b | difference | in the allocators, a / b |",
