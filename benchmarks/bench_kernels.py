@@ -12,9 +12,10 @@ DSCBENCH_BENCH_STORE points at another store):
                 (cyclically) with --fail-on-kernel-change: no kernel change in 10 of 10
   isa           an interleaved run, default against ONEDNN_MAX_CPU_ISA=SSE41: every oneDNN conv's
                 implementation changes, and compare --fail-on-kernel-change exits 1
-  counts        two `--measure instructions --preset quick --threads 1` runs, back to back: the
-                largest difference of any row (target <= 0.01%), wall time, start-up and
-                per-configuration cost (target: <= 5 minutes on 2 cores)
+  counts        two `--measure instructions --preset quick --threads 1` runs, back to back, the
+                second with another seed (another order): the largest difference of any row
+                (target <= 0.01%), wall time, start-up and per-configuration cost (target:
+                <= 5 minutes on 2 cores)
   counts-isa    an interleaved instruction count of the quick preset, default against
                 ONEDNN_MAX_CPU_ISA=SSE41: `slower` on every dense conv row (compare --metric
                 instructions)
@@ -199,22 +200,27 @@ def counts() -> list[str]:
         "",
     ]
     runs = []
-    for name in ("counts-a", "counts-b"):
+    # run b shuffles its configurations with another seed: every configuration is counted at
+    # another point of another process's life than in run a
+    for name, seed in (("counts-a", []), ("counts-b", ["--seed", "7"])):
         out = fresh(name)
         before = load()
-        _, wall, _ = cli("run", *QUICK, "--measure", "instructions", "-o", str(out))
+        _, wall, _ = cli("run", *QUICK, "--measure", "instructions", *seed, "-o", str(out))
         rs = results_of(out)
         t = rs.meta["timings"]
+        counted = rs.meta["harness"]["instructions"]
         configs = rs.results.config_id.nunique()
         rest = t["wall_s"] - t["worker_start_s"]
         lines.append(
-            f"- `dscbench run --preset quick --threads 1 --measure instructions -o {name}` "
-            f"({before} at its start): wall **{t['wall_s']:.0f} s** ({wall:.0f} s with the "
-            f"interpreter), of which starting the workers under valgrind (torch's import, once "
-            f"per environment) {t['worker_start_s']:.0f} s and counting {configs} "
-            f"configurations {rest:.0f} s ({rest / configs:.1f} s each: "
-            f"{rs.meta['harness']['instructions']['processes']} process(es) x 2 variants); "
-            f"{rs.meta['harness']['instructions']['valgrind']}, torch's "
+            f"- `dscbench run --preset quick --threads 1 --measure instructions "
+            f"{' '.join(seed)}{' ' if seed else ''}-o {name}` ({before} at its start): wall "
+            f"**{t['wall_s']:.0f} s** ({wall:.0f} s with the interpreter), of which starting "
+            f"the workers under valgrind (torch's import, once per environment) "
+            f"{t['worker_start_s']:.0f} s and counting {configs} configurations {rest:.0f} s "
+            f"({counted['jobs']} processes counting at once, each configuration in a fresh "
+            f"fork: {rest * counted['jobs'] / configs:.1f} process-seconds each, of which "
+            f"{t['kernels_s'] / configs:.1f} s naming the kernels and "
+            f"{t['restart_s'] / configs:.1f} s forking); {counted['valgrind']}, torch's "
             f"cpu_capability under it {rs.meta['environment']['torch']['cpu_capability']}"
         )
         runs.append(rs)

@@ -5,11 +5,16 @@ with the neighbours on a shared machine, which a time does.
 How a count is taken (``per_iteration``), in a worker started under
 ``valgrind --tool=callgrind --collect-atstart=no``:
 
-1. one untimed, uncounted call (first-call work: oneDNN's JIT, weight reorders, caches);
-2. collection switched on around an empty call, then around N calls of ``fn`` (N = 1, or as
-   many as make about 20 M instructions for a small layer, at most 200), each window dumped to
-   its own file (torch's ``_valgrind_toggle`` and ``_valgrind_toggle_and_dump_stats``, the
-   client requests ``torch.utils.benchmark``'s ``collect_callgrind`` uses);
+1. one untimed, uncounted call (first-call work: oneDNN's JIT, weight reorders, caches): the
+   call that names the variant's kernels (kernels.py), in every process alike;
+2. collection switched on around an empty call, then around N calls of ``fn``, each window
+   dumped to its own file (torch's ``_valgrind_toggle`` and ``_valgrind_toggle_and_dump_stats``,
+   the client requests ``torch.utils.benchmark``'s ``collect_callgrind`` uses). N comes from
+   the layer's MACs (``calls_for``: 1 for a large layer, as many as make about 20 M
+   instructions for a small one, at most 200), never from a measured call: what a call
+   executes carries a little of the process's history (which Python code the interpreter has
+   specialised, which symbols are bound), so a window sized from it held 71 calls in one
+   process and 72 in another, and the two averages of one-off work differed by 0.1%;
 3. instructions per call = (window N - empty window) / N: what the toggles and the loop cost
    cancels. Python's garbage collector is off meanwhile. The instructions in the memory
    allocators (``ALLOCATORS``, from each function's self cost in the dump) are counted apart.
@@ -49,11 +54,17 @@ from dscbench.errors import DscbenchError
 TOOL = "callgrind"
 ITERATIONS = 1  # calls in the counted window, at least
 MAX_ITERATIONS = 200
-# The counted window holds calls until it has about this many instructions: a small layer's
-# single calls differ a little (most of it in the allocators), which the mean evens out; a
-# large layer is counted in one call (callgrind runs a 128->128 conv at 28x28 at about 12 s
-# a call on a 2-core VM).
+# The counted window holds about this many instructions (``calls_for``): a small layer's
+# single calls differ a little, which the mean evens out; a large layer is counted in one call
+# (a 128->128 conv at 28x28 executes about 25 M instructions under valgrind,
+# benchmarks/REPORT-kernels.md).
 WINDOW_INSTRUCTIONS = 20_000_000
+# The estimate of a call's instructions that sizes the window: a small layer's call costs
+# about CALL_OVERHEAD in torch and Python, and AVX2 kernels do 3.5-5 MACs an instruction
+# (REPORT-kernels.md's counts: 16->16 at 14x14, 0.45 M MACs, 0.37 M instructions; 128->128 at
+# 28x28, 116 M MACs, 25 M).
+CALL_OVERHEAD = 250_000
+MACS_PER_INSTRUCTION = 4
 PROCESSES = 1  # processes that count each row unless --processes says more (then compared)
 OUT_DIR_VARIABLE = "DSCBENCH_CALLGRIND_DIR"  # where a worker's dumps go
 # The workers' variables: idle OpenMP threads sleep at once instead of spinning (under valgrind,
@@ -106,6 +117,15 @@ def command_prefix(out_dir: Path) -> list[str]:
         "--trace-children=no",
         "--quiet",
     ]
+
+
+def default_jobs() -> int:
+    """Processes that count at once unless --jobs says: one per CPU this process may use
+    (valgrind runs a process's threads one at a time, so one core each)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def under_valgrind() -> bool:
@@ -219,12 +239,23 @@ def _window(fn: Callable[[], Any], calls: int, out_dir: Path) -> Count:
         dump.unlink()
 
 
-def per_iteration(fn: Callable[[], Any], iterations: int = ITERATIONS) -> tuple[float, float]:
-    """Instructions one call of ``fn`` executes outside the memory allocators, and in them
-    (module doc, steps 1-3). Only under valgrind (``under_valgrind``) with ``OUT_DIR_VARIABLE``
-    set."""
+def calls_for(macs: float) -> int:
+    """The calls in a counted window for a layer of ``macs`` multiply-accumulates: enough for
+    about WINDOW_INSTRUCTIONS at CALL_OVERHEAD + macs / MACS_PER_INSTRUCTION a call, 1 to
+    MAX_ITERATIONS (module doc, step 2: never from a measured call)."""
+    estimate = CALL_OVERHEAD + max(0.0, macs) / MACS_PER_INSTRUCTION
+    return int(min(MAX_ITERATIONS, max(1, -(-WINDOW_INSTRUCTIONS // estimate))))
+
+
+def per_iteration(
+    fn: Callable[[], Any], calls: int = ITERATIONS, first: Callable[[], Any] | None = None
+) -> tuple[float, float]:
+    """Instructions one call of ``fn`` executes outside the memory allocators, and in them,
+    from a window of ``calls`` calls (module doc, steps 1-3). ``first`` is the uncounted first
+    call, ``fn`` unless given (a kernel probe that calls ``fn`` once). Only under valgrind
+    (``under_valgrind``) with ``OUT_DIR_VARIABLE`` set."""
     out_dir = Path(os.environ[OUT_DIR_VARIABLE])
-    fn()  # first-call work, not counted
+    (first or fn)()  # first-call work, not counted
     # Python's collector runs when allocations since the last collection reach a threshold:
     # inside one window in one process and not in another. Off while counting, as timeit does.
     enabled = gc.isenabled()
@@ -232,9 +263,7 @@ def per_iteration(fn: Callable[[], Any], iterations: int = ITERATIONS) -> tuple[
     gc.disable()
     try:
         empty = _window(_nothing, 1, out_dir)  # what the toggles and the loop cost
-        one = _window(fn, 1, out_dir)
-        calls = min(MAX_ITERATIONS, max(iterations, -(-WINDOW_INSTRUCTIONS // max(one.total, 1))))
-        more = one if calls == 1 else _window(fn, calls, out_dir)
+        more = _window(fn, calls, out_dir)
     finally:
         if enabled:
             gc.enable()

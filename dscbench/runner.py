@@ -23,6 +23,9 @@ a case in interleaved sets of blocks.
   ``settings.rounds``, each in fresh worker processes, over the cases still short of the target,
   until none is or ``max_time`` seconds have passed since the sweep started; with ``decide``
   and several environments, a slowdown is then confirmed in fresh processes.
+- **Counting** (counted_rounds.py). With ``measure="instructions"`` a round counts each case's
+  instructions in worker processes under valgrind instead of timing blocks, several processes
+  at once.
 
 After every round (and on Ctrl-C or a crash) the caller's ``checkpoint`` receives the state, so
 nothing measured is lost. The
@@ -40,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dscbench import counting
+from dscbench.counted_rounds import CountedRounds
 from dscbench.extra_rounds import ExtraRounds
 from dscbench.measure import HarnessOptions
 from dscbench.parity import Parity
@@ -176,7 +180,7 @@ def run_sweep(
     return Coordinator(cases, settings, executors, **options).run()
 
 
-class Coordinator(ExtraRounds):
+class Coordinator(ExtraRounds, CountedRounds):
     """One sweep being measured (``run_sweep`` says what it does). The state it builds up is
     ``self.sweep``; its methods are the steps of a round, top-down: ``run`` -> ``one_round``
     -> ``visit`` (``ready`` to prepare and calibrate a case, then one ``turn`` per run of
@@ -316,6 +320,8 @@ class Coordinator(ExtraRounds):
     def one_round(self, round_index: int, order: list[CaseState], deadline: bool = False) -> int:
         """Visit the healthy cases of ``order``; with ``deadline``, stop when ``max_time`` has
         run out. Returns the number of visits made."""
+        if self.count_instructions:
+            return self.count_round(round_index, order, deadline)
         visited = 0
         healthy = sum(state.healthy for state in order)
         self.canary_samples = max(1, math.ceil(CANARY_PER_ROUND / max(1, healthy)))
@@ -340,9 +346,6 @@ class Coordinator(ExtraRounds):
         """One visit of a case: prepare it in every healthy environment, then its sets of
         blocks, turn by turn; a canary sample after."""
         state.dirty = True
-        if self.count_instructions:
-            self.count_visit(state, round_index)
-            return
         replica = {env: round_index % len(self.pools[env]) for env in self.envs}
         live = [
             env
@@ -487,47 +490,6 @@ class Coordinator(ExtraRounds):
         # does with its freshly built tensors.
         env_state.warmed.add(replica)
         return True
-
-    def count_visit(self, state: CaseState, round_index: int) -> None:
-        """--measure instructions: build and count the case in every healthy environment,
-        then, on its first build, check it (kernels under valgrind, parity): the count comes
-        before anything else touches the freshly built variants."""
-        replica = {env: round_index % len(self.pools[env]) for env in self.envs}
-        live = [
-            env
-            for env in self.envs
-            if state.envs[env].healthy and self.ready(state, env, replica[env], checking=False)
-        ]
-        self.count(state, live, replica)
-        for env in live:
-            if state.envs[env].healthy and not state.envs[env].checked:
-                self.ready(state, env, replica[env])
-
-    def count(self, state: CaseState, live: list[str], replica: dict[str, int]) -> None:
-        """--measure instructions: one count of each variant's instructions per call in every
-        live environment (instructions.per_iteration), instead of timed blocks."""
-        from dscbench.instructions import ITERATIONS
-
-        for env in live:
-            env_state = state.envs[env]
-            t0 = time.perf_counter()
-            try:
-                report = self.pools[env][replica[env]].count(state.key, ITERATIONS)
-            except ExecutorLost as exc:
-                self.lost(env, replica[env], state, exc)
-                continue
-            self.phases.instructions += report.untimed_s
-            self.phases.ipc += max(0.0, time.perf_counter() - t0 - report.untimed_s)
-            if report.status != Status.OK:
-                env_state.fail(report.status, report.error, report.traceback)
-                continue
-            for v, n in report.instructions.items():
-                env_state.instructions.setdefault(v, []).append(n)
-            for v, n in report.allocator.items():
-                env_state.allocator_instructions.setdefault(v, []).append(n)
-            env_state.visits += 1
-            if env_state.status == Status.NOT_MEASURED:
-                env_state.status = Status.OK
 
     def calibrate(self, state: CaseState, env: str, replica: int) -> bool:
         """Warm the case up and size its blocks (the first process to see it does)."""

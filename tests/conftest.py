@@ -111,6 +111,8 @@ class FakeBackend:
             jitter = 1.0 + noise * abs(self.rng.standard_normal()) if noise else 1.0
             self.clock.advance(base * self.slowdown(self.clock.t) * jitter)
 
+        run.key = key  # type: ignore[attr-defined]  # which workload (fake counts read it)
+
         def output() -> np.ndarray:
             # The true answer in float32, as a correct backend would compute it.
             out = parity.reference_output(spec, variant, seed).astype(np.float32)

@@ -20,7 +20,7 @@ LAYERS = {
               "measure", "ops", "models", "training", "backends", "plan", "calibrate", "canary",
               "where", "kernels", "instructions"),
     "data": ("results",),
-    "execution": ("workers", "worker", "runner", "extra_rounds", "sweep_state"),
+    "execution": ("workers", "worker", "runner", "extra_rounds", "counted_rounds", "sweep_state"),
     "judging": ("compare", "analysis", "merge"),
     "rendering": ("export", "plot"),
     "interface": ("api", "commands", "cli", "__main__"),

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -99,16 +102,25 @@ def test_a_call_costs_the_difference_of_two_windows_and_the_dumps_are_removed(
     monkeypatch.setattr(torch._C, "_valgrind_toggle", toggle)
     monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
     monkeypatch.setenv(instructions.OUT_DIR_VARIABLE, str(tmp_path))
-    monkeypatch.setattr(instructions, "WINDOW_INSTRUCTIONS", 100_000)
-    assert instructions.per_iteration(lambda: calls.append(1)) == (1234.0, 0.0)
-    # the uncounted first call, an empty window, 1 call, then enough calls for 100000
-    # instructions (the one call's window counted 6234: 17 calls)
-    assert len(calls) == 1 + 1 + 17
+    assert instructions.per_iteration(lambda: calls.append(1), 17) == (1234.0, 0.0)
+    assert len(calls) == 1 + 17  # the uncounted first call, then the window (empty: none)
     calls.clear()
-    monkeypatch.setattr(instructions, "WINDOW_INSTRUCTIONS", 1_000)
-    assert instructions.per_iteration(lambda: calls.append(1)) == (1234.0, 0.0)
-    assert len(calls) == 1 + 1  # a call over the window's size is counted once
+    assert instructions.per_iteration(lambda: calls.append(1), 1) == (1234.0, 0.0)
+    assert len(calls) == 1 + 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_window_is_sized_from_the_layers_macs_never_from_a_measured_call(monkeypatch):
+    from dscbench.workers import checks
+
+    # about 20 M instructions at 250 k + MACs / 4 a call, 1 to 200 calls
+    layer = spec(in_channels=16, out_channels=16, height=14, width=14)
+    assert checks.macs(layer, "standard", None) == 16 * 16 * 9 * 14 * 14  # the closed form
+    assert instructions.calls_for(16 * 16 * 9 * 14 * 14) == 56  # 362,896 a call
+    assert instructions.calls_for(128 * 128 * 9 * 28 * 28) == 1  # 29 M a call
+    assert instructions.calls_for(0) == 80
+    monkeypatch.setattr(instructions, "CALL_OVERHEAD", 1_000)
+    assert instructions.calls_for(0) == instructions.MAX_ITERATIONS
 
 
 def test_the_wrapper_runs_callgrind_with_collection_off_until_toggled(tmp_path, monkeypatch):
@@ -135,24 +147,51 @@ def test_without_valgrind_measure_instructions_is_one_line_and_exit_2(tmp_path, 
     assert "Traceback" not in res.output
     bad = cli.invoke(app, ["run", "--measure", "instructions", "--decide", "5%"])
     assert bad.exit_code == 2 and "--measure instructions counts exactly" in bad.output
+    bad = cli.invoke(app, ["run", "--jobs", "2"])
+    assert bad.exit_code == 2 and "--jobs 2 counts rows at the same time" in bad.output
 
 
-def test_the_coordinator_counts_each_row_once_per_process_and_times_nothing(monkeypatch):
-    counts = iter([1000.0, 500.0, 2000.0, 900.0, 1000.0, 500.0, 2000.0, 900.0])
-    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
-    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: (next(counts), 7.0))
-    clock = FakeClock()
-    backend = FakeBackend(clock, lambda s, v: 1e-4)
-    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16)]
+def fake_counts(
+    counts: dict[tuple[int, str], list[float]], before: Callable[[], object] | None = None
+) -> Callable[[Any, int], tuple[float, float]]:
+    """instructions.per_iteration on fakes: the next of the workload's (in_channels, variant)
+    counts, 7 in the allocators; the count's first call (a kernel probe) and ``before`` run
+    first (in the counting thread)."""
+
+    def per_iteration(fn: Any, iterations: int, first: Any) -> tuple[float, float]:
+        if first is not None:
+            first()
+        if before is not None:
+            before()
+        spec_, variant = fn.key  # conftest.FakeBackend's workloads say which they are
+        return counts[(spec_.in_channels, variant)].pop(0), 7.0
+
+    return per_iteration
+
+
+def count_sweep(
+    cases: list[Case], rounds: int, processes: int, kernels: Any = None
+) -> runner.SweepState:
+    backend = FakeBackend(FakeClock(), lambda s, v: 1e-4, kernels=kernels)
     sweep = runner.run_sweep(
         cases,
-        RunSettings(min_time=0.01, rounds=2, seed=0, parity=False),
-        {"": [runner.LocalExecutor({"fake": backend}) for _ in range(2)]},
+        RunSettings(min_time=0.01, rounds=rounds, seed=0, parity=False),
+        {"": [runner.LocalExecutor({"fake": backend}) for _ in range(processes)]},
         harness=HarnessOptions(block_time=1e-3, warmup=0.0),
         verify_counts=False,
         measure="instructions",
     )
     assert backend.calls == 0  # nothing was timed (the fake per_iteration calls nothing)
+    return sweep
+
+
+def test_the_coordinator_counts_each_row_once_per_process_and_times_nothing(monkeypatch):
+    counts = {(8, "standard"): [1000.0] * 2, (8, "separable"): [500.0] * 2,
+              (16, "standard"): [2000.0] * 2, (16, "separable"): [900.0] * 2}  # fmt: skip
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(instructions, "per_iteration", fake_counts(counts))
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16)]
+    sweep = count_sweep(cases, rounds=2, processes=2)
     table, samples = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
     assert samples.empty
     assert (table.status == "ok").all() and table.latency_median_s.isna().all()
@@ -160,26 +199,162 @@ def test_the_coordinator_counts_each_row_once_per_process_and_times_nothing(monk
     assert (table.instructions_spread == 0).all() and (table.warnings == "").all()
     assert (table.allocator_instructions == 7.0).all()
     assert sweep.phases.timed == 0
+    assert not any(counts.values())  # every row counted twice, once per round
 
 
-def test_processes_that_disagree_leave_a_warning_on_the_row(monkeypatch):
-    counts = iter([1000.0, 500.0, 1020.0, 500.0])
+def test_the_counts_first_call_names_the_kernels_once_for_every_process(monkeypatch):
+    # Under valgrind the kernel probe is the count's uncounted first call, in every process
+    # (the same history everywhere); the first build does not call it again.
+    from dscbench.kernels import Found
+
+    probes: list[tuple[int, str]] = []
+
+    def kernels(s: Any, v: str) -> Found:
+        probes.append((s.in_channels, v))
+        if v == "standard":
+            return Found(["Mkldnn/jit:avx2"])
+        return Found(["Slow2d"], [(1, "Slow2d", "bfloat16")])
+
+    counts = {(8, "standard"): [1000.0] * 2, (8, "separable"): [500.0] * 2}
     monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
-    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n: (next(counts), 7.0))
+    monkeypatch.setattr(instructions, "per_iteration", fake_counts(counts))
+    sweep = count_sweep([Case(spec(), "fake")], rounds=2, processes=2, kernels=kernels)
+    table, _ = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
+    assert sorted(probes) == [(8, "separable")] * 2 + [(8, "standard")] * 2
+    rows = table.set_index("variant")
+    assert rows.at["standard", "kernels"] == "Mkldnn/jit:avx2"
+    assert rows.at["separable", "kernels"] == "Slow2d"
+    assert rows.at["separable", "warnings"].startswith("reference_kernel")
+    assert sweep.phases.kernels >= 0 and sweep.phases.instructions >= 0
+
+
+def test_processes_count_at_once_and_no_row_twice_in_one_process(monkeypatch):
+    # Four cases, two rounds, three processes: each count waits at a barrier for another
+    # thread's, which only a count running at the same time can pass.
+    together = threading.Barrier(2, timeout=10)
+    counted_by: dict[str, list[int]] = {}
+    count = runner.LocalExecutor.count
+
+    def recording(self: Any, key: str, iterations: int) -> Any:
+        counted_by.setdefault(key, []).append(id(self))
+        return count(self, key, iterations)
+
+    counts = {(c, v): [100.0 * c] * 2 for c in (8, 16, 24, 32) for v in ("standard", "separable")}
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(runner.LocalExecutor, "count", recording)
+    monkeypatch.setattr(instructions, "per_iteration", fake_counts(counts, together.wait))
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16, 24, 32)]
+    sweep = count_sweep(cases, rounds=2, processes=2)
+    table, _ = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
+    assert (table.status == "ok").all(), table.error.tolist()
+    assert sorted(table.instructions) == sorted(100.0 * c for c in (8, 16, 24, 32) for _ in "ab")
+    assert sorted(len(set(ids)) for ids in counted_by.values()) == [2, 2, 2, 2]
+
+
+class ForkedFake(runner.LocalExecutor):
+    """A fake worker forked from a fork server: restarts are counted, not made."""
+
+    forks = "a fork server"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.restarts = self.counts = 0
+
+    def count(self, key: str, iterations: int) -> Any:
+        self.counts += 1
+        return super().count(key, iterations)
+
+    def begin_restart(self) -> None:
+        self.restarts += 1
+
+    def finish_restart(self) -> None:
+        pass
+
+
+def test_every_case_is_counted_in_a_fresh_fork(monkeypatch):
+    # Three cases, one round, two forked processes: a process that counted n cases was
+    # replaced by a fresh fork n - 1 times (before each case but its first), and each fork is
+    # a new process number.
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n, first: (1.0, 0.0))
     backend = FakeBackend(FakeClock(), lambda s, v: 1e-4)
-    sweep = runner.run_sweep(
-        [Case(spec(in_channels=8, out_channels=8), "fake")],
-        RunSettings(min_time=0.01, rounds=2, seed=0, parity=False),
-        {"": [runner.LocalExecutor({"fake": backend}) for _ in range(2)]},
-        harness=HarnessOptions(block_time=1e-3, warmup=0.0),
+    pool = [ForkedFake({"fake": backend}) for _ in range(2)]
+    coordinator = runner.Coordinator(
+        [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16, 24)],
+        RunSettings(min_time=0.01, rounds=1, seed=0, parity=False),
+        {"": pool},
         verify_counts=False,
         measure="instructions",
     )
+    sweep = coordinator.run()
+    assert sum(e.counts for e in pool) == 3
+    assert [e.restarts for e in pool] == [max(0, e.counts - 1) for e in pool]
+    assert coordinator.next_identity[""] == 2 + sum(e.restarts for e in pool)
+    assert all(
+        s.envs[""].instructions == {"standard": [1.0], "separable": [1.0]} for s in sweep.cases
+    )
+
+
+def test_a_bug_while_counting_at_once_still_raises_with_its_traceback(monkeypatch):
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(instructions, "per_iteration", lambda fn, n, first: (1.0, 0.0))
+
+    def broken(self: Any, state: Any, live: Any, slot: int) -> None:
+        raise ZeroDivisionError("a bug in the bookkeeping")
+
+    monkeypatch.setattr(runner.Coordinator, "count", broken)
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16)]
+    with pytest.raises(ZeroDivisionError, match="a bug in the bookkeeping"):
+        count_sweep(cases, rounds=1, processes=2)
+
+
+def test_processes_that_disagree_leave_a_warning_on_the_row(monkeypatch):
+    counts = {(8, "standard"): [1000.0, 1020.0], (8, "separable"): [500.0, 500.0]}
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    monkeypatch.setattr(instructions, "per_iteration", fake_counts(counts))
+    sweep = count_sweep([Case(spec(in_channels=8, out_channels=8), "fake")], 2, 2)
     table, _ = tables_of(sweep, {"fake": ("cpu", "Test CPU")})
     std = table[table.variant == "standard"].iloc[0]
     assert std.instructions == 1010.0 and std.instructions_spread == pytest.approx(0.02 / 1.01)
     assert std.warnings.startswith("instructions_vary: 2 processes counted 1000 to 1020")
     assert table[table.variant == "separable"].iloc[0].warnings == ""
+
+
+def test_a_worker_counting_instructions_leaves_peak_memory_to_timed_runs(monkeypatch):
+    # The memory probe runs a whole call under valgrind for a number a timed run measures.
+    from dscbench.backends.base import Prepared
+    from dscbench.workers import PrepareReport, checks
+
+    layer = spec(in_channels=8, out_channels=8)
+    prepared = {
+        v: Prepared(run=lambda: None, output=lambda: None, memory=lambda: 4096)
+        for v in ("standard", "separable")
+    }
+    for valgrind, expected in ((False, {"standard": 4096, "separable": 4096}), (True, {})):
+        monkeypatch.setattr(instructions, "under_valgrind", lambda valgrind=valgrind: valgrind)
+        report = PrepareReport()
+        checks.first_build(layer, prepared, report)
+        assert report.peak_memory_bytes == expected
+
+
+def test_a_networks_counts_and_window_come_from_its_layers_under_valgrind(monkeypatch):
+    pytest.importorskip("torch")
+    from dscbench import counting, ops
+    from dscbench.backends.base import Prepared
+    from dscbench.spec import ModelSpec
+    from dscbench.workers import PrepareReport, checks
+
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    net = ModelSpec(1, "article", (3, 28, 28))
+    modules = {v: ops.build(net, v) for v in ("standard", "separable")}
+    prepared = {
+        v: Prepared(run=lambda: None, output=lambda: None, module=m) for v, m in modules.items()
+    }
+    report = PrepareReport()
+    checks.first_build(net, prepared, report)
+    for v, module in modules.items():
+        expected = counting.counts_of(net, v).macs
+        assert report.counts[v]["macs"] == expected == checks.macs(net, v, module) > 0
 
 
 def test_count_refuses_to_run_outside_valgrind():
@@ -238,7 +413,8 @@ def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_p
     res = cli.invoke(
         app,
         ["run", "--in-channels", "16", "--size", "14", "--kernel", "3", "--stride", "1,2",
-         "--threads", "1", "--measure", "instructions", "--processes", "2", "--no-parity",
+         "--threads", "1", "--measure", "instructions", "--processes", "2", "--jobs", "3",
+         "--no-parity",
          "-o", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -246,6 +422,8 @@ def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_p
     table = loaded.results
     assert loaded.meta["harness"]["measure"] == "instructions"
     assert loaded.meta["harness"]["instructions"]["valgrind"].startswith("valgrind-")
+    counted = loaded.meta["harness"]["instructions"]
+    assert (counted["processes"], counted["jobs"], loaded.meta["harness"]["processes"]) == (2, 3, 3)
     assert len(table) == 4 and (table.status == "ok").all()
     # A conv of 16x14x14 outputs (7x7 at stride 2) with 144 MACs each takes at least that many
     # instructions' worth of work (at most 16 float MACs per instruction), and the same code

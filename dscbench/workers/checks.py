@@ -91,15 +91,18 @@ def checked(spec: Spec, report: PrepareReport, what: str, check: Callable[[], No
 
 
 def first_build(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareReport) -> None:
-    """Peak memory and kernels of each variant, and a network's counts and breakdown (a conv
-    layer's counts are closed forms the coordinator computes itself)."""
+    """Peak memory and kernels of each variant (neither in a worker counting instructions,
+    where the count's first call names the kernels), and a network's counts and breakdown (a
+    conv layer's counts are closed forms the coordinator computes itself)."""
+    from dscbench.instructions import under_valgrind
     from dscbench.kernels import describe
 
+    counted = under_valgrind()  # peak memory is a timed run's: minutes under valgrind
     for v in VARIANTS:
         p = prepared[v]
-        if p.memory is not None:
+        if p.memory is not None and not counted:
             report.peak_memory_bytes[v] = p.memory()
-        if p.kernels is not None:
+        if p.kernels is not None and not counted:  # a count's first call named them
             t0 = time.perf_counter()
             found = p.kernels()
             report.phases["kernels"] = report.phases.get("kernels", 0.0) + time.perf_counter() - t0
@@ -110,6 +113,17 @@ def first_build(spec: Spec, prepared: Mapping[str, Prepared], report: PrepareRep
             records = counting.layer_counts(p.module, spec.input_dims(), spec.mode == "training")
             report.counts[v] = asdict(counting.model_counts(records))
             report.breakdown[v] = counting.breakdown(records)
+
+
+def macs(spec: Spec, variant: str, module: Any) -> int:
+    """A variant's multiply-accumulates: a layer's closed form, a network's from its layers
+    (counted on the meta device); 0 for a network without a torch module."""
+    if spec.kind != "model":
+        return counting.closed_form(spec, variant).macs
+    if module is None:
+        return 0
+    records = counting.layer_counts(module, spec.input_dims(), spec.mode == "training")
+    return counting.model_counts(records).macs
 
 
 def check_parity(

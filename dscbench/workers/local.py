@@ -83,6 +83,8 @@ class _Entry:
     spec: Spec
     backend: str
     workloads: dict[str, Workload] = field(default_factory=dict)
+    modules: dict[str, Any] = field(default_factory=dict)  # torch modules, for a network's MACs
+    probes: dict[str, Any] = field(default_factory=dict)  # kernel probes (Prepared.kernels)
     size: int = 0  # bytes its variants hold (the cache's budget)
 
 
@@ -188,6 +190,8 @@ class LocalExecutor:
             if _built_s(report) > r.keep_s:
                 self.cache.put(r.key, prepared, held_bytes(entry.spec, prepared, entry.size))
         entry.workloads = {v: Workload(prepared[v].run, prepared[v].context) for v in VARIANTS}
+        entry.modules = {v: prepared[v].module for v in VARIANTS}
+        entry.probes = {v: prepared[v].kernels for v in VARIANTS}
         if r.first and not self._first_build(entry, prepared, report):
             return report
         s = entry.spec
@@ -207,6 +211,7 @@ class LocalExecutor:
             previous = self.entries.get(self.current)
             if previous is not None:
                 previous.workloads = {}  # what it built lives on in the cache, or is rebuilt
+                previous.modules, previous.probes = {}, {}
         self.current = key
         entry = self.entries.get(key)
         if entry is None:
@@ -303,8 +308,10 @@ class LocalExecutor:
         return TurnReport(block_s=times.block_s, untimed_s=times.untimed_s)
 
     def count(self, key: str, iterations: int) -> CountReport:
-        """Instructions per call of each variant (instructions.per_iteration): only in a
-        worker started under valgrind (``dscbench run --measure instructions``)."""
+        """Instructions per call of each variant (instructions.per_iteration), in a window of
+        at least ``iterations`` calls, more for a small layer (instructions.calls_for, from
+        its MACs): only in a worker started under valgrind (``dscbench run --measure
+        instructions``)."""
         from dscbench import instructions
 
         if not instructions.under_valgrind():
@@ -316,13 +323,40 @@ class LocalExecutor:
         try:
             for v in VARIANTS:
                 work = entry.workloads[v]
+                calls = max(
+                    iterations,
+                    instructions.calls_for(checks.macs(entry.spec, v, entry.modules.get(v))),
+                )
+                first = self._naming_call(entry.probes.get(v), v, report)
                 with work.context():
-                    counted = instructions.per_iteration(work.fn, iterations)
+                    counted = instructions.per_iteration(work.fn, calls, first)
                 report.instructions[v], report.allocator[v] = counted
         except Exception as exc:
             fail(report, exc)
         report.untimed_s = time.perf_counter() - t0
         return report
+
+    @staticmethod
+    def _naming_call(
+        probe: Callable[[], Any] | None, variant: str, report: CountReport
+    ) -> Callable[[], None] | None:
+        """The uncounted first call of a count: the variant's kernel probe where it has one,
+        its findings into ``report`` (workers/checks.first_build leaves them to it under
+        valgrind)."""
+        if probe is None:
+            return None
+
+        def call() -> None:
+            from dscbench.kernels import describe
+
+            t0 = time.perf_counter()
+            found = probe()
+            report.kernels_s += time.perf_counter() - t0
+            report.kernels[variant] = describe(found.kernels)
+            if found.warning():
+                report.warnings[variant] = found.warning()
+
+        return call
 
     def restart(self) -> None:
         """Nothing to restart: this process is the executor."""

@@ -171,6 +171,9 @@ class CountReport(Failable):
 
     instructions: dict[str, float] = field(default_factory=dict)  # the memory allocators' apart
     allocator: dict[str, float] = field(default_factory=dict)  # in the memory allocators
+    kernels: dict[str, str] = field(default_factory=dict)  # named by the uncounted first call
+    warnings: dict[str, str] = field(default_factory=dict)  # a reference kernel among them
+    kernels_s: float = 0.0  # of untimed_s, naming the kernels
     untimed_s: float = 0.0
 
 

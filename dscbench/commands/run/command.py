@@ -22,6 +22,9 @@ from dscbench.commands.run.options import (
     RunOptions,
     StartMethod,
     Twin,
+    check_interleave,
+    check_measure,
+    check_run_flags,
     default_output,
 )
 from dscbench.defaults import BETWEEN_RUN_SD, PROCESSES
@@ -330,6 +333,15 @@ def run(
             "timing options do not apply.",
         ),
     ] = Measure.time,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--measure instructions: worker processes per environment that count at the "
+            "same time, each row in one of them (default: one per CPU this process may use). "
+            "Counts do not depend on what else runs.",
+        ),
+    ] = None,
     start_method: Annotated[
         StartMethod,
         typer.Option(
@@ -376,7 +388,7 @@ def run(
         name=api.flag,
     )
     check_run_flags(precision, decide, max_time, resume, output, dry_run)
-    check_measure(measure, precision, decide)
+    check_measure(measure, precision, decide, jobs)
     options = RunOptions(
         output=resume or (output if output is not None else default_output()),
         resume=resume is not None,
@@ -398,6 +410,7 @@ def run(
         != "DEFAULT",
         start_method=start_method.value,
         measure=measure.value,
+        jobs=jobs,
         between_run_sd=between_run_sd,
         breakdown=breakdown,
         calibrate=calibrate,
@@ -408,46 +421,6 @@ def run(
 
     code = execute(sweep, options, console=common.console, command_started=command_started)
     raise typer.Exit(code)
-
-
-def check_interleave(interleave: Interleave, *, several_envs: bool) -> None:
-    """Refuse --interleave block where there are not several environments to interleave."""
-    if interleave is not Interleave.env and not several_envs:
-        raise SpecError(
-            f"--interleave {interleave.value} orders the blocks of several environments; give "
-            "two or more --env"
-        )
-
-
-def check_run_flags(
-    precision: float | None,
-    decide: float | None,
-    max_time: float | None,
-    resume: Path | None,
-    output: Path | None,
-    dry_run: bool,
-) -> None:
-    """Refuse a --max-time without --precision or --decide to limit, both of those at once,
-    and --resume with -o or --dry-run."""
-    if max_time is not None and not max_time > 0:
-        raise SpecError(f"--max-time {max_time:g}: must be a positive number of seconds")
-    if precision is not None and decide is not None:
-        raise SpecError("--precision and --decide each add rounds to their own end; give one")
-    if max_time is not None and precision is None and decide is None:
-        raise SpecError("--max-time limits --precision or --decide; give one of them too")
-    if resume is not None and output is not None and Path(output) != Path(resume):
-        raise SpecError(f"--resume {resume} writes into that run; leave out -o {output}")
-    if resume is not None and dry_run:
-        raise SpecError("--resume measures; it cannot be combined with --dry-run")
-
-
-def check_measure(measure: Measure, precision: float | None, decide: float | None) -> None:
-    """--measure instructions counts exactly once per process: nothing to add rounds for."""
-    if measure is Measure.instructions and (precision is not None or decide is not None):
-        flag = "--precision" if precision is not None else "--decide"
-        raise SpecError(
-            f"{flag} adds timed rounds; --measure instructions counts exactly (no rounds to add)"
-        )
 
 
 def shard_of_run(text: str | None, count: int | None) -> Any:

@@ -154,9 +154,10 @@ def estimate_lines(
     if counting:
         return [
             f"{len(plan.cases)} configuration(s) x {len(plan.envs)} environment(s), counting "
-            f"instructions under valgrind in {sweep.settings.rounds} processes each: minutes "
-            "(torch's import under valgrind takes about 100 s per environment, and each "
-            "configuration's first calls several seconds; benchmarks/REPORT-kernels.md)"
+            f"instructions under valgrind in {sweep.settings.rounds} process(es) each, "
+            f"{len(next(iter(plan.executors.values())))} counting at once: minutes (torch's "
+            "import under valgrind takes about 100 s per environment, and each configuration's "
+            "first calls several seconds; benchmarks/REPORT-kernels.md)"
         ]
     measured = [c for c in plan.cases if all((c, e) not in plan.skips for e in plan.envs)]
     timed = sweep.settings.min_time * 2 * len(plan.envs) * len(measured)
@@ -217,6 +218,8 @@ def start(sweep: Sweep, options: RunOptions, env_specs: list, out_dir: Path) -> 
 
     processes = max(1, min(options.processes, sweep.settings.rounds))
     counting = options.measure == "instructions"  # workers under valgrind, always
+    if counting:  # processes that count at once (options.for_instructions)
+        processes = max(processes, options.jobs or 1)
     if not env_specs and processes == 1 and not counting:  # in this process, as before
         expansion = expand_cases(sweep, None, shard=options.shard)
         skips = expansion.validate(options.skip_unavailable)

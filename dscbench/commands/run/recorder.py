@@ -106,7 +106,8 @@ def instructions_meta(options: RunOptions) -> dict[str, Any]:
             "tool": instructions.TOOL,
             "valgrind": instructions.valgrind_version(),
             "iterations": instructions.ITERATIONS,
-            "processes": options.processes,
+            "processes": options.processes,  # that counted each row
+            "jobs": options.jobs,  # worker processes per environment, counting at once
             "method": "(instructions of N calls - of an empty call) / N, collection toggled "
             "around the calls only, the memory allocators' apart (allocator_instructions); "
             "valgrind emulates no AVX-512 (torch's cpu_capability in each environment says what "
