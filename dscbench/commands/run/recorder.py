@@ -108,10 +108,11 @@ def instructions_meta(options: RunOptions) -> dict[str, Any]:
             "iterations": instructions.ITERATIONS,
             "processes": options.processes,  # that counted each row
             "jobs": options.jobs,  # worker processes per environment, counting at once
-            "method": "(instructions of N calls - of an empty call) / N, collection toggled "
-            "around the calls only, the memory allocators' apart (allocator_instructions); "
-            "valgrind emulates no AVX-512 (torch's cpu_capability in each environment says what "
-            "the workers saw)",
+            "method": "(instructions of N calls - of an empty call) / N after an uncounted "
+            "first call that names the kernels, N from the layer's MACs, collection toggled "
+            "around the calls only, each configuration in a fresh fork of the fork server, the "
+            "memory allocators' apart (allocator_instructions); valgrind emulates no AVX-512 "
+            "(torch's cpu_capability in each environment says what the workers saw)",
         }
     }
 
