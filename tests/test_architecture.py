@@ -21,7 +21,7 @@ LAYERS = {
               "where", "kernels", "instructions"),
     "data": ("results",),
     "execution": ("workers", "worker", "runner", "extra_rounds", "counted_rounds", "sweep_state"),
-    "judging": ("compare", "analysis", "merge"),
+    "judging": ("compare", "analysis", "merge", "history"),
     "rendering": ("export", "plot"),
     "interface": ("api", "commands", "cli", "__main__"),
 }  # fmt: skip

@@ -1,0 +1,236 @@
+"""The history store (dscbench/history/, ``dscbench history``): runs added to an embedded
+SQLite file and, where one is running, a PostgreSQL server (DSCBENCH_TEST_POSTGRES; CI starts
+one and sets DSCBENCH_REQUIRE_POSTGRES, so there they cannot skip)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from dscbench import results
+from dscbench.cli import app
+from dscbench.errors import SpecError
+from dscbench.history import fingerprint as fp
+from dscbench.history import store
+
+from .test_compare import synthetic
+
+cli = CliRunner()
+POSTGRES_VARIABLE = "DSCBENCH_TEST_POSTGRES"  # e.g. postgresql://postgres@localhost/dscbench
+
+
+def _drop_all(url: str) -> None:
+    engine = sa.create_engine(store.parse_url(url))
+    with engine.begin() as conn:
+        store.metadata.drop_all(conn)
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> str:
+    """A history database URL, empty: a file, or the PostgreSQL server's tables dropped."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.sqlite'}"
+    url = os.environ.get(POSTGRES_VARIABLE)
+    if not url:
+        if os.environ.get("DSCBENCH_REQUIRE_POSTGRES"):
+            pytest.fail(f"{POSTGRES_VARIABLE} is not set, and this run requires PostgreSQL")
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_VARIABLE} (.ci/run starts one)")
+    _drop_all(url)
+    request.addfinalizer(lambda: _drop_all(url))
+    return url
+
+
+def run_of(seed: int = 0, *, cpu: str = "Test CPU", started: str = "2026-12-01T10:00:00+00:00",
+           **kwargs) -> results.ResultSet:  # fmt: skip
+    rs = synthetic(seed=seed, cpu=cpu, **kwargs)
+    rs.meta.update(started_at=started, host="ci-1", configurations_sha256="c" * 64,
+                   status="complete", harness={"measure": "time"})  # fmt: skip
+    rs.meta["environment"]["libraries"] = {"torch": "2.13.0+cpu"}
+    rs.meta["environment"]["cpu_count"] = 2
+    return rs
+
+
+def counts(engine: sa.Engine) -> tuple[int, int, int, int]:
+    with engine.connect() as conn:
+        return tuple(  # type: ignore[return-value]
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in (store.runs, store.rows, store.units, store.fingerprints)
+        )
+
+
+def test_a_run_is_stored_row_by_row_with_its_estimates_and_process_values(db):
+    rs = run_of()
+    with store.opened(db) as engine:
+        added = store.add(engine, rs, "a1b2c3d4", "main")
+        assert (added.rows, added.failed, added.series) == (len(rs.results), 0, len(rs.results))
+        n_runs, n_rows, n_units, n_prints = counts(engine)
+        assert (n_runs, n_rows, n_prints) == (1, len(rs.results), 1)
+        # five rounds in one process: the rounds are the units, one value each per row
+        assert n_units == 5 * len(rs.results)
+        summary = store.series_summary(engine)
+    assert len(summary) == len(rs.results) and (summary.runs == 1).all()
+    table = rs.results.set_index(["config_id", "variant"])
+    for r in summary.itertuples():
+        # the estimate is the trimmed mean of the rounds' log medians: near the median latency
+        assert r.latest == pytest.approx(table.at[(r.config_id, r.variant), "latency_median_s"],
+                                         rel=0.02)  # fmt: skip
+    with store.opened(db) as engine:
+        points = store.series_points(engine, summary.series.iloc[0])
+    p = points.iloc[0]
+    assert p.commit == "a1b2c3d4" and p.branch == "main" and p.status == "ok"
+    assert p.low < p.value < p.high and p.metric == "latency_s"
+
+
+def test_a_run_added_twice_is_refused_and_nothing_changes(db):
+    with store.opened(db) as engine:
+        store.add(engine, run_of(), "a1b2c3d4")
+        before = counts(engine)
+        with pytest.raises(store.HistoryError, match=r"in the history already: added .* a1b2c3d4"):
+            store.add(engine, run_of(), "ffff0000")
+        assert counts(engine) == before
+
+
+def test_an_error_half_way_leaves_nothing_written(db):
+    # the fingerprint's unknown fact is found at the first row, after the run's own line
+    with store.opened(db) as engine:
+        with pytest.raises(SpecError, match="unknown fact 'gpu_vendor'"):
+            store.add(engine, run_of(), "a1b2c3d4", facts=("cpu_model", "gpu_vendor"))
+        assert counts(engine) == (0, 0, 0, 0)
+
+
+def test_failed_rows_are_stored_as_failed_without_a_value(db):
+    rs = run_of()
+    first = rs.results.index[0]
+    rs.results.loc[first, ["status", "error"]] = ["runtime_error", "boom"]
+    with store.opened(db) as engine:
+        added = store.add(engine, rs, "a1b2c3d4")
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(store.rows).where(store.rows.c.status != "ok")
+            ).mappings().one()  # fmt: skip
+    assert added.failed == 1
+    assert (row["status"], row["error"], row["value"], row["low"]) == ("runtime_error", "boom",
+                                                                      None, None)  # fmt: skip
+
+
+def test_runs_on_other_hardware_never_share_a_series_unless_asked(db):
+    with store.opened(db) as engine:
+        store.add(engine, run_of(0), "aaaa1111")
+        store.add(
+            engine, run_of(1, cpu="Other CPU", started="2026-12-02T10:00:00+00:00"), "bbbb2222"
+        )
+        assert len(store.series_summary(engine)) == 2 * len(run_of().results)
+    # the same two runs with a fingerprint that leaves the CPU model out: one series each row
+    other = _fresh(db)
+    with store.opened(other) as engine:
+        facts = ("cpu_count", "torch")
+        store.add(engine, run_of(0), "aaaa1111", facts=facts)
+        store.add(engine, run_of(1, cpu="Other CPU", started="2026-12-02T10:00:00+00:00"),
+                  "bbbb2222", facts=facts)  # fmt: skip
+        summary = store.series_summary(engine)
+    assert len(summary) == len(run_of().results) and (summary.runs == 2).all()
+
+
+def _fresh(url: str) -> str:
+    """The same kind of database, emptied (a new file beside a SQLite one)."""
+    if url.startswith("sqlite"):
+        return url.replace("history.sqlite", "other.sqlite")
+    _drop_all(url)
+    return url
+
+
+def test_a_fingerprint_is_the_rows_facts_and_a_typo_is_one_line():
+    meta = {"environment": {"cpu_model": "X", "cpu_count": 2, "machine": "x86_64",
+                            "libraries": {"torch": "2.13.0"}}}  # fmt: skip
+    row = {"device_name": "X", "env": ""}
+    facts = fp.facts_of(meta, row, fp.DEFAULT_FACTS)
+    assert facts == {"cpu_model": "X", "cpu_count": "2", "machine": "x86_64", "device_name": "X",
+                     "torch": "2.13.0", "onnxruntime": ""}  # fmt: skip
+    assert fp.key_of(facts) == fp.key_of(dict(reversed(facts.items())))  # order-free
+    assert fp.parse_facts("torch, cpu_model") == ("cpu_model", "torch")
+    with pytest.raises(SpecError, match="unknown fact 'cpu_modle'"):
+        fp.facts_of(meta, row, ("cpu_modle",))
+    # an interleaved run's environments each have their own libraries
+    meta["environments"] = {"head": {"environment": {"libraries": {"torch": "2.14.0"}}}}
+    assert fp.facts_of(meta, {"env": "head"}, ("torch",)) == {"torch": "2.14.0"}
+
+
+def test_a_database_from_a_newer_dscbench_is_refused(db):
+    with store.opened(db) as engine, engine.begin() as conn:
+        conn.execute(sa.update(store.info).values(value=str(store.SCHEMA_VERSION + 1)))
+    with pytest.raises(store.HistoryError, match="written by a newer dscbench"), store.opened(db):
+        pass
+
+
+def test_unusable_databases_are_one_line(tmp_path):
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    with (
+        pytest.raises(store.HistoryError, match="cannot open the database"),
+        store.opened(unreachable),
+    ):
+        pass
+    with pytest.raises(store.HistoryError, match="not a database URL"):
+        store.parse_url("postgresql://:bad:port")
+    missing = str(tmp_path / "missing.sqlite")
+    with (
+        pytest.raises(store.HistoryError, match="no history database at"),
+        store.opened(missing, create=False),
+    ):
+        pass
+
+
+def _write(rs: results.ResultSet, path: Path) -> Path:
+    path.mkdir(parents=True)
+    results.write_run(path, rs.results, rs.samples, rs.meta)
+    return path
+
+
+def test_the_command_adds_refuses_twice_and_shows_a_series(tmp_path):
+    run = _write(run_of(), tmp_path / "run")
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    done = cli.invoke(app, ["history", "add", str(run), "--commit", "A1B2C3D", "--db", url,
+                            "--branch", "main"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert f"added {run}: {len(run_of().results)} rows (0 failed)" in done.output
+    again = cli.invoke(app, ["history", "add", str(run), "--commit", "a1b2c3d", "--db", url])
+    assert again.exit_code == 2 and "in the history already" in again.output
+    assert len(again.output.strip().splitlines()) == 1
+    listed = cli.invoke(app, ["history", "show", "--db", url])
+    assert listed.exit_code == 0 and "n1_c8-8" in listed.output
+    with store.opened(url) as engine:
+        key = store.series_summary(engine).series.iloc[0]
+    one = cli.invoke(app, ["history", "show", "--db", url, "--series", key])
+    assert one.exit_code == 0 and "a1b2c3d" in one.output and "main" in one.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--commit", "not-a-sha"], "--commit 'not-a-sha': not a commit id"),
+        (["--commit", "abcd1234", "--fingerprint", ","], "--fingerprint ',': name at least one"),
+        (["--commit", "abcd1234", "--db", "postgresql://nobody@127.0.0.1:1/none"],
+         "cannot open the database"),
+    ],
+)  # fmt: skip
+def test_bad_input_to_history_add_is_one_line_and_exit_2(tmp_path, args, message):
+    run = _write(run_of(), tmp_path / "run")
+    db_args = [] if "--db" in args else ["--db", str(tmp_path / "h.sqlite")]
+    res = cli.invoke(app, ["history", "add", str(run), *args, *db_args])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_a_run_from_a_newer_schema_is_refused_before_the_database_is_touched(tmp_path):
+    run = _write(run_of(), tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(dict(meta, schema_version=99)))
+    res = cli.invoke(app, ["history", "add", str(run), "--commit", "abcd1234", "--db",
+                           str(tmp_path / "h.sqlite")])  # fmt: skip
+    assert res.exit_code == 2 and "99" in res.output
+    assert not (tmp_path / "h.sqlite").exists()
