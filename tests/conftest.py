@@ -229,11 +229,13 @@ def start_run(out, args: list[str], rounds: int = 0):
 
     def rounds_done() -> int:
         try:
-            done = json.loads((out / "manifest.json").read_text())["rounds_done"]
+            manifest = json.loads((out / "manifest.json").read_text())
+            done, committed = manifest["rounds_done"], manifest["journal_bytes"]
         except (OSError, ValueError, KeyError):
             return -1
-        # The journal's generation-0 manifest, written before any checkpoint, has no count yet.
-        return done if isinstance(done, int) else -1
+        # The journal's generation-0 manifest, written just before the first checkpoint's
+        # records, commits none of them yet (a kill there leaves a run with no rows).
+        return done if isinstance(done, int) and committed > 0 else -1
 
     deadline = time.monotonic() + 120
     while rounds_done() < rounds and time.monotonic() < deadline:

@@ -234,3 +234,60 @@ def test_a_run_from_a_newer_schema_is_refused_before_the_database_is_touched(tmp
                            str(tmp_path / "h.sqlite")])  # fmt: skip
     assert res.exit_code == 2 and "99" in res.output
     assert not (tmp_path / "h.sqlite").exists()
+
+
+def _history_of_runs(tmp_path: Path, runs: int, slower_from: int | None) -> str:
+    """A history file of ``runs`` synthetic runs an hour apart, commits c000.., the 16-channel
+    standard conv 30% slower from run ``slower_from`` on."""
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    with store.opened(url) as engine:
+        for r in range(runs):
+            slow = slower_from is not None and r >= slower_from
+            rs = run_of(r, started=f"2026-12-01T{r:02d}:00:00+00:00",
+                        scale=lambda c, v, slow=slow: 1.3 if slow and c == 16 and v == "standard"
+                        else 1.0)  # fmt: skip
+            store.add(engine, rs, f"c{r:03d}" + "0" * 5, "main")
+    return url
+
+
+def test_history_check_finds_the_commit_where_a_row_got_slower(tmp_path):
+    url = _history_of_runs(tmp_path, 12, slower_from=7)
+    res = cli.invoke(app, ["history", "check", "--db", url, "--format", "json"])
+    assert res.exit_code == 0, res.output  # the change is not the newest commit's
+    doc = json.loads(res.output)
+    assert doc["runs"] == 12 and doc["newest_commit"] == "c01100000" and doc["regressions"] == 0
+    (change,) = doc["changes"]
+    assert (change["config_id"], change["variant"]) == ("n1_c16-16_8x8_k3s1_float32_inference_t1",
+                                                        "standard")  # fmt: skip
+    assert (change["before_commit"], change["after_commit"]) == ("c00600000", "c00700000")
+    assert change["direction"] == "slower" and change["low"] < 1.3 < change["high"]
+    table = cli.invoke(app, ["history", "check", "--db", url])
+    assert table.exit_code == 0 and "c00600000..c00700000" in table.output
+
+
+def test_history_check_fails_when_the_newest_commit_starts_a_slowdown(tmp_path):
+    url = _history_of_runs(tmp_path, 10, slower_from=9)
+    res = cli.invoke(app, ["history", "check", "--db", url, "--format", "markdown"])
+    assert res.exit_code == 1, res.output
+    assert "REGRESSION: it starts 1 slowdown(s) beyond 5%" in res.output
+    assert (
+        "| n1_c16-16_8x8_k3s1_float32_inference_t1 standard fake | slower (newest runs)"
+        in res.output
+    )
+    # a threshold above the slowdown lets it pass; --since before the change's runs too
+    assert cli.invoke(app, ["history", "check", "--db", url, "--threshold", "50%"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "--since 'yesterday': not a date"),
+        (["--threshold", "lots"], "--threshold 'lots': not a number"),
+    ],
+)
+def test_bad_input_to_history_check_is_one_line(tmp_path, args, message):
+    url = _history_of_runs(tmp_path, 1, slower_from=None)
+    res = cli.invoke(app, ["history", "check", "--db", url, *args])
+    assert res.exit_code == 2 and message in res.output and len(res.output.splitlines()) == 1
+    missing = cli.invoke(app, ["history", "check", "--db", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 2 and "no history database at" in missing.output

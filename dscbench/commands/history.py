@@ -6,6 +6,8 @@ module for ``--help``).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -75,6 +77,61 @@ def check_commit(text: str) -> str:
     if not 4 <= len(value) <= 64 or any(c not in "0123456789abcdef" for c in value):
         raise SpecError(f"--commit {text!r}: not a commit id (4 to 64 hex digits)")
     return value
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+@group.command("check")
+def check(
+    db: DbOption = None,
+    branch: Annotated[str | None, typer.Option(help="Only this branch's runs.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs started on or after this date (YYYY-MM-DD).")
+    ] = None,
+    threshold: Annotated[
+        str,
+        typer.Option(
+            help="Exit 1 when the newest commit starts a slowdown larger than this (5%, 0.05)."
+        ),
+    ] = "5%",
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", case_sensitive=False, help="table, markdown, json.")
+    ] = CheckFormat.table,
+) -> None:
+    """Find the change points of every series: where it stepped, between which commits, by
+    how much; exit 1 when the newest commit starts a slowdown beyond --threshold."""
+    from dscbench.history import check as checking
+    from dscbench.history import store
+    from dscbench.spec import parse_fraction
+
+    limit = parse_fraction("--threshold", threshold)
+    start = parse_since(since)
+    with store.opened(db, create=False) as engine:
+        report = checking.check(store.points(engine, branch, start), limit)
+    if output_format is CheckFormat.json:
+        common.console.print_json(checking.to_json(report))
+    elif output_format is CheckFormat.markdown:
+        common.console.print(checking.markdown(report), markup=False, highlight=False)
+    else:
+        common.console.print(checking.table(report))
+    raise typer.Exit(report.exit_code())
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """--since YYYY-MM-DD (or an ISO time), in UTC unless it says."""
+    from dscbench.errors import SpecError
+
+    if text is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise SpecError(f"--since {text!r}: not a date (YYYY-MM-DD)") from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 @group.command("show")

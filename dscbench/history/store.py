@@ -436,3 +436,23 @@ def series_points(engine: sa.Engine, series: str) -> pd.DataFrame:
         .order_by(runs.c.started_at, runs.c.id)
     )  # fmt: skip
     return _frame(engine, query)
+
+
+def points(
+    engine: sa.Engine, branch: str | None = None, since: datetime | None = None
+) -> pd.DataFrame:
+    """Every measured value in the history (ok rows), oldest run first: series, run, commit,
+    time, value, metric and what the series is; only ``branch``'s runs and runs started at or
+    after ``since`` when given."""
+    query = _rows_of_runs(
+        rows.c.series, rows.c.run_id, runs.c.commit, runs.c.started_at, rows.c.value,
+        rows.c.metric, rows.c.config_id, rows.c.variant, rows.c.backend, rows.c.env,
+    ).where((rows.c.status == "ok") & rows.c.value.is_not(None))  # fmt: skip
+    if branch is not None:
+        query = query.where(runs.c.branch == branch)
+    if since is not None:
+        query = query.where(runs.c.started_at >= since)
+    frame = _frame(engine, query.order_by(runs.c.started_at, runs.c.id))
+    if not frame.empty:
+        frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
+    return frame
