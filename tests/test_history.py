@@ -16,7 +16,7 @@ from dscbench import results
 from dscbench.cli import app
 from dscbench.errors import SpecError
 from dscbench.history import fingerprint as fp
-from dscbench.history import store
+from dscbench.history import queries, record, store
 
 from .test_compare import synthetic
 
@@ -67,13 +67,13 @@ def counts(engine: sa.Engine) -> tuple[int, int, int, int]:
 def test_a_run_is_stored_row_by_row_with_its_estimates_and_process_values(db):
     rs = run_of()
     with store.opened(db) as engine:
-        added = store.add(engine, rs, "a1b2c3d4", "main")
+        added = record.add(engine, rs, "a1b2c3d4", "main")
         assert (added.rows, added.failed, added.series) == (len(rs.results), 0, len(rs.results))
         n_runs, n_rows, n_units, n_prints = counts(engine)
         assert (n_runs, n_rows, n_prints) == (1, len(rs.results), 1)
         # five rounds in one process: the rounds are the units, one value each per row
         assert n_units == 5 * len(rs.results)
-        summary = store.series_summary(engine)
+        summary = queries.series_summary(engine)
     assert len(summary) == len(rs.results) and (summary.runs == 1).all()
     table = rs.results.set_index(["config_id", "variant"])
     for r in summary.itertuples():
@@ -81,7 +81,7 @@ def test_a_run_is_stored_row_by_row_with_its_estimates_and_process_values(db):
         assert r.latest == pytest.approx(table.at[(r.config_id, r.variant), "latency_median_s"],
                                          rel=0.02)  # fmt: skip
     with store.opened(db) as engine:
-        points = store.series_points(engine, summary.series.iloc[0])
+        points = queries.series_points(engine, summary.series.iloc[0])
     p = points.iloc[0]
     assert p.commit == "a1b2c3d4" and p.branch == "main" and p.status == "ok"
     assert p.low < p.value < p.high and p.metric == "latency_s"
@@ -89,10 +89,10 @@ def test_a_run_is_stored_row_by_row_with_its_estimates_and_process_values(db):
 
 def test_a_run_added_twice_is_refused_and_nothing_changes(db):
     with store.opened(db) as engine:
-        store.add(engine, run_of(), "a1b2c3d4")
+        record.add(engine, run_of(), "a1b2c3d4")
         before = counts(engine)
         with pytest.raises(store.HistoryError, match=r"in the history already: added .* a1b2c3d4"):
-            store.add(engine, run_of(), "ffff0000")
+            record.add(engine, run_of(), "ffff0000")
         assert counts(engine) == before
 
 
@@ -100,7 +100,7 @@ def test_an_error_half_way_leaves_nothing_written(db):
     # the fingerprint's unknown fact is found at the first row, after the run's own line
     with store.opened(db) as engine:
         with pytest.raises(SpecError, match="unknown fact 'gpu_vendor'"):
-            store.add(engine, run_of(), "a1b2c3d4", facts=("cpu_model", "gpu_vendor"))
+            record.add(engine, run_of(), "a1b2c3d4", facts=("cpu_model", "gpu_vendor"))
         assert counts(engine) == (0, 0, 0, 0)
 
 
@@ -109,7 +109,7 @@ def test_failed_rows_are_stored_as_failed_without_a_value(db):
     first = rs.results.index[0]
     rs.results.loc[first, ["status", "error"]] = ["runtime_error", "boom"]
     with store.opened(db) as engine:
-        added = store.add(engine, rs, "a1b2c3d4")
+        added = record.add(engine, rs, "a1b2c3d4")
         with engine.connect() as conn:
             row = conn.execute(
                 sa.select(store.rows).where(store.rows.c.status != "ok")
@@ -121,19 +121,19 @@ def test_failed_rows_are_stored_as_failed_without_a_value(db):
 
 def test_runs_on_other_hardware_never_share_a_series_unless_asked(db):
     with store.opened(db) as engine:
-        store.add(engine, run_of(0), "aaaa1111")
-        store.add(
+        record.add(engine, run_of(0), "aaaa1111")
+        record.add(
             engine, run_of(1, cpu="Other CPU", started="2026-12-02T10:00:00+00:00"), "bbbb2222"
         )
-        assert len(store.series_summary(engine)) == 2 * len(run_of().results)
+        assert len(queries.series_summary(engine)) == 2 * len(run_of().results)
     # the same two runs with a fingerprint that leaves the CPU model out: one series each row
     other = _fresh(db)
     with store.opened(other) as engine:
         facts = ("cpu_count", "torch")
-        store.add(engine, run_of(0), "aaaa1111", facts=facts)
-        store.add(engine, run_of(1, cpu="Other CPU", started="2026-12-02T10:00:00+00:00"),
+        record.add(engine, run_of(0), "aaaa1111", facts=facts)
+        record.add(engine, run_of(1, cpu="Other CPU", started="2026-12-02T10:00:00+00:00"),
                   "bbbb2222", facts=facts)  # fmt: skip
-        summary = store.series_summary(engine)
+        summary = queries.series_summary(engine)
     assert len(summary) == len(run_of().results) and (summary.runs == 2).all()
 
 
@@ -204,7 +204,7 @@ def test_the_command_adds_refuses_twice_and_shows_a_series(tmp_path):
     listed = cli.invoke(app, ["history", "show", "--db", url])
     assert listed.exit_code == 0 and "n1_c8-8" in listed.output
     with store.opened(url) as engine:
-        key = store.series_summary(engine).series.iloc[0]
+        key = queries.series_summary(engine).series.iloc[0]
     one = cli.invoke(app, ["history", "show", "--db", url, "--series", key])
     assert one.exit_code == 0 and "a1b2c3d" in one.output and "main" in one.output
 
@@ -246,7 +246,7 @@ def _history_of_runs(tmp_path: Path, runs: int, slower_from: int | None) -> str:
             rs = run_of(r, started=f"2026-12-01T{r:02d}:00:00+00:00",
                         scale=lambda c, v, slow=slow: 1.3 if slow and c == 16 and v == "standard"
                         else 1.0)  # fmt: skip
-            store.add(engine, rs, f"c{r:03d}" + "0" * 5, "main")
+            record.add(engine, rs, f"c{r:03d}" + "0" * 5, "main")
     return url
 
 
@@ -291,3 +291,74 @@ def test_bad_input_to_history_check_is_one_line(tmp_path, args, message):
     assert res.exit_code == 2 and message in res.output and len(res.output.splitlines()) == 1
     missing = cli.invoke(app, ["history", "check", "--db", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 2 and "no history database at" in missing.output
+
+
+def test_a_stored_run_comes_back_as_compare_reads_it(db):
+    rs = run_of()
+    with store.opened(db) as engine:
+        added = record.add(engine, rs, "a1b2c3d4")
+        back = queries.load_run(engine, added.run_id)
+    assert back.results.config_id.tolist() == rs.results.config_id.tolist()
+    assert back.results.latency_median_s.tolist() == rs.results.latency_median_s.tolist()
+    assert len(back.samples) == len(rs.samples) and back.meta["started_at"] == rs.meta["started_at"]
+
+
+def test_an_older_database_is_migrated_when_opened(tmp_path):
+    # a database as history schema 1 wrote it: no run_files table
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table in (store.info, store.runs, store.fingerprints, store.rows, store.units):
+            table.create(conn)
+        conn.execute(sa.insert(store.info).values(name="schema_version", value="1"))
+    engine.dispose()
+    with store.opened(url) as engine:
+        assert sa.inspect(engine).has_table("run_files")
+        with engine.connect() as conn:
+            version = conn.execute(sa.select(store.info.c.value)).scalar_one()
+        assert version == str(store.SCHEMA_VERSION) == "2"
+        added = record.add(engine, run_of(), "a1b2c3d4")
+        assert queries.load_run(engine, added.run_id).results.shape[0] == added.rows
+
+
+def test_compare_history_judges_a_run_against_the_stored_run_of_a_commit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    with store.opened(url) as engine:
+        record.add(engine, run_of(0), "base1234" + "0" * 32, "main")
+        record.add(engine, run_of(2, started="2026-12-01T11:00:00+00:00"), "other5678", "main")
+    slower = run_of(1, started="2026-12-01T12:00:00+00:00",
+                    scale=lambda c, v: 1.3 if c == 16 and v == "standard" else 1.0)  # fmt: skip
+    run = _write(slower, tmp_path / "head")
+    res = cli.invoke(app, ["compare", "--history", "--baseline-commit", "base1234", str(run),
+                           "--db", url])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert "baseline: the history's newest run of commit base12340000" in res.output
+    same = _write(run_of(3, started="2026-12-01T13:00:00+00:00"), tmp_path / "same")
+    ok = cli.invoke(app, ["compare", "--history", "--baseline-commit", "base1234", str(same),
+                          "--db", url])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--baseline-commit", "feed"], "--baseline-commit feed: not in the history"),
+        (["--baseline-commit", "base"], "--baseline-commit base: ambiguous"),
+        (["--history"], "--history and --baseline-commit go together"),
+        (["--baseline-commit", "base1234", "--cpu-other"], "another machine or stack"),
+    ],
+)
+def test_bad_input_to_compare_history_is_one_line(tmp_path, args, message):
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    with store.opened(url) as engine:
+        record.add(engine, run_of(0), "base1234", "main")
+        record.add(engine, run_of(1, started="2026-12-01T11:00:00+00:00"), "base9999", "main")
+    other = "--cpu-other" in args
+    args = [a for a in args if a != "--cpu-other"]
+    candidate = run_of(2, cpu="Other CPU" if other else "Test CPU",
+                       started="2026-12-01T12:00:00+00:00")  # fmt: skip
+    run = _write(candidate, tmp_path / "head")
+    history = [] if "--history" in args else ["--history"]
+    res = cli.invoke(app, ["compare", *history, *args, str(run), "--db", url])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1

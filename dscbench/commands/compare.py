@@ -93,6 +93,24 @@ def compare_runs(
         str | None,
         typer.Option(help="The candidate's environment (a run that measured several)."),
     ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Judge the one run given against the history's run of --baseline-commit on "
+            "the same machine and stack (dscbench history add).",
+        ),
+    ] = False,
+    baseline_commit: Annotated[
+        str | None,
+        typer.Option(help="With --history: the baseline's commit (e.g. the PR's merge-base)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", envvar="DSCBENCH_HISTORY_DB", help="With --history: the history database."
+        ),
+    ] = None,
 ) -> None:
     """Compare two runs row by row, or two environments of one interleaved run; exit 1 on a
     regression (a CI gate).
@@ -103,8 +121,11 @@ def compare_runs(
     """
     from dscbench.compare import FailOn  # pandas, now that the command runs
 
+    stored = None
+    if history or baseline_commit is not None:
+        stored, candidate = from_history(baseline, candidate, history, baseline_commit, db)
     code = execute(
-        baseline,
+        stored if stored is not None else baseline,
         candidate,
         baseline_env=baseline_env,
         candidate_env=candidate_env,
@@ -120,8 +141,35 @@ def compare_runs(
     raise typer.Exit(code)
 
 
+def from_history(
+    run: Path, second: Path | None, history: bool, commit: str | None, db: str | None
+) -> tuple[object, Path]:
+    """--history --baseline-commit SHA RUN: the stored baseline (a ResultSet) and RUN as the
+    candidate; the flags' misuse is one line, exit 2."""
+    from dscbench.errors import SpecError
+    from dscbench.history import queries, store
+    from dscbench.results import load_results
+
+    if not history or commit is None:
+        raise SpecError("--history and --baseline-commit go together: compare --history "
+                        "--baseline-commit SHA RUN")  # fmt: skip
+    if second is not None:
+        raise SpecError(f"--history judges one run; the baseline is the stored run of commit "
+                        f"{commit} (leave out {second})")  # fmt: skip
+    candidate = load_results(run)
+    with store.opened(db, create=False) as engine:
+        run_id, full, runs = queries.baseline_run(engine, commit, candidate)
+        baseline = queries.load_run(engine, run_id)
+    common.console.print(
+        f"baseline: the history's newest run of commit {full[:12]} on this machine and stack "
+        f"({runs} stored run(s) of that commit)",
+        highlight=False,
+    )
+    return baseline, run
+
+
 def execute(
-    baseline: Path,
+    baseline: Path | object,
     candidate: Path | None,
     *,
     baseline_env: str | None = None,
@@ -153,7 +201,7 @@ def execute(
         candidate_env=candidate_env,
         allow_different_hardware=allow_different_hardware,
     )
-    inputs = [baseline] if candidate is None else [baseline, candidate]
+    inputs = [p for p in (baseline, candidate) if isinstance(p, Path)]
     show(comparison, fmt, output, fail_on, console, inputs, append=append)
     return comparison.code(fail_on)
 

@@ -54,14 +54,14 @@ def add(
     """Record every row of a run (failed rows as failed) under its commit; a run already in
     the history is refused."""
     from dscbench.history import fingerprint as fp
-    from dscbench.history import store
+    from dscbench.history import record, store
     from dscbench.results import load_results
 
     facts = fp.parse_facts(fingerprint)
     commit = check_commit(commit)
     result_set = load_results(run)
     with store.opened(db) as engine:
-        added = store.add(engine, result_set, commit, branch, facts)
+        added = record.add(engine, result_set, commit, branch, facts)
     common.console.print(
         f"added {run}: {added.rows} rows ({added.failed} failed) in {added.series} series, "
         f"commit {commit[:12]}" + (f" on {branch}" if branch else ""),
@@ -105,13 +105,13 @@ def check(
     """Find the change points of every series: where it stepped, between which commits, by
     how much; exit 1 when the newest commit starts a slowdown beyond --threshold."""
     from dscbench.history import check as checking
-    from dscbench.history import store
+    from dscbench.history import queries, store
     from dscbench.spec import parse_fraction
 
     limit = parse_fraction("--threshold", threshold)
     start = parse_since(since)
     with store.opened(db, create=False) as engine:
-        report = checking.check(store.points(engine, branch, start), limit)
+        report = checking.check(queries.points(engine, branch, start), limit)
     if output_format is CheckFormat.json:
         common.console.print_json(checking.to_json(report))
     elif output_format is CheckFormat.markdown:
@@ -142,13 +142,13 @@ def show(
     ] = None,
 ) -> None:
     """List the series in the history (latest value, runs), or print one series' points."""
-    from dscbench.history import store
+    from dscbench.history import queries, store
 
     with store.opened(db, create=False) as engine:
         if series is None:
-            table = series_table(store.series_summary(engine))
+            table = series_table(queries.series_summary(engine))
         else:
-            points = store.series_points(engine, series)
+            points = queries.series_points(engine, series)
             if points.empty:
                 from dscbench.errors import SpecError
 

@@ -43,7 +43,7 @@ class Report:
 
 
 def check(points: pd.DataFrame, threshold: float) -> Report:
-    """The Report of ``points`` (store.points)."""
+    """The Report of ``points`` (queries.points)."""
     if points.empty:
         return Report([], "", 0, 0, threshold)
     described = points.drop_duplicates("series").set_index("series")[list(DESCRIBED)]

@@ -35,6 +35,7 @@ from dscbench.results.files import (
 )
 from dscbench.results.io import (
     EXPORT_FORMAT,
+    from_tables,
     load_journal,
     load_results,
     read_meta,
@@ -146,6 +147,7 @@ __all__ = [
     "derived_meta",
     "devices_of",
     "empty_samples",
+    "from_tables",
     "fsync_dir",
     "json_safe",
     "load_journal",

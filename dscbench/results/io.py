@@ -17,7 +17,13 @@ import pandas as pd
 
 from dscbench.errors import ResultsError
 from dscbench.jsonsafe import json_safe
-from dscbench.results.checks import check_meta, check_values, upgrade_samples, upgrade_table
+from dscbench.results.checks import (
+    check_meta,
+    check_values,
+    meta_problem,
+    upgrade_samples,
+    upgrade_table,
+)
 from dscbench.results.journal import (
     JOURNAL,
     MANIFEST,
@@ -173,6 +179,17 @@ def _load_results(path: Path) -> ResultSet:
     except Exception as exc:
         raise ResultsError(f"{samples_path}: unreadable ({type(exc).__name__}: {exc})") from None
     return _finish(results, samples, meta, table)
+
+
+def from_tables(
+    results: pd.DataFrame, samples: pd.DataFrame, meta: dict[str, Any], source: str
+) -> ResultSet:
+    """A ResultSet from tables read elsewhere (a history database's copy of a run, named
+    ``source`` in errors), upgraded, checked and typed as a run directory's are."""
+    problem = meta_problem(meta)
+    if problem:
+        raise ResultsError(f"{source}: {problem}")
+    return _finish(results, samples, meta, Path(source))
 
 
 def _finish(
