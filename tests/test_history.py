@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from dscbench.history import fingerprint as fp
 from dscbench.history import queries, record, store
 
 from .test_compare import synthetic
+from .test_report import chromium, png_size
 
 cli = CliRunner()
 POSTGRES_VARIABLE = "DSCBENCH_TEST_POSTGRES"  # e.g. postgresql://postgres@localhost/dscbench
@@ -362,3 +364,54 @@ def test_bad_input_to_compare_history_is_one_line(tmp_path, args, message):
     res = cli.invoke(app, ["compare", *history, *args, str(run), "--db", url])
     assert res.exit_code == 2 and message in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_history_report_writes_a_site_with_a_page_per_series(tmp_path):
+    url = _history_of_runs(tmp_path, 10, slower_from=5)
+    site = tmp_path / "site"
+    res = cli.invoke(app, ["history", "report", "--db", url, "-o", str(site)])
+    assert res.exit_code == 0, res.output
+    pages = sorted((site / "series").glob("*.html"))
+    assert len(pages) == len(run_of().results) and (site / "index.html").exists()
+    index = (site / "index.html").read_text()
+    # every series linked, the one that changed first, with its size and commit range
+    links = [line.split('href="')[1].split('"')[0] for line in index.split("<tr ")[1:]]
+    assert sorted(links) == sorted(f"series/{p.name}" for p in pages)
+    first = index.split("<tr ")[1]
+    assert "n1_c16-16_8x8_k3s1_float32_inference_t1 standard fake" in first
+    assert "slower x1.3" in first and "<code>c00400000</code> and <code>c00500000</code>" in first
+    assert 'data-filter="backend"' in index and 'data-filter="config"' in index
+    changed = (site / links[0]).read_text()
+    assert changed.count("<svg") == 1 and "x1.3" in changed and "c00500000" in changed
+    assert 'src="http' not in index + changed and "<link" not in index + changed
+
+
+def test_history_report_of_an_empty_history_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    with store.opened(url):
+        pass
+    res = cli.invoke(app, ["history", "report", "--db", url, "-o", str(tmp_path / "site")])
+    assert res.exit_code == 2 and "holds no measured rows" in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="no chromium here (CI installs Debian's)")
+def test_the_dashboard_renders_in_headless_chromium(tmp_path):
+    url = _history_of_runs(tmp_path, 10, slower_from=5)
+    site = tmp_path / "site"
+    assert cli.invoke(app, ["history", "report", "--db", url, "-o", str(site)]).exit_code == 0
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    for page in (site / "index.html", next((site / "series").glob("*.html"))):
+        logged = subprocess.run(
+            [*base, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert logged.returncode == 0, logged.stderr[-2000:]
+        assert 'data-ready="yes"' in logged.stdout and 'data-sortable="ready"' in logged.stdout
+        console = [line for line in logged.stderr.splitlines() if "CONSOLE" in line]
+        assert not [line for line in console if "rror" in line], console
+    shot = tmp_path / "shot.png"
+    page = (site / "index.html").as_uri()
+    command = [*base, f"--screenshot={shot}", "--window-size=1280,900", page]
+    subprocess.run(command, capture_output=True, timeout=120, check=True)
+    assert png_size(shot) == (1280, 900) and shot.stat().st_size > 20_000

@@ -35,6 +35,20 @@ DbOption = Annotated[
     ),
 ]
 
+BranchOption = Annotated[str | None, typer.Option(help="Only this branch's runs.")]
+SinceOption = Annotated[
+    str | None, typer.Option(help="Only runs started on or after this date (YYYY-MM-DD).")
+]
+
+
+def history_points(db: str | None, branch: str | None, since: str | None) -> object:
+    """The history's measured values (queries.points) for --branch and --since."""
+    from dscbench.history import queries, store
+
+    start = parse_since(since)
+    with store.opened(db, create=False) as engine:
+        return queries.points(engine, branch, start)
+
 
 @group.command("add")
 def add(
@@ -88,10 +102,8 @@ class CheckFormat(str, Enum):
 @group.command("check")
 def check(
     db: DbOption = None,
-    branch: Annotated[str | None, typer.Option(help="Only this branch's runs.")] = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only runs started on or after this date (YYYY-MM-DD).")
-    ] = None,
+    branch: BranchOption = None,
+    since: SinceOption = None,
     threshold: Annotated[
         str,
         typer.Option(
@@ -105,13 +117,10 @@ def check(
     """Find the change points of every series: where it stepped, between which commits, by
     how much; exit 1 when the newest commit starts a slowdown beyond --threshold."""
     from dscbench.history import check as checking
-    from dscbench.history import queries, store
     from dscbench.spec import parse_fraction
 
     limit = parse_fraction("--threshold", threshold)
-    start = parse_since(since)
-    with store.opened(db, create=False) as engine:
-        report = checking.check(queries.points(engine, branch, start), limit)
+    report = checking.check(history_points(db, branch, since), limit)
     if output_format is CheckFormat.json:
         common.console.print_json(checking.to_json(report))
     elif output_format is CheckFormat.markdown:
@@ -119,6 +128,33 @@ def check(
     else:
         common.console.print(checking.table(report))
     raise typer.Exit(report.exit_code())
+
+
+@group.command("report")
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the site to.")],
+    db: DbOption = None,
+    branch: BranchOption = None,
+    since: SinceOption = None,
+    threshold: Annotated[
+        str, typer.Option(help="What history check calls a regression (5%, 0.05).")
+    ] = "5%",
+) -> None:
+    """Write the history as a static site: a summary page (newest changes first, filters for
+    backend, variant and configuration) and a trend chart per series."""
+    from dscbench.export import dashboard
+    from dscbench.history import check as checking
+    from dscbench.spec import parse_fraction
+
+    limit = parse_fraction("--threshold", threshold)
+    points = history_points(db, branch, since)
+    if points.empty:  # type: ignore[attr-defined]
+        from dscbench.errors import SpecError
+
+        raise SpecError("the history holds no measured rows to show (dscbench history add)")
+    title = "dscbench history" + (f" ({branch})" if branch else "")
+    written = dashboard.write(output, points, checking.check(points, limit), title)
+    common.console.print(f"wrote {len(written)} pages to {output} (open {written[0]})")
 
 
 def parse_since(text: str | None) -> datetime | None:

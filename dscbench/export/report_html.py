@@ -9,7 +9,7 @@ import math
 from dscbench.export.report_document import Report
 from dscbench.export.table import KERNEL_HEADER
 
-_CSS = """
+PAGE_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
        max-width: 1200px; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
@@ -24,7 +24,7 @@ code { background: #f3f3f3; padding: 0 0.2rem; }
 """
 
 # Click a header to sort by it (numbers by value, text alphabetically; click again to reverse).
-_JS = """
+SORT_JS = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
   var headers = table.querySelectorAll("th");
   headers.forEach(function (th, column) {
@@ -54,7 +54,7 @@ def to_html(report: Report) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(report.title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{e(report.title)}</title><style>{PAGE_CSS}</style></head><body>",
         f"<h1>{e(report.title)}</h1>",
         "<ul>"
         + "".join(
@@ -123,7 +123,7 @@ def to_html(report: Report) -> str:
             + "".join(f"<li>{e(k)}: {e(v)}</li>" for k, v in run.environment)
             + "</ul>"
         )
-    parts.append(f"<script>{_JS}</script></body></html>")
+    parts.append(f"<script>{SORT_JS}</script></body></html>")
     return "\n".join(parts) + "\n"
 
 

@@ -63,7 +63,8 @@ def points(
     after ``since`` when given."""
     query = _rows_of_runs(
         rows.c.series, rows.c.run_id, runs.c.commit, runs.c.started_at, rows.c.value,
-        rows.c.metric, rows.c.config_id, rows.c.variant, rows.c.backend, rows.c.env,
+        rows.c.low, rows.c.high, rows.c.metric, rows.c.config_id, rows.c.variant,
+        rows.c.backend, rows.c.env,
     ).where((rows.c.status == "ok") & rows.c.value.is_not(None))  # fmt: skip
     if branch is not None:
         query = query.where(runs.c.branch == branch)
