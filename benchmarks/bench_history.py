@@ -1,0 +1,246 @@
+"""Benchmarks behind the targets of the history issue (21). Run with `nox -s bench -- history
+[parts]`.
+
+Parts (default all, in this order; runs and databases are stored in results/bench-history/,
+git-ignored; DSCBENCH_BENCH_STORE points at another store):
+  slowdown  30 real runs of six small user models (benchmarks/history_models.py), one run per
+            commit; from run 18 on, two of the models carry one more conv block (HISTORY_SLOWER=1,
+            about 10% more work): `history check` must place the change at run 18 (within one)
+            on those 4 rows and nowhere else
+  aa        30 real runs of the same models, nothing changed: no change point
+  methods   the two histories judged by three methods: the one `history check` uses (each run's
+            common shift out, PELT), PELT on the raw values, and a lookback z-score (each run
+            against the mean and sd of the 10 before it, |z| > 5, as conbench's default)
+  scale     a history of 1,000 runs x 20 rows (one real quick-preset run, its samples rescaled
+            with noise per copy): `history add` per run, `history check` (target < 10 s),
+            `history report` (target < 30 s) and the database file's size (target < 100 MB)
+
+Every figure comes with the load average at its start.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reporting import ROOT, load, main
+
+STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-history"))
+RUNS = 30
+SLOW_FROM = 18
+MODELS = ",".join(f"benchmarks.history_models:net_{c}" for c in "abcdef")
+RUN = ["--model", MODELS, "--input-shape", "3,32,32", "--threads", "1", "--min-time", "0.3",
+       "--rounds", "2", "--processes", "2", "-q"]  # fmt: skip
+SLOWED = ("net_b", "net_e")
+SCALE_RUNS = 1000
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> tuple[int, float, str]:
+    """`dscbench ARGS` from the repository root: exit code, wall seconds, output."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dscbench", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})  # fmt: skip
+    if check and done.returncode not in (0, 1):
+        sys.exit(f"dscbench {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done.returncode, time.perf_counter() - start, done.stdout + done.stderr
+
+
+def fresh(name: str) -> Path:
+    path = STORE / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def commit_of(i: int) -> str:
+    return f"{i:04x}" + "c0ffee" * 6  # a 40-digit id per run
+
+
+def history(name: str, slow_from: int | None) -> tuple[Path, float, str]:
+    """``RUNS`` real runs added to ``name``'s database, one commit each; (database, seconds,
+    load at the start)."""
+    out = fresh(name)
+    db = out / "history.sqlite"
+    before, t0 = load(), time.perf_counter()
+    for i in range(RUNS):
+        slower = {"HISTORY_SLOWER": "1"} if slow_from is not None and i >= slow_from else {}
+        run = out / f"run-{i:02d}"
+        cli("run", *RUN, "-o", str(run), env=slower)
+        cli("history", "add", str(run), "--commit", commit_of(i), "--branch", "main",
+            "--db", str(db))  # fmt: skip
+    return db, time.perf_counter() - t0, before
+
+
+def slowed(label: str) -> bool:
+    return any(f"history_models.{m}" in label for m in SLOWED)
+
+
+def judged(doc_changes: list[dict], expect_at: int | None) -> tuple[list[str], list[str]]:
+    """(changes on the slowed rows at the expected run, within one; every other change)."""
+    right, wrong = [], []
+    for c in doc_changes:
+        what = f"{c['config_id']} {c['variant']}: x{c['ratio']:.3f} at run {c['position']}"
+        if expect_at is not None and slowed(c["config_id"]) and abs(c["position"] - expect_at) <= 1:
+            right.append(what)
+        else:
+            wrong.append(what)
+    return right, wrong
+
+
+def check_lines(db: Path, expect_at: int | None) -> tuple[list[str], list[dict]]:
+    import json
+
+    code, wall, text = cli("history", "check", "--db", str(db), "--format", "json", check=False)
+    doc = json.loads(text[text.index("{") :])
+    right, wrong = judged(doc["changes"], expect_at)
+    lines = [
+        f"`dscbench history check --format json`: exit {code}, {wall:.1f} s; {len(doc['changes'])} "
+        f"change(s) in {doc['series']} series over {doc['runs']} runs.",
+        "",
+    ]
+    if expect_at is not None:
+        shown = "; ".join(right) or "none"
+        lines.append(
+            f"- on the slowed rows at run {expect_at} (within one): **{len(right)} of 4**: {shown}"
+        )
+    lines.append(f"- anywhere else: **{len(wrong)}**" + (": " + "; ".join(wrong) if wrong else ""))
+    return lines, doc["changes"]
+
+
+def slowdown() -> list[str]:
+    db, wall, before = history("slowdown", SLOW_FROM)
+    lines = [
+        "## A real slowdown from run 18 on",
+        "",
+        f"{RUNS} runs of `dscbench run {' '.join(RUN)}` ({wall:.0f} s in all, {before} at the "
+        f"start), each added with `dscbench history add RUN --commit C --branch main`; from run "
+        f"{SLOW_FROM} on with HISTORY_SLOWER=1 (net_b and net_e: one more conv block of ten).",
+        "",
+    ]
+    found, _ = check_lines(db, SLOW_FROM)
+    return lines + found + ["", *size_lines(db)]
+
+
+def aa() -> list[str]:
+    db, wall, before = history("aa", None)
+    lines = [
+        "## 30 A/A runs",
+        "",
+        f"{RUNS} runs of the same command, nothing changed ({wall:.0f} s, {before} at the start).",
+        "",
+    ]
+    found, _ = check_lines(db, None)
+    return lines + found
+
+
+def size_lines(db: Path) -> list[str]:
+    return [f"Database: {db.stat().st_size / 1e6:.2f} MB for {RUNS} runs."]
+
+
+def methods() -> list[str]:
+    """The histories' points judged three ways."""
+    from dscbench.history import changes, queries, store
+
+    lines = [
+        "## Three methods on the two histories",
+        "",
+        "| method | slowdown: the 4 slowed rows at run 18 (+-1) | slowdown: elsewhere | A/A |",
+        "|---|---:|---:|---:|",
+    ]
+    histories = {}
+    for name in ("slowdown", "aa"):
+        with store.opened(str(STORE / name / "history.sqlite"), create=False) as engine:
+            points = queries.points(engine)
+        histories[name] = points
+    labels = {}
+    for name, points in histories.items():
+        labels[name] = points.drop_duplicates("series").set_index("series")["config_id"]
+
+    def pelt(points, whole_runs):
+        return [(c.series, c.position) for c in changes.find_changes(points, whole_runs=whole_runs)
+                if c.series != changes.WHOLE_RUN]  # fmt: skip
+
+    def lookback(points, window=10, z=5.0):
+        found = []
+        for series, one in points.sort_values("started_at").groupby("series"):
+            y = np.log(one["value"].to_numpy(dtype=float))
+            for i in range(window, len(y)):
+                ref = y[i - window : i]
+                sd = ref.std(ddof=1)
+                if sd > 0 and abs(y[i] - ref.mean()) / sd > z:
+                    found.append((series, i))
+        return found
+
+    for method, judge in (("runs' shifts out + PELT (history check)", lambda p: pelt(p, True)),
+                          ("PELT on raw values", lambda p: pelt(p, False)),
+                          ("lookback z-score (10 runs, |z| > 5)", lookback)):  # fmt: skip
+        hits = wrong = 0
+        for series, at in judge(histories["slowdown"]):
+            if slowed(labels["slowdown"][series]) and abs(at - SLOW_FROM) <= 1:
+                hits += 1
+            else:
+                wrong += 1
+        aa_found = len(judge(histories["aa"]))
+        lines.append(f"| {method} | {hits} | {wrong} | {aa_found} |")
+    return lines
+
+
+def scale() -> list[str]:
+    """1,000 copies of one real quick-preset run, samples rescaled with noise."""
+    from dscbench import results
+    from dscbench.history import record, store
+
+    out = fresh("scale")
+    base = out / "base"
+    cli("run", "--preset", "quick", "--threads", "1", "--min-time", "0.2", "--rounds", "2",
+        "--processes", "2", "-q", "-o", str(base))  # fmt: skip
+    rs = results.load_results(base)
+    db = out / "history.sqlite"
+    rng = np.random.default_rng(0)
+    before, t0 = load(), time.perf_counter()
+    with store.opened(str(db)) as engine:
+        for i in range(SCALE_RUNS):
+            factor = math.exp(rng.normal(0, 0.1))  # the whole run's shift
+            noise = np.exp(rng.normal(0, 0.03, len(rs.samples)))
+            stamp = (START + timedelta(hours=i)).isoformat()
+            copy = results.ResultSet(
+                dict(rs.meta, started_at=stamp, host=f"copy-{i}"),
+                rs.results,
+                rs.samples.assign(time_s=rs.samples.time_s * factor * noise),
+            )
+            record.add(engine, copy, commit_of(i), "main")
+    added = time.perf_counter() - t0
+    _, check_s, _ = cli("history", "check", "--db", str(db), check=False)
+    _, report_s, _ = cli("history", "report", "--db", str(db), "-o", str(out / "site"))
+    size = db.stat().st_size / 1e6
+    return [
+        "## Scale: 1,000 runs x 20 rows",
+        "",
+        f"One `dscbench run --preset quick --threads 1 --min-time 0.2 --rounds 2 --processes 2` "
+        f"copied {SCALE_RUNS} times ({before} at the start), each copy's samples x a run shift "
+        f"(10% sd) x noise per sample (3% sd), added with `record.add` in {added:.0f} s "
+        f"({added / SCALE_RUNS * 1e3:.0f} ms a run).",
+        "",
+        f"- `dscbench history check`: **{check_s:.1f} s** with the interpreter (target < 10 s)",
+        f"- `dscbench history report -o site`: **{report_s:.1f} s** (target < 30 s)",
+        f"- the database file: **{size:.1f} MB** (target < 100 MB)",
+    ]
+
+
+PARTS = {"slowdown": slowdown, "aa": aa, "methods": methods, "scale": scale}
+
+if __name__ == "__main__":
+    main("History: change points, a real slowdown and scale", "bench_history.py", "history",
+         PARTS)  # fmt: skip
