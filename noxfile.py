@@ -40,7 +40,7 @@ def bench(session: nox.Session) -> None:
     [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` or
     `nox -s bench -- noise [components personality]` or `nox -s bench -- decide [aa power
     coverage agreement]` or `nox -s bench -- kernels [heuristic named aa isa counts counts-isa
-    counts-model]` or `nox -s bench -- history [slowdown aa methods scale]` runs one script, or
+    counts-model]` or `nox -s bench -- history [slowdown aa methods scale noise]` runs one script, or
     some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort,plot]")

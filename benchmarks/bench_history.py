@@ -14,6 +14,8 @@ git-ignored; DSCBENCH_BENCH_STORE points at another store):
   scale     a history of 1,000 runs x 20 rows (one real quick-preset run, its samples rescaled
             with noise per copy): `history add` per run, `history check` (target < 10 s),
             `history report` (target < 30 s) and the database file's size (target < 100 MB)
+  noise     reads the databases slowdown and aa wrote (measures nothing): each row's run-to-run
+            noise once the runs' common shifts are out, and its step from run 18
 
 Every figure comes with the load average at its start.
 """
@@ -239,7 +241,39 @@ def scale() -> list[str]:
     ]
 
 
-PARTS = {"slowdown": slowdown, "aa": aa, "methods": methods, "scale": scale}
+def noise() -> list[str]:
+    """What the stored histories' rows do from run to run once each run's common shift is out
+    (reads the databases `slowdown` and `aa` wrote; measures nothing)."""
+    from dscbench.history import changes, queries, store
+
+    lines = [
+        "## Noise of the stored histories (no measuring)",
+        "",
+        "Per row: the sd of its log values over the 30 runs after each run's common shift is "
+        "taken out (changes.noise_sigma), and in `slowdown` the step of its mean from run 18 "
+        "on; the runs' common shifts' sd.",
+        "",
+        "| history | row | noise (sd) | step from run 18 |",
+        "|---|---|---:|---:|",
+    ]
+    for name in ("slowdown", "aa"):
+        with store.opened(str(STORE / name / "history.sqlite"), create=False) as engine:
+            points = queries.points(engine)
+        ok = points.assign(log=np.log(points["value"].astype(float)))
+        ok = ok.sort_values(["started_at", "run_id"])
+        effects = changes.run_effects(ok)
+        effects = changes.run_effects(ok, changes.levels(ok, effects))
+        ok["log"] = ok["log"] - ok["run_id"].map(effects)
+        for (config, variant), one in ok.groupby(["config_id", "variant"]):
+            y = one["log"].to_numpy()
+            step = math.exp(y[SLOW_FROM:].mean() - y[:SLOW_FROM].mean()) - 1
+            row = f"{config.split(':')[-1].split('_3x')[0]} {variant}"
+            lines.append(f"| {name} | {row} | {changes.noise_sigma(y):.1%} | {step:+.1%} |")
+        lines.append(f"| {name} | runs' common shifts | {float(effects.std()):.1%} | |")
+    return lines
+
+
+PARTS = {"slowdown": slowdown, "aa": aa, "methods": methods, "scale": scale, "noise": noise}
 
 if __name__ == "__main__":
     main("History: change points, a real slowdown and scale", "bench_history.py", "history",

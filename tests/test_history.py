@@ -193,9 +193,9 @@ def _write(rs: results.ResultSet, path: Path) -> Path:
     return path
 
 
-def test_the_command_adds_refuses_twice_and_shows_a_series(tmp_path):
+def test_the_command_adds_refuses_twice_and_shows_a_series(tmp_path, db):
     run = _write(run_of(), tmp_path / "run")
-    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    url = db
     done = cli.invoke(app, ["history", "add", str(run), "--commit", "A1B2C3D", "--db", url,
                             "--branch", "main"])  # fmt: skip
     assert done.exit_code == 0, done.output
@@ -238,10 +238,9 @@ def test_a_run_from_a_newer_schema_is_refused_before_the_database_is_touched(tmp
     assert not (tmp_path / "h.sqlite").exists()
 
 
-def _history_of_runs(tmp_path: Path, runs: int, slower_from: int | None) -> str:
-    """A history file of ``runs`` synthetic runs an hour apart, commits c000.., the 16-channel
-    standard conv 30% slower from run ``slower_from`` on."""
-    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+def _history_of_runs(url: str, runs: int, slower_from: int | None) -> str:
+    """A history at ``url`` of ``runs`` synthetic runs an hour apart, commits c000.., the
+    16-channel standard conv 30% slower from run ``slower_from`` on."""
     with store.opened(url) as engine:
         for r in range(runs):
             slow = slower_from is not None and r >= slower_from
@@ -252,8 +251,8 @@ def _history_of_runs(tmp_path: Path, runs: int, slower_from: int | None) -> str:
     return url
 
 
-def test_history_check_finds_the_commit_where_a_row_got_slower(tmp_path):
-    url = _history_of_runs(tmp_path, 12, slower_from=7)
+def test_history_check_finds_the_commit_where_a_row_got_slower(db):
+    url = _history_of_runs(db, 12, slower_from=7)
     res = cli.invoke(app, ["history", "check", "--db", url, "--format", "json"])
     assert res.exit_code == 0, res.output  # the change is not the newest commit's
     doc = json.loads(res.output)
@@ -267,8 +266,8 @@ def test_history_check_finds_the_commit_where_a_row_got_slower(tmp_path):
     assert table.exit_code == 0 and "c00600000..c00700000" in table.output
 
 
-def test_history_check_fails_when_the_newest_commit_starts_a_slowdown(tmp_path):
-    url = _history_of_runs(tmp_path, 10, slower_from=9)
+def test_history_check_fails_when_the_newest_commit_starts_a_slowdown(db):
+    url = _history_of_runs(db, 10, slower_from=9)
     res = cli.invoke(app, ["history", "check", "--db", url, "--format", "markdown"])
     assert res.exit_code == 1, res.output
     assert "REGRESSION: it starts 1 slowdown(s) beyond 5%" in res.output
@@ -288,7 +287,7 @@ def test_history_check_fails_when_the_newest_commit_starts_a_slowdown(tmp_path):
     ],
 )
 def test_bad_input_to_history_check_is_one_line(tmp_path, args, message):
-    url = _history_of_runs(tmp_path, 1, slower_from=None)
+    url = _history_of_runs(f"sqlite:///{tmp_path / 'h.sqlite'}", 1, slower_from=None)
     res = cli.invoke(app, ["history", "check", "--db", url, *args])
     assert res.exit_code == 2 and message in res.output and len(res.output.splitlines()) == 1
     missing = cli.invoke(app, ["history", "check", "--db", str(tmp_path / "none.sqlite")])
@@ -323,8 +322,8 @@ def test_an_older_database_is_migrated_when_opened(tmp_path):
         assert queries.load_run(engine, added.run_id).results.shape[0] == added.rows
 
 
-def test_compare_history_judges_a_run_against_the_stored_run_of_a_commit(tmp_path):
-    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+def test_compare_history_judges_a_run_against_the_stored_run_of_a_commit(tmp_path, db):
+    url = db
     with store.opened(url) as engine:
         record.add(engine, run_of(0), "base1234" + "0" * 32, "main")
         record.add(engine, run_of(2, started="2026-12-01T11:00:00+00:00"), "other5678", "main")
@@ -366,8 +365,8 @@ def test_bad_input_to_compare_history_is_one_line(tmp_path, args, message):
     assert len(res.output.strip().splitlines()) == 1
 
 
-def test_history_report_writes_a_site_with_a_page_per_series(tmp_path):
-    url = _history_of_runs(tmp_path, 10, slower_from=5)
+def test_history_report_writes_a_site_with_a_page_per_series(tmp_path, db):
+    url = _history_of_runs(db, 10, slower_from=5)
     site = tmp_path / "site"
     res = cli.invoke(app, ["history", "report", "--db", url, "-o", str(site)])
     assert res.exit_code == 0, res.output
@@ -397,7 +396,7 @@ def test_history_report_of_an_empty_history_is_one_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(chromium() is None, reason="no chromium here (CI installs Debian's)")
 def test_the_dashboard_renders_in_headless_chromium(tmp_path):
-    url = _history_of_runs(tmp_path, 10, slower_from=5)
+    url = _history_of_runs(f"sqlite:///{tmp_path / 'h.sqlite'}", 10, slower_from=5)
     site = tmp_path / "site"
     assert cli.invoke(app, ["history", "report", "--db", url, "-o", str(site)]).exit_code == 0
     base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]

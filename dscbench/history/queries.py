@@ -123,7 +123,7 @@ def baseline_run(
             for row in candidate.results.to_dict("records")
         }
         stored = conn.execute(
-            sa.select(runs.c.id, fingerprints.c.key)
+            sa.select(runs.c.id, runs.c.started_at, fingerprints.c.key)
             .join(rows, rows.c.run_id == runs.c.id)
             .join(fingerprints, fingerprints.c.id == rows.c.fingerprint_id)
             .where(runs.c.commit == commits[0])
