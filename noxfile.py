@@ -40,8 +40,8 @@ def bench(session: nox.Session) -> None:
     [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` or
     `nox -s bench -- noise [components personality]` or `nox -s bench -- decide [aa power
     coverage agreement]` or `nox -s bench -- kernels [heuristic named aa isa counts counts-isa
-    counts-model]` or `nox -s bench -- history [slowdown aa methods scale noise]` runs one script, or
-    some of its parts.
+    counts-model]` or `nox -s bench -- history [slowdown aa methods scale noise]` runs one
+    script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
     scripts = {
