@@ -33,6 +33,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from dscbench.spec import VARIANTS
 from dscbench.status import Status
 from dscbench.workers import ExecutorLost
 
@@ -84,7 +85,9 @@ class CountedRounds:
         per environment); returns the number of visits made."""
         jobs = min(len(pool) for pool in self.pools.values())
         lock = threading.Lock()
-        queue = list(order)
+        # a resumed run keeps the counts its interrupted round took: those cases are done
+        queue = [s for s in order if not self.counted_already(s, round_index)]
+        self.done += len(order) - len(queue)
         counted = self._counted_in = getattr(self, "_counted_in", None) or {
             id(s): set() for s in self.states
         }
@@ -133,6 +136,14 @@ class CountedRounds:
             self.progress(self.done, self.total, "")
         return visits[0]
 
+    def counted_already(self, state: CaseState, round_index: int) -> bool:
+        """Whether every healthy environment holds a count of ``state`` for ``round_index``
+        (a resumed round)."""
+        live = [e for e in state.envs.values() if e.healthy]
+        return bool(live) and all(
+            len(e.instructions.get(v, [])) > round_index for e in live for v in VARIANTS
+        )
+
     def count_one(self, state: CaseState, slot: int, visits: list[int]) -> None:
         """One case's visit in process ``slot`` of every environment (progress and
         checkpoints too)."""
@@ -140,6 +151,7 @@ class CountedRounds:
             self.progress(self.done, self.total, state.case.spec.label())
         if state.healthy:
             self.count_visit(state, slot)
+            state.dirty = True  # a checkpoint meanwhile may have taken the case before its count
             visits[0] += 1
             self.save(force=False)  # type: ignore[attr-defined]
         self.done += 1
@@ -165,9 +177,13 @@ class CountedRounds:
         """Replace process ``slot`` of ``env`` with a fresh fork (module doc: a fresh process
         per count) unless it has counted nothing yet. Spawned workers are kept: a fresh one
         would import torch under valgrind again."""
-        used = self._used_workers = getattr(self, "_used_workers", set())
+        # slot 0 has answered the run's set-up questions (which backends it has): not pristine
+        used = self._used_workers = getattr(self, "_used_workers", None) or {
+            (e, 0) for e in self.envs
+        }
         executor = self.pools[env][slot]
-        if (env, slot) not in used or getattr(executor, "forks", None) is None:
+        forks = getattr(executor, "forks", None)
+        if (env, slot) not in used or forks is None or not forks.usable:
             used.add((env, slot))
             return
         t0 = time.perf_counter()

@@ -551,7 +551,9 @@ class Coordinator(ExtraRounds, CountedRounds):
                     )
             return
         try:
-            self.pools[env][replica].restart()
+            executor = self.pools[env][replica]
+            executor.begin_restart()  # in two halves: counting threads may work meanwhile
+            executor.finish_restart()
             self.renew(env, replica)
         except ExecutorLost as again:
             self.lost(env, replica, state, again)

@@ -9,6 +9,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -254,7 +255,7 @@ def test_processes_count_at_once_and_no_row_twice_in_one_process(monkeypatch):
 class ForkedFake(runner.LocalExecutor):
     """A fake worker forked from a fork server: restarts are counted, not made."""
 
-    forks = "a fork server"
+    forks = SimpleNamespace(usable=True)  # a fork server that works
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -273,8 +274,9 @@ class ForkedFake(runner.LocalExecutor):
 
 def test_every_case_is_counted_in_a_fresh_fork(monkeypatch):
     # Three cases, one round, two forked processes: a process that counted n cases was
-    # replaced by a fresh fork n - 1 times (before each case but its first), and each fork is
-    # a new process number.
+    # replaced by a fresh fork before each case but its first, except process 0, which answered
+    # the run's set-up questions and is replaced before every case; each fork is a new process
+    # number.
     monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
     monkeypatch.setattr(instructions, "per_iteration", lambda fn, n, first: (1.0, 0.0))
     backend = FakeBackend(FakeClock(), lambda s, v: 1e-4)
@@ -288,7 +290,7 @@ def test_every_case_is_counted_in_a_fresh_fork(monkeypatch):
     )
     sweep = coordinator.run()
     assert sum(e.counts for e in pool) == 3
-    assert [e.restarts for e in pool] == [max(0, e.counts - 1) for e in pool]
+    assert [e.restarts for e in pool] == [pool[0].counts, max(0, pool[1].counts - 1)]
     assert coordinator.next_identity[""] == 2 + sum(e.restarts for e in pool)
     assert all(
         s.envs[""].instructions == {"standard": [1.0], "separable": [1.0]} for s in sweep.cases
@@ -443,3 +445,32 @@ def test_a_real_count_under_valgrind_repeats_exactly_and_names_the_kernels(tmp_p
         "NO AVX",
     )  # valgrind emulates no AVX-512
     assert not list(Path(out / "workers" / "callgrind").glob("callgrind.*.*"))
+
+
+def test_a_resumed_counting_round_skips_the_cases_it_counted_already(monkeypatch):
+    # an interrupted round keeps its counts (sweep_state.restore): counting it again would give
+    # a one-process row two counts and a spread it never had
+    monkeypatch.setattr(instructions, "under_valgrind", lambda: True)
+    calls: list[int] = []
+
+    def per_iteration(fn: Any, n: int, first: Any) -> tuple[float, float]:
+        calls.append(1)
+        return 1.0, 0.0
+
+    monkeypatch.setattr(instructions, "per_iteration", per_iteration)
+    backend = FakeBackend(FakeClock(), lambda s, v: 1e-4)
+    cases = [Case(spec(in_channels=c, out_channels=c), "fake") for c in (8, 16)]
+    coordinator = runner.Coordinator(
+        cases,
+        RunSettings(min_time=0.01, rounds=1, seed=0, parity=False),
+        {"": [runner.LocalExecutor({"fake": backend})]},
+        verify_counts=False,
+        measure="instructions",
+    )
+    first, second = coordinator.states
+    first.envs[""].instructions = {"standard": [5.0], "separable": [4.0]}  # as restored
+    assert coordinator.counted_already(first, 0) and not coordinator.counted_already(second, 0)
+    coordinator.run()
+    assert len(calls) == 2  # the second case's two variants only
+    assert first.envs[""].instructions == {"standard": [5.0], "separable": [4.0]}
+    assert coordinator.done == 2

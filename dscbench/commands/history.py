@@ -167,7 +167,8 @@ def parse_since(text: str | None) -> datetime | None:
         stamp = datetime.fromisoformat(text)
     except ValueError:
         raise SpecError(f"--since {text!r}: not a date (YYYY-MM-DD)") from None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return stamp.astimezone(timezone.utc)  # as the store keeps its times
 
 
 @group.command("show")

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dscbench.export.report_html import PAGE_CSS, SORT_JS
@@ -93,7 +94,7 @@ def index_page(
     title: str,
 ) -> str:
     """The summary: a row per series, the newest change first."""
-    newest = points.groupby("series").apply(lambda p: p.sort_values("started_at").iloc[-1])
+    newest = points.groupby("series").tail(1).set_index("series")  # points: oldest first
     runs = points.groupby("series")["run_id"].nunique()
     lines = []
     for key, row in series.iterrows():
@@ -159,7 +160,9 @@ def _header(*names: str) -> str:
 
 def series_page(key: str, one: pd.DataFrame, found: list[dict[str, Any]], title: str) -> str:
     """One series: its chart, its changes and its points."""
-    one = one.sort_values("started_at").reset_index(drop=True)
+    # the order and the values change points were found in (changes.find_changes)
+    one = one[(one["value"] > 0) & np.isfinite(one["value"].astype(float))]
+    one = one.sort_values(["started_at", "run_id"], kind="stable").reset_index(drop=True)
     first = one.iloc[0]
     body = [f'<p><a href="../index.html">{e(title)}</a></p>', f"<h1>{e(_label(first))}</h1>",
             f"<figure>{chart(one, found)}</figure>"]  # fmt: skip
@@ -192,7 +195,6 @@ def _finite(x: Any) -> bool:
 def chart(one: pd.DataFrame, found: list[dict[str, Any]]) -> str:
     """The trend as inline SVG: each run's value with its interval, oldest left, change points
     as dashed lines labelled with their size."""
-    import numpy as np
 
     from dscbench.plot import matplotlib_pyplot, to_bytes
 

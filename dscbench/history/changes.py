@@ -66,8 +66,14 @@ class Change:
         return "slower" if self.ratio > 1 else "faster"
 
     def beyond(self, threshold: float) -> bool:
-        """A slowdown larger than ``threshold`` (a fraction), its whole interval included."""
-        return self.ratio > 1 and self.low > 1 + threshold
+        """A slowdown larger than ``threshold`` (regression)."""
+        return regression(self.ratio, self.low, threshold)
+
+
+def regression(ratio: float, low: float, threshold: float) -> bool:
+    """A slowdown larger than ``threshold`` (a fraction) whose interval lies above no change:
+    what exits 1."""
+    return ratio > 1 + threshold and low > 1
 
 
 def noise_sigma(y: np.ndarray) -> float:

@@ -36,7 +36,7 @@ class Report:
     def regressions(self) -> list[dict[str, Any]]:
         """Slowdowns beyond the threshold that the newest commit starts."""
         return [c for c in self.changes if c["after_commit"] == self.newest_commit
-                and c["ratio"] > 1 + self.threshold and c["low"] > 1]  # fmt: skip
+                and changes.regression(c["ratio"], c["low"], self.threshold)]  # fmt: skip
 
     def exit_code(self) -> int:
         return 1 if self.regressions else 0
@@ -61,7 +61,7 @@ def check(points: pd.DataFrame, threshold: float) -> Report:
             else dict.fromkeys(DESCRIBED, "") | {"config_id": changes.WHOLE_RUN}
         )
         rows.append({"series": c.series, **what, **_change_fields(c)})
-    newest = points.sort_values("started_at").iloc[-1]["commit"]
+    newest = points.iloc[-1]["commit"]  # queries.points orders by start time, then run
     return Report(rows, str(newest), points["run_id"].nunique(), len(described), threshold)
 
 

@@ -57,10 +57,33 @@ def add(
 ) -> Added:
     """Store every row of ``result_set`` (results.ResultSet) under ``commit``, in one
     transaction; HistoryError when the run is there already."""
-    meta, table = result_set.meta, result_set.results
+    meta = result_set.meta
     key = run_key(meta)
     measure = (meta.get("harness") or {}).get("measure") or "time"
     estimates = timed_estimates(result_set.samples) if measure == "time" else {}
+    try:
+        return _insert(engine, result_set, commit, branch, facts, now, key, measure, estimates)
+    except sa.exc.IntegrityError:  # another job added this run or fingerprint just now
+        raise HistoryError(
+            f"this run (started {meta.get('started_at')} on {meta.get('host')}) could not be "
+            "added: another job wrote the same run or fingerprint at the same moment; add it "
+            "again (nothing of it was written)"
+        ) from None
+
+
+def _insert(
+    engine: sa.Engine,
+    result_set: Any,
+    commit: str,
+    branch: str | None,
+    facts: tuple[str, ...],
+    now: datetime | None,
+    key: str,
+    measure: str,
+    estimates: Mapping[tuple[str, ...], Mapping[str, Any]],
+) -> Added:
+    """``add``'s transaction."""
+    meta, table = result_set.meta, result_set.results
     with engine.begin() as conn:
         there = conn.execute(
             sa.select(runs.c.commit, runs.c.added_at).where(runs.c.key == key)
@@ -105,15 +128,13 @@ def add(
                     run_id=run_id, fingerprint_id=prints[print_key], series=s, **values
                 )
             ).inserted_primary_key[0]
-            unit_values = estimates.get(_key(row), {}).get("units", [])
-            if unit_values:
-                conn.execute(
-                    sa.insert(units),
-                    [
-                        {"row_id": row_id, "position": i, "value": v}
-                        for i, v in enumerate(unit_values)
-                    ],
-                )
+            behind = [
+                {"row_id": row_id, "position": i, "value": v}
+                for i, v in enumerate(estimates.get(_key(row), {}).get("units", []))
+                if _number(v) is not None
+            ]
+            if behind:
+                conn.execute(sa.insert(units), behind)
         conn.execute(
             sa.insert(run_files).values(
                 run_id=run_id, results=_parquet(table), samples=_parquet(result_set.samples)
@@ -152,7 +173,8 @@ def _time(text: Any) -> datetime:
         stamp = datetime.fromisoformat(str(text))
     except ValueError:
         raise HistoryError(f"run.json's started_at {text!r} is not a time") from None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return stamp.astimezone(timezone.utc)  # SQLite keeps the clock time, not the offset
 
 
 def _key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -197,9 +219,9 @@ def _row_values(
     estimate = estimates.get(_key(row), {})
     out.update(
         metric="latency_s",
-        value=estimate.get("value", _number(row.get("latency_median_s"))),
-        low=estimate.get("low"),
-        high=estimate.get("high"),
+        value=_number(estimate.get("value", row.get("latency_median_s"))),
+        low=_number(estimate.get("low")),
+        high=_number(estimate.get("high")),
         units=estimate.get("n"),
     )
     if status != "ok":
