@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reporting import ROOT, load, main
+from reporting import cli, load, main
 
 STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-history"))
 RUNS = 30
@@ -45,18 +44,6 @@ RUN = ["--model", MODELS, "--input-shape", "3,32,32", "--threads", "1", "--min-t
 SLOWED = ("net_b", "net_e")
 SCALE_RUNS = 1000
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, check: bool = True
-) -> tuple[int, float, str]:
-    """`dscbench ARGS` from the repository root: exit code, wall seconds, output."""
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dscbench", *args], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})  # fmt: skip
-    if check and done.returncode not in (0, 1):
-        sys.exit(f"dscbench {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-    return done.returncode, time.perf_counter() - start, done.stdout + done.stderr
 
 
 def fresh(name: str) -> Path:

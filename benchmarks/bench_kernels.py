@@ -31,30 +31,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reporting import ROOT, load, main
+from reporting import cli, load, main
 
 STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-kernels"))
 QUICK = ["--preset", "quick", "--threads", "1", "-q"]
 SHORT = ["--min-time", "0.2", "--rounds", "2", "--processes", "2"]
 AA_RUNS = 10
 ISA = "SSE41"
-
-
-def cli(*args: str, check: bool = True) -> tuple[int, float, str]:
-    """`dscbench ARGS` from the repository root: exit code, wall seconds, output."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "dscbench", *args], capture_output=True, text=True, cwd=ROOT
-    )
-    if check and done.returncode not in (0, 1):
-        sys.exit(f"dscbench {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-    return done.returncode, time.perf_counter() - start, done.stdout + done.stderr
 
 
 def fresh(name: str) -> Path:

@@ -25,6 +25,19 @@ def dscbench(*args: str) -> float:
     return time.perf_counter() - start
 
 
+def cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> tuple[int, float, str]:
+    """`dscbench ARGS` from the repository root, ``env`` added to the environment: exit code,
+    wall seconds, output; any exit but 0 or 1 (with ``check``) ends the benchmark."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dscbench", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})  # fmt: skip
+    if check and done.returncode not in (0, 1):
+        sys.exit(f"dscbench {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done.returncode, time.perf_counter() - start, done.stdout + done.stderr
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
