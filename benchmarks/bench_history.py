@@ -18,6 +18,19 @@ git-ignored; DSCBENCH_BENCH_STORE points at another store):
             noise once the runs' common shifts are out, and its step from run 18
 
 Every figure comes with the load average at its start.
+
+Runs. A first version used short runs (0.3 s of blocks per variant, 2 rounds in 2 processes):
+rows then moved 8-17% (sd) from run to run once each run's common shift was out, and a 10%
+step was found by no method. Two pilots of 6 runs each (not committed; 1.2 s, 8 rounds, 8
+processes) showed where that noise comes from: (1) a visit to a configuration is often hit as a
+whole (both variants +50-80% for the visit, blocks bimodal at 1x and 3x: the VM losing its core
+for a while), so a row's value averages over its visits' luck and more, shorter visits help;
+(2) with worker processes forked from one server, some rows (net_b, net_c, net_e) moved between
+runs by more than their processes disagreed within a run (sd of the run means 5-7% against
+3.5-4% expected from within): what a fork server fixes for all its children (the address
+layout of the loaded libraries) is drawn again only per run. With spawned workers the two
+agreed (3-6% both) and the rows' noise fell from a median 6.9% to 4.7%. So history runs here
+spawn their workers (`--start-method spawn`) and take 16 rounds in 8 processes.
 """
 
 from __future__ import annotations
@@ -39,8 +52,9 @@ STORE = Path(os.environ.get("DSCBENCH_BENCH_STORE", "results/bench-history"))
 RUNS = 30
 SLOW_FROM = 18
 MODELS = ",".join(f"benchmarks.history_models:net_{c}" for c in "abcdef")
-RUN = ["--model", MODELS, "--input-shape", "3,32,32", "--threads", "1", "--min-time", "0.3",
-       "--rounds", "2", "--processes", "2", "-q"]  # fmt: skip
+# Runs precise enough for a 10% step to stand out of 30 (see the module's docstring, "Runs")
+RUN = ["--model", MODELS, "--input-shape", "3,32,32", "--threads", "1", "--min-time", "2.4",
+       "--rounds", "16", "--processes", "8", "--start-method", "spawn", "-q"]  # fmt: skip
 SLOWED = ("net_b", "net_e")
 SCALE_RUNS = 1000
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -238,10 +252,12 @@ def noise() -> list[str]:
         "",
         "Per row: the sd of its log values over the 30 runs after each run's common shift is "
         "taken out (changes.noise_sigma), and in `slowdown` the step of its mean from run 18 "
-        "on; the runs' common shifts' sd.",
+        "on; next to it the median of the sd each run's own 95% interval implies (half its width "
+        "on the log scale / t(0.975, df)): when the two agree, a run's interval describes "
+        "the next run; the runs' common shifts' sd.",
         "",
-        "| history | row | noise (sd) | step from run 18 |",
-        "|---|---|---:|---:|",
+        "| history | row | noise (sd) | own interval (sd) | step from run 18 |",
+        "|---|---|---:|---:|---:|",
     ]
     for name in ("slowdown", "aa"):
         with store.opened(str(STORE / name / "history.sqlite"), create=False) as engine:
@@ -255,10 +271,24 @@ def noise() -> list[str]:
             y = one["log"].to_numpy()
             step = math.exp(y[SLOW_FROM:].mean() - y[:SLOW_FROM].mean()) - 1
             row = f"{config.split(':')[-1].split('_3x')[0]} {variant}"
-            lines.append(f"| {name} | {row} | {changes.noise_sigma(y):.1%} | {step:+.1%} |")
-        lines.append(f"| {name} | runs' common shifts | {float(effects.std()):.1%} | |")
+            own = own_sd(one)
+            lines.append(
+                f"| {name} | {row} | {changes.noise_sigma(y):.1%} | {own:.1%} | {step:+.1%} |"
+            )
+        lines.append(f"| {name} | runs' common shifts | {float(effects.std()):.1%} | | |")
     return lines
 
+
+def own_sd(points) -> float:
+    """The median over a row's runs of the sd its 95% interval implies on the log scale (the
+    interval is a t interval over the run's 8 processes: 7 degrees of freedom)."""
+    from scipy import stats
+
+    half = np.log(points["high"].astype(float) / points["low"].astype(float)) / 2
+    return float(np.nanmedian(half / stats.t.ppf(0.975, RUN_PROCESSES - 1)))
+
+
+RUN_PROCESSES = int(RUN[RUN.index("--processes") + 1])
 
 PARTS = {"slowdown": slowdown, "aa": aa, "methods": methods, "scale": scale, "noise": noise}
 
