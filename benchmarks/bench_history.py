@@ -254,10 +254,12 @@ def noise() -> list[str]:
         "taken out (changes.noise_sigma), and in `slowdown` the step of its mean from run 18 "
         "on; next to it the median of the sd each run's own 95% interval implies (half its width "
         "on the log scale / t(0.975, df)): when the two agree, a run's interval describes "
-        "the next run; the runs' common shifts' sd.",
+        "the next run; last, the raw step: its mean log value from run 18 on minus before, "
+        "relative to the same step of the mean of the rows not slowed (no shift taken out); "
+        "the runs' common shifts' sd.",
         "",
-        "| history | row | noise (sd) | own interval (sd) | step from run 18 |",
-        "|---|---|---:|---:|---:|",
+        "| history | row | noise (sd) | own interval (sd) | step from run 18 | raw step |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for name in ("slowdown", "aa"):
         with store.opened(str(STORE / name / "history.sqlite"), create=False) as engine:
@@ -266,6 +268,7 @@ def noise() -> list[str]:
         ok = ok.sort_values(["started_at", "run_id"])
         effects = changes.run_effects(ok)
         effects = changes.run_effects(ok, changes.levels(ok, effects))
+        raw = raw_steps(ok)
         ok["log"] = ok["log"] - ok["run_id"].map(effects)
         for (config, variant), one in ok.groupby(["config_id", "variant"]):
             y = one["log"].to_numpy()
@@ -273,10 +276,21 @@ def noise() -> list[str]:
             row = f"{config.split(':')[-1].split('_3x')[0]} {variant}"
             own = own_sd(one)
             lines.append(
-                f"| {name} | {row} | {changes.noise_sigma(y):.1%} | {own:.1%} | {step:+.1%} |"
+                f"| {name} | {row} | {changes.noise_sigma(y):.1%} | {own:.1%} | {step:+.1%} | "
+                f"{raw[(config, variant)]:+.1%} |"
             )
-        lines.append(f"| {name} | runs' common shifts | {float(effects.std()):.1%} | | |")
+        lines.append(f"| {name} | runs' common shifts | {float(effects.std()):.1%} | | | |")
     return lines
+
+
+def raw_steps(points) -> dict[tuple[str, str], float]:
+    """Per row: exp(its mean log value from SLOW_FROM on minus before, minus the same of the
+    rows not slowed, averaged) - 1: the step against the other rows, no shift taken out."""
+    logs = points.pivot_table(index="run_id", columns=["config_id", "variant"], values="log")
+    logs = logs.loc[points.drop_duplicates("run_id")["run_id"]]  # oldest first
+    step = logs.iloc[SLOW_FROM:].mean() - logs.iloc[:SLOW_FROM].mean()
+    others = step[[not slowed(c) for c, _ in step.index]].mean()
+    return {key: math.exp(value - others) - 1 for key, value in step.items()}
 
 
 def own_sd(points) -> float:
