@@ -43,7 +43,8 @@ def flag(axis: str) -> str:
 
 # The axes a caller may give, in the order they replace the sweep's.
 GRID_AXES = ("model", "width_mult", "resolution", "depth", "input_shape", "optimizer", "batch",
-             "in_channels", "out_channels", "size", "kernel", "stride", "dtype", "mode",
+             "in_channels", "out_channels", "size", "dims", "kernel", "stride", "dilation",
+             "depth_multiplier", "dtype", "mode",
              "backend", "threads", "memory_format")  # fmt: skip
 SETTINGS = ("min_time", "rounds", "warmup", "seed")
 BACKEND_OPTIONS = ("ort_opt_level", "ort_threadpool", "compile_mode")

@@ -93,17 +93,18 @@ def closed_form(spec: ConvSpec, variant: str) -> Counts:
         step = training_macs(macs, False) if training else macs
         traffic = x_in + params + x_out
         bias_adds = x_out if spec.bias else 0
-    elif variant == "separable":
-        params = conv_params(cin, cin, k, groups=cin, bias=spec.bias, dims=d) + conv_params(
-            cin, cout, 1, bias=spec.bias, dims=d
+    elif variant == "separable":  # the depthwise conv: C_in -> M x C_in, groups C_in
+        mid = spec.intermediate_channels
+        params = conv_params(cin, mid, k, groups=cin, bias=spec.bias, dims=d) + conv_params(
+            mid, cout, 1, bias=spec.bias, dims=d
         )
-        depthwise = conv_macs(n, cin, cin, k, out, groups=cin)
-        pointwise = conv_macs(n, cin, cout, 1, out)
+        depthwise = conv_macs(n, cin, mid, k, out, groups=cin)
+        pointwise = conv_macs(n, mid, cout, 1, out)
         macs = depthwise + pointwise
         step = macs
         if training:  # the pointwise conv's input (the intermediate) needs a gradient
             step = training_macs(depthwise, False) + training_macs(pointwise, True)
-        intermediate = n * cin * math.prod(out)
+        intermediate = n * mid * math.prod(out)
         traffic = x_in + params + 2 * intermediate + x_out
         bias_adds = intermediate + x_out if spec.bias else 0
     else:
@@ -119,7 +120,7 @@ def footprint_bytes(spec: ConvSpec, variant: str) -> int:
     c = closed_form(spec, variant)
     if variant == "standard":
         return c.bytes
-    intermediate = spec.batch * spec.in_channels * math.prod(spec.out_spatial)
+    intermediate = spec.batch * spec.intermediate_channels * math.prod(spec.out_spatial)
     return c.bytes - intermediate * DTYPE_BYTES[spec.dtype]
 
 
@@ -182,7 +183,7 @@ class LayerCount:
 
 def conv_type(conv: Any) -> str:
     if conv.groups == 1:
-        return "conv1x1" if tuple(conv.kernel_size) == (1, 1) else "dense"
+        return "conv1x1" if all(k == 1 for k in conv.kernel_size) else "dense"
     return "depthwise" if conv.groups == conv.in_channels else "grouped"
 
 
@@ -230,7 +231,7 @@ def layer_counts(module: Any, input_dims: tuple[int, ...], training: bool) -> li
             return
         n_in, n_out = inp.numel(), output.numel()
         record = LayerCount(names.get(id(m), type(m).__name__), "other")
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             k = _numel(m.kernel_size)
             record.layer_type = conv_type(m)
             record.macs = n_out * (m.in_channels // m.groups) * k

@@ -43,12 +43,25 @@ def model_label(row: Mapping[str, Any]) -> str:
 
 
 def shape_label(row: Mapping[str, Any]) -> str:
-    """'32->64 @56 k3s1' (or '@56x48' for a non-square input); a model's name and knobs."""
+    """'32->64 @56 k3s1' (or '@56x48' for a non-square input, '@L16000' for a 1-D one and
+    '@8x56x56' for a 3-D one; 'k3s1d2' at dilation 2, 'dm2' for a depth multiplier of 2); a
+    model's name and knobs."""
     if row.get("model"):
         return model_label(row)
-    h, w = row["height"], row["width"]
-    size = f"{h}" if h == w else f"{h}x{w}"
-    return f"{row['in_channels']}->{row['out_channels']} @{size} k{row['kernel']}s{row['stride']}"
+    h, w, d = row.get("height"), row["width"], row.get("frames")
+    if _present(d):
+        size = f"{int(d)}x{int(h)}x{int(w)}"
+    elif not _present(h):
+        size = f"L{int(w)}"
+    else:
+        size = f"{h}" if h == w else f"{h}x{w}"
+    kernel = f"k{row['kernel']}s{row['stride']}"
+    dilation, multiplier = row.get("dilation"), row.get("depth_multiplier")
+    if _present(dilation) and int(dilation) != 1:
+        kernel += f"d{int(dilation)}"
+    if _present(multiplier) and int(multiplier) != 1:
+        kernel += f" dm{int(multiplier)}"
+    return f"{row['in_channels']}->{row['out_channels']} @{size} {kernel}"
 
 
 def row_label(

@@ -45,35 +45,44 @@ def build_model(spec: ModelSpec, variant: str) -> nn.Module:
     return BUILDERS[spec.model](variant, spec)
 
 
+CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
 def build_conv(spec: ConvSpec, variant: str) -> nn.Module:
-    """``standard``: Conv2d(C_in, C_out, K, stride). ``separable``: depthwise KxK (groups=C_in)
-    then pointwise 1x1. Both use padding K//2, so their outputs have the same shape.
+    """``standard``: a Conv1d/2d/3d (as many as the spec's spatial dimensions) C_in -> C_out,
+    K, stride, dilation. ``separable``: a depthwise K conv (groups = C_in, depth_multiplier x
+    C_in outputs, same stride and dilation) then a pointwise 1 conv to C_out. Both use 'same'
+    padding (dilation x (K // 2)), so their outputs have the same shape.
 
     Weights come from torch's default initialisation.
     """
-    pad = spec.padding
+    conv = CONVS[spec.dims]
+    pad, dil = spec.padding, spec.dilation
     if variant == "standard":
-        return nn.Conv2d(
-            spec.in_channels, spec.out_channels, spec.kernel, spec.stride, pad, bias=spec.bias
-        )
+        return conv(
+            spec.in_channels, spec.out_channels, spec.kernel, spec.stride, pad, dil,
+            bias=spec.bias,
+        )  # fmt: skip
+    mid = spec.intermediate_channels
     return nn.Sequential(
         OrderedDict(
-            depthwise=nn.Conv2d(
+            depthwise=conv(
                 spec.in_channels,
-                spec.in_channels,
+                mid,
                 spec.kernel,
                 spec.stride,
                 pad,
+                dil,
                 groups=spec.in_channels,
                 bias=spec.bias,
             ),
-            pointwise=nn.Conv2d(spec.in_channels, spec.out_channels, 1, bias=spec.bias),
+            pointwise=conv(mid, spec.out_channels, 1, bias=spec.bias),
         )
     )
 
 
 def make_input(spec: Spec, seed: int = 0) -> torch.Tensor:
-    """A seeded standard-normal input of shape (batch, C_in, H, W) in the spec's dtype."""
+    """A seeded standard-normal input of shape (batch, C_in, *spatial) in the spec's dtype."""
     gen = torch.Generator().manual_seed(seed)
     shape = spec.input_dims()
     return torch.randn(shape, generator=gen, dtype=torch.float32).to(TORCH_DTYPES[spec.dtype])
@@ -88,6 +97,9 @@ def instance(spec: Spec, variant: str, seed: int = 0) -> tuple[nn.Module, torch.
 def to_memory_format(
     module: nn.Module, x: torch.Tensor, memory_format: str
 ) -> tuple[nn.Module, torch.Tensor]:
-    """Lay out weights and input as ``contiguous`` (NCHW) or ``channels_last`` (NHWC)."""
-    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    """Lay out weights and input as ``contiguous`` (NCHW) or ``channels_last`` (NHWC; NDHWC
+    for a 5-D input: torch's channels_last_3d)."""
+    fmt = torch.contiguous_format
+    if memory_format == "channels_last":
+        fmt = torch.channels_last_3d if x.dim() == 5 else torch.channels_last
     return module.to(memory_format=fmt), x.contiguous(memory_format=fmt)

@@ -193,24 +193,43 @@ def test_a_version_1_run_is_upgraded_on_reading(sweep, tmp_path, suffix):
     pd.testing.assert_frame_equal(loaded[same], table[same])
 
 
+def older_run(tmp_path, table, samples, version: int, added) -> pd.DataFrame:
+    """``table`` written without the columns ``added`` (by the version after ``version``),
+    as a run of schema ``version``, and read back (with every current column)."""
+    out = tmp_path / f"v{version}"
+    out.mkdir()
+    table.drop(columns=list(added)).to_parquet(out / "results.parquet", index=False)
+    samples.to_parquet(out / "samples.parquet", index=False)
+    (out / "run.json").write_text(json.dumps({"schema_version": version}))
+    loaded = results.load_results(out).results
+    assert list(loaded.columns) == results.RESULT_COLUMNS
+    return loaded
+
+
 def test_a_version_5_run_reads_back_without_rerun_intervals(sweep, tmp_path):
     """Schema 6 added the rerun interval; older files read back with it empty, every other
     column as written."""
     table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
     assert table.speedup_rerun_low.notna().any()  # this dscbench writes it
-    out = tmp_path / "v5"
-    out.mkdir()
-    table.drop(columns=list(results.ADDED_IN_V6)).to_parquet(out / "results.parquet", index=False)
-    samples.to_parquet(out / "samples.parquet", index=False)
-    (out / "run.json").write_text(json.dumps({"schema_version": 5}))
-    loaded = results.load_results(out).results
-    assert list(loaded.columns) == results.RESULT_COLUMNS
+    loaded = older_run(tmp_path, table, samples, 5, results.ADDED_IN_V6)
     assert loaded.speedup_rerun_low.isna().all() and loaded.speedup_rerun_high.isna().all()
     same = [
         c for c in results.RESULT_COLUMNS if c not in (*results.ADDED_IN_V6, *results.ADDED_IN_V7)
     ]
     pd.testing.assert_frame_equal(loaded[same], table[same])
     assert (loaded.kernels == "").all()  # schema 7's column, empty in older files
+
+
+def test_a_version_8_run_reads_back_as_2d_layers_without_dilation(sweep, tmp_path):
+    """Schema 9 added 1-D and 3-D layers, dilation and the depth multiplier: every layer of an
+    older file was a 2-D conv at dilation 1 with one filter per channel, and reads back so."""
+    table, samples = tables_of(sweep, {"fake": ("cpu", "fake cpu")})
+    assert (table.dims == 2).all() and (table.dilation == 1).all()
+    loaded = older_run(tmp_path, table, samples, 8, results.ADDED_IN_V9)
+    assert loaded.dims.tolist() == [2] * len(table)
+    assert loaded.dilation.tolist() == loaded.depth_multiplier.tolist() == [1] * len(table)
+    assert loaded.frames.isna().all() and loaded.out_frames.isna().all()
+    pd.testing.assert_frame_equal(loaded, table)
 
 
 @pytest.mark.parametrize("processes", [None, 1, 3])

@@ -24,7 +24,7 @@ def test_parse_axis_lists_and_scalars():
     assert parse_axis("batch", "1, 2,8", "--batch") == [1, 2, 8]
     assert parse_axis("kernel", [3, 5], "x") == [3, 5]
     assert parse_axis("stride", 2, "x") == [2]
-    assert parse_axis("size", "56,56x48", "--size") == [(56, 56), (56, 48)]
+    assert parse_axis("size", "56,56x48", "--size") == [56, (56, 48)]
     assert parse_axis("dtype", "fp32,bf16,half,double", "--dtype") == [
         "float32",
         "bfloat16",
@@ -41,7 +41,11 @@ def test_parse_axis_lists_and_scalars():
         ("batch", "1,x", "--batch: batch 'x' is not an integer"),
         ("batch", "1,,2", "--batch: '1,,2' is not a comma-separated list (empty item)"),
         ("size", "56x", "--size: size '' is not an integer"),
-        ("size", "5x6x7", "--size: size '5x6x7' is not a size like 56 or 56x48"),
+        (
+            "size",
+            "5x6x7x8",
+            "--size: size '5x6x7x8' is not a size like 56, 56x48 (HxW) or 8x56x56 (DxHxW)",
+        ),
         (
             "dtype",
             "int8",
@@ -58,9 +62,10 @@ def test_parse_axis_errors_name_the_value(axis, raw, message):
 
 
 def test_parse_size_forms():
-    assert parse_size(7) == (7, 7)
+    assert parse_size(7) == 7  # in every dimension (--dims, 2 unless told)
     assert parse_size("12X10") == (12, 10)
     assert parse_size([4, 5]) == (4, 5)
+    assert parse_size("4x5x6") == (4, 5, 6)
     with pytest.raises(SpecError):
         parse_size(True)
 
@@ -238,7 +243,8 @@ def test_mobilenet_preset_is_table_1():
 
 def test_unknown_preset():
     with pytest.raises(
-        SpecError, match="unknown preset 'nope' \\(available: full, mobilenet-v1, quick\\)"
+        SpecError,
+        match="unknown preset 'nope' \\(available: full, mobilenet-v1, quartznet-5x5, quick\\)",
     ):
         load_preset("nope")
 

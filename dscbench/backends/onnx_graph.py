@@ -32,7 +32,7 @@ INPUT, OUTPUT = "x", "y"
 
 
 def _conv_node(
-    conv: torch.nn.Conv2d, source: str, target: str, prefix: str
+    conv: torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d, source: str, target: str, prefix: str
 ) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
     weight = numpy_helper.from_array(conv.weight.detach().cpu().numpy(), f"{prefix}.weight")
     inputs = [source, weight.name]
@@ -41,16 +41,15 @@ def _conv_node(
         bias = numpy_helper.from_array(conv.bias.detach().cpu().numpy(), f"{prefix}.bias")
         inputs.append(bias.name)
         initializers.append(bias)
-    kh, kw = conv.kernel_size
-    ph, pw = conv.padding  # type: ignore[misc]
+    pads = list(conv.padding)  # type: ignore[arg-type]
     node = helper.make_node(
         "Conv",
         inputs,
         [target],
         name=prefix,
-        kernel_shape=[kh, kw],
+        kernel_shape=list(conv.kernel_size),
         strides=list(conv.stride),
-        pads=[ph, pw, ph, pw],
+        pads=pads + pads,  # each dimension's start, then each one's end
         dilations=list(conv.dilation),
         group=conv.groups,
     )
@@ -89,14 +88,15 @@ def output_shape(model: onnx.ModelProto) -> list[int]:
 
 
 def build_model(spec: ConvSpec, variant: str, module: torch.nn.Module) -> onnx.ModelProto:
-    """The ONNX model of ``module`` (a Conv2d, or Sequential(depthwise, pointwise))."""
+    """The ONNX model of ``module`` (a Conv1d/2d/3d, or Sequential(depthwise, pointwise))."""
     from torch import nn
 
     if spec.dtype not in ONNX_DTYPES:
         raise ValueError(f"dtype {spec.dtype!r} has no ONNX graph here")
-    convs = [module] if isinstance(module, nn.Conv2d) else list(module.children())
-    if not convs or not all(isinstance(c, nn.Conv2d) for c in convs):
-        raise ValueError(f"{variant}: expected Conv2d layers, got {type(module).__name__}")
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    convs = [module] if isinstance(module, kinds) else list(module.children())
+    if not convs or not all(isinstance(c, kinds) for c in convs):
+        raise ValueError(f"{variant}: expected conv layers, got {type(module).__name__}")
     nodes, initializers = [], []
     source = INPUT
     for i, conv in enumerate(convs):
@@ -109,14 +109,10 @@ def build_model(spec: ConvSpec, variant: str, module: torch.nn.Module) -> onnx.M
     graph = helper.make_graph(
         nodes,
         f"dscbench_{variant}",
+        [helper.make_tensor_value_info(INPUT, elem, [spec.batch, spec.in_channels, *spec.spatial])],
         [
             helper.make_tensor_value_info(
-                INPUT, elem, [spec.batch, spec.in_channels, spec.height, spec.width]
-            )
-        ],
-        [
-            helper.make_tensor_value_info(
-                OUTPUT, elem, [spec.batch, spec.out_channels, spec.out_height, spec.out_width]
+                OUTPUT, elem, [spec.batch, spec.out_channels, *spec.out_spatial]
             )
         ],
         initializers,

@@ -234,7 +234,7 @@ class OrtCPU:
             out_shape = onnx_graph.output_shape(model)
         else:
             model = onnx_graph.build_model(spec, variant, module)
-            out_shape = [spec.batch, spec.out_channels, spec.out_height, spec.out_width]
+            out_shape = [spec.batch, spec.out_channels, *spec.out_spatial]
         serialized = model.SerializeToString()
         session = ort.InferenceSession(
             serialized,

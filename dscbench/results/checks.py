@@ -21,6 +21,7 @@ from dscbench.results.schema import (
     ADDED_IN_V6,
     ADDED_IN_V7,
     ADDED_IN_V8,
+    ADDED_IN_V9,
     RUN_STATUSES,
     SCHEMA_VERSION,
 )
@@ -135,7 +136,8 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
     """Bring a result table written under ``version`` to the current columns, step by step."""
     results = results.copy()
     for added_in, added in ((2, ADDED_IN_V2), (3, ADDED_IN_V3), (4, ADDED_IN_V4),
-                            (6, ADDED_IN_V6), (7, ADDED_IN_V7), (8, ADDED_IN_V8)):  # fmt: skip
+                            (6, ADDED_IN_V6), (7, ADDED_IN_V7), (8, ADDED_IN_V8),
+                            (9, ADDED_IN_V9)):  # fmt: skip
         if version < added_in:
             for column, default in added.items():
                 results[column] = default
@@ -148,6 +150,10 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
         results["device_name"] = results["backend"].map(names).fillna("")
     if version < 4:
         results["step_flops"] = results["flops"]
+    if version < 9:  # every layer was a 2-D conv, dilation 1, one filter per channel
+        layer = results["model"].fillna("") == ""
+        for column, value in (("dims", 2), ("dilation", 1), ("depth_multiplier", 1)):
+            results[column] = pd.Series(value, index=results.index).where(layer)
     return results
 
 

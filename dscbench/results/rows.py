@@ -137,10 +137,16 @@ def _config_columns(record: CaseRecord, device: tuple[str, str]) -> dict[str, An
     else:
         base.update(
             out_channels=spec.out_channels,
+            dims=spec.dims,
+            frames=spec.frames,
+            height=spec.height,
             kernel=spec.kernel,
             stride=spec.stride,
+            dilation=spec.dilation,
             padding=spec.padding,
+            depth_multiplier=spec.depth_multiplier,
             bias=spec.bias,
+            out_frames=spec.out_frames,
             out_height=spec.out_height,
             out_width=spec.out_width,
         )

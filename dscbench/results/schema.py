@@ -31,6 +31,9 @@ checks.upgrade_table and the columns' defaults below):
      call counted under valgrind, outside and inside the memory allocators (``--measure
      instructions``; empty in timed runs and older files); run.json's ``harness.measure`` says
      which the run measured
+  9  1-D and 3-D layers, dilation, depth multiplier: ``dims``, ``frames``, ``out_frames``,
+     ``dilation``, ``depth_multiplier`` (older files: 2, empty, empty, 1, 1 on layer rows);
+     a 1-D layer's length is its ``width`` (``height`` empty)
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from dscbench.status import RUN_STATUSES as RUN_STATUSES
 from dscbench.status import RunStatus as RunStatus
 from dscbench.status import Status as Status
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -85,12 +88,17 @@ RESULT_SCHEMA = pa.schema(
         column("batch", INT, "shape", "batch size", nullable=False),
         column("in_channels", INT, "shape", "input channels"),
         column("out_channels", INT, "shape", "output channels"),
+        column("dims", INT, "shape", "spatial dimensions of a layer: 1, 2 or 3"),
+        column("frames", INT, "shape", "input depth (frames) of a 3-D layer"),
         column("height", INT, "shape", "input height", "pixels"),
-        column("width", INT, "shape", "input width", "pixels"),
+        column("width", INT, "shape", "input width (a 1-D layer's length)", "pixels"),
         column("kernel", INT, "shape", "kernel side"),
         column("stride", INT, "shape", "stride"),
-        column("padding", INT, "shape", "padding (kernel // 2)"),
+        column("dilation", INT, "shape", "spacing of the kernel's taps"),
+        column("padding", INT, "shape", "padding (dilation x (kernel // 2))"),
+        column("depth_multiplier", INT, "shape", "separable twin's depthwise outputs / C_in"),
         column("bias", BOOL, "shape", "conv bias", nullable=False),
+        column("out_frames", INT, "shape", "output depth of a 3-D layer"),
         column("out_height", INT, "shape", "output height", "pixels"),
         column("out_width", INT, "shape", "output width", "pixels"),
         column("params", INT, "counts", "learnable parameters"),
@@ -184,7 +192,8 @@ def columns_of(schema: pa.Schema, group: str | None = None) -> list[str]:
 RESULT_COLUMNS = columns_of(RESULT_SCHEMA)
 SAMPLE_COLUMNS = columns_of(SAMPLE_SCHEMA)
 BREAKDOWN_COLUMNS = columns_of(BREAKDOWN_SCHEMA)
-SHAPE_COLUMNS = ("batch", "in_channels", "out_channels", "height", "width", "kernel", "stride")
+SHAPE_COLUMNS = ("batch", "in_channels", "out_channels", "frames", "height", "width", "kernel",
+                 "stride", "dilation", "depth_multiplier")  # fmt: skip
 MODEL_COLUMNS = tuple(columns_of(RESULT_SCHEMA, "model"))
 LATENCY_COLUMNS = columns_of(RESULT_SCHEMA, "latency")
 PAIR_COLUMNS = columns_of(RESULT_SCHEMA, "pair")
@@ -232,6 +241,14 @@ ADDED_IN_V8 = {
     "instructions": math.nan,
     "instructions_spread": math.nan,
     "allocator_instructions": math.nan,
+}
+# Layer rows of older files were 2-D, dilation 1, multiplier 1 (checks.upgrade_table)
+ADDED_IN_V9 = {
+    "dims": None,
+    "frames": None,
+    "out_frames": None,
+    "dilation": None,
+    "depth_multiplier": None,
 }
 
 # The files of a run directory (journal.py names the two a run in progress adds).

@@ -25,8 +25,11 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "in_channels": None,  # required
     "out_channels": None,
     "size": None,  # required
+    "dims": [None],  # None: as the size says (2 for a single number like 56)
     "kernel": [3],
     "stride": [1],
+    "dilation": [1],
+    "depth_multiplier": [1],
     "dtype": ["float32"],
     "mode": ["inference"],
     "backend": ["torch-cpu"],
@@ -43,7 +46,9 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "twin": ["separable"],
 }
 AXES = tuple(AXIS_DEFAULTS)
-CONV_AXES = ("in_channels", "out_channels", "size", "kernel", "stride", "bias")
+CONV_AXES = ("in_channels", "out_channels", "size", "dims", "kernel", "stride", "dilation",
+             "depth_multiplier", "bias")  # fmt: skip
+DIMS = (1, 2, 3)  # Conv1d, Conv2d, Conv3d
 MODEL_AXES = ("model", "width_mult", "resolution", "depth", "input_shape", "twin")
 ALL_BACKENDS = "all"  # in the backend axis: every backend available on this machine
 
@@ -56,22 +61,37 @@ def parse_dtype(text: str) -> str:
     return name
 
 
-def parse_size(value: Any) -> tuple[int, int]:
-    """``56`` -> (56, 56); ``"56x48"`` -> (56, 48) as (height, width)."""
+def parse_size(value: Any) -> int | tuple[int, ...]:
+    """``56`` -> 56 (that size in every spatial dimension, as many as --dims says, 2 unless
+    told); ``"56x48"`` -> (56, 48) (height, width); ``"8x56x56"`` -> (8, 56, 56) (frames,
+    height, width: a Conv3d's input)."""
+    example = "a size like 56, 56x48 (HxW) or 8x56x56 (DxHxW)"
     if isinstance(value, bool):
-        raise SpecError(f"size {value!r} is not a size like 56 or 56x48")
+        raise SpecError(f"size {value!r} is not {example}")
     if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return (_int(value[0], "size"), _int(value[1], "size"))
-    text = str(value).strip().lower()
-    parts = text.split("x")
-    if len(parts) == 1:
-        h = _int(parts[0], "size")
-        return (h, h)
-    if len(parts) == 2:
-        return (_int(parts[0], "size"), _int(parts[1], "size"))
-    raise SpecError(f"size {value!r} is not a size like 56 or 56x48")
+        return value
+    if isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [p.strip() for p in str(value).strip().lower().split("x")]
+    if not 1 <= len(parts) <= 3:
+        raise SpecError(f"size {value!r} is not {example}")
+    sizes = tuple(_int(p, "size") for p in parts)
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def spatial_of(size: int | tuple[int, ...], dims: int | None, where: str) -> tuple[int, ...]:
+    """A parsed size laid over ``dims`` spatial dimensions (None: the size's own, 2 for a
+    single number); a size with another number of dimensions than ``dims`` is refused."""
+    if isinstance(size, int):
+        return (size,) * (2 if dims is None else dims)
+    if dims is not None and len(size) != dims:
+        shown = "x".join(map(str, size))
+        raise SpecError(
+            f"{where}: size {shown} has {len(size)} dimensions, not the {dims} of dims {dims} "
+            "(one number, like 56, is used in every dimension)"
+        )
+    return size
 
 
 def parse_memory_format(text: Any) -> str:
@@ -156,6 +176,13 @@ def parse_input_shape(value: Any, what: str = "input-shape") -> tuple[int, int, 
     return (c, h, w)
 
 
+def _int_choice(value: Any, what: str, known: tuple[int, ...]) -> int | None:
+    number = _optional_int(value, what)
+    if number is not None and number not in known:
+        raise SpecError(f"{what} {value!r}: not one of {', '.join(map(str, known))}")
+    return number
+
+
 def _choice(known: tuple[str, ...]) -> Any:
     def parse(value: Any, what: str) -> str:
         text = str(value).strip().lower()
@@ -172,6 +199,9 @@ _ITEM_PARSERS = {
     "out_channels": _int,
     "kernel": _int,
     "stride": _int,
+    "dims": lambda v, what: _int_choice(v, what, DIMS),
+    "dilation": _int,
+    "depth_multiplier": _int,
     "threads": _optional_int,
     "size": lambda v, _what: parse_size(v),
     "dtype": lambda v, _what: parse_dtype(v),

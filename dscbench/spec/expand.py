@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dscbench.errors import SpecError
-from dscbench.spec.axes import AXES, AXIS_DEFAULTS, CONV_AXES, MODEL_AXES
+from dscbench.spec.axes import AXES, AXIS_DEFAULTS, CONV_AXES, MODEL_AXES, spatial_of
 from dscbench.spec.specs import (
     DTYPE_BYTES,
     MEMORY_FORMATS,
@@ -49,8 +49,11 @@ def expand_grid(grid: Mapping[str, list[Any]], default_threads: int, source: str
         axes["in_channels"],
         out_channels,
         axes["size"],
+        axes["dims"],
         axes["kernel"],
         axes["stride"],
+        axes["dilation"],
+        axes["depth_multiplier"],
         axes["dtype"],
         axes["mode"],
         axes["threads"],
@@ -58,15 +61,18 @@ def expand_grid(grid: Mapping[str, list[Any]], default_threads: int, source: str
         axes["bias"],
         axes["backend"],
     )
-    for batch, cin, cout, (h, w), k, s, dtype, mode, threads, fmt, bias, backend in product:
+    for (batch, cin, cout, size, dims, k, s, dil, mult, dtype, mode, threads, fmt, bias,
+         backend) in product:  # fmt: skip
         for optimizer in axes["optimizer"] if mode == "training" else [""]:
             spec = ConvSpec(
                 batch=batch,
                 in_channels=cin,
                 out_channels=cin if cout is None else cout,
-                spatial=(h, w),
+                spatial=spatial_of(size, dims, source),
                 kernel=k,
                 stride=s,
+                dilation=dil,
+                depth_multiplier=mult,
                 dtype=dtype,
                 mode=mode,
                 threads=default_threads if threads is None else threads,
@@ -219,7 +225,9 @@ def spec_problems(spec: Spec) -> list[str]:
         return model_problems(spec)
     problems = []
     sizes = dict(zip(SPATIAL_NAMES.get(len(spec.spatial), ()), spec.spatial, strict=False))
-    for name in ("batch", "in_channels", "out_channels", *sizes, "kernel", "stride"):
+    names = ("batch", "in_channels", "out_channels", *sizes, "kernel", "stride", "dilation",
+             "depth_multiplier")  # fmt: skip
+    for name in names:
         value = sizes[name] if name in sizes else getattr(spec, name)
         if value <= 0:
             problems.append(f"{name.replace('_', '-')} {value} must be positive")
@@ -233,13 +241,19 @@ def spec_problems(spec: Spec) -> list[str]:
         )
     padded = [s + 2 * spec.padding for s in spec.spatial]
     shown = "x".join(map(str, spec.spatial))
-    if spec.kernel > min(padded):
+    kernel = f"kernel {spec.kernel}" + (
+        f" at dilation {spec.dilation} (spanning {spec.span})" if spec.dilation != 1 else ""
+    )
+    if spec.span > min(padded):
+        problems.append(f"{kernel} is larger than the padded input {'x'.join(map(str, padded))}")
+    elif spec.span > min(spec.spatial):
         problems.append(
-            f"kernel {spec.kernel} is larger than the padded input {'x'.join(map(str, padded))}"
+            f"{kernel} is larger than the {shown} input (the window would be mostly padding)"
         )
-    elif spec.kernel > min(spec.spatial):
+    if spec.dims not in SPATIAL_NAMES:
+        problems.append(f"size {shown}: a conv has 1, 2 or 3 spatial dimensions")
+    elif spec.dims == 1 and spec.memory_format == "channels_last":
         problems.append(
-            f"kernel {spec.kernel} is larger than the {shown} input "
-            "(the window would be mostly padding)"
+            f"memory format channels_last applies to 2-D and 3-D inputs, not the 1-D {shown}"
         )
     return problems + _common_problems(spec)

@@ -29,15 +29,21 @@ MEMORY_FORMATS = ("contiguous", "channels_last")
 class ConvSpec:
     """One convolution workload: the standard conv and its separable twin share it.
 
-    Padding is "same" (kernel // 2), kernels are odd. ``threads`` is the intra-op thread count the
-    workload runs with; it is part of the configuration because the verdict can flip with it.
+    ``spatial`` has one size per spatial dimension: (L,) for a Conv1d (sequences, audio), (H, W)
+    for a Conv2d, (D, H, W) for a Conv3d (video: frames, height, width). Padding is "same"
+    (dilation x (kernel // 2)), kernels are odd. ``dilation`` spreads the kernel's taps
+    (atrous convs: DeepLabv3+, Xception-style models); ``depth_multiplier`` M gives the
+    separable twin's depthwise conv M x C_in outputs, which its pointwise conv reads (Keras'
+    SeparableConv2D ``depth_multiplier``; the standard conv does not change). ``threads`` is
+    the intra-op thread count the workload runs with; it is part of the configuration because
+    the verdict can flip with it.
     """
 
     batch: int
     in_channels: int
     out_channels: int
-    # The input's size in each spatial dimension: (H, W) for a Conv2d. Counts, output sizes and
-    # labels are written over it, so a Conv1d or Conv3d twin needs no new fields here.
+    # The input's size in each spatial dimension (the class docstring); counts, output sizes
+    # and labels are written over it.
     spatial: tuple[int, ...]
     kernel: int
     stride: int = 1
@@ -47,6 +53,8 @@ class ConvSpec:
     memory_format: str = "contiguous"
     bias: bool = False
     optimizer: str = ""  # training only: sgd or adam
+    dilation: int = 1
+    depth_multiplier: int = 1
 
     kind = "conv"
 
@@ -55,26 +63,52 @@ class ConvSpec:
         _settle_optimizer(self)
 
     @property
+    def dims(self) -> int:
+        """Spatial dimensions: 1, 2 or 3 (Conv1d, Conv2d, Conv3d)."""
+        return len(self.spatial)
+
+    @property
     def padding(self) -> int:
-        return self.kernel // 2
+        return self.dilation * (self.kernel // 2)
+
+    @property
+    def span(self) -> int:
+        """The kernel's extent over the input in one dimension: dilation x (kernel - 1) + 1."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def intermediate_channels(self) -> int:
+        """The separable twin's depthwise outputs: depth_multiplier x C_in."""
+        return self.depth_multiplier * self.in_channels
 
     @property
     def out_spatial(self) -> tuple[int, ...]:
         """The output's size in each spatial dimension ('same' padding, ``stride``)."""
-        return tuple((s + 2 * self.padding - self.kernel) // self.stride + 1 for s in self.spatial)
+        pad, span = self.padding, self.span
+        return tuple((s + 2 * pad - span) // self.stride + 1 for s in self.spatial)
 
-    # The 2-D names the result columns use (a Conv2d's spatial dimensions are H, W).
+    # The names the result columns use: a Conv2d's spatial dimensions are H, W; a Conv3d's
+    # D (frames), H, W; a Conv1d's one dimension is its width (its length), and it has no
+    # height or frames (None).
     @property
-    def height(self) -> int:
-        return self.spatial[-2]
+    def frames(self) -> int | None:
+        return self.spatial[0] if self.dims == 3 else None
+
+    @property
+    def height(self) -> int | None:
+        return self.spatial[-2] if self.dims >= 2 else None
 
     @property
     def width(self) -> int:
         return self.spatial[-1]
 
     @property
-    def out_height(self) -> int:
-        return self.out_spatial[-2]
+    def out_frames(self) -> int | None:
+        return self.out_spatial[0] if self.dims == 3 else None
+
+    @property
+    def out_height(self) -> int | None:
+        return self.out_spatial[-2] if self.dims >= 2 else None
 
     @property
     def out_width(self) -> int:
@@ -87,7 +121,7 @@ class ConvSpec:
             f"n{self.batch}",
             f"c{self.in_channels}-{self.out_channels}",
             "x".join(map(str, self.spatial)),
-            f"k{self.kernel}s{self.stride}",
+            f"k{self.kernel}s{self.stride}" + (f"d{self.dilation}" if self.dilation != 1 else ""),
             self.dtype,
             _mode_part(self.mode, self.optimizer),
             f"t{self.threads}",
@@ -96,6 +130,8 @@ class ConvSpec:
             parts.append(self.memory_format)
         if self.bias:
             parts.append("bias")
+        if self.depth_multiplier != 1:
+            parts.append(f"dm{self.depth_multiplier}")
         return "_".join(parts)
 
     def label(self) -> str:
@@ -198,13 +234,16 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
         data["input_shape"] = list(spec.input_shape)
     else:  # as files and digests have it: a 2-D conv's sizes are height and width
         spatial = data.pop("spatial")
-        names = SPATIAL_NAMES.get(len(spatial))
-        data.update(zip(names, spatial, strict=True) if names else {"spatial": list(spatial)})
+        data.update(zip(SPATIAL_NAMES[len(spatial)], spatial, strict=True))
+        for name in CONV_DEFAULTS:  # fields added later stay out at their defaults, so a
+            if data[name] == CONV_DEFAULTS[name]:  # configuration keeps its digest
+                del data[name]
     return data
 
 
-# What spec_to_json calls each spatial dimension (2-D: the result columns' height and width).
-SPATIAL_NAMES = {2: ("height", "width")}
+# What spec_to_json calls each spatial dimension (the result columns' names).
+SPATIAL_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("frames", "height", "width")}
+CONV_DEFAULTS = {"dilation": 1, "depth_multiplier": 1}
 
 
 def spec_from_json(data: Mapping[str, Any]) -> Spec:
@@ -212,10 +251,12 @@ def spec_from_json(data: Mapping[str, Any]) -> Spec:
     if data.get("kind") == "model":
         fields_["input_shape"] = tuple(fields_["input_shape"])
         return ModelSpec(**fields_)
-    for names in SPATIAL_NAMES.values():
-        if all(n in fields_ for n in names):
+    for dims in sorted(SPATIAL_NAMES, reverse=True):  # the most names first: 3-D has 2-D's
+        names = SPATIAL_NAMES[dims]
+        if all(fields_.get(n) is not None for n in names):
             fields_["spatial"] = tuple(fields_.pop(n) for n in names)
-    return ConvSpec(**fields_)
+            break
+    return ConvSpec(**{k: v for k, v in fields_.items() if k not in ("frames", "height")})
 
 
 @dataclass(frozen=True)

@@ -74,10 +74,32 @@ def run(
         typer.Option(help="Comma-separated list; default: equal to --in-channels."),
     ] = None,
     size: Annotated[
-        str | None, typer.Option(help="Input sizes, '56' or '56x48' (HxW), comma-separated.")
+        str | None,
+        typer.Option(
+            help="Input sizes, comma-separated: '56' (every dimension), '56x48' (HxW), "
+            "'8x56x56' (DxHxW, a Conv3d's input)."
+        ),
+    ] = None,
+    dims: Annotated[
+        str | None,
+        typer.Option(
+            help="Spatial dimensions of the layer: 1 (Conv1d: a size is a length), 2 (Conv2d), "
+            "3 (Conv3d); default: as --size says (2 for '56'). Comma-separated."
+        ),
     ] = None,
     kernel: Annotated[str | None, typer.Option(help="Odd kernel sizes, comma-separated.")] = None,
     stride: ListOpt = None,
+    dilation: Annotated[
+        str | None,
+        typer.Option(help="Dilations of both variants' KxK convs (atrous), comma-separated."),
+    ] = None,
+    depth_multiplier: Annotated[
+        str | None,
+        typer.Option(
+            help="The separable twin's depthwise outputs per input channel (Keras' "
+            "depth_multiplier), comma-separated."
+        ),
+    ] = None,
     dtype: Annotated[
         str | None, typer.Option(help="float32, float16, bfloat16, float64; comma-separated.")
     ] = None,
