@@ -20,7 +20,7 @@ import pandas as pd
 from dscbench.results import LABEL_COLUMNS, PAIR_COLUMNS
 from dscbench.stats import geometric_mean
 
-GROUP_AXES = ("backend", "env", "kernel")
+GROUP_AXES = ("backend", "env", "kernel_shape")
 
 
 SHARED_COLUMNS = (*LABEL_COLUMNS, "status", "error")
@@ -238,6 +238,39 @@ def run_labels(names: Sequence[str]) -> list[str]:
     return out
 
 
+def kernel_shapes(table: pd.DataFrame) -> pd.Series:
+    """Each layer row's kernel as break-even tables and plots group it: '3x3' for a 2-D
+    layer, '33' for a 1-D one, '3x3x3' for a 3-D one, with ' d2' at dilation 2 and ' dm2'
+    for a depth multiplier of 2 (layers that differ in these never share a curve)."""
+    dims = table["dims"].fillna(2).astype(int) if "dims" in table else 2
+    kernel = table["kernel"].astype(int).astype(str)
+    shape = pd.Series(
+        [
+            "x".join([k] * d)
+            for k, d in zip(kernel, np.broadcast_to(dims, len(kernel)), strict=True)
+        ],
+        index=table.index,
+        dtype=object,
+    )
+    for column, tag in (("dilation", " d"), ("depth_multiplier", " dm")):
+        if column in table:
+            value = table[column].fillna(1).astype(int)
+            shape = shape + np.where(value != 1, tag + value.astype(str), "")
+    return shape
+
+
+def shape_order(table: pd.DataFrame) -> list[str]:
+    """The kernel shapes of ``table`` (with its ``kernel_shape`` column) in a reading order:
+    by dimensions, kernel size, dilation, depth multiplier."""
+    firsts = table.drop_duplicates("kernel_shape")
+
+    def key(row: Any) -> tuple[float, ...]:
+        values = (row.get(c) for c in ("dims", "kernel", "dilation", "depth_multiplier"))
+        return tuple(1.0 if v is None or pd.isna(v) else float(v) for v in values)
+
+    return [str(r["kernel_shape"]) for _, r in sorted(firsts.iterrows(), key=lambda i: key(i[1]))]
+
+
 def _groups(table: pd.DataFrame, *axes: str) -> list[str]:
     return [*series_columns(table), *axes]
 
@@ -319,7 +352,7 @@ def backend_summaries(results: pd.DataFrame) -> list[BackendSummary]:
 
 @dataclass
 class BreakEven:
-    """Per backend and kernel size: the input-channel count above which separable wins.
+    """Per backend and kernel shape: the input-channel count above which separable wins.
 
     ``channels`` interpolates log-linearly between the last losing and the first winning
     channel count (when every larger count wins too); ``status`` says ``crosses``,
@@ -335,6 +368,7 @@ class BreakEven:
     highest: int
     run: str = ""  # several runs
     machine: str = ""  # a run that mixes hardware
+    shape: str = ""  # kernel_shapes: '3x3', '33' (1-D), '3x3x3', ' d2', ' dm2'
 
     @property
     def name(self) -> str:
@@ -356,16 +390,17 @@ def break_even(results: pd.DataFrame) -> list[BreakEven]:
     mean."""
     ok = measured_pairs(results)
     ok = ok[ok.kernel.notna()]
+    ok = ok.assign(kernel_shape=kernel_shapes(ok)) if len(ok) else ok.assign(kernel_shape="")
     out = []
     for key, rows in ok.groupby(_groups(ok, *GROUP_AXES), sort=False):
-        backend, env, kernel = key[-3:]
+        backend, env, shape = key[-3:]
         by_c = rows.groupby("in_channels").speedup.apply(geometric_mean).sort_index()
         channels = by_c.index.to_numpy(dtype=float)
         speedup = by_c.to_numpy(dtype=float)
         wins = speedup >= 1
         entry = BreakEven(
-            str(backend), str(env), int(kernel), "mixed", math.nan, int(channels[0]),
-            int(channels[-1]), **_series_fields(ok, key),
+            str(backend), str(env), int(rows.kernel.iloc[0]), "mixed", math.nan,
+            int(channels[0]), int(channels[-1]), **_series_fields(ok, key), shape=str(shape),
         )  # fmt: skip
         if wins.all():
             entry.status = "always"

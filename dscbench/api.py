@@ -92,6 +92,8 @@ def build_sweep(
             sweep.override(axis, specs.parse_axis(axis, _raw(axes[axis]), name(axis)))
     if "in_channels" in axes and "out_channels" not in axes:
         sweep.override("out_channels", [None])  # "equal to in-channels", not the preset's value
+    if "size" in axes and "dims" not in axes:
+        sweep.override("dims", [None])  # as the sizes given say, not the preset's dimensions
     if bias:
         sweep.override("bias", [True])
     if twin != "separable":

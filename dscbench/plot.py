@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dscbench.analysis import break_even, measured_pairs, series_columns, series_of
+from dscbench.analysis import (
+    break_even,
+    kernel_shapes,
+    measured_pairs,
+    series_columns,
+    series_of,
+    shape_order,
+)
 from dscbench.errors import DscbenchError
 from dscbench.labels import constant_axes, describe_constant
 
@@ -326,6 +333,7 @@ def latency_figure(results: pd.DataFrame) -> Any:
     rows = rows[rows.kernel.notna()]
     if rows.empty:
         raise PlotError("no measured layer rows (network rows have no channel axis)")
+    rows = rows.assign(kernel_shape=kernel_shapes(rows))
     fig, axes, backends, kernels = _backend_panels(plt, rows)
     colors = palette(rows)
     for ax, group in zip(axes[0], backends, strict=True):
@@ -334,14 +342,14 @@ def latency_figure(results: pd.DataFrame) -> Any:
         for kernel in kernels:
             marker = KERNEL_MARKERS[kernels.index(kernel) % len(KERNEL_MARKERS)]
             for variant, style in (("standard", "-"), ("separable", "--")):
-                line = mine[(mine.kernel == kernel) & (mine.variant == variant)]
+                line = mine[(mine.kernel_shape == kernel) & (mine.variant == variant)]
                 line = line.groupby("in_channels").latency_median_s.median().sort_index()
                 if line.empty:
                     continue
                 ax.plot(
                     line.index, line.to_numpy() * 1e6, style, marker=marker, color=color,
                     markerfacecolor=color if variant == "standard" else "none",
-                    label=f"k{kernel} {variant}",
+                    label=f"{_shape_label(kernel)} {variant}",
                 )  # fmt: skip
     return _finish_panels(fig, axes, rows, backends, results,
                           "latency per iteration (us, median)", "Latency by channels")  # fmt: skip
@@ -355,7 +363,8 @@ def breakeven_figure(results: pd.DataFrame) -> Any:
     ok = ok[ok.kernel.notna()]
     if ok.empty:
         raise PlotError("no measured layer rows to find a break-even in")
-    entries = {(b.run, b.machine, b.backend, b.env, b.kernel): b for b in break_even(results)}
+    ok = ok.assign(kernel_shape=kernel_shapes(ok))
+    entries = {(b.run, b.machine, b.backend, b.env, b.shape): b for b in break_even(results)}
     fig, axes, backends, kernels = _backend_panels(plt, ok)
     colors = palette(ok)
     for ax, group in zip(axes[0], backends, strict=True):
@@ -363,7 +372,7 @@ def breakeven_figure(results: pd.DataFrame) -> Any:
         color = colors[group]
         fields = dict(zip(_keys(ok), group, strict=True))
         for kernel in kernels:
-            curve = mine[mine.kernel == kernel].groupby("in_channels").speedup.median()
+            curve = mine[mine.kernel_shape == kernel].groupby("in_channels").speedup.median()
             if curve.empty:
                 continue
             marker = KERNEL_MARKERS[kernels.index(kernel) % len(KERNEL_MARKERS)]
@@ -375,7 +384,7 @@ def breakeven_figure(results: pd.DataFrame) -> Any:
                     kernel,
                 )
             )
-            label = f"k{kernel}: " + (entry.describe() if entry else "")
+            label = f"{_shape_label(kernel)}: " + (entry.describe() if entry else "")
             ax.plot(curve.index, curve.to_numpy(), "-", marker=marker, color=color, label=label,
                     alpha=0.6 + 0.4 * (kernels.index(kernel) == 0))  # fmt: skip
             if entry is not None and entry.status == "crosses":
@@ -386,15 +395,21 @@ def breakeven_figure(results: pd.DataFrame) -> Any:
                           "Where separable starts to win")  # fmt: skip
 
 
-def _backend_panels(plt: Any, rows: pd.DataFrame) -> tuple[Any, Any, list, list[int]]:
+def _shape_label(shape: str) -> str:
+    """A curve's kernel in a legend: 'k3' for a plain 3x3 (as always), else the shape."""
+    side = shape.split("x")[0]
+    return f"k{side}" if shape == f"{side}x{side}" else shape
+
+
+def _backend_panels(plt: Any, rows: pd.DataFrame) -> tuple[Any, Any, list, list[str]]:
     """A figure with one panel per series (backend and environment, and run and machine where
-    ``rows`` has them) of ``rows``, the series, and the kernel sizes."""
+    ``rows`` has them) of ``rows``, the series, and the kernel shapes (``kernel_shape``)."""
     backends = _series(rows)
     fig, axes = plt.subplots(
         1, len(backends), figsize=(4.2 * len(backends) + 1, FIGSIZE[1]), dpi=DPI,
         sharey=True, squeeze=False,
     )  # fmt: skip
-    return fig, axes, backends, sorted(int(k) for k in rows.kernel.unique())
+    return fig, axes, backends, shape_order(rows)
 
 
 def _finish_panels(

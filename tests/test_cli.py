@@ -80,7 +80,7 @@ def test_presets_lists_the_shipped_presets():
     assert rows == {
         "full": ["144", "1 s", "5"],
         "mobilenet-v1": ["9", "1.5 s", "5"],
-        "quartznet-5x5": ["7", "1.5 s", "5"],
+        "quartznet-5x5": ["8", "1.5 s", "5"],
         "quick": ["10", "2 s", "5"],
     }
 

@@ -243,3 +243,26 @@ def test_a_run_of_1d_and_3d_layers_on_torch_and_onnxruntime(tmp_path):
     assert (table.parity_max_rel_err <= table.parity_tolerance).all()
     sep = table.xs("separable", level="variant")
     assert (sep.params == 4 * 2 * 3**sep.dims + 8 * 8).all()
+
+
+def test_break_even_and_plots_keep_new_kernel_shapes_apart():
+    import pandas as pd
+
+    from dscbench.analysis import kernel_shapes, shape_order
+
+    table = pd.DataFrame({"kernel": [3, 3, 33, 3, 3, 5], "dims": [2, 3, 1, 2, 2, 2],
+                          "dilation": [1, 1, 1, 2, 1, 1],
+                          "depth_multiplier": [1, 1, 1, 1, 2, 1]})  # fmt: skip
+    shapes = kernel_shapes(table)
+    assert shapes.tolist() == ["3x3", "3x3x3", "33", "3x3 d2", "3x3 dm2", "5x5"]
+    assert shape_order(table.assign(kernel_shape=shapes)) == [
+        "33", "3x3", "3x3 dm2", "3x3 d2", "5x5", "3x3x3"
+    ]  # fmt: skip
+
+
+def test_a_preset_of_1d_layers_takes_a_3d_size_from_the_command_line():
+    from dscbench import api
+
+    sweep = api.build_sweep({"size": "4x8x8"}, preset="quartznet-5x5")
+    spatials = {case.spec.spatial for case in sweep.cases(1)}
+    assert spatials == {(4, 8, 8)}

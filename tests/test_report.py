@@ -156,6 +156,7 @@ def test_golden_show():
 
 def test_break_even_reads_the_designed_crossings():
     found = {(b.backend, b.kernel): b for b in break_even(results.load_results(RUN).results)}
+    assert {b.shape for b in found.values()} == {"3x3", "5x5"}
     assert found[("fake", 3)].status == "crosses" and 8 < found[("fake", 3)].channels < 16
     assert found[("fake-fast", 3)].status == "crosses"
     assert 16 < found[("fake-fast", 3)].channels < 32

@@ -26,6 +26,9 @@ MATCH_AXES = (
     ("backend", "backends", "--backend"),
     ("model", "models", "--model"),
     ("in_channels", "channel counts", "--in-channels"),
+    ("dims", "layer dimensions", "--dims"),
+    ("dilation", "dilations", "--dilation"),
+    ("depth_multiplier", "depth multipliers", "--depth-multiplier"),
 )
 
 

@@ -53,4 +53,4 @@ class Report:
 
     def break_even_rows(self) -> list[list[str]]:
         """The break-even table's lines: backend, kernel, where separable wins."""
-        return [[b.name, f"{b.kernel}x{b.kernel}", b.describe()] for b in self.break_even]
+        return [[b.name, b.shape, b.describe()] for b in self.break_even]

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from dscbench.status import HEALTHY as HEALTHY  # re-exported: the workers' healthy statuses
 from dscbench.status import Status
 
-PROTOCOL_VERSION = 2  # 2: prepare takes keep_s
+PROTOCOL_VERSION = 3  # 2: prepare takes keep_s; 3: specs carry dims, dilation, depth_multiplier
 
 # The statuses a (configuration, environment) can end in, under the names the workers' code
 # uses; dscbench/status.py defines them (str enums: on the wire they are their strings).
