@@ -390,7 +390,7 @@ def break_even(results: pd.DataFrame) -> list[BreakEven]:
     mean."""
     ok = measured_pairs(results)
     ok = ok[ok.kernel.notna()]
-    ok = ok.assign(kernel_shape=kernel_shapes(ok)) if len(ok) else ok.assign(kernel_shape="")
+    ok = ok.assign(kernel_shape=kernel_shapes(ok))
     out = []
     for key, rows in ok.groupby(_groups(ok, *GROUP_AXES), sort=False):
         backend, env, shape = key[-3:]

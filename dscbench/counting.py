@@ -205,7 +205,9 @@ def layer_counts(module: Any, input_dims: tuple[int, ...], training: bool) -> li
     from torch import nn
 
     from dscbench.models.zoo import Residual
+    from dscbench.ops import CONVS
 
+    convs = tuple(CONVS.values())
     meta = copy.deepcopy(module).to("meta")
     meta.train(training)
     x = torch.empty(input_dims, device="meta", dtype=next(_dtypes(meta), torch.float32))
@@ -231,7 +233,7 @@ def layer_counts(module: Any, input_dims: tuple[int, ...], training: bool) -> li
             return
         n_in, n_out = inp.numel(), output.numel()
         record = LayerCount(names.get(id(m), type(m).__name__), "other")
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if isinstance(m, convs):
             k = _numel(m.kernel_size)
             record.layer_type = conv_type(m)
             record.macs = n_out * (m.in_channels // m.groups) * k

@@ -89,11 +89,11 @@ def output_shape(model: onnx.ModelProto) -> list[int]:
 
 def build_model(spec: ConvSpec, variant: str, module: torch.nn.Module) -> onnx.ModelProto:
     """The ONNX model of ``module`` (a Conv1d/2d/3d, or Sequential(depthwise, pointwise))."""
-    from torch import nn
+    from dscbench.ops import CONVS
 
     if spec.dtype not in ONNX_DTYPES:
         raise ValueError(f"dtype {spec.dtype!r} has no ONNX graph here")
-    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    kinds = tuple(CONVS.values())
     convs = [module] if isinstance(module, kinds) else list(module.children())
     if not convs or not all(isinstance(c, kinds) for c in convs):
         raise ValueError(f"{variant}: expected conv layers, got {type(module).__name__}")
