@@ -3,18 +3,23 @@
 
 Parts (default all, in this order; runs and databases are stored in results/bench-history/,
 git-ignored; DSCBENCH_BENCH_STORE points at another store):
-  slowdown  30 real runs of six small user models (benchmarks/history_models.py), one run per
-            commit; from run 18 on, two of the models carry one more conv block (HISTORY_SLOWER=1,
-            about 10% more work): `history check` must place the change at run 18 (within one)
-            on those 4 rows and nowhere else
-  aa        30 real runs of the same models, nothing changed: no change point
+  step      the controlled slowdown's size, measured first: each model with ten blocks against
+            itself with eleven, both twins, timed in this process side by side (median ratio
+            of 31 interleaved pairs of timings)
+  histories two histories of 30 real runs of six small user models
+            (benchmarks/history_models.py), one run per commit, taken in turns (slowdown run i,
+            then A/A run i) so the machine's drift falls on both alike:
+            slowdown: from run 18 on, one of the models carries one more conv block
+            (HISTORY_SLOWER=1, about 10% slower): `history check` must place the change at run
+            18 (within one) on its 2 rows and nowhere else;
+            aa: nothing changed: no change point
   methods   the two histories judged by three methods: the one `history check` uses (each run's
             common shift out, PELT), PELT on the raw values, and a lookback z-score (each run
             against the mean and sd of the 10 before it, |z| > 5, as conbench's default)
   scale     a history of 1,000 runs x 20 rows (one real quick-preset run, its samples rescaled
             with noise per copy): `history add` per run, `history check` (target < 10 s),
             `history report` (target < 30 s) and the database file's size (target < 100 MB)
-  noise     reads the databases slowdown and aa wrote (measures nothing): each row's run-to-run
+  noise     reads the databases `histories` wrote (measures nothing): each row's run-to-run
             noise once the runs' common shifts are out, and its step from run 18
 
 Every figure comes with the load average at its start.
@@ -29,8 +34,15 @@ for a while), so a row's value averages over its visits' luck and more, shorter 
 runs by more than their processes disagreed within a run (sd of the run means 5-7% against
 3.5-4% expected from within): what a fork server fixes for all its children (the address
 layout of the loaded libraries) is drawn again only per run. With spawned workers the two
-agreed (3-6% both) and the rows' noise fell from a median 6.9% to 4.7%. So history runs here
-spawn their workers (`--start-method spawn`) and take 16 rounds in 8 processes.
+agreed (3-6% both) and the rows' noise fell from a median 6.9% to 4.7%. The second version
+(16 rounds in 8 spawned processes, 2.4 s per variant; report at da6f8d3) still left rows 2.3-5.3%
+noisy from run to run, with the medians of visits (rounds) of one row 10-25% apart within a
+run: too noisy for PELT to place a 10% step in 30 runs at its penalty (a synthetic +10% put
+into that A/A history's real rows was found on 6 of 12 rows: on the quietest ones). So a run
+now takes 32 shorter visits in 16 spawned processes (the same 2.4 s per variant; one pilot run:
+its rows' own intervals imply 1.4-4.0% sd, median 2.3%, against 2.1-7.8%, median 3.5%, before;
+about 100 s a run instead of 70). And one model, not two, is slowed: with 4 of 12 rows stepping,
+each run's common shift (a median over its rows) took in about a third of their step.
 """
 
 from __future__ import annotations
@@ -54,8 +66,8 @@ SLOW_FROM = 18
 MODELS = ",".join(f"benchmarks.history_models:net_{c}" for c in "abcdef")
 # Runs precise enough for a 10% step to stand out of 30 (see the module's docstring, "Runs")
 RUN = ["--model", MODELS, "--input-shape", "3,32,32", "--threads", "1", "--min-time", "2.4",
-       "--rounds", "16", "--processes", "8", "--start-method", "spawn", "-q"]  # fmt: skip
-SLOWED = ("net_b", "net_e")
+       "--rounds", "32", "--processes", "16", "--start-method", "spawn", "-q"]  # fmt: skip
+SLOWED = ("net_e",)
 SCALE_RUNS = 1000
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -71,19 +83,20 @@ def commit_of(i: int) -> str:
     return f"{i:04x}" + "c0ffee" * 6  # a 40-digit id per run
 
 
-def history(name: str, slow_from: int | None) -> tuple[Path, float, str]:
-    """``RUNS`` real runs added to ``name``'s database, one commit each; (database, seconds,
-    load at the start)."""
-    out = fresh(name)
-    db = out / "history.sqlite"
+def histories_of() -> tuple[dict[str, Path], float, str]:
+    """``RUNS`` real runs for each history, taken in turns (slowdown run i, then A/A run i),
+    each added to its history's database as its own commit; (databases, seconds, load at
+    the start)."""
+    dbs = {name: fresh(name) / "history.sqlite" for name in ("slowdown", "aa")}
     before, t0 = load(), time.perf_counter()
     for i in range(RUNS):
-        slower = {"HISTORY_SLOWER": "1"} if slow_from is not None and i >= slow_from else {}
-        run = out / f"run-{i:02d}"
-        cli("run", *RUN, "-o", str(run), env=slower)
-        cli("history", "add", str(run), "--commit", commit_of(i), "--branch", "main",
-            "--db", str(db))  # fmt: skip
-    return db, time.perf_counter() - t0, before
+        for name, db in dbs.items():
+            slower = {"HISTORY_SLOWER": "1"} if name == "slowdown" and i >= SLOW_FROM else {}
+            run = db.parent / f"run-{i:02d}"
+            cli("run", *RUN, "-o", str(run), env=slower)
+            cli("history", "add", str(run), "--commit", commit_of(i), "--branch", "main",
+                "--db", str(db))  # fmt: skip
+    return dbs, time.perf_counter() - t0, before
 
 
 def slowed(label: str) -> bool:
@@ -115,37 +128,88 @@ def check_lines(db: Path, expect_at: int | None) -> tuple[list[str], list[dict]]
     ]
     if expect_at is not None:
         shown = "; ".join(right) or "none"
+        of = 2 * len(SLOWED)
         lines.append(
-            f"- on the slowed rows at run {expect_at} (within one): **{len(right)} of 4**: {shown}"
+            f"- on the slowed rows at run {expect_at} (within one): **{len(right)} of {of}**: "
+            + shown
         )
     lines.append(f"- anywhere else: **{len(wrong)}**" + (": " + "; ".join(wrong) if wrong else ""))
     return lines, doc["changes"]
 
 
-def slowdown() -> list[str]:
-    db, wall, before = history("slowdown", SLOW_FROM)
+def histories() -> list[str]:
+    dbs, wall, before = histories_of()
     lines = [
-        "## A real slowdown from run 18 on",
+        "## Two histories, taken in turns",
         "",
-        f"{RUNS} runs of `dscbench run {' '.join(RUN)}` ({wall:.0f} s in all, {before} at the "
-        f"start), each added with `dscbench history add RUN --commit C --branch main`; from run "
-        f"{SLOW_FROM} on with HISTORY_SLOWER=1 (net_b and net_e: one more conv block of ten).",
+        f"{RUNS} runs each of `dscbench run {' '.join(RUN)}`, the two histories' runs in turns "
+        f"(slowdown run i, then A/A run i; {wall:.0f} s in all, {before} at the start), each "
+        f"added with `dscbench history add RUN --commit C --branch main`.",
+        "",
+        f"### A real slowdown from run {SLOW_FROM} on",
+        "",
+        f"From run {SLOW_FROM} on with HISTORY_SLOWER=1 ({', '.join(SLOWED)}: one more conv "
+        "block of ten).",
         "",
     ]
-    found, _ = check_lines(db, SLOW_FROM)
-    return lines + found + ["", *size_lines(db)]
-
-
-def aa() -> list[str]:
-    db, wall, before = history("aa", None)
-    lines = [
-        "## 30 A/A runs",
-        "",
-        f"{RUNS} runs of the same command, nothing changed ({wall:.0f} s, {before} at the start).",
-        "",
-    ]
-    found, _ = check_lines(db, None)
+    found, _ = check_lines(dbs["slowdown"], SLOW_FROM)
+    lines += [*found, "", *size_lines(dbs["slowdown"]), "", "### 30 A/A runs", ""]
+    found, _ = check_lines(dbs["aa"], None)
     return lines + found
+
+
+def step() -> list[str]:
+    """The controlled slowdown's size: each model with and without its eleventh block."""
+    import copy
+    import statistics
+
+    import history_models
+    import torch
+
+    from dscbench.models.twins import to_separable
+
+    torch.set_num_threads(1)
+    x = torch.randn(1, 3, 32, 32)
+    before = load()
+    lines = [
+        "## The controlled slowdown's size (timed in one process)",
+        "",
+        f"Each model built with ten blocks and with eleven (HISTORY_SLOWER=1), both twins, one "
+        f"thread, {before} at the start: 31 interleaved pairs of timings (each ~50 ms of "
+        "calls), the median ratio eleven / ten. The slowed history uses "
+        f"{', '.join(SLOWED)}.",
+        "",
+        "| model | width | standard | separable |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, width in history_models.WIDTHS.items():
+        ratios = {}
+        built = {}
+        for blocks in (10, 11):
+            torch.manual_seed(0)
+            model = history_models.stack(width, blocks).eval()
+            built[blocks] = {"standard": model,
+                             "separable": to_separable(copy.deepcopy(model))[0].eval()}  # fmt: skip
+        for variant in ("standard", "separable"):
+            ten, eleven = built[10][variant], built[11][variant]
+            n = max(3, int(0.05 / per_call(ten, x, 3)))
+            pairs = [per_call(eleven, x, n) / per_call(ten, x, n) for _ in range(31)]
+            ratios[variant] = statistics.median(pairs)
+        lines.append(f"| {name} | {width} | x{ratios['standard']:.3f} | "
+                     f"x{ratios['separable']:.3f} |")  # fmt: skip
+    return lines
+
+
+def per_call(model, x, calls: int) -> float:
+    import torch
+
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            model(x)
+        return (time.perf_counter() - t0) / calls
 
 
 def size_lines(db: Path) -> list[str]:
@@ -159,16 +223,17 @@ def methods() -> list[str]:
     lines = [
         "## Three methods on the two histories",
         "",
-        "| method | slowdown: the 4 slowed rows at run 18 (+-1) | slowdown: elsewhere | A/A |",
+        f"| method | slowdown: the {2 * len(SLOWED)} slowed rows at run 18 (+-1) | slowdown: "
+        "elsewhere | A/A |",
         "|---|---:|---:|---:|",
     ]
-    histories = {}
+    stored = {}
     for name in ("slowdown", "aa"):
         with store.opened(str(STORE / name / "history.sqlite"), create=False) as engine:
             points = queries.points(engine)
-        histories[name] = points
+        stored[name] = points
     labels = {}
-    for name, points in histories.items():
+    for name, points in stored.items():
         labels[name] = points.drop_duplicates("series").set_index("series")["config_id"]
 
     def pelt(points, whole_runs):
@@ -190,12 +255,12 @@ def methods() -> list[str]:
                           ("PELT on raw values", lambda p: pelt(p, False)),
                           ("lookback z-score (10 runs, |z| > 5)", lookback)):  # fmt: skip
         hits = wrong = 0
-        for series, at in judge(histories["slowdown"]):
+        for series, at in judge(stored["slowdown"]):
             if slowed(labels["slowdown"][series]) and abs(at - SLOW_FROM) <= 1:
                 hits += 1
             else:
                 wrong += 1
-        aa_found = len(judge(histories["aa"]))
+        aa_found = len(judge(stored["aa"]))
         lines.append(f"| {method} | {hits} | {wrong} | {aa_found} |")
     return lines
 
@@ -244,7 +309,7 @@ def scale() -> list[str]:
 
 def noise() -> list[str]:
     """What the stored histories' rows do from run to run once each run's common shift is out
-    (reads the databases `slowdown` and `aa` wrote; measures nothing)."""
+    (reads the databases `histories` wrote; measures nothing)."""
     from dscbench.history import changes, queries, store
 
     lines = [
@@ -304,7 +369,7 @@ def own_sd(points) -> float:
 
 RUN_PROCESSES = int(RUN[RUN.index("--processes") + 1])
 
-PARTS = {"slowdown": slowdown, "aa": aa, "methods": methods, "scale": scale, "noise": noise}
+PARTS = {"step": step, "histories": histories, "methods": methods, "scale": scale, "noise": noise}
 
 if __name__ == "__main__":
     main("History: change points, a real slowdown and scale", "bench_history.py", "history",
