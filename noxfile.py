@@ -40,8 +40,8 @@ def bench(session: nox.Session) -> None:
     [calibration roofline speed]` or `nox -s bench -- robust [checkpoint rss dryrun kill]` or
     `nox -s bench -- noise [components personality]` or `nox -s bench -- decide [aa power
     coverage agreement]` or `nox -s bench -- kernels [heuristic named aa isa counts counts-isa
-    counts-model]` or `nox -s bench -- history [slowdown aa methods scale noise]` runs one
-    script, or some of its parts.
+    counts-model]` or `nox -s bench -- history [step histories methods scale noise]` or
+    `nox -s bench -- axes [cold flips]` runs one script, or some of its parts.
     """
     session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
     scripts = {
@@ -56,6 +56,7 @@ def bench(session: nox.Session) -> None:
         "decide": "benchmarks/bench_decide.py",
         "kernels": "benchmarks/bench_kernels.py",
         "history": "benchmarks/bench_history.py",
+        "axes": "benchmarks/bench_axes.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

@@ -240,8 +240,9 @@ def run_labels(names: Sequence[str]) -> list[str]:
 
 def kernel_shapes(table: pd.DataFrame) -> pd.Series:
     """Each layer row's kernel as break-even tables and plots group it: '3x3' for a 2-D
-    layer, '33' for a 1-D one, '3x3x3' for a 3-D one, with ' d2' at dilation 2 and ' dm2'
-    for a depth multiplier of 2 (layers that differ in these never share a curve)."""
+    layer, '33' for a 1-D one, '3x3x3' for a 3-D one, with ' d2' at dilation 2, ' dm2'
+    for a depth multiplier of 2 and ' cold' for a cold cache (layers that differ in these
+    never share a curve)."""
     dims = table["dims"].fillna(2).astype(int) if "dims" in table else 2
     kernel = table["kernel"].astype(int).astype(str)
     shape = pd.Series(
@@ -256,17 +257,20 @@ def kernel_shapes(table: pd.DataFrame) -> pd.Series:
         if column in table:
             value = table[column].fillna(1).astype(int)
             shape = shape + np.where(value != 1, tag + value.astype(str), "")
+    if "cache" in table:
+        shape = shape + np.where(table["cache"].fillna("warm") == "cold", " cold", "")
     return shape
 
 
 def shape_order(table: pd.DataFrame) -> list[str]:
     """The kernel shapes of ``table`` (with its ``kernel_shape`` column) in a reading order:
-    by dimensions, kernel size, dilation, depth multiplier."""
+    by dimensions, kernel size, dilation, depth multiplier, warm before cold."""
     firsts = table.drop_duplicates("kernel_shape")
 
     def key(row: Any) -> tuple[float, ...]:
         values = (row.get(c) for c in ("dims", "kernel", "dilation", "depth_multiplier"))
-        return tuple(1.0 if v is None or pd.isna(v) else float(v) for v in values)
+        cold = float(row.get("cache") == "cold")
+        return (*(1.0 if v is None or pd.isna(v) else float(v) for v in values), cold)
 
     return [str(r["kernel_shape"]) for _, r in sorted(firsts.iterrows(), key=lambda i: key(i[1]))]
 

@@ -45,7 +45,7 @@ def flag(axis: str) -> str:
 GRID_AXES = ("model", "width_mult", "resolution", "depth", "input_shape", "optimizer", "batch",
              "in_channels", "out_channels", "size", "dims", "kernel", "stride", "dilation",
              "depth_multiplier", "dtype", "mode",
-             "backend", "threads", "memory_format")  # fmt: skip
+             "backend", "threads", "memory_format", "cache")  # fmt: skip
 SETTINGS = ("min_time", "rounds", "warmup", "seed")
 BACKEND_OPTIONS = ("ort_opt_level", "ort_threadpool", "compile_mode")
 

@@ -1,8 +1,9 @@
 """The one human label of a result row, used by every table, comparison and progress line.
 
-``n1 32->64 @56 k3s1 float32 t2 channels_last onnxruntime-cpu {env}``: batch, shape, dtype,
-threads, memory format, backend and environment. Tables leave out the axes that are the same on
-every row (``constant_axes``) and say them once in the title instead.
+``n1 32->64 @56 k3s1 float32 t2 channels_last cold onnxruntime-cpu {env}``: batch, shape,
+dtype, threads, memory format, a cold cache, backend and environment. Tables leave out the
+axes that are the same on every row (``constant_axes``) and say them once in the title
+instead.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def row_label(
     fmt = row.get("memory_format", DEFAULT_MEMORY_FORMAT)
     if "memory_format" not in omit and (fmt != DEFAULT_MEMORY_FORMAT or spell_memory_format):
         parts.append(str(fmt))
+    if "cache" not in omit and row.get("cache") == "cold":
+        parts.append("cold")
     backend = row.get("backend") or ""
     if "backend" not in omit and backend:
         parts.append(str(backend))

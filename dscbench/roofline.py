@@ -9,8 +9,13 @@ calibrated memory bandwidth of its device at its thread count:
 - ``roofline_fraction`` = achieved FLOP/s / min(P, intensity x B).
 
 A memory-bound row whose tensors fit in a cache can exceed the DRAM roof (fraction above 1):
-the STREAM-like bandwidth is DRAM's. A row claiming more FLOP/s than P itself is impossible, so
-it gets the warning ``above_roofline``: its count or its timing is wrong. Training rows get
+the STREAM-like bandwidth is DRAM's. A cold row (``--cache cold``, cold.py) reads its weights
+and input from DRAM on every call (``cache_copy_bytes``; its output and a separable twin's
+intermediate tensor may stay in cache), so a cold row that reads those bytes faster than B
+gets the warning ``above_dram``: its copies did not all miss the caches (a last-level cache
+larger than the one it was sized for). A row claiming more FLOP/s than P
+itself is impossible, so it gets the warning ``above_roofline``: its count or its timing is
+wrong. Training rows get
 ``achieved_flops_per_s`` only (the byte model covers the forward pass). Rows without a
 calibration for their device, thread count and dtype leave the columns empty.
 """
@@ -68,6 +73,14 @@ def add_efficiency(rows: pd.DataFrame, calibrations: Iterable[Mapping[str, Any]]
             continue
         bandwidth = float(roof["peak_bytes_per_s"])
         bytes_s[i] = float(row.bytes) / latency
+        cold_s = float(getattr(row, "cache_copy_bytes", math.nan)) / latency
+        if cold_s > ABOVE_ROOF_SLACK * bandwidth:  # NaN (a warm row) never is
+            note = (
+                f"above_dram: a cold row read its weights and input at {cold_s:.3g} bytes/s, "
+                f"above the calibrated DRAM bandwidth of {bandwidth:.3g}: its copies did not "
+                "all miss the caches"
+            )
+            warnings[i] = f"{warnings[i]}; {note}" if warnings[i] else note
         if not math.isfinite(peak):
             continue
         intensity = float(row.flops) / float(row.bytes)

@@ -522,6 +522,7 @@ class Coordinator(ExtraRounds, CountedRounds):
             (env_state.compile_s, report.compile_s),
             (env_state.peak_memory_bytes, report.peak_memory_bytes),
             (env_state.execution, report.execution),
+            (env_state.cache, report.cache),
             (env_state.kernels, report.kernels),
             (env_state.warnings, report.warnings),
         ):

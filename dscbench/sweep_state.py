@@ -70,6 +70,7 @@ class EnvState:
     compile_s: dict[str, float] = field(default_factory=dict)  # per variant, first build
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
+    cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # cold: cold.Rotation
     kernels: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # found while preparing
     parity: dict[str, Parity] = field(default_factory=dict)
@@ -152,6 +153,7 @@ class CaseState:
             compile_s=dict(e.compile_s),
             peak_memory_bytes=dict(e.peak_memory_bytes),
             execution=dict(e.execution),
+            cache=dict(e.cache),
             kernels=dict(e.kernels),
             warnings=dict(e.warnings),
             instructions={v: list(c) for v, c in e.instructions.items()},
@@ -394,6 +396,7 @@ def restore(states: list[CaseState], point: ResumePoint) -> None:
             e.prepare_s, e.compile_s = dict(r.prepare_s), dict(r.compile_s)
             e.peak_memory_bytes, e.execution = dict(r.peak_memory_bytes), dict(r.execution)
             e.kernels, e.warnings = dict(r.kernels), dict(r.warnings)
+            e.cache = dict(r.cache)
             e.instructions = {v: list(c) for v, c in r.instructions.items()}
             e.allocator_instructions = {v: list(c) for v, c in r.allocator_instructions.items()}
             e.parity = {v: Parity(**p) for v, p in r.parity.items()}

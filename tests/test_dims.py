@@ -266,3 +266,21 @@ def test_a_preset_of_1d_layers_takes_a_3d_size_from_the_command_line():
     sweep = api.build_sweep({"size": "4x8x8"}, preset="quartznet-5x5")
     spatials = {case.spec.spatial for case in sweep.cases(1)}
     assert spatials == {(4, 8, 8)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spatial", [(20,), (3, 6, 6)])
+@pytest.mark.parametrize("variant", ["standard", "separable"])
+def test_torch_compile_runs_new_layers_as_the_reference_does(spatial, variant):
+    """torch.compile (Inductor, CPU) on a dilated 1-D layer with a depth multiplier and on a 3-D
+    layer: its output matches the float64 reference, and its convs are accounted for."""
+    from dscbench import backends, parity
+
+    if not backends.availability("torch-compile-cpu").available:
+        pytest.skip(backends.availability("torch-compile-cpu").reason)
+    s = ConvSpec(1, 4, 6, spatial, 3, dilation=2, depth_multiplier=2)
+    prepared = backends.create("torch-compile-cpu").prepare(s, variant, seed=2)
+    assert prepared.compile_s > 0
+    check = parity.check(prepared.output(), parity.reference_output(s, variant, 2), s.dtype)
+    assert check.passed, check
+    assert len(prepared.kernels().kernels) == (2 if variant == "separable" else 1)

@@ -32,6 +32,8 @@ class BackendInfo:
     requires: tuple[str, ...]  # importable packages it needs
     install: str  # what to install when a required package is missing
     modes: tuple[str, ...] = MODES
+    # Why it cannot time a cold cache (cold.py), or "" where it can
+    no_cold: str = ""
     # Nothing to check beyond an installed package (no device, no compiler): a plan (--dry-run)
     # need not import it, which for torch takes a second.
     installed_is_enough: bool = False
@@ -44,6 +46,8 @@ _TORCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
 # onnxruntime's training API (onnxruntime-training) is another package with its own artifacts;
 # dscbench times inference sessions only.
 INFERENCE_ONLY = ("inference",)
+_COMPILED_COLD = "each copy of the weights would be compiled apart"
+_ORT_COLD = "an onnxruntime session holds its weights inside it, and dscbench copies torch modules"
 
 REGISTRY: dict[str, BackendInfo] = {
     info.name: info
@@ -75,6 +79,7 @@ REGISTRY: dict[str, BackendInfo] = {
             "dscbench.backends.torch_compile:CompileCPU",
             ("torch",),
             _TORCH,
+            no_cold=_COMPILED_COLD,
         ),
         BackendInfo(
             "torch-compile-cuda",
@@ -84,6 +89,7 @@ REGISTRY: dict[str, BackendInfo] = {
             "dscbench.backends.torch_compile:CompileCUDA",
             ("torch",),
             _TORCH,
+            no_cold=_COMPILED_COLD,
         ),
         BackendInfo(
             "onnxruntime-cpu",
@@ -94,6 +100,7 @@ REGISTRY: dict[str, BackendInfo] = {
             ("onnx", "onnxruntime"),
             _ORT_CPU,
             INFERENCE_ONLY,
+            no_cold=_ORT_COLD,
         ),
         BackendInfo(
             "onnxruntime-cuda",
@@ -104,6 +111,7 @@ REGISTRY: dict[str, BackendInfo] = {
             ("onnx", "onnxruntime"),
             _ORT_GPU,
             INFERENCE_ONLY,
+            no_cold=_ORT_COLD,
         ),
         BackendInfo(
             "onnxruntime-tensorrt",
@@ -114,6 +122,7 @@ REGISTRY: dict[str, BackendInfo] = {
             ("onnx", "onnxruntime"),
             _ORT_GPU,
             INFERENCE_ONLY,
+            no_cold=_ORT_COLD,
         ),
     )
 }
@@ -146,6 +155,7 @@ def unsupported(name: str, spec: ConvSpec) -> list[str]:
             f"mode {spec.mode!r} is not supported by {name} (it runs "
             f"{', '.join(info.modes)} only; {spec.mode} runs on {', '.join(trainers)})"
         )
+    problems += cold_problems(name, spec)
     if info.device == "cpu" and spec.kind == "conv":  # a model's size is known once built
         need = max(footprint_bytes(spec, v) for v in VARIANTS)
         have = physical_memory_bytes()
@@ -155,6 +165,31 @@ def unsupported(name: str, spec: ConvSpec) -> list[str]:
                 f"{have / 2**30:.1f} GiB"
             )
     return problems
+
+
+def cold_problems(name: str, spec: ConvSpec) -> list[str]:
+    """Why ``name`` cannot time ``spec`` with a cold cache (cold.py), if it is cold."""
+    if spec.cache != "cold":
+        return []
+    info = REGISTRY[name]
+    colds = ", ".join(n for n, i in REGISTRY.items() if not i.no_cold)
+    if info.no_cold:
+        return [f"--cache cold is not supported by {name}: {info.no_cold} (cold caches run on "
+                f"{colds})"]  # fmt: skip
+    if spec.mode == "training":
+        return ["--cache cold with --mode training: cold caches are timed for inference only "
+                "(a training step updates one set of weights)"]  # fmt: skip
+    if info.device == "cpu":
+        from dscbench import cold
+
+        llc, have = cold.cpu_last_level_cache(), physical_memory_bytes()
+        need = len(VARIANTS) * (cold.FACTOR + 1) * llc.bytes
+        if have is not None and need > have / 2:
+            return [f"--cache cold needs about {need / 2**30:.1f} GiB per worker process for its "
+                    f"copies ({cold.FACTOR}x the {llc.bytes / 2**20:.0f} MiB last-level cache, "
+                    f"{llc.source}, per variant); this machine has {have / 2**30:.1f} GiB "
+                    f"(set {cold.LLC_ENV} if the cache is smaller)"]  # fmt: skip
+    return []
 
 
 def _factory(info: BackendInfo) -> type[Backend]:

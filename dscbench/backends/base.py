@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class Prepared:
     # Peak bytes of one iteration (memory.py), measured on request: it runs the workload
     # (training: a step, weights restored after); None where the backend cannot see memory.
     memory: Callable[[], float] | None = None
+    # --cache cold: how the timed calls were made cold (cold.Rotation.to_json); empty when warm
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -74,14 +74,16 @@ class CudaEventTimer(Timer):
         return start.elapsed_time(end) / 1000.0  # elapsed_time is in milliseconds
 
 
-def peak_memory_bytes(run_once: Callable[[], Any]) -> float:
-    """Peak bytes held by torch's CUDA caching allocator during one call of ``run_once``,
-    weights and input included (they are resident while it runs)."""
+def peak_memory_bytes(run_once: Callable[[], Any], resident_bytes: int) -> float:
+    """Peak bytes of one call of ``run_once``: ``resident_bytes`` (its weights and input) plus
+    the most torch's CUDA caching allocator held during the call beyond what was allocated
+    before it (the other variant's tensors, a cold variant's other copies: not this call's)."""
     import torch
 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
     run_once()
     torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated()
-    return float(peak) if peak else math.nan
+    peak = torch.cuda.max_memory_allocated() - before + resident_bytes
+    return float(peak) if peak > 0 else math.nan

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from dscbench import ops
+from dscbench import cold, ops
 from dscbench.backends import cuda
 from dscbench.backends.base import Availability, Prepared
+from dscbench.cold import LastLevelCache, Rotation
 from dscbench.env import cpu_model
 from dscbench.measure import Timer
 from dscbench.spec import BackendOptions
@@ -107,11 +108,16 @@ class TorchCPU:
 
         return functools.partial(torch_conv_kernels, module, functools.partial(fn, x))
 
+    def last_level_cache(self) -> LastLevelCache:
+        """The cache a cold call must miss: the CPU's last level."""
+        return cold.cpu_last_level_cache()
+
     def prepare(self, spec: Spec, variant: str, seed: int) -> Prepared:
         start = time.perf_counter()
         placed = self.place(spec, variant, seed)
         fn, x = self.forward(placed.module, spec), placed.x
         trainer = None
+        rotation: Rotation | None = None
         if spec.mode == "training":
             trainer = Trainer(placed.module, fn, x, spec.optimizer, seed)
             run, output = trainer.step, trainer.output
@@ -126,6 +132,8 @@ class TorchCPU:
                     return fn(x)
 
             context = torch.inference_mode
+            if spec.cache == "cold":
+                run, rotation = self.cold_run(placed, spec)
 
         prepared = Prepared(
             run=run,
@@ -142,8 +150,26 @@ class TorchCPU:
             trainer.restore()  # compiling took a step; parity runs at the initial weights
         prepared.memory = functools.partial(self._measure_memory, prepared, placed, trainer)
         compiling = prepared.compile_s if math.isfinite(prepared.compile_s) else 0.0
+        if rotation is not None:
+            prepared.cache = rotation.to_json()
         prepared.prepare_s = time.perf_counter() - start - compiling
         return prepared
+
+    def cold_run(self, placed: Placed, spec: Spec) -> tuple[Callable[[], None], Rotation]:
+        """``run`` for a cold cache (cold.py): copies of the module's weights and the input,
+        past FACTOR x the last-level cache, each timed call on the next; the first copy is the
+        module and input the parity check and counts see."""
+        tensors = [*placed.module.parameters(), *placed.module.buffers(), placed.x]
+        copy_bytes = sum(t.numel() * t.element_size() for t in tensors)
+        llc = self.last_level_cache()
+        copies = cold.copies_for(copy_bytes, llc)
+        calls = [functools.partial(self.forward(placed.module, spec), placed.x)]
+        for _ in range(copies - 1):
+            module = copy.deepcopy(placed.module)
+            x = placed.x.clone(memory_format=torch.preserve_format)
+            calls.append(functools.partial(self.forward(module, spec), x))
+        rotation = Rotation(copies, copy_bytes, llc, cold.rotation_cost(copies))
+        return cold.rotating(calls), rotation
 
     def _measure_memory(self, prepared: Prepared, placed: Placed, trainer: Trainer | None) -> float:
         def once() -> None:
@@ -183,6 +209,14 @@ class TorchCUDA(TorchCPU):
         reason = f"bfloat16 is not supported by {self.device_name()}"
         return {s: reason for s in specs if s.dtype == "bfloat16"}
 
+    def last_level_cache(self) -> LastLevelCache:
+        """The device's L2, the last cache before its memory (DSCBENCH_LLC_BYTES overrides)."""
+        override = cold.llc_override()
+        if override is not None:
+            return override
+        size = torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size
+        return LastLevelCache(int(size), "the CUDA device's L2")
+
     def device_name(self) -> str:
         return cuda.cuda_device_name()
 
@@ -209,5 +243,5 @@ class TorchCUDA(TorchCPU):
         torch.cuda.synchronize()
 
     def memory_peak(self, run_once: Callable[[], Any], resident: list[torch.Tensor]) -> float:
-        """The caching allocator's peak during one iteration (weights and input included)."""
-        return cuda.peak_memory_bytes(run_once)
+        """The caching allocator's peak during one iteration, weights and input included."""
+        return cuda.peak_memory_bytes(run_once, sum(t.numel() * t.element_size() for t in resident))

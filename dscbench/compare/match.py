@@ -23,6 +23,7 @@ MATCH_AXES = (
     ("batch", "batch sizes", "--batch"),
     ("mode", "modes", "--mode"),
     ("memory_format", "memory formats", "--memory-format"),
+    ("cache", "caches", "--cache"),
     ("backend", "backends", "--backend"),
     ("model", "models", "--model"),
     ("in_channels", "channel counts", "--in-channels"),

@@ -22,6 +22,7 @@ from dscbench.results.schema import (
     ADDED_IN_V7,
     ADDED_IN_V8,
     ADDED_IN_V9,
+    ADDED_IN_V10,
     RUN_STATUSES,
     SCHEMA_VERSION,
 )
@@ -137,7 +138,7 @@ def upgrade_table(results: pd.DataFrame, version: int, meta: dict[str, Any]) -> 
     results = results.copy()
     for added_in, added in ((2, ADDED_IN_V2), (3, ADDED_IN_V3), (4, ADDED_IN_V4),
                             (6, ADDED_IN_V6), (7, ADDED_IN_V7), (8, ADDED_IN_V8),
-                            (9, ADDED_IN_V9)):  # fmt: skip
+                            (9, ADDED_IN_V9), (10, ADDED_IN_V10)):  # fmt: skip
         if version < added_in:
             for column, default in added.items():
                 results[column] = default

@@ -58,6 +58,7 @@ class CaseRecord:
     compile_s: dict[str, float] = field(default_factory=dict)
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
+    cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # cold: cold.Rotation
     kernels: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # found while preparing
     # --measure instructions: per variant, instructions per call, one count per visit
@@ -93,6 +94,21 @@ class CaseRecord:
         return record
 
 
+def _cache_columns(rotation: Mapping[str, Any]) -> dict[str, Any]:
+    """How a cold row's calls missed the caches (cold.Rotation.to_json); empty when warm."""
+
+    def number(key: str) -> float:
+        value = rotation.get(key)
+        return math.nan if value is None else float(value)  # JSON null: a NaN
+
+    return dict(
+        cache_method=rotation.get("method", ""),
+        cache_copy_bytes=number("copy_bytes"),
+        cache_rotated_bytes=number("rotated_bytes"),
+        cache_rotation_s=number("rotation_s"),
+    )
+
+
 def _counts_columns(c: Mapping[str, int]) -> dict[str, Any]:
     flops = 2 * c["macs"]
     return dict(
@@ -119,6 +135,7 @@ def _config_columns(record: CaseRecord, device: tuple[str, str]) -> dict[str, An
         optimizer=spec.optimizer,
         dtype=spec.dtype,
         memory_format=spec.memory_format,
+        cache=spec.cache,
         threads=spec.threads,
         batch=spec.batch,
         in_channels=spec.in_channels,
@@ -178,6 +195,7 @@ def _variant_row(
         execution=record.execution.get(variant, ""),
         kernels=record.kernels.get(variant, ""),
         rounds=record.visits,
+        **_cache_columns(record.cache.get(variant, {})),
     )
     counts = record.instructions.get(variant)
     if counts:

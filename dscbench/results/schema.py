@@ -34,6 +34,9 @@ checks.upgrade_table and the columns' defaults below):
   9  1-D and 3-D layers, dilation, depth multiplier: ``dims``, ``frames``, ``out_frames``,
      ``dilation``, ``depth_multiplier`` (older files: 2, empty, empty, 1, 1 on layer rows);
      a 1-D layer's length is its ``width`` (``height`` empty)
+  10 cold caches (``--cache``): ``cache`` (older files: warm), ``cache_method``,
+     ``cache_copy_bytes``, ``cache_rotated_bytes``, ``cache_rotation_s`` (empty on warm rows
+     and in older files)
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from dscbench.status import RUN_STATUSES as RUN_STATUSES
 from dscbench.status import RunStatus as RunStatus
 from dscbench.status import Status as Status
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -78,6 +81,7 @@ RESULT_SCHEMA = pa.schema(
         column("optimizer", STR, "config", "sgd or adam on training rows", nullable=False),
         column("dtype", STR, "config", "element type", nullable=False),
         column("memory_format", STR, "config", "contiguous or channels_last", nullable=False),
+        column("cache", STR, "config", "warm or cold (--cache)", nullable=False),
         column("threads", INT, "config", "intra-op threads", nullable=False),
         column("model", STR, "model", "network name; empty on layer rows", nullable=False),
         column("width_mult", FLOAT, "model", "width multiplier"),
@@ -140,6 +144,10 @@ RESULT_SCHEMA = pa.schema(
         column("prepare_s", FLOAT, "cost", "preparing, all builds, compilation excluded", "s"),
         column("compile_s", FLOAT, "cost", "compiling (first build)", "s"),
         column("peak_memory_bytes", FLOAT, "cost", "peak bytes of one iteration", "bytes"),
+        column("cache_method", STR, "cost", "how cold calls missed the caches", nullable=False),
+        column("cache_copy_bytes", FLOAT, "cost", "cold: bytes each call reads cold", "bytes"),
+        column("cache_rotated_bytes", FLOAT, "cost", "cold: bytes rotated through", "bytes"),
+        column("cache_rotation_s", FLOAT, "cost", "cold: per call, taking the next copy", "s"),
         column("device_name", STR, "meta", "CPU or GPU model", nullable=False),
         column("execution", STR, "meta", "what actually ran", nullable=False),
         column("kernels", STR, "meta", "the kernel of each conv, in call order", nullable=False),
@@ -207,6 +215,7 @@ LABEL_COLUMNS = (
     "dtype",
     "threads",
     "memory_format",
+    "cache",
 )
 # Columns added by each schema version, with the value older files get (checks.upgrade_table).
 ADDED_IN_V2 = {
@@ -249,6 +258,13 @@ ADDED_IN_V9 = {
     "out_frames": None,
     "dilation": None,
     "depth_multiplier": None,
+}
+ADDED_IN_V10 = {
+    "cache": "warm",
+    "cache_method": "",
+    "cache_copy_bytes": math.nan,
+    "cache_rotated_bytes": math.nan,
+    "cache_rotation_s": math.nan,
 }
 
 # The files of a run directory (journal.py names the two a run in progress adds).

@@ -40,6 +40,7 @@ from dscbench.spec.settings import (
     RunSettings,
 )
 from dscbench.spec.specs import (
+    CACHES,
     DTYPE_ALIASES,
     DTYPE_BYTES,
     MEMORY_FORMATS,
@@ -62,6 +63,7 @@ __all__ = [
     "AXES",
     "AXIS_DEFAULTS",
     "BOOL_RUN_KEYS",
+    "CACHES",
     "COMPILE_MODES",
     "CONV_AXES",
     "DTYPE_ALIASES",

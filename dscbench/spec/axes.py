@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from dscbench.errors import SpecError
-from dscbench.spec.specs import DTYPE_ALIASES, MEMORY_FORMATS, OPTIMIZERS, TWINS
+from dscbench.spec.specs import CACHES, DTYPE_ALIASES, MEMORY_FORMATS, OPTIMIZERS, TWINS
 
 _DTYPE_LOOKUP = {alias: name for name, aliases in DTYPE_ALIASES.items() for alias in aliases}
 _MEMORY_FORMAT_ALIASES = {
@@ -35,6 +35,7 @@ AXIS_DEFAULTS: dict[str, Any] = {
     "backend": ["torch-cpu"],
     "threads": [None],
     "memory_format": ["contiguous"],
+    "cache": ["warm"],
     "bias": [False],
     "optimizer": ["sgd"],
     # Model twins (a grid with ``model`` expands to ModelSpecs; the conv axes do not apply).
@@ -208,6 +209,7 @@ _ITEM_PARSERS = {
     "mode": lambda v, _what: str(v).strip().lower(),
     "backend": lambda v, _what: str(v).strip().lower(),
     "memory_format": lambda v, _what: parse_memory_format(v),
+    "cache": _choice(CACHES),
     "bias": _bool,
     "optimizer": _choice(OPTIMIZERS),
     "model": lambda v, _what: str(v).strip(),

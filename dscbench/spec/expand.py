@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dscbench.errors import SpecError
 from dscbench.spec.axes import AXES, AXIS_DEFAULTS, CONV_AXES, MODEL_AXES, spatial_of
 from dscbench.spec.specs import (
+    CACHES,
     DTYPE_BYTES,
     MEMORY_FORMATS,
     MODES,
@@ -58,10 +59,11 @@ def expand_grid(grid: Mapping[str, list[Any]], default_threads: int, source: str
         axes["mode"],
         axes["threads"],
         axes["memory_format"],
+        axes["cache"],
         axes["bias"],
         axes["backend"],
     )
-    for (batch, cin, cout, size, dims, k, s, dil, mult, dtype, mode, threads, fmt, bias,
+    for (batch, cin, cout, size, dims, k, s, dil, mult, dtype, mode, threads, fmt, cache, bias,
          backend) in product:  # fmt: skip
         for optimizer in axes["optimizer"] if mode == "training" else [""]:
             spec = ConvSpec(
@@ -79,6 +81,7 @@ def expand_grid(grid: Mapping[str, list[Any]], default_threads: int, source: str
                 memory_format=fmt,
                 bias=bias,
                 optimizer=optimizer,
+                cache=cache,
             )
             yield Case(spec, backend)
 
@@ -107,9 +110,11 @@ def _expand_models(
         axes["mode"],
         axes["threads"],
         axes["memory_format"],
+        axes["cache"],
         axes["backend"],
     )
-    for batch, name, mult, res, depth, shape, twin, dtype, mode, threads, fmt, backend in product:
+    for (batch, name, mult, res, depth, shape, twin, dtype, mode, threads, fmt, cache,
+         backend) in product:  # fmt: skip
         info = infos[name]
         if info is None:
             fields_: dict[str, Any] = dict(input_shape=shape, twin=twin)
@@ -124,6 +129,7 @@ def _expand_models(
                 threads=default_threads if threads is None else threads,
                 memory_format=fmt,
                 optimizer=optimizer,
+                cache=cache,
                 **fields_,
             )
             yield Case(spec, backend)
@@ -196,6 +202,8 @@ def _common_problems(spec: Spec) -> list[str]:
         problems.append(f"unknown mode {spec.mode!r} (known: {', '.join(MODES)})")
     if spec.memory_format not in MEMORY_FORMATS:
         problems.append(f"unknown memory format {spec.memory_format!r}")
+    if spec.cache not in CACHES:
+        problems.append(f"unknown cache {spec.cache!r} (known: {', '.join(CACHES)})")
     if spec.mode == "training" and spec.optimizer not in OPTIMIZERS:
         problems.append(f"unknown optimizer {spec.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
     return problems

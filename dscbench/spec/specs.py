@@ -1,5 +1,5 @@
 """What one measurement is: ConvSpec, ModelSpec, Case, their JSON form, and the vocabularies
-their fields take (variants, dtypes, modes, optimizers, twins, memory formats)."""
+their fields take (variants, dtypes, modes, optimizers, twins, memory formats, caches)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ MODES = ("inference", "training")
 OPTIMIZERS = ("sgd", "adam")
 TWINS = ("separable", "dense")  # how a user model's twin is derived (models/twins.py)
 MEMORY_FORMATS = ("contiguous", "channels_last")
+# warm: every timed call finds its weights and input where the last call left them (in cache
+# when they fit); cold: each call reads a copy no cache level holds (cold.py).
+CACHES = ("warm", "cold")
 
 
 @dataclass(frozen=True, order=True)
@@ -36,7 +39,7 @@ class ConvSpec:
     separable twin's depthwise conv M x C_in outputs, which its pointwise conv reads (Keras'
     SeparableConv2D ``depth_multiplier``; the standard conv does not change). ``threads`` is
     the intra-op thread count the workload runs with; it is part of the configuration because
-    the verdict can flip with it.
+    the verdict can flip with it. ``cache`` is warm or cold (CACHES).
     """
 
     batch: int
@@ -55,6 +58,7 @@ class ConvSpec:
     optimizer: str = ""  # training only: sgd or adam
     dilation: int = 1
     depth_multiplier: int = 1
+    cache: str = "warm"
 
     kind = "conv"
 
@@ -132,6 +136,8 @@ class ConvSpec:
             parts.append("bias")
         if self.depth_multiplier != 1:
             parts.append(f"dm{self.depth_multiplier}")
+        if self.cache != "warm":
+            parts.append(self.cache)
         return "_".join(parts)
 
     def label(self) -> str:
@@ -174,6 +180,7 @@ class ModelSpec:
     threads: int = 1
     memory_format: str = "contiguous"
     optimizer: str = ""
+    cache: str = "warm"
 
     kind = "model"
 
@@ -210,6 +217,8 @@ class ModelSpec:
         parts += [self.dtype, _mode_part(self.mode, self.optimizer), f"t{self.threads}"]
         if self.memory_format != "contiguous":
             parts.append(self.memory_format)
+        if self.cache != "warm":
+            parts.append(self.cache)
         return "_".join(parts)
 
     def label(self) -> str:
@@ -232,18 +241,21 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
     data["kind"] = spec.kind
     if isinstance(spec, ModelSpec):
         data["input_shape"] = list(spec.input_shape)
+        added = MODEL_DEFAULTS
     else:  # as files and digests have it: a 2-D conv's sizes are height and width
         spatial = data.pop("spatial")
         data.update(zip(SPATIAL_NAMES[len(spatial)], spatial, strict=True))
-        for name in CONV_DEFAULTS:  # fields added later stay out at their defaults, so a
-            if data[name] == CONV_DEFAULTS[name]:  # configuration keeps its digest
-                del data[name]
+        added = CONV_DEFAULTS
+    for name in added:  # fields added later stay out at their defaults, so a configuration
+        if data[name] == added[name]:  # keeps its digest
+            del data[name]
     return data
 
 
 # What spec_to_json calls each spatial dimension (the result columns' names).
 SPATIAL_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("frames", "height", "width")}
-CONV_DEFAULTS = {"dilation": 1, "depth_multiplier": 1}
+CONV_DEFAULTS = {"dilation": 1, "depth_multiplier": 1, "cache": "warm"}
+MODEL_DEFAULTS = {"cache": "warm"}
 
 
 def spec_from_json(data: Mapping[str, Any]) -> Spec:

@@ -37,6 +37,8 @@ class PreparedCache:
             self.used -= hit[1]
 
     def put(self, key: str, prepared: dict[str, Prepared], size: int) -> None:
+        if size > self.budget:  # never kept: keep what is there (a cold case's copies)
+            return
         while self.items and self.used + size > self.budget:
             _, (_, old) = self.items.popitem(last=False)
             self.used -= old
@@ -48,7 +50,11 @@ class PreparedCache:
 def held_bytes(spec: Spec, prepared: Mapping[str, Prepared], counted: int = 0) -> int:
     """Bytes a case's variants hold (the budget's estimate): a conv layer's closed form, a
     network's ``counted`` bytes when its first build counted them, else what its weights and
-    input take."""
+    input take; for a cold case, the copies it rotates through (cold.py: the first of them
+    is the weights and input themselves)."""
+    rotated = sum(int(p.cache.get("rotated_bytes", 0)) for p in prepared.values())
+    if rotated:
+        return rotated
     if spec.kind == "conv":
         return sum(counting.closed_form(spec, v).bytes for v in VARIANTS)
     return counted or _resident_bytes(prepared)

@@ -239,6 +239,8 @@ class LocalExecutor:
                 report.prepare_s[v] = spent - compiled
                 report.compile_s[v] = p.compile_s
                 report.execution[v] = p.execution
+                if p.cache:
+                    report.cache[v] = p.cache
                 prepared[v] = p
         except Exception as exc:  # a broken build must not stop the sweep
             error = str(exc) if isinstance(exc, CompileFailed) else one_line(exc)

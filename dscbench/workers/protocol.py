@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from dscbench.status import HEALTHY as HEALTHY  # re-exported: the workers' healthy statuses
 from dscbench.status import Status
 
-PROTOCOL_VERSION = 3  # 2: prepare takes keep_s; 3: specs carry dims, dilation, depth_multiplier
+# 2: prepare takes keep_s; 3: specs carry dims, dilation, depth_multiplier; 4: cache
+PROTOCOL_VERSION = 4
 
 # The statuses a (configuration, environment) can end in, under the names the workers' code
 # uses; dscbench/status.py defines them (str enums: on the wire they are their strings).
@@ -146,6 +147,7 @@ class PrepareReport(Failable):
     compile_s: dict[str, float] = field(default_factory=dict)
     peak_memory_bytes: dict[str, float] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)
+    cache: dict[str, dict[str, Any]] = field(default_factory=dict)  # cold: Prepared.cache
     kernels: dict[str, str] = field(default_factory=dict)  # first build: kernels.describe(...)
     warnings: dict[str, str] = field(default_factory=dict)  # first build: "code: message; ..."
     parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> Parity fields

@@ -188,6 +188,9 @@ def run(
     memory_format: Annotated[
         str | None, typer.Option(help="contiguous (NCHW), channels_last (NHWC); comma-separated.")
     ] = None,
+    cache: Annotated[
+        str | None, typer.Option(help="warm, cold (each call reads uncached copies); comma-sep.")
+    ] = None,
     threads: Annotated[
         str | None,
         typer.Option(help="Intra-op thread counts, comma-separated; default: what torch uses."),

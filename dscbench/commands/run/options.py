@@ -87,6 +87,12 @@ def for_instructions(sweep: Any, options: RunOptions) -> None:
 
     if options.measure != Measure.instructions.value:
         return
+    if any(case.spec.cache == "cold" for case in sweep.cases(1)):
+        raise SpecError(
+            "--cache cold with --measure instructions: a call's instructions do not depend on "
+            "the caches (and copying past the last-level cache under valgrind takes minutes); "
+            "count the warm rows"
+        )
     processes = options.processes if options.processes_given else PROCESSES
     # no parity check either: its float64 reference runs for minutes under valgrind (a 64->64
     # conv at 28x28 with a 7x7 kernel), and a timed run checks the same outputs
