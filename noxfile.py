@@ -41,9 +41,10 @@ def bench(session: nox.Session) -> None:
     `nox -s bench -- noise [components personality]` or `nox -s bench -- decide [aa power
     coverage agreement]` or `nox -s bench -- kernels [heuristic named aa isa counts counts-isa
     counts-model]` or `nox -s bench -- history [step histories methods scale noise]` or
-    `nox -s bench -- axes [cold flips]` runs one script, or some of its parts.
+    `nox -s bench -- axes [cold flips]` or `nox -s bench -- predict [accuracy predict]` runs
+    one script, or some of its parts.
     """
-    session.install(*CONSTRAINTS, "-e", ".[ort,plot]")
+    session.install(*CONSTRAINTS, "-e", ".[ort,plot,accuracy,predict]")
     scripts = {
         "run": "benchmarks/bench_run.py",
         "backends": "benchmarks/bench_backends.py",
@@ -57,6 +58,7 @@ def bench(session: nox.Session) -> None:
         "kernels": "benchmarks/bench_kernels.py",
         "history": "benchmarks/bench_history.py",
         "axes": "benchmarks/bench_axes.py",
+        "predict": "benchmarks/bench_predict.py",
     }
     args = list(session.posargs)
     chosen = [args.pop(0)] if args and args[0] in scripts else list(scripts)

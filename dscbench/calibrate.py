@@ -11,6 +11,11 @@
   on the CPU, since server CPUs carry up to 1 GiB of L3; 1 GiB on CUDA): ``copy`` (b = a: 2
   arrays of traffic) and ``triad`` (a = b + s*c: 3 arrays), counted as STREAM counts them (no
   write-allocate traffic).
+- **Copies by size** (``copy_ladder``, CPU and CUDA): the same copy on arrays of 4 KiB to 64 MiB
+  (x4 apart), each size's traffic per second: what moving that many bytes costs here, cache
+  levels and the per-call overhead included. ``dscbench predict`` costs a network's other ops
+  (batch norm, activations, pooling) as copies of their traffic at their size. Not a roof: the
+  roofline keeps the DRAM bandwidth above.
 
 The bandwidth can depend on the process: on the development VM it came out at 45-50 or at 75-78
 GB/s, a draw per process (benchmarks/REPORT-reports.md; transparent huge pages are the likely
@@ -36,7 +41,7 @@ from typing import Any
 
 from dscbench.measure import HarnessOptions, Timer, Workload, warm_up_and_calibrate
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: the copy ladder
 REPEATS = 5
 BLOCK_TIME_S = 0.05
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -70,6 +75,8 @@ class Calibration:
     versions: dict[str, str]
     compute: dict[str, Rate] = field(default_factory=dict)  # "kernel:dtype" -> FLOP/s
     bandwidth: dict[str, Rate] = field(default_factory=dict)  # copy/triad -> bytes/s
+    # array bytes (as a string, JSON's keys) -> traffic per second of a copy of that size
+    copy_ladder: dict[str, Rate] = field(default_factory=dict)
     created_at: str = ""
     version: int = CALIBRATION_VERSION
 
@@ -106,6 +113,9 @@ class Calibration:
             versions=dict(data["versions"]),
             compute={d: Rate(list(r["per_repeat"])) for d, r in data["compute"].items()},
             bandwidth={k: Rate(list(r["per_repeat"])) for k, r in data["bandwidth"].items()},
+            copy_ladder={
+                k: Rate(list(r["per_repeat"])) for k, r in (data.get("copy_ladder") or {}).items()
+            },
             created_at=data.get("created_at", ""),
             version=int(data.get("version", CALIBRATION_VERSION)),
         )
@@ -172,7 +182,15 @@ def torch_kernels(device: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, Ke
     nbytes = x.element_size() * elements
     kernels["copy"] = Kernel(lambda: y.copy_(x), 2.0 * nbytes)
     kernels["triad"] = Kernel(lambda: torch.add(y, z, alpha=3.0, out=x), 3.0 * nbytes)
+    for size in LADDER_BYTES:
+        a = torch.ones(size // x.element_size(), device=device)
+        b = torch.empty_like(a)
+        kernels[f"{LADDER}{size}"] = Kernel(lambda a=a, b=b: b.copy_(a), 2.0 * size)
     return kernels
+
+
+LADDER = "copy@"  # a copy_ladder kernel's label: copy@<array bytes>
+LADDER_BYTES = tuple(4096 * 4**i for i in range(8))  # 4 KiB to 64 MiB
 
 
 PROBE_N = 256
@@ -254,7 +272,9 @@ def calibrate(
     result = Calibration(device, name, int(threads), versions, created_at=utc_now())
     for label, kernel in kernels.items():
         rate = measure_rate(kernel, timer, repeats, block_time)
-        if ":" in label:
+        if label.startswith(LADDER):
+            result.copy_ladder[label.removeprefix(LADDER)] = rate
+        elif ":" in label:
             result.compute[label] = rate
         else:
             result.bandwidth[label] = rate

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from dscbench.about import __version__
 from dscbench.commands import (
+    accuracy,
     backends,
     calibrate,
     compare,
@@ -27,6 +28,7 @@ from dscbench.commands import (
     history,
     merge,
     plot,
+    predict,
     presets,
     report,
     show,
@@ -47,6 +49,8 @@ COMMANDS = (
     compare,
     gate,
     history,
+    accuracy,
+    predict,
     export,
     backends,
     env,

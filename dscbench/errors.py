@@ -24,3 +24,7 @@ class BackendUnavailable(DscbenchError):
 
 class ModelError(DscbenchError):
     """A model of the user's own that cannot be imported, built or run on its input shape."""
+
+
+class DataError(DscbenchError):
+    """A data set that cannot be read, is inconsistent, or does not fit the model."""

@@ -18,10 +18,10 @@ LAYERS = {
                    "lock", "labels"),
     "model": ("spec", "shards", "counting", "stats", "env", "roofline", "memory", "parity",
               "measure", "ops", "models", "training", "backends", "plan", "calibrate", "cold",
-              "canary", "where", "kernels", "instructions"),
+              "canary", "where", "kernels", "instructions", "accuracy"),
     "data": ("results",),
     "execution": ("workers", "worker", "runner", "extra_rounds", "counted_rounds", "sweep_state"),
-    "judging": ("compare", "analysis", "merge", "history"),
+    "judging": ("compare", "analysis", "merge", "history", "predict"),
     "rendering": ("export", "plot"),
     "interface": ("api", "commands", "cli", "__main__"),
 }  # fmt: skip

@@ -235,7 +235,7 @@ def test_help_lists_every_command_in_order():
     from typer.main import get_command
 
     names = ["run", "show", "plot", "report", "merge", "calibrate", "presets", "compare",
-             "gate", "history", "export", "backends", "env"]  # fmt: skip
+             "gate", "history", "accuracy", "predict", "export", "backends", "env"]  # fmt: skip
     assert list(get_command(app).commands) == names
     res = cli.invoke(app, ["--help"])
     assert res.exit_code == 0

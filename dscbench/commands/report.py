@@ -85,9 +85,24 @@ def report(runs: list[Path], fmt: str) -> str:
         raise SpecError(f"--format {fmt!r}: not one of {', '.join(reports.FORMATS)}")
     table, calibrations, loaded = load_runs(runs)
     document = reports.build(loaded, run_names(runs))
+    document.accuracy = accuracy_sections(runs, loaded)
     if fmt == "html":
         document.figures = svg_figures(table, calibrations)
     return reports.render(document, fmt)
+
+
+def accuracy_sections(runs: list[Path], loaded: list[Any]) -> list[tuple]:
+    """(name, table rows, note) of each run that `dscbench accuracy` wrote."""
+    from dscbench.export import accuracy as render
+    from dscbench.results.accuracy import load_accuracy
+
+    sections = []
+    for name, run, result in zip(run_names(runs), runs, loaded, strict=True):
+        found = load_accuracy(run)
+        if found is not None:
+            shown = render.document(*found, result.results)
+            sections.append((name, render.rows(shown), render.markdown(shown)[-1]))
+    return sections
 
 
 SVG_UP_TO_ROWS = 2000  # beyond, plots are embedded as PNG: thousands of SVG markers weigh MBs

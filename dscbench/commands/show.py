@@ -180,4 +180,16 @@ def execute(
     directory = Path(run) if Path(run).is_dir() else Path(run).parent
     samples = loaded.samples[loaded.samples.config_id.isin(set(table.config_id))]
     render_run(table, loaded.meta, directory, console, quiet, parts, stored=True, samples=samples)
+    if not quiet:
+        show_accuracy(run, loaded.results, console)
     return 0
+
+
+def show_accuracy(run: Path, rows: pd.DataFrame, console: Console) -> None:
+    """A run `dscbench accuracy` wrote: its accuracy table too."""
+    from dscbench.export import accuracy as render
+    from dscbench.results.accuracy import load_accuracy
+
+    found = load_accuracy(run)
+    if found is not None:
+        console.print(render.rich_table(render.document(*found, rows)))

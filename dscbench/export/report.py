@@ -306,6 +306,10 @@ def to_markdown(report: Report) -> str:
         lines += ["", "## Kernels", "", "Which kernel each conv ran, in call order (the "
                   "`kernels` column; `dscbench show --kernels`).", ""]  # fmt: skip
         lines += table(KERNEL_HEADER, report.kernels)
+    for name, rows, note in report.accuracy:
+        lines += ["", f"## Accuracy ({name})", ""]
+        lines += table(rows[0], rows[1:])
+        lines += ["", note]
     lines += ["", "## Environment", ""]
     for run in report.runs:
         lines += [f"### {run.name}", "", f"- command: `{run.command}`"]

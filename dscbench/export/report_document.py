@@ -50,6 +50,8 @@ class Report:
     figures: dict[str, str] = field(default_factory=dict)  # kind -> inline SVG (HTML only)
     numbers: pd.DataFrame | None = None  # the table in SI units (CSV)
     kernels: list[list[str]] = field(default_factory=list)  # table.kernel_rows
+    # per run `dscbench accuracy` wrote: (run name, table lines with the header first, note)
+    accuracy: list[tuple[str, list[list[str]], str]] = field(default_factory=list)
 
     def break_even_rows(self) -> list[list[str]]:
         """The break-even table's lines: backend, kernel, where separable wins."""

@@ -116,6 +116,7 @@ def to_html(report: Report) -> str:
             )
             + "</tbody></table>"
         )
+    parts += [_accuracy_html(*section) for section in report.accuracy]
     parts.append("<h2>Environment</h2>")
     for run in report.runs:
         parts.append(
@@ -125,6 +126,17 @@ def to_html(report: Report) -> str:
         )
     parts.append(f"<script>{SORT_JS}</script></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _accuracy_html(name: str, rows: list[list[str]], note: str) -> str:
+    """One run's accuracy section (dscbench accuracy): its table and the data and recipe."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return (
+        f"<h2>Accuracy ({e(name)})</h2><table><thead><tr>{head}</tr></thead><tbody>{body}"
+        f"</tbody></table><p>{e(note)}</p>"
+    )
 
 
 def _code(text: str) -> str:

@@ -83,6 +83,15 @@ CATALOG: dict[str, ModelInfo] = {
             default_depth=8,
         ),
         ModelInfo(
+            "digits-cnn",
+            "a small CNN for 8x8 grayscale digits (dscbench accuracy's default): 3x3 conv 1->32, "
+            "3x3 32->64, 2x2 max pool, 3x3 64->64, BN + ReLU after each, global average pool, "
+            "linear to 10; separable: the last two convs depthwise + pointwise",
+            1,
+            (),
+            fixed_size=(8, 8),
+        ),
+        ModelInfo(
             "article",
             "the seed article's Keras example: DepthwiseConv2D 3x3 + Conv2D 16 1x1 on "
             "28x28x3, then Flatten + Dense(10); standard twin: Conv2D 16 3x3",

@@ -161,6 +161,27 @@ def xception_middle(variant: str, depth: int = 8) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------
+# A small CNN for scikit-learn's 8x8 digits (dscbench accuracy)
+# ---------------------------------------------------------------------------------------------
+
+
+def digits_cnn(variant: str, classes: int = 10) -> nn.Module:
+    """Three 3x3 convs (1 -> 32, 32 -> 64, 2x2 max pool, 64 -> 64) with BN + ReLU, global
+    average pooling and a linear layer. The first conv stays dense in both variants (a
+    depthwise conv of one input channel is the dense conv), as MobileNet's first conv does;
+    in ``separable`` the other two are depthwise + pointwise, each conv with its BN + ReLU."""
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        if variant == "separable":
+            return _cbr(cin, cin, 3, groups=cin) + _cbr(cin, cout, 1)
+        return _cbr(cin, cout, 3)
+
+    layers = [*_cbr(1, 32, 3), *block(32, 64), nn.MaxPool2d(2), *block(64, 64)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes)]
+    return nn.Sequential(*layers)
+
+
+# ---------------------------------------------------------------------------------------------
 # The seed article's Keras example
 # ---------------------------------------------------------------------------------------------
 
@@ -184,6 +205,7 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mobilenet-v1": lambda variant, spec: mobilenet_v1(variant, spec.width_mult),
     "mobilenet-v2": lambda variant, spec: mobilenet_v2(variant, spec.width_mult),
     "xception-middle": lambda variant, spec: xception_middle(variant, spec.depth),
+    "digits-cnn": lambda variant, spec: digits_cnn(variant),
     "article": lambda variant, spec: article(variant),
 }
 assert set(BUILDERS) == set(CATALOG), "every catalog entry needs a builder"

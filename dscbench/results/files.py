@@ -134,3 +134,20 @@ def write_run(
             lambda p: samples.to_parquet(p, index=False, schema=SAMPLE_SCHEMA),
         )
         write_json(directory / RUN_JSON, meta)
+
+
+def read_versioned_json(path: Path, what: str, newest: int) -> dict[str, Any]:
+    """A JSON document with an integer ``version`` no newer than ``newest``; anything else is
+    a ResultsError naming the file (``what`` it should have been)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("version"), int):
+        raise ResultsError(f"{path}: no integer 'version'; not {what}")
+    if doc["version"] > newest:
+        raise ResultsError(
+            f"{path}: {what} version {doc['version']} is newer than this dscbench reads "
+            f"({newest}); upgrade dscbench"
+        )
+    return doc
