@@ -7,8 +7,9 @@ DSCBENCH_BENCH_STORE points at another store):
             digits, 5 seeds, 20 epochs): the table, the wall time (target: at most 3 minutes
             on 2 cores), and the same command with 2 seeds again: seeds 0 and 1 must give
             identical accuracies
-  predict   one run of benchmarks/predict.toml (68 layers to fit on, MobileNetV1's 10 layer
-            shapes, the whole MobileNetV1; --calibrate for the other ops' copy costs), then
+  predict   one run of benchmarks/predict.toml (102 layers along MobileNet's diagonal, among
+            them MobileNetV1's 10 layer shapes, and the whole MobileNetV1; --calibrate for the
+            other ops' copy costs), then
             `dscbench predict --model mobilenet-v1 --holdout` on it (MobileNetV1's own shapes
             left out of the fit) with each method: per layer predicted against measured, the
             shares within 10% and 15% (target: at least 80% within 15%), and the whole network
@@ -93,8 +94,9 @@ def predict() -> list[str]:
         "## Predicting MobileNetV1 from layers it never saw",
         "",
         f"`dscbench run --spec benchmarks/predict.toml --calibrate` ({wall:.0f} s, {before} at "
-        "the start): 68 layers to fit on, MobileNetV1's 10 layer shapes and the whole "
-        "MobileNetV1, one thread. Then `dscbench predict --model mobilenet-v1 --from RUN "
+        "the start): 102 layers along MobileNet's diagonal, among them MobileNetV1's 10 layer "
+        "shapes, and the whole MobileNetV1, one thread. Then `dscbench predict --model "
+        "mobilenet-v1 --from RUN "
         "--holdout --format json`: fitted without MobileNetV1's shapes, "
         f"{doc['cross_validation']['standard']['layers']} standard and "
         f"{doc['cross_validation']['separable']['layers']} separable rows.",
