@@ -219,3 +219,9 @@ def test_hit_rates():
     assert rates == {"layers": 3, "within_10": pytest.approx(1 / 3),
                      "within_15": pytest.approx(2 / 3)}  # fmt: skip
     assert pd.isna(hit_rates([], [])["within_10"])
+
+
+def test_the_method_choices_are_the_fitted_methods():
+    from dscbench.commands.predict import Method
+
+    assert [m.value for m in Method] == ["auto", *fit.METHODS]
