@@ -9,7 +9,7 @@ DSCBENCH_BENCH_STORE points at another store):
             identical accuracies
   predict   one run of benchmarks/predict.toml (102 layers along MobileNet's diagonal, among
             them MobileNetV1's 10 layer shapes, and the whole MobileNetV1; --calibrate for the
-            other ops' copy costs), then
+            other ops' costs: batch norm and ReLU modules and copies timed by size), then
             `dscbench predict --model mobilenet-v1 --holdout` on it (MobileNetV1's own shapes
             left out of the fit) with each method: per layer predicted against measured, the
             shares within 10% and 15% (target: at least 80% within 15%), and the whole network
@@ -164,13 +164,25 @@ def totals(doc: dict) -> list[str]:
     for v in ("standard", "separable"):
         other = doc["other_ops"][v]
         total, measured = doc["total"][v], doc["measured_total"][v]
+        kinds = ", ".join(
+            f"{x['modules']} {KINDS[k]} {_ms(x['seconds'])}" for k, x in other["by_kind"].items()
+        )
+        alone = [x["measured_s"] for x in doc["layers"][v]]
+        known = all(m is not None and math.isfinite(m) for m in alone)
+        rest = measured - sum(alone) - other["seconds"] if known else math.nan
         lines.append(
             f"- the whole {v} MobileNetV1: predicted {_ms(total)} (convs {_ms(doc['convs'][v])} "
             f"+ other ops {_ms(other['seconds'])}: {other['modules']} modules moving "
-            f"{other['bytes'] / 1e6:.1f} MB, costed as {other['costed_as']}), "
-            f"measured {_ms(measured)}: **{_err(total, measured)}** (target: within 15%)"
+            f"{other['bytes'] / 1e6:.1f} MB ({kinds}), {other['costed_as']}), "
+            f"measured {_ms(measured)}: **{_err(total, measured)}** (target: within 15%). "
+            f"Its layers measured alone sum to {_ms(sum(alone) if known else math.nan)}; what "
+            f"the network took beyond them and the other ops' cost: {_ms(rest)} "
+            f"({rest / measured:+.1%} of it)"
         )
     return lines
+
+
+KINDS = {"batchnorm": "batch norms", "relu": "activations", "copy": "others"}
 
 
 def method_table(docs: dict) -> list[str]:

@@ -13,9 +13,16 @@
   write-allocate traffic).
 - **Copies by size** (``copy_ladder``, CPU and CUDA): the same copy on arrays of 4 KiB to 64 MiB
   (x4 apart), each size's traffic per second: what moving that many bytes costs here, cache
-  levels and the per-call overhead included. ``dscbench predict`` costs a network's other ops
-  (batch norm, activations, pooling) as copies of their traffic at their size. Not a roof: the
-  roofline keeps the DRAM bandwidth above.
+  levels and the per-call overhead included. Not a roof: the roofline keeps the DRAM bandwidth
+  above.
+- **Modules by size** (``module_ladder``, CPU and CUDA): an eval-mode ``BatchNorm2d`` (64
+  channels, a new output each call) and an in-place ``ReLU``, called as a network calls them,
+  on activations of the same sizes, each size's traffic per second (input, output and the batch
+  norm's weight and bias, as counting.py counts a layer's bytes). A module call costs more than a
+  copy of its bytes: the call itself (about 20 us for a batch norm on the development VMs, 4 us
+  for a copy), the output's allocation, the batch norm's arithmetic. ``dscbench predict`` costs
+  a network's batch norms and activations from these, its other ops (pooling, the classifier,
+  additions) as copies.
 
 The bandwidth can depend on the process: on the development VM it came out at 45-50 or at 75-78
 GB/s, a draw per process (benchmarks/REPORT-reports.md; transparent huge pages are the likely
@@ -41,7 +48,7 @@ from typing import Any
 
 from dscbench.measure import HarnessOptions, Timer, Workload, warm_up_and_calibrate
 
-CALIBRATION_VERSION = 2  # 2: the copy ladder
+CALIBRATION_VERSION = 3  # 2: the copy ladder; 3: the module ladder
 REPEATS = 5
 BLOCK_TIME_S = 0.05
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -77,6 +84,8 @@ class Calibration:
     bandwidth: dict[str, Rate] = field(default_factory=dict)  # copy/triad -> bytes/s
     # array bytes (as a string, JSON's keys) -> traffic per second of a copy of that size
     copy_ladder: dict[str, Rate] = field(default_factory=dict)
+    # module (MODULES) -> activation bytes (a string) -> traffic per second of one call
+    module_ladder: dict[str, dict[str, Rate]] = field(default_factory=dict)
     created_at: str = ""
     version: int = CALIBRATION_VERSION
 
@@ -115,6 +124,10 @@ class Calibration:
             bandwidth={k: Rate(list(r["per_repeat"])) for k, r in data["bandwidth"].items()},
             copy_ladder={
                 k: Rate(list(r["per_repeat"])) for k, r in (data.get("copy_ladder") or {}).items()
+            },
+            module_ladder={
+                module: {k: Rate(list(r["per_repeat"])) for k, r in sizes.items()}
+                for module, sizes in (data.get("module_ladder") or {}).items()
             },
             created_at=data.get("created_at", ""),
             version=int(data.get("version", CALIBRATION_VERSION)),
@@ -186,11 +199,36 @@ def torch_kernels(device: str, dtypes: tuple[str, ...] = DTYPES) -> dict[str, Ke
         a = torch.ones(size // x.element_size(), device=device)
         b = torch.empty_like(a)
         kernels[f"{LADDER}{size}"] = Kernel(lambda a=a, b=b: b.copy_(a), 2.0 * size)
+        kernels.update(_modules(torch, device, size))
     return kernels
 
 
 LADDER = "copy@"  # a copy_ladder kernel's label: copy@<array bytes>
 LADDER_BYTES = tuple(4096 * 4**i for i in range(8))  # 4 KiB to 64 MiB
+MODULES = ("batchnorm", "relu")  # module_ladder's modules; a kernel's label: <module>@<bytes>
+LADDER_CHANNELS = 64  # 4 KiB of float32 is 64 channels of 4x4
+
+
+def _modules(torch: Any, device: str, size: int) -> dict[str, Kernel]:
+    """The module ladder's kernels at ``size`` bytes of float32 activation: a square image of
+    LADDER_CHANNELS channels, each module called as a network's forward calls it."""
+    side = math.isqrt(size // 4 // LADDER_CHANNELS)
+    x = torch.randn(1, LADDER_CHANNELS, side, side, device=device)
+    bn = torch.nn.BatchNorm2d(LADDER_CHANNELS).to(device).eval()
+    relu = torch.nn.ReLU(inplace=True)
+    traffic = 2.0 * x.numel() * x.element_size()
+
+    def call(module: Any) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                module(x)
+
+        return run
+
+    return {
+        f"batchnorm@{size}": Kernel(call(bn), traffic + 2 * LADDER_CHANNELS * x.element_size()),
+        f"relu@{size}": Kernel(call(relu), traffic),
+    }
 
 
 PROBE_N = 256
@@ -272,8 +310,11 @@ def calibrate(
     result = Calibration(device, name, int(threads), versions, created_at=utc_now())
     for label, kernel in kernels.items():
         rate = measure_rate(kernel, timer, repeats, block_time)
+        module, _, size = label.partition("@")
         if label.startswith(LADDER):
-            result.copy_ladder[label.removeprefix(LADDER)] = rate
+            result.copy_ladder[size] = rate
+        elif module in MODULES:
+            result.module_ladder.setdefault(module, {})[size] = rate
         elif ":" in label:
             result.compute[label] = rate
         else:

@@ -194,6 +194,16 @@ def _numel(shape: Any) -> int:
     return n
 
 
+def activation_types() -> tuple[type, ...]:
+    """The activation modules a network's breakdown counts (one FLOP per output element)."""
+    from torch import nn
+
+    return (
+        nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Sigmoid,
+        nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.ELU, nn.PReLU,
+    )  # fmt: skip
+
+
 def layer_counts(module: Any, input_dims: tuple[int, ...], training: bool) -> list[LayerCount]:
     """Run ``module`` once on the meta device (shapes only, no arithmetic) and apply the closed
     forms to every layer it calls, in call order. Parameters are counted once per module that
@@ -215,10 +225,7 @@ def layer_counts(module: Any, input_dims: tuple[int, ...], training: bool) -> li
     records: list[LayerCount] = []
     seen: set[int] = set()
     names = {id(m): n for n, m in meta.named_modules()}
-    activations = (
-        nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Sigmoid,
-        nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.ELU, nn.PReLU,
-    )  # fmt: skip
+    activations = activation_types()
     pools = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)
 
     def own_params(m: nn.Module) -> int:

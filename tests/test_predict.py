@@ -162,6 +162,11 @@ def test_predict_command_end_to_end(fake_sweep, tmp_path):
         # the fake calibration has no copy ladder: its DRAM copy rate (median 0.99e10) for all
         assert other["costed_as"] == "DRAM copy bandwidth (no ladder)"
         assert other["seconds"] == pytest.approx(other["bytes"] / 0.99e10)
+        assert other["seconds"] == pytest.approx(
+            sum(k["seconds"] for k in other["by_kind"].values())
+        )
+        assert {k: x["modules"] for k, x in other["by_kind"].items()} == {
+            "batchnorm": 1, "relu": 2, "copy": 2}  # fmt: skip
         convs = sum(x["predicted_s"] for x in doc["layers"][v] if x["predicted_s"] is not None)
         assert doc["total"][v] == pytest.approx(convs + other["seconds"])
     assert doc["hit_rate"]["standard"]["layers"] == 2  # both dense layers were in the sweep
@@ -193,23 +198,55 @@ def test_predict_refuses_another_machine_and_bad_input(fake_sweep, tmp_path):
     assert code == 2 and "absent" in out and "Traceback" not in out
 
 
-def test_copy_cost_interpolates_the_ladder_in_log_log():
-    from dscbench.predict.apply import CopyCost, copy_cost
+def test_op_cost_interpolates_each_ladder_in_log_log():
+    from dscbench.predict.apply import OpCost, op_cost
 
-    ladder = {
+    copies = {
         "4096": {"per_repeat": [8e10, 1e11, 9e10]},  # 90 GB/s of traffic in cache
         "1048576": {"per_repeat": [1e10]},
     }  # 10 GB/s at 1 MiB
-    cost = copy_cost({"calibration": [{"device": "cpu", "threads": 1, "copy_ladder": ladder,
-                                       "bandwidth": {}}]}, 1)  # fmt: skip
-    assert cost.sizes == (4096.0, 1048576.0) and cost.rates == (9e10, 1e10)
+    calibration = {"device": "cpu", "threads": 1, "copy_ladder": copies, "bandwidth": {}}
+    cost = op_cost({"calibration": [calibration]}, 1)
+    assert cost.source == "copies of 2 sizes (the calibration has no module ladder), calibrated"
     assert cost.seconds(2 * 4096) == pytest.approx(8192 / 9e10)
     assert cost.seconds(2 * 1048576) == pytest.approx(2 * 1048576 / 1e10)
     # halfway in log size (64 KiB arrays): the geometric mean of the rates, 30 GB/s
     assert cost.seconds(2 * 65536) == pytest.approx(2 * 65536 / 3e10)
     assert cost.seconds(2 * 2**30) == pytest.approx(2 * 2**30 / 1e10)  # flat beyond the end
-    assert math.isnan(CopyCost().seconds(100.0))
-    assert math.isnan(copy_cost({"calibration": []}, 1).seconds(1.0))
+    assert cost.seconds(8192, "batchnorm") == pytest.approx(8192 / 9e10)  # no ladder: copies
+    calibration["module_ladder"] = {
+        "batchnorm": {"4096": {"per_repeat": [4e8]}, "1048576": {"per_repeat": [4e9]}},
+        "relu": {},
+    }
+    cost = op_cost({"calibration": [calibration]}, 1)
+    assert cost.source == (
+        "batch norm modules timed at 2 sizes, the rest as copies, calibrated"
+    )  # the empty ReLU ladder is none
+    assert cost.seconds(8192, "batchnorm") == pytest.approx(8192 / 4e8)  # 20 us a call
+    assert cost.seconds(2 * 65536, "batchnorm") == pytest.approx(2 * 65536 / math.sqrt(1.6e18))
+    assert cost.seconds(8192, "relu") == pytest.approx(8192 / 9e10)  # an empty ladder: copies
+    assert math.isnan(OpCost().seconds(100.0))
+    assert math.isnan(op_cost({"calibration": []}, 1).seconds(1.0))
+    assert math.isnan(op_cost({"calibration": [calibration]}, 2).seconds(1.0))  # 1 thread only
+
+
+def test_other_ops_are_costed_by_their_kind():
+    from dscbench.predict.apply import Ladder, OpCost
+
+    spec = ModelSpec(
+        batch=1, model="tests.user_models:predict_net", input_shape=(16, 16, 16), twin="separable"
+    )
+    ops = other_ops(spec, "standard")
+    # BN (32x16x16 in and out, 64 weights), two in-place ReLUs, the pool and the classifier
+    assert ops.kinds == ("batchnorm", "relu", "relu", "copy", "copy")
+    assert ops.traffic == (4 * (2 * 32 * 256 + 64), 4 * 2 * 32 * 256, 4 * 2 * 64 * 64,
+                           4 * (64 * 64 + 64), 4 * (64 + 10 + 650))  # fmt: skip
+    assert ops.counts() == {"batchnorm": 1, "relu": 2, "copy": 2}
+    flat = OpCost((("copy", Ladder((), (1e10,))), ("batchnorm", Ladder((), (1e9,)))))
+    seconds = ops.seconds(flat)
+    assert seconds["batchnorm"] == pytest.approx(ops.traffic[0] / 1e9)
+    assert seconds["relu"] == pytest.approx(sum(ops.traffic[1:3]) / 1e10)  # falls back
+    assert seconds["copy"] == pytest.approx(sum(ops.traffic[3:]) / 1e10)
 
 
 def test_hit_rates():

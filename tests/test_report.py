@@ -53,6 +53,9 @@ def test_calibration_on_a_fake_timer_gives_known_numbers(tmp_path):
         "mm:float64": fake_kernel(clock, 2e9, 50e9),
         "copy": fake_kernel(clock, 1e8, 20e9),
         "triad": fake_kernel(clock, 1.5e8, 25e9),
+        "copy@4096": fake_kernel(clock, 8192, 80e9),
+        "batchnorm@4096": fake_kernel(clock, 8704, 0.5e9),
+        "relu@4096": fake_kernel(clock, 8192, 2e9),
     }
     result = calibrate.calibrate(
         "cpu", 2, kernels=kernels, timer=Timer(clock), facts=("Test CPU", {"torch": "x"}),
@@ -63,6 +66,12 @@ def test_calibration_on_a_fake_timer_gives_known_numbers(tmp_path):
     assert math.isnan(result.peak_flops("bfloat16"))
     assert result.peak_bandwidth == pytest.approx(25e9)
     assert result.compute["mm:float32"].spread == pytest.approx(0.0)
+    # the ladders are kept by size, apart from the roofs
+    assert set(result.bandwidth) == {"copy", "triad"}
+    assert result.copy_ladder["4096"].median == pytest.approx(80e9)
+    assert {m: set(sizes) for m, sizes in result.module_ladder.items()} == {
+        "batchnorm": {"4096"}, "relu": {"4096"}}  # fmt: skip
+    assert result.module_ladder["batchnorm"]["4096"].median == pytest.approx(0.5e9)
     rate = calibrate.Rate([4.0, 5.0, 4.5])  # the roof is the best repeat; spread over median
     assert rate.best == 5.0 and rate.median == 4.5 and rate.spread == pytest.approx(1 / 4.5)
     saved = calibrate.save(result, tmp_path)
@@ -82,6 +91,15 @@ def test_the_real_calibration_measures_something():
     assert clock_free.peak_flops("float32") > 1e9  # any CPU does a GFLOP/s
     assert clock_free.peak_bandwidth > 1e8
     assert {"copy", "triad"} <= set(clock_free.bandwidth)
+    sizes = {str(b) for b in calibrate.LADDER_BYTES}
+    assert set(clock_free.copy_ladder) == sizes
+    assert {m: set(s) for m, s in clock_free.module_ladder.items()} == dict.fromkeys(
+        calibrate.MODULES, sizes
+    )
+    bn = clock_free.module_ladder["batchnorm"]
+    # a batch norm call costs more than a copy of its bytes (its call, its new output)
+    assert bn["4096"].median < clock_free.copy_ladder["4096"].median
+    assert calibrate.Calibration.from_json(clock_free.to_json()).to_json() == clock_free.to_json()
 
 
 # ---------------------------------------------------------------------------------------------

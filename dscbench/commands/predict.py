@@ -110,7 +110,7 @@ def execute(
     from dscbench import api, results
     from dscbench.export import prediction as render
     from dscbench.jsonsafe import json_safe
-    from dscbench.predict.apply import Group, copy_cost, env_of, layer_ids, predict_network
+    from dscbench.predict.apply import Group, env_of, layer_ids, op_cost, predict_network
 
     cases = api.sweep(**axes, twin=twin).cases(axes["threads"])
     if len(cases) != 1:
@@ -125,7 +125,7 @@ def execute(
     fingerprint = same_machine(fitted_from, measured, group, against)
     held = layer_ids(spec) if holdout else frozenset()
     fits, note = fitted(fitted_from, Path(from_run), group, method, fingerprint, held, spec)
-    prediction = predict_network(spec, fits, copy_cost(fitted_from.meta, group.threads))
+    prediction = predict_network(spec, fits, op_cost(fitted_from.meta, group.threads))
     doc = render.document(
         spec, group, fits, prediction, measured.results, str(from_run), str(against or from_run)
     )

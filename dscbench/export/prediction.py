@@ -67,6 +67,14 @@ def document(
                 "bytes": prediction.other[v].bytes,
                 "seconds": prediction.other_seconds[v],
                 "costed_as": prediction.cost.source,
+                "by_kind": {
+                    kind: {"modules": n, "seconds": seconds}
+                    for (kind, n), seconds in zip(
+                        prediction.other[v].counts().items(),
+                        prediction.other[v].seconds(prediction.cost).values(),
+                        strict=True,
+                    )
+                },
             }
             for v in VARIANTS
         },
@@ -95,6 +103,15 @@ def _s(v: float) -> str:
     return format_seconds(v) if math.isfinite(v) else "-"
 
 
+KIND_WORDS = {"batchnorm": "batch norm", "relu": "activations", "copy": "others"}
+
+
+def _kinds(by_kind: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{x['modules']} {KIND_WORDS.get(k, k)} {_s(x['seconds'])}" for k, x in by_kind.items()
+    )
+
+
 def print_tables(doc: dict[str, Any], console: Console) -> None:
     from rich.table import Table
 
@@ -119,8 +136,8 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
         t.add_row("", "convs (sum)", "", _s(doc["convs"][v]), "", "")
         t.add_row(
             "",
-            f"other ops ({other['modules']} modules moving {format_bytes(other['bytes'])}, "
-            f"as {other['costed_as']})",
+            f"other ops ({other['modules']} modules moving {format_bytes(other['bytes'])}: "
+            f"{_kinds(other['by_kind'])}; {other['costed_as']})",
             "",
             _s(other["seconds"]),
             "",

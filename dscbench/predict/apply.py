@@ -129,45 +129,71 @@ def fit_run(
 
 
 @dataclass(frozen=True)
-class CopyCost:
-    """Seconds to move bytes on the fit run's machine: the calibration's copy ladder (traffic
-    per second of a copy, by array size, median of its repeats), interpolated in log-log and
-    flat beyond its ends; without a ladder (an older calibration), the DRAM copy bandwidth at
-    every size; without a calibration, unknown (NaN)."""
+class Ladder:
+    """Traffic per second by array size (bytes, ascending; median of each size's repeats),
+    interpolated in log-log and flat beyond its ends; one size: that rate at every size."""
 
-    sizes: tuple[float, ...] = ()  # array bytes, ascending
-    rates: tuple[float, ...] = ()  # traffic bytes per second at each size
-    source: str = "no calibration"
+    sizes: tuple[float, ...]
+    rates: tuple[float, ...]
 
     def seconds(self, traffic: float) -> float:
-        if not self.rates:
-            return math.nan
         if len(self.rates) == 1:
             return traffic / self.rates[0]
-        size = max(traffic / 2, 1.0)  # a copy's traffic is twice its array
+        size = max(traffic / 2, 1.0)  # a copy's or a module's traffic is twice its array
         rate = math.exp(np.interp(math.log(size), np.log(self.sizes), np.log(self.rates)))
         return traffic / rate
 
+    @classmethod
+    def of(cls, calibrated: dict[str, Any]) -> Ladder:
+        points = sorted(
+            (float(k), float(np.median(v["per_repeat"]))) for k, v in calibrated.items()
+        )
+        return cls(tuple(p[0] for p in points), tuple(p[1] for p in points))
 
-def copy_cost(meta: dict[str, Any], threads: int) -> CopyCost:
-    """The fit run's CPU calibration at ``threads``, as a CopyCost."""
+
+@dataclass(frozen=True)
+class OpCost:
+    """Seconds of a network's other ops on the fit run's machine, by the ladder each op is costed
+    by (``network.OTHER_KINDS``): a batch norm or an activation by the calibration's module
+    ladder (the module timed at that size), anything else by its copy ladder; a kind the
+    calibration has no ladder for falls back to copies; without a copy ladder (an older
+    calibration) the DRAM copy bandwidth at every size; without a calibration, unknown (NaN)."""
+
+    ladders: tuple[tuple[str, Ladder], ...] = ()  # kind -> ladder; "copy" always first
+    source: str = "no calibration"
+
+    def seconds(self, traffic: float, kind: str = "copy") -> float:
+        ladders = dict(self.ladders)
+        ladder = ladders.get(kind) or ladders.get("copy")
+        return ladder.seconds(traffic) if ladder else math.nan
+
+
+MODULE_WORDS = {"batchnorm": "batch norm", "relu": "activation"}
+
+
+def op_cost(meta: dict[str, Any], threads: int) -> OpCost:
+    """The fit run's CPU calibration at ``threads``, as an OpCost."""
     for c in meta.get("calibration") or []:
         if c.get("device") != "cpu" or int(c.get("threads") or 0) != threads:
             continue
-        ladder = c.get("copy_ladder") or {}
-        if ladder:
-            points = sorted(
-                (float(k), float(np.median(v["per_repeat"]))) for k, v in ladder.items()
+        copies = c.get("copy_ladder") or {}
+        modules = {k: v for k, v in (c.get("module_ladder") or {}).items() if v}
+        if copies:
+            ladders = [("copy", Ladder.of(copies))]
+            ladders += [(kind, Ladder.of(sizes)) for kind, sizes in sorted(modules.items())]
+            sizes = len(ladders[0][1].sizes)
+            timed = " and ".join(MODULE_WORDS[k] for k in sorted(modules) if k in MODULE_WORDS)
+            source = (
+                f"{timed} modules timed at {sizes} sizes, the rest as copies"
+                if timed
+                else f"copies of {sizes} sizes (the calibration has no module ladder)"
             )
-            return CopyCost(
-                tuple(p[0] for p in points),
-                tuple(p[1] for p in points),
-                f"copies of {len(points)} sizes, calibrated",
-            )
+            return OpCost(tuple(ladders), source + ", calibrated")
         rates = ((c.get("bandwidth") or {}).get("copy") or {}).get("per_repeat") or []
         if rates:
-            return CopyCost((), (float(np.median(rates)),), "DRAM copy bandwidth (no ladder)")
-    return CopyCost()
+            ladder = Ladder((), (float(np.median(rates)),))
+            return OpCost((("copy", ladder),), "DRAM copy bandwidth (no ladder)")
+    return OpCost()
 
 
 @dataclass
@@ -178,7 +204,7 @@ class Prediction:
     seconds: dict[str, list[float]]
     other: dict[str, Any]  # OtherOps per variant
     other_seconds: dict[str, float]
-    cost: CopyCost
+    cost: OpCost
 
     def convs(self, variant: str) -> float:
         return float(sum(s for s in self.seconds[variant] if math.isfinite(s)))
@@ -208,9 +234,9 @@ def layer_ids(spec: ModelSpec) -> frozenset[str]:
     )
 
 
-def predict_network(spec: ModelSpec, fits: dict[str, Fitted], cost: CopyCost) -> Prediction:
+def predict_network(spec: ModelSpec, fits: dict[str, Fitted], cost: OpCost) -> Prediction:
     """Each conv layer by the predictor of its kind (a dense layer by the standard variant's,
-    a depthwise + pointwise pair by the separable's), each other op as a copy of its traffic."""
+    a depthwise + pointwise pair by the separable's), each other op by its ladder (OpCost)."""
     layers, seconds, other, other_s = {}, {}, {}, {}
     for variant in VARIANTS:
         found = conv_layers(spec, variant)
@@ -221,7 +247,7 @@ def predict_network(spec: ModelSpec, fits: dict[str, Fitted], cost: CopyCost) ->
                 values[i] = s
         layers[variant], seconds[variant] = found, values
         other[variant] = other_ops(spec, variant)
-        other_s[variant] = float(sum(cost.seconds(t) for t in other[variant].traffic))
+        other_s[variant] = float(sum(other[variant].seconds(cost).values()))
     return Prediction(layers, seconds, other, other_s, cost)
 
 

@@ -6,9 +6,10 @@ The separable twin's depthwise conv followed by the 1x1 conv that reads its outp
 Anything else (a lone 1x1 conv, a grouped conv, padding other than 'same', dilation) is
 ``unsupported``: it is named, never silently dropped or guessed. A conv's bias is left out
 (a sweep's layers have none; one addition per output). The other ops' cost is their
-traffic (input, output and weights, as counting.py counts it), each op costed as a copy of
-that traffic at its size on the fit run's machine (the calibration's copy ladder,
-``apply.CopyCost``): stated apart in every total, never folded into the layers.
+traffic (input, output and weights, as counting.py counts it) at their size on the fit run's
+machine: a batch norm's and an activation's as the calibration timed those modules, anything
+else's as a copy of that traffic (``apply.OpCost``): stated apart in every total, never folded
+into the layers.
 """
 
 from __future__ import annotations
@@ -137,11 +138,18 @@ def _spec(model: ModelSpec, n: int, cin: int, cout: int, h: int, w: int, conv: A
     )
 
 
+# How an other op is costed: the calibration's module ladder for batch norms and activations
+# (every activation as the ReLU it times), its copy ladder for the rest.
+OTHER_KINDS = ("batchnorm", "relu", "copy")
+
+
 @dataclass(frozen=True)
 class OtherOps:
-    """What the network does besides its convs: each module's traffic in bytes."""
+    """What the network does besides its convs: each module's traffic in bytes and the kind
+    (OTHER_KINDS) it is costed as."""
 
     traffic: tuple[int, ...]
+    kinds: tuple[str, ...]
 
     @property
     def count(self) -> int:
@@ -151,6 +159,16 @@ class OtherOps:
     def bytes(self) -> int:
         return sum(self.traffic)
 
+    def counts(self) -> dict[str, int]:
+        return {k: self.kinds.count(k) for k in OTHER_KINDS if k in self.kinds}
+
+    def seconds(self, cost: Any) -> dict[str, float]:
+        """Seconds per kind, as ``cost`` (an ``apply.OpCost``) prices each op."""
+        out = dict.fromkeys(self.counts(), 0.0)
+        for kind, traffic in zip(self.kinds, self.traffic, strict=True):
+            out[kind] += cost.seconds(traffic, kind)
+        return out
+
 
 def other_ops(spec: ModelSpec, variant: str) -> OtherOps:
     """The traffic of every module that is not a conv and moves data: views and no-ops
@@ -159,20 +177,26 @@ def other_ops(spec: ModelSpec, variant: str) -> OtherOps:
     from torch import nn
 
     from dscbench import ops
-    from dscbench.counting import network_records
+    from dscbench.counting import activation_types, network_records
 
     with torch.device("meta"):
         module = ops.build(spec, variant)
+    modules = dict(module.named_modules())
     free = {
         n
-        for n, m in module.named_modules()
+        for n, m in modules.items()
         if isinstance(m, (nn.Flatten, nn.Identity, nn.modules.dropout._DropoutNd))
     }
-    records = network_records(spec, variant)
-    return OtherOps(
-        tuple(
-            r.bytes
-            for r in records
-            if r.layer_type not in CONV_TYPES and r.bytes and r.name not in free
-        )
-    )
+
+    def kind(name: str) -> str:
+        m = modules.get(name)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            return "batchnorm"
+        return "relu" if isinstance(m, activation_types()) else "copy"
+
+    records = [
+        r
+        for r in network_records(spec, variant)
+        if r.layer_type not in CONV_TYPES and r.bytes and r.name not in free
+    ]
+    return OtherOps(tuple(r.bytes for r in records), tuple(kind(r.name) for r in records))
