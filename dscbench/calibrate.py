@@ -19,10 +19,10 @@
   channels, a new output each call) and an in-place ``ReLU``, called as a network calls them,
   on activations of the same sizes, each size's traffic per second (input, output and the batch
   norm's weight and bias, as counting.py counts a layer's bytes). A module call costs more than a
-  copy of its bytes: the call itself (about 20 us for a batch norm on the development VMs, 4 us
-  for a copy), the output's allocation, the batch norm's arithmetic. ``dscbench predict`` costs
-  a network's batch norms and activations from these, its other ops (pooling, the classifier,
-  additions) as copies.
+  copy of its bytes: the call itself (at 4 KiB about 15 us for a batch norm and 2 us for a
+  ReLU on the development VMs, 1 us for a copy), the output's allocation, the batch norm's
+  arithmetic. ``dscbench predict`` costs an eager network's batch norms and activations from
+  these, its other modules (pooling, the classifier, a residual block's addition) as copies.
 
 The bandwidth can depend on the process: on the development VM it came out at 45-50 or at 75-78
 GB/s, a draw per process (benchmarks/REPORT-reports.md; transparent huge pages are the likely
@@ -37,6 +37,7 @@ versions, so a changed machine or library gets a fresh calibration.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -141,16 +142,18 @@ def calibration_key(device: str, device_name: str, threads: int, versions: dict)
 
 @dataclass
 class Kernel:
-    """A workload and how much work one call does (FLOPs or bytes)."""
+    """A workload, how much work one call does (FLOPs or bytes) and the context every timed
+    block runs in (as a row's ``Prepared.context``: entered once per block, not per call)."""
 
     fn: Callable[[], Any]
     amount: float
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 
 
 def measure_rate(kernel: Kernel, timer: Timer, repeats: int, block_time: float) -> Rate:
     """Warm up, size a block to ``block_time``, then time ``repeats`` blocks: amount per
     second of each."""
-    work = Workload(kernel.fn)
+    work = Workload(kernel.fn, kernel.context)
     cal = warm_up_and_calibrate(work, timer, HarnessOptions(block_time=block_time, warmup=0.0))
     rates = []
     for _ in range(repeats):
@@ -211,23 +214,18 @@ LADDER_CHANNELS = 64  # 4 KiB of float32 is 64 channels of 4x4
 
 def _modules(torch: Any, device: str, size: int) -> dict[str, Kernel]:
     """The module ladder's kernels at ``size`` bytes of float32 activation: a square image of
-    LADDER_CHANNELS channels, each module called as a network's forward calls it."""
+    LADDER_CHANNELS channels, each module called as a network's forward calls it (inference
+    mode entered once per timed block, as for a row; an inference tensor in and out)."""
     side = math.isqrt(size // 4 // LADDER_CHANNELS)
-    x = torch.randn(1, LADDER_CHANNELS, side, side, device=device)
+    with torch.inference_mode():
+        x = torch.randn(1, LADDER_CHANNELS, side, side, device=device)
     bn = torch.nn.BatchNorm2d(LADDER_CHANNELS).to(device).eval()
     relu = torch.nn.ReLU(inplace=True)
     traffic = 2.0 * x.numel() * x.element_size()
-
-    def call(module: Any) -> Callable[[], None]:
-        def run() -> None:
-            with torch.inference_mode():
-                module(x)
-
-        return run
-
+    params = 2 * LADDER_CHANNELS * x.element_size()  # weight and bias, as counting.py counts
     return {
-        f"batchnorm@{size}": Kernel(call(bn), traffic + 2 * LADDER_CHANNELS * x.element_size()),
-        f"relu@{size}": Kernel(call(relu), traffic),
+        f"batchnorm@{size}": Kernel(lambda: bn(x), traffic + params, torch.inference_mode),
+        f"relu@{size}": Kernel(lambda: relu(x), traffic, torch.inference_mode),
     }
 
 

@@ -199,35 +199,69 @@ def test_predict_refuses_another_machine_and_bad_input(fake_sweep, tmp_path):
 
 
 def test_op_cost_interpolates_each_ladder_in_log_log():
-    from dscbench.predict.apply import OpCost, op_cost
+    from dscbench.predict.apply import Group, OpCost, op_cost
 
+    cpu = Group("torch-cpu", 1, "float32")
     copies = {
         "4096": {"per_repeat": [8e10, 1e11, 9e10]},  # 90 GB/s of traffic in cache
         "1048576": {"per_repeat": [1e10]},
     }  # 10 GB/s at 1 MiB
     calibration = {"device": "cpu", "threads": 1, "copy_ladder": copies, "bandwidth": {}}
-    cost = op_cost({"calibration": [calibration]}, 1)
+    cost = op_cost({"calibration": [calibration]}, cpu)
     assert cost.source == "copies of 2 sizes (the calibration has no module ladder), calibrated"
     assert cost.seconds(2 * 4096) == pytest.approx(8192 / 9e10)
     assert cost.seconds(2 * 1048576) == pytest.approx(2 * 1048576 / 1e10)
     # halfway in log size (64 KiB arrays): the geometric mean of the rates, 30 GB/s
     assert cost.seconds(2 * 65536) == pytest.approx(2 * 65536 / 3e10)
-    assert cost.seconds(2 * 2**30) == pytest.approx(2 * 2**30 / 1e10)  # flat beyond the end
+    assert cost.seconds(2 * 2**30) == pytest.approx(2 * 2**30 / 1e10)  # the last rate beyond
+    assert cost.seconds(100) == pytest.approx(8192 / 9e10)  # below: the smallest call's time
     assert cost.seconds(8192, "batchnorm") == pytest.approx(8192 / 9e10)  # no ladder: copies
     calibration["module_ladder"] = {
         "batchnorm": {"4096": {"per_repeat": [4e8]}, "1048576": {"per_repeat": [4e9]}},
         "relu": {},
     }
-    cost = op_cost({"calibration": [calibration]}, 1)
+    cost = op_cost({"calibration": [calibration]}, cpu)
     assert cost.source == (
         "batch norm modules timed at 2 sizes, the rest as copies, calibrated"
     )  # the empty ReLU ladder is none
     assert cost.seconds(8192, "batchnorm") == pytest.approx(8192 / 4e8)  # 20 us a call
     assert cost.seconds(2 * 65536, "batchnorm") == pytest.approx(2 * 65536 / math.sqrt(1.6e18))
     assert cost.seconds(8192, "relu") == pytest.approx(8192 / 9e10)  # an empty ladder: copies
+    # a backend that may fuse them: copies, and it says so; another dtype: said
+    fused = op_cost({"calibration": [calibration]}, Group("onnxruntime-cpu", 1, "float32"))
+    assert fused.seconds(8192, "batchnorm") == pytest.approx(8192 / 9e10)
+    assert "onnxruntime-cpu may fuse batch norms and activations" in fused.source
+    half = op_cost({"calibration": [calibration]}, Group("torch-cpu", 1, "bfloat16"))
+    assert "(timed in float32; these layers are bfloat16)" in half.source
     assert math.isnan(OpCost().seconds(100.0))
-    assert math.isnan(op_cost({"calibration": []}, 1).seconds(1.0))
-    assert math.isnan(op_cost({"calibration": [calibration]}, 2).seconds(1.0))  # 1 thread only
+    assert math.isnan(op_cost({"calibration": []}, cpu).seconds(1.0))
+    assert math.isnan(op_cost({"calibration": [calibration]}, Group("torch-cpu", 2, "float32"))
+                      .seconds(1.0))  # fmt: skip
+    # torch-cuda reads the CUDA calibration (threads 0), never the CPU's
+    gpu = dict(calibration, device="cuda", threads=0, copy_ladder={"4096": {"per_repeat": [1e9]}})
+    both = {"calibration": [calibration, gpu]}
+    assert op_cost(both, Group("torch-cuda", 1, "float32")).seconds(8192) == pytest.approx(8.192e-6)
+
+
+def test_op_cost_reads_a_stored_calibration():
+    from dscbench import calibrate
+    from dscbench.predict.apply import Group, op_cost
+
+    ladder = {"4096": calibrate.Rate([2e9]), "16384": calibrate.Rate([8e9])}
+    stored = calibrate.Calibration(
+        "cpu", "Test CPU", 1, {"torch": "x"}, copy_ladder={"4096": calibrate.Rate([1e10])},
+        module_ladder={"batchnorm": ladder, "relu": {"4096": calibrate.Rate([4e9])}},
+    ).to_json()  # fmt: skip
+    cost = op_cost(
+        {"calibration": [json.loads(json.dumps(stored))]}, Group("torch-cpu", 1, "float32")
+    )
+    assert cost.source == (
+        "batch norm and activation modules timed at 2 sizes, the rest as copies, calibrated"
+    )
+    assert cost.seconds(2 * 4096, "batchnorm") == pytest.approx(4.096e-6)  # 8192 B at 2 GB/s
+    assert cost.seconds(2 * 16384, "batchnorm") == pytest.approx(4.096e-6)  # 4x the bytes, 4x rate
+    assert cost.seconds(2 * 4096, "relu") == pytest.approx(2.048e-6)
+    assert cost.seconds(2 * 4096, "copy") == pytest.approx(0.8192e-6)
 
 
 def test_other_ops_are_costed_by_their_kind():

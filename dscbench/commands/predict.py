@@ -125,7 +125,7 @@ def execute(
     fingerprint = same_machine(fitted_from, measured, group, against)
     held = layer_ids(spec) if holdout else frozenset()
     fits, note = fitted(fitted_from, Path(from_run), group, method, fingerprint, held, spec)
-    prediction = predict_network(spec, fits, op_cost(fitted_from.meta, group.threads))
+    prediction = predict_network(spec, fits, op_cost(fitted_from.meta, group))
     doc = render.document(
         spec, group, fits, prediction, measured.results, str(from_run), str(against or from_run)
     )

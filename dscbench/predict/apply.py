@@ -131,7 +131,8 @@ def fit_run(
 @dataclass(frozen=True)
 class Ladder:
     """Traffic per second by array size (bytes, ascending; median of each size's repeats),
-    interpolated in log-log and flat beyond its ends; one size: that rate at every size."""
+    interpolated in log-log; beyond the largest size the largest's rate, below the smallest the
+    smallest's time (a call that small is its fixed cost); one rate alone: it at every size."""
 
     sizes: tuple[float, ...]
     rates: tuple[float, ...]
@@ -139,7 +140,9 @@ class Ladder:
     def seconds(self, traffic: float) -> float:
         if len(self.rates) == 1:
             return traffic / self.rates[0]
-        size = max(traffic / 2, 1.0)  # a copy's or a module's traffic is twice its array
+        size = traffic / 2  # a copy's or a module's traffic is twice its array
+        if size < self.sizes[0]:
+            return self.seconds(2 * self.sizes[0])
         rate = math.exp(np.interp(math.log(size), np.log(self.sizes), np.log(self.rates)))
         return traffic / rate
 
@@ -169,25 +172,40 @@ class OpCost:
 
 
 MODULE_WORDS = {"batchnorm": "batch norm", "relu": "activation"}
+EAGER = ("torch-cpu", "torch-cuda")  # backends that call every module as written, fusing none
 
 
-def op_cost(meta: dict[str, Any], threads: int) -> OpCost:
-    """The fit run's CPU calibration at ``threads``, as an OpCost."""
+def op_cost(meta: dict[str, Any], group: Group) -> OpCost:
+    """The fit run's calibration of ``group``'s device (at its threads on the CPU), as an
+    OpCost: module ladders for an eager backend, copies alone for one that may fuse batch norms
+    and activations into the convs (said in the source, as a float32 ladder for another dtype)."""
+    from dscbench.backends import REGISTRY
+
+    info = REGISTRY.get(group.backend)
+    device = info.device if info else "cpu"
+    threads = 0 if device == "cuda" else group.threads
+    eager = group.backend in EAGER
     for c in meta.get("calibration") or []:
-        if c.get("device") != "cpu" or int(c.get("threads") or 0) != threads:
+        if c.get("device") != device or int(c.get("threads") or 0) != threads:
             continue
         copies = c.get("copy_ladder") or {}
-        modules = {k: v for k, v in (c.get("module_ladder") or {}).items() if v}
+        modules = {k: v for k, v in (c.get("module_ladder") or {}).items() if v and eager}
         if copies:
             ladders = [("copy", Ladder.of(copies))]
             ladders += [(kind, Ladder.of(sizes)) for kind, sizes in sorted(modules.items())]
-            sizes = len(ladders[0][1].sizes)
             timed = " and ".join(MODULE_WORDS[k] for k in sorted(modules) if k in MODULE_WORDS)
-            source = (
-                f"{timed} modules timed at {sizes} sizes, the rest as copies"
-                if timed
-                else f"copies of {sizes} sizes (the calibration has no module ladder)"
-            )
+            if timed:
+                sizes = max(len(ladder.sizes) for _, ladder in ladders[1:])
+                source = f"{timed} modules timed at {sizes} sizes, the rest as copies"
+                if group.dtype != "float32":
+                    source += f" (timed in float32; these layers are {group.dtype})"
+            else:
+                source = f"copies of {len(ladders[0][1].sizes)} sizes" + (
+                    " (the calibration has no module ladder)"
+                    if eager
+                    else f" ({group.backend} may fuse batch norms and activations into the "
+                    "convs: then copies overstate them)"
+                )
             return OpCost(tuple(ladders), source + ", calibrated")
         rates = ((c.get("bandwidth") or {}).get("copy") or {}).get("per_repeat") or []
         if rates:
