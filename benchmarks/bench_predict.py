@@ -107,6 +107,7 @@ def predict() -> list[str]:
         *layer_table(doc),
         "",
         *totals(doc),
+        copies_line(doc, copies_only(run)),
         "",
         *method_table(docs),
         "",
@@ -183,6 +184,33 @@ def totals(doc: dict) -> list[str]:
 
 
 KINDS = {"batchnorm": "batch norms", "relu": "activations", "copy": "others"}
+
+
+def copies_only(run: Path) -> dict[str, float]:
+    """MobileNetV1's other ops costed as copies alone (how `predict` priced them before the
+    module ladder), from the same run's calibration."""
+    from dscbench.predict.apply import Ladder, OpCost
+    from dscbench.predict.network import other_ops
+    from dscbench.results import load_results
+    from dscbench.spec import ModelSpec
+
+    meta = load_results(run).meta
+    cal = next(c for c in meta["calibration"] if c["device"] == "cpu" and c["threads"] == 1)
+    cost = OpCost((("copy", Ladder.of(cal["copy_ladder"])),))
+    spec = ModelSpec(batch=1, model="mobilenet-v1", input_shape=(3, 224, 224))
+    return {v: sum(other_ops(spec, v).seconds(cost).values()) for v in ("standard", "separable")}
+
+
+def copies_line(doc: dict, copies: dict[str, float]) -> str:
+    total = {v: doc["convs"][v] + copies[v] for v in copies}
+    parts = [
+        f"{v} {_ms(copies[v])} (total {_err(total[v], doc['measured_total'][v])})"
+        for v in ("standard", "separable")
+    ]
+    return (
+        "- the same other ops costed as copies alone (the costing before the module ladder, "
+        f"from this run's copy ladder): {', '.join(parts)}"
+    )
 
 
 def method_table(docs: dict) -> list[str]:
