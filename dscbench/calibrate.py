@@ -19,8 +19,8 @@
   channels, a new output each call) and an in-place ``ReLU``, called as a network calls them,
   on activations of the same sizes, each size's traffic per second (input, output and the batch
   norm's weight and bias, as counting.py counts a layer's bytes). A module call costs more than a
-  copy of its bytes: the call itself (at 4 KiB about 15 us for a batch norm and 2 us for a
-  ReLU on the development VMs, 1 us for a copy), the output's allocation, the batch norm's
+  copy of its bytes: the call itself (at 4 KiB a batch norm call took 7x a copy on the
+  development VM, benchmarks/REPORT-predict.md), the output's allocation, the batch norm's
   arithmetic. ``dscbench predict`` costs an eager network's batch norms and activations from
   these, its other modules (pooling, the classifier, a residual block's addition) as copies.
 
