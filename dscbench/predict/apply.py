@@ -148,8 +148,10 @@ class Ladder:
 
     @classmethod
     def of(cls, calibrated: dict[str, Any]) -> Ladder:
+        from dscbench.calibrate import Rate
+
         points = sorted(
-            (float(k), float(np.median(v["per_repeat"]))) for k, v in calibrated.items()
+            (float(k), Rate(list(v["per_repeat"])).median) for k, v in calibrated.items()
         )
         return cls(tuple(p[0] for p in points), tuple(p[1] for p in points))
 
@@ -180,6 +182,7 @@ def op_cost(meta: dict[str, Any], group: Group) -> OpCost:
     OpCost: module ladders for an eager backend, copies alone for one that may fuse batch norms
     and activations into the convs (said in the source, as a float32 ladder for another dtype)."""
     from dscbench.backends import REGISTRY
+    from dscbench.calibrate import Rate
 
     info = REGISTRY.get(group.backend)
     device = info.device if info else "cpu"
@@ -209,7 +212,7 @@ def op_cost(meta: dict[str, Any], group: Group) -> OpCost:
             return OpCost(tuple(ladders), source + ", calibrated")
         rates = ((c.get("bandwidth") or {}).get("copy") or {}).get("per_repeat") or []
         if rates:
-            ladder = Ladder((), (float(np.median(rates)),))
+            ladder = Ladder((), (Rate(list(rates)).median,))
             return OpCost((("copy", ladder),), "DRAM copy bandwidth (no ladder)")
     return OpCost()
 
